@@ -1,0 +1,58 @@
+"""One settings object for the whole bus.
+
+`Settings.from_env()` is the only place the environment is read (prefix ``PINGAN_``);
+everything else receives a `Settings` instance explicitly. The object is frozen.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Environment-driven configuration (``PINGAN_<FIELD>``), frozen after construction."""
+
+    model_config = SettingsConfigDict(env_prefix="PINGAN_", frozen=True, extra="ignore")
+
+    # --- where things run -------------------------------------------------
+    run_dir: Path = Field(default=PROJECT_ROOT / ".run", description="logs, data and pid files of the local stack")
+    # --- Kafka ---------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "512m"
+    kafka_manage: bool = Field(default=True, description="False when pointing at an existing cluster")
+    topic_prefix: str = ""
+    replication_factor: int = 1
+    # --- Elasticsearch -------------------------------------------------------
+    es_url: str = "http://127.0.0.1:9251"
+    # The embedded runner only accepts HTTP ports up to 9299; node 1 listens on base+1.
+    es_http_port: int = 9251
+    es_transport_port: int = 9351
+    es_heap: str = "768m"
+    es_manage: bool = True
+    es_index_prefix: str = "pingan"
+    es_refresh_interval: str = "1s"
+    # --- domain ------------------------------------------------------------------
+    timezone: str = "Asia/Shanghai"
+    person_key_secret: str = Field(default="dev-only-person-key-secret-change-me", repr=False)
+    county_code: str = "513221"
+    # --- processing -------------------------------------------------------------
+    app_id: str = "pingan-bus"
+    worker_web_port: int = 6066
+    search_port: int = 8080
+    receiver_port: int = 8090
+    max_lateness_s: int = 6 * 3600
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Read ``PINGAN_*`` from the environment; explicit overrides win."""
+        return cls(**overrides)  # type: ignore[arg-type]
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a catalogue name (applies the optional prefix)."""
+        return f"{self.topic_prefix}{name}"
