@@ -1,0 +1,1 @@
+"""Avro contracts of the bus: schemas (*.avsc), topic catalogue, single-object serde, compatibility gate."""

@@ -1,0 +1,161 @@
+"""Incident record → Elasticsearch document and bulk action (pure, no I/O).
+
+Contract:
+- `incident_document(incident)` returns ``(incident_id, document)`` for an incident record shaped
+  like ``pingan.Incident`` (docs/contracts.md). The document holds only what the record holds
+  (masked displays and pseudonymous keys, never clear identifiers), plus derived fields:
+  ``admin_path`` (every prefix 2/4/6/9/12 digits of every admin code the incident touches, used
+  for jurisdiction filtering), ``search_text`` (event texts, time-ordered), ``location`` (mean of
+  the event points), ``event_locations`` (all event points), ``event_count``, ``sources``,
+  ``event_kinds``. Raises `DocumentError` for a record that cannot be indexed (no id, merged).
+- Merged incidents: the retired id is **deleted** from the index (`incident_action` returns a
+  delete action). The surviving incident's own record carries every event, so a search never
+  shows the same events twice; a stale link to the retired id answers 404.
+- `incident_action(incident, index)` is the bulk action for either case. Index actions carry
+  ``version=<incident.version>`` with ``version_type=external_gte`` so a redelivered or replayed
+  older update never overwrites a newer one (the sink treats the 409 as "already newer").
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+ADMIN_LEVELS: tuple[int, ...] = (2, 4, 6, 9, 12)
+"""Lengths of province, prefecture, county, town and village codes."""
+
+
+class DocumentError(ValueError):
+    """The incident record cannot become an index document (a dead letter, not retriable)."""
+
+
+def is_admin_code(code: object) -> bool:
+    """True for a digit string of a known admin level length (2, 4, 6, 9 or 12)."""
+    return isinstance(code, str) and code.isdigit() and len(code) in ADMIN_LEVELS
+
+
+def admin_path(code: str | None) -> list[str]:
+    """Every ancestor-or-self code of `code`: ``513221107201`` → 51, 5132, 513221, 513221107, 513221107201."""
+    if not code or not code.isdigit():
+        return []
+    return [code[:n] for n in ADMIN_LEVELS if n <= len(code)]
+
+
+def admin_paths(codes: Iterable[str | None]) -> list[str]:
+    """Sorted union of `admin_path` over several codes."""
+    out: set[str] = set()
+    for code in codes:
+        out.update(admin_path(code))
+    return sorted(out, key=lambda c: (len(c), c))
+
+
+def _point(lat: Any, lon: Any) -> dict[str, float] | None:
+    """A geo_point dict for a valid WGS-84 pair, else None."""
+    if lat is None or lon is None:
+        return None
+    try:
+        la, lo = float(lat), float(lon)
+    except (TypeError, ValueError):
+        return None
+    if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0) or la != la or lo != lo:
+        return None
+    return {"lat": la, "lon": lo}
+
+
+def _event_doc(ev: Mapping[str, Any]) -> dict[str, Any]:
+    point = _point(ev.get("lat"), ev.get("lon"))
+    doc: dict[str, Any] = {
+        "event_id": ev.get("event_id"),
+        "source": ev.get("source"),
+        "kind": ev.get("kind"),
+        "occurred_at": ev.get("occurred_at"),
+        "text": ev.get("text") or "",
+        "admin_code": ev.get("admin_code"),
+        "persons": list(ev.get("persons") or []),
+    }
+    if point:
+        doc["location"] = point
+        doc["lat"], doc["lon"] = point["lat"], point["lon"]
+    return doc
+
+
+def _link_doc(link: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "link_id": link.get("link_id"),
+        "event_a": link.get("event_a"),
+        "event_b": link.get("event_b"),
+        "score": link.get("score"),
+        "reasons": list(link.get("reasons") or []),
+        "rule": link.get("rule"),
+        "county_code": link.get("county_code"),
+        "created_at": link.get("created_at"),
+    }
+
+
+def incident_document(incident: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(_id, document)`` for a live (not merged) incident record."""
+    inc_id = incident.get("incident_id")
+    if not isinstance(inc_id, str) or not inc_id:
+        raise DocumentError("incident without incident_id")
+    if incident.get("status") == "merged":
+        raise DocumentError(f"{inc_id} is merged into {incident.get('merged_into')}; it is deleted, not indexed")
+    events = sorted(
+        (_event_doc(e) for e in incident.get("events") or []),
+        key=lambda e: (e.get("occurred_at") or 0, e.get("event_id") or ""),
+    )
+    points = [e["location"] for e in events if "location" in e]
+    location = (
+        {"lat": sum(p["lat"] for p in points) / len(points), "lon": sum(p["lon"] for p in points) / len(points)}
+        if points
+        else None
+    )
+    town_codes = sorted(set(incident.get("town_codes") or []))
+    village_codes = sorted(set(incident.get("village_codes") or []))
+    path = admin_paths(
+        [incident.get("admin_code"), incident.get("county_code"), *town_codes, *village_codes]
+        + [e.get("admin_code") for e in events]
+    )
+    doc: dict[str, Any] = {
+        "incident_id": inc_id,
+        "status": incident.get("status"),
+        "merged_into": incident.get("merged_into"),
+        "kind": incident.get("kind"),
+        "severity": incident.get("severity"),
+        "tier": incident.get("tier"),
+        "admin_code": incident.get("admin_code"),
+        "admin_path": path,
+        "county_code": incident.get("county_code"),
+        "town_codes": town_codes,
+        "village_codes": village_codes,
+        "first_seen": incident.get("first_seen"),
+        "last_seen": incident.get("last_seen"),
+        "updated_at": incident.get("updated_at"),
+        "version": incident.get("version"),
+        "event_count": len(events),
+        "event_ids": sorted(set(incident.get("event_ids") or [e["event_id"] for e in events if e.get("event_id")])),
+        "sources": sorted({e["source"] for e in events if e.get("source")}),
+        "event_kinds": sorted({e["kind"] for e in events if e.get("kind")}),
+        "location": location,
+        "event_locations": points,
+        "person_keys": sorted(set(incident.get("person_keys") or [])),
+        "vehicle_keys": sorted(set(incident.get("vehicle_keys") or [])),
+        "search_text": "\n".join(e["text"] for e in events if e.get("text")),
+        "events": events,
+        "links": [_link_doc(link) for link in incident.get("links") or []],
+    }
+    return inc_id, doc
+
+
+def incident_action(incident: Mapping[str, Any], index: str, *, external_version: bool = True) -> dict[str, Any]:
+    """Bulk action for `incident`: delete for a merged (retired) id, else index its document."""
+    inc_id = incident.get("incident_id")
+    if incident.get("status") == "merged":
+        if not isinstance(inc_id, str) or not inc_id:
+            raise DocumentError("merged incident without incident_id")
+        return {"_op_type": "delete", "_index": index, "_id": inc_id}
+    doc_id, doc = incident_document(incident)
+    action: dict[str, Any] = {"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc}
+    version = incident.get("version")
+    if external_version and isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+        action["version"] = version
+        action["version_type"] = "external_gte"
+    return action

@@ -1,0 +1,139 @@
+"""Index template, settings and mappings for the incident indices (pure, no I/O).
+
+Contract: `incident_template(prefix, refresh_interval)` is the body of a composable index
+template (``PUT _index_template/<name>``) for ``<prefix>-incidents-*``. Every versioned index
+``<prefix>-incidents-v000001`` … gets one shard and no replicas locally, ids/codes as keywords,
+epoch-millis dates, ``geo_point`` locations and Chinese text analysed with the built-in ``cjk``
+bigram analyzer (plus a ``.uni`` unigram subfield for one-character queries and a ``.raw``
+keyword where exact values are useful). Source text is kept in ``_source`` and stored.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+TEMPLATE_VERSION = 1
+"""Bump when the mappings change; an index built from an older template needs a replay."""
+
+# A custom analyzer equal to the built-in `cjk` one but also emitting unigrams, so a
+# one-character query ("火", "偷") still matches. Built from built-in filters only.
+_ANALYSIS: dict[str, Any] = {
+    "filter": {
+        "pingan_cjk_bigram_uni": {"type": "cjk_bigram", "output_unigrams": True},
+    },
+    "analyzer": {
+        "pingan_cjk_uni": {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": ["cjk_width", "lowercase", "pingan_cjk_bigram_uni"],
+        },
+    },
+}
+
+_DATE: dict[str, Any] = {"type": "date", "format": "epoch_millis"}
+_KW: dict[str, Any] = {"type": "keyword"}
+
+
+def _text(raw: bool = False, store: bool = True) -> dict[str, Any]:
+    """A `cjk`-analysed text field with a unigram subfield (and optionally `.raw` keyword)."""
+    fields: dict[str, Any] = {"uni": {"type": "text", "analyzer": "pingan_cjk_uni"}}
+    if raw:
+        fields["raw"] = {"type": "keyword", "ignore_above": 512}
+    return {"type": "text", "analyzer": "cjk", "store": store, "fields": fields}
+
+
+def incident_mappings() -> dict[str, Any]:
+    """Mappings of an incident document (see `connectors.elasticsearch.documents`)."""
+    return {
+        "dynamic": "strict",
+        "_meta": {"template_version": TEMPLATE_VERSION},
+        "properties": {
+            "incident_id": _KW,
+            "status": _KW,
+            "merged_into": _KW,
+            "kind": _KW,
+            "severity": {"type": "integer"},
+            "tier": _KW,
+            "admin_code": _KW,
+            "admin_path": _KW,
+            "county_code": _KW,
+            "town_codes": _KW,
+            "village_codes": _KW,
+            "first_seen": _DATE,
+            "last_seen": _DATE,
+            "updated_at": _DATE,
+            "version": {"type": "long"},
+            "event_count": {"type": "integer"},
+            "event_ids": _KW,
+            "sources": _KW,
+            "event_kinds": _KW,
+            "location": {"type": "geo_point"},
+            "event_locations": {"type": "geo_point"},
+            "person_keys": _KW,
+            "vehicle_keys": _KW,
+            "search_text": _text(store=False),
+            "events": {
+                "type": "nested",
+                "properties": {
+                    "event_id": _KW,
+                    "source": _KW,
+                    "kind": _KW,
+                    "occurred_at": _DATE,
+                    "text": _text(raw=True),
+                    "location": {"type": "geo_point"},
+                    "lat": {"type": "double", "index": False},
+                    "lon": {"type": "double", "index": False},
+                    "admin_code": _KW,
+                    "persons": {"type": "keyword", "index": False},
+                },
+            },
+            "links": {
+                "type": "object",
+                "properties": {
+                    "link_id": _KW,
+                    "event_a": _KW,
+                    "event_b": _KW,
+                    "score": {"type": "float"},
+                    "reasons": _text(raw=True),
+                    "rule": _KW,
+                    "county_code": _KW,
+                    "created_at": _DATE,
+                },
+            },
+        },
+    }
+
+
+def index_settings(refresh_interval: str = "1s", shards: int = 1, replicas: int = 0) -> dict[str, Any]:
+    """Index settings: shard/replica counts, refresh interval and the analysis chain."""
+    return {
+        "number_of_shards": shards,
+        "number_of_replicas": replicas,
+        "refresh_interval": refresh_interval,
+        "analysis": _ANALYSIS,
+    }
+
+
+def incident_index_pattern(prefix: str) -> str:
+    """``<prefix>-incidents-*``: the pattern the template applies to."""
+    return f"{prefix}-incidents-*"
+
+
+def incident_template(
+    prefix: str,
+    refresh_interval: str = "1s",
+    *,
+    shards: int = 1,
+    replicas: int = 0,
+    priority: int = 200,
+) -> dict[str, Any]:
+    """Body of the composable index template for ``<prefix>-incidents-*``."""
+    return {
+        "index_patterns": [incident_index_pattern(prefix)],
+        "priority": priority,
+        "version": TEMPLATE_VERSION,
+        "_meta": {"description": "平安总线 incidents (alias in front of versioned indices)"},
+        "template": {
+            "settings": index_settings(refresh_interval, shards, replicas),
+            "mappings": incident_mappings(),
+        },
+    }

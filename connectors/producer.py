@@ -1,0 +1,245 @@
+"""Kafka producer for the connectors: idempotent, acks=all, Avro-encoding, dead-letter aware.
+
+Contract
+--------
+* ``RecordProducer`` starts lazily: ``send*`` calls ``ensure_started()``; when the broker cannot be
+  reached it raises :class:`DeliveryError` with ``retriable=True`` (the caller spools/retries).
+* ``send``/``send_batch`` return only after Kafka acknowledged every record (acks=all,
+  idempotent producer). Failures raise :class:`DeliveryError`: ``retriable`` tells the caller
+  whether waiting helps (broker away, timeout, leader change) or the record itself is bad
+  (too large, invalid topic) and belongs in the dead-letter topic. ``failures`` lists
+  ``(index, exception)`` per failed item of a batch.
+* Keys are UTF-8 strings (``str`` is encoded, ``bytes`` passed through).
+* ``send_dead_letter(record)`` Avro-encodes a ``pingan.DeadLetter`` dict and publishes it to the
+  dead-letter topic keyed by its ``source``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerClosed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiokafka.structs import RecordMetadata
+
+    from schemas.serde import SchemaStore
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEADLETTER_TOPIC = "deadletters.v1"
+DEADLETTER_SCHEMA = "pingan.DeadLetter"
+
+#: (topic, key, value) as handed to Kafka.
+Item = tuple[str, "bytes | None", bytes]
+
+
+class DeliveryError(Exception):
+    """Kafka did not confirm delivery. ``retriable``: True when waiting/retrying can help."""
+
+    def __init__(self, message: str, *, retriable: bool, failures: Sequence[tuple[int, BaseException]] = ()) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.failures = list(failures)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """True for errors an outage explains (timeouts, connection loss, retriable broker errors)."""
+    if isinstance(exc, DeliveryError):
+        return exc.retriable
+    if isinstance(exc, (asyncio.TimeoutError, KafkaTimeoutError, KafkaConnectionError, ProducerClosed, OSError)):
+        return True
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False))
+    return False
+
+
+def encode_key(key: str | bytes | None) -> bytes | None:
+    """Kafka key bytes: UTF-8 for ``str``."""
+    if key is None or isinstance(key, bytes):
+        return key
+    return key.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    """Tuning of the underlying aiokafka producer."""
+
+    client_id: str = "pingan-connector"
+    linger_ms: int = 5
+    request_timeout_ms: int = 30_000
+    retry_backoff_ms: int = 200
+    max_batch_size: int = 256 * 1024
+    max_request_size: int = 4 * 1024 * 1024
+    compression_type: str | None = None
+    start_timeout_s: float = 10.0
+
+
+class RecordProducer:
+    """aiokafka producer wrapper (acks=all, idempotent) with Avro encoding and dead letters."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        config: ProducerConfig | None = None,
+        deadletter_topic: str = DEADLETTER_TOPIC,
+        store: "SchemaStore | None" = None,
+        producer_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.config = config or ProducerConfig()
+        self.deadletter_topic = deadletter_topic
+        self._store = store
+        self._factory = producer_factory or AIOKafkaProducer
+        self._producer: Any | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", **kwargs: Any) -> "RecordProducer":
+        """Producer for ``settings.kafka_bootstrap`` writing dead letters to the prefixed topic."""
+        kwargs.setdefault("deadletter_topic", settings.topic(DEADLETTER_TOPIC))
+        return cls(settings.kafka_bootstrap, **kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def store(self) -> "SchemaStore":
+        """The schema store (``schemas.serde.default_store()`` unless one was given)."""
+        if self._store is None:
+            from schemas.serde import default_store
+
+            self._store = default_store()
+        return self._store
+
+    @property
+    def started(self) -> bool:
+        """True while an underlying producer is connected."""
+        return self._producer is not None
+
+    async def start(self) -> None:
+        """Connect; raises ``DeliveryError(retriable=True)`` when the broker is unreachable."""
+        await self.ensure_started()
+
+    async def ensure_started(self) -> Any:
+        """The connected aiokafka producer, creating it on first use or after a failed start."""
+        if self._closed:
+            raise DeliveryError("producer is stopped", retriable=False)
+        if self._producer is not None:
+            return self._producer
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._producer is not None:
+                return self._producer
+            cfg = self.config
+            producer = self._factory(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=cfg.client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=cfg.linger_ms,
+                request_timeout_ms=cfg.request_timeout_ms,
+                retry_backoff_ms=cfg.retry_backoff_ms,
+                max_batch_size=cfg.max_batch_size,
+                max_request_size=cfg.max_request_size,
+                compression_type=cfg.compression_type,
+            )
+            try:
+                await asyncio.wait_for(producer.start(), timeout=cfg.start_timeout_s)
+            except BaseException as exc:
+                try:
+                    await asyncio.wait_for(producer.stop(), timeout=5)
+                except Exception:  # noqa: BLE001 - the start failure is what we report
+                    log.debug("stop after failed start raised", exc_info=True)
+                if isinstance(exc, Exception):
+                    raise DeliveryError(
+                        f"cannot connect to Kafka at {self.bootstrap_servers}: {type(exc).__name__}: {exc}",
+                        retriable=is_retriable(exc),
+                    ) from exc
+                raise
+            self._producer = producer
+            return producer
+
+    async def flush(self) -> None:
+        """Wait until everything handed to the producer is acknowledged or failed."""
+        if self._producer is not None:
+            await self._producer.flush()
+
+    async def stop(self) -> None:
+        """Flush and close (idempotent)."""
+        self._closed = True
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def reset(self) -> None:
+        """Drop the current connection (after repeated timeouts); the next send reconnects."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), timeout=5)
+            except Exception:  # noqa: BLE001 - we are discarding it anyway
+                log.debug("stop of discarded producer raised", exc_info=True)
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, schema: str, record: Mapping[str, Any]) -> bytes:
+        """Avro single-object encoding of ``record`` with the current ``schema``."""
+        return self.store.encode(schema, record)
+
+    def dead_letter_item(self, record: Mapping[str, Any]) -> Item:
+        """(topic, key, value) of a DeadLetter dict, for sending or spooling."""
+        return (self.deadletter_topic, encode_key(str(record["source"])), self.encode(DEADLETTER_SCHEMA, record))
+
+    # ------------------------------------------------------------------ send
+    async def send(self, topic: str, key: str | bytes | None, value: bytes, *, timeout: float | None = None) -> "RecordMetadata":
+        """Send one record and await Kafka's acknowledgement (``DeliveryError`` otherwise)."""
+        return (await self.send_batch([(topic, encode_key(key), value)], timeout=timeout))[0]
+
+    async def send_batch(self, items: Sequence[Item], *, timeout: float | None = None) -> list["RecordMetadata"]:
+        """Hand all items to the producer in order, then await every acknowledgement.
+
+        Raises ``DeliveryError`` listing each failed item; ``retriable`` is True if any failure is
+        retriable (the whole batch should be retried later)."""
+        if not items:
+            return []
+        try:
+            return await asyncio.wait_for(self._send_batch(items), timeout=timeout)
+        except asyncio.TimeoutError as exc:
+            raise DeliveryError(f"Kafka did not confirm {len(items)} record(s) within {timeout}s", retriable=True) from exc
+
+    async def _send_batch(self, items: Sequence[Item]) -> list["RecordMetadata"]:
+        producer = await self.ensure_started()
+        futures: list[asyncio.Future[Any]] = []
+        failures: list[tuple[int, BaseException]] = []
+        for i, (topic, key, value) in enumerate(items):
+            try:
+                futures.append(await producer.send(topic, value=value, key=encode_key(key)))
+            except Exception as exc:  # noqa: BLE001 - collected and raised as DeliveryError below
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                fut.set_exception(exc)
+                futures.append(fut)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        out: list[Any] = []
+        for i, res in enumerate(results):
+            if isinstance(res, BaseException):
+                failures.append((i, res))
+            out.append(res)
+        if failures:
+            retriable = any(is_retriable(e) for _, e in failures)
+            first = failures[0][1]
+            raise DeliveryError(
+                f"{len(failures)} of {len(items)} record(s) not delivered: {type(first).__name__}: {first}",
+                retriable=retriable,
+                failures=failures,
+            )
+        return out
+
+    async def send_dead_letter(self, record: Mapping[str, Any], *, timeout: float | None = None) -> "RecordMetadata":
+        """Publish a DeadLetter dict (from ``schemas.deadletter.make_dead_letter``), key = source."""
+        topic, key, value = self.dead_letter_item(record)
+        return await self.send(topic, key, value, timeout=timeout)

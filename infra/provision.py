@@ -1,0 +1,84 @@
+"""Provisioning from the one topic catalogue (`schemas.catalogue`) and the index templates.
+
+Idempotent: creates missing topics, raises partition counts that are too low, applies topic
+configs; installs the Elasticsearch template, the first versioned index and its alias.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.settings import Settings
+
+
+@dataclass
+class ProvisionReport:
+    """What a provisioning run did."""
+
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    repartitioned: list[str] = field(default_factory=list)
+    es: list[str] = field(default_factory=list)
+
+
+def provision_topics(settings: Settings, report: ProvisionReport | None = None) -> ProvisionReport:
+    """Make every catalogue topic exist with at least its partitions and its configs."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    from schemas.catalogue import TOPICS
+
+    report = report or ProvisionReport()
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-provision",
+                             request_timeout_ms=15000)
+    try:
+        existing = set(admin.list_topics())
+        wanted = {settings.topic(t.name): t for t in TOPICS}
+        new = [NewTopic(name, t.partitions, settings.replication_factor, topic_configs=dict(t.config))
+               for name, t in wanted.items() if name not in existing]
+        if new:
+            try:
+                admin.create_topics(new, timeout_ms=15000)
+            except TopicAlreadyExistsError:
+                pass
+            report.created.extend(n.name for n in new)
+        present = [name for name in wanted if name in existing]
+        report.existing.extend(present)
+        if present:
+            described = admin.describe_topics(present)
+            grow = {}
+            for d in described:
+                have = len(d.get("partitions", []))
+                want = wanted[d["name"]].partitions
+                if have < want:
+                    grow[d["name"]] = NewPartitions(total_count=want)
+            if grow:
+                admin.create_partitions(grow)
+                report.repartitioned.extend(grow)
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=dict(wanted[name].config))
+                                 for name in present if wanted[name].config])
+    finally:
+        admin.close()
+    return report
+
+
+def provision_elasticsearch(settings: Settings, report: ProvisionReport | None = None) -> ProvisionReport:
+    """Install the index template and make sure the incidents alias points at a versioned index."""
+    from elasticsearch import Elasticsearch
+
+    from connectors.elasticsearch import admin as es_admin
+
+    report = report or ProvisionReport()
+    es = Elasticsearch(settings.es_url)
+    try:
+        report.es.extend(es_admin.ensure_index(es, settings))
+    finally:
+        es.close()
+    return report
+
+
+def provision(settings: Settings) -> ProvisionReport:
+    """Topics and Elasticsearch, both idempotent."""
+    report = provision_topics(settings)
+    provision_elasticsearch(settings, report)
+    return report

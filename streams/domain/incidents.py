@@ -1,0 +1,227 @@
+"""Incidents: connected components of links, kept over injectable mappings.
+
+Contracts
+- ``IncidentState(event_incident, incidents, pending, tier_rules)``: ``event_incident`` maps
+  event_id → incident_id, ``incidents`` maps incident_id → Incident dict (docs/contracts.md),
+  ``pending`` maps a not-yet-seen event_id → links waiting for it (links.v1 and events.v1 are
+  separate topics, so a link may arrive before its event). Dicts in tests, Faust tables in the
+  agent; values are always re-assigned, never mutated in place.
+- ``apply_event(event) -> list[Incident]``: a new event becomes a singleton incident (then any
+  pending links for it are applied); a known event changes nothing ([]).
+- ``apply_link(link, events) -> list[Incident]``: ``events`` is a Mapping or a callable
+  event_id → Event | None used for endpoints not seen yet. Returns the records to emit: the
+  updated incident, plus for a merge a redirect record (status "merged", merged_into set) for
+  the merged-away id. Re-applying a known link returns [].
+- Order independence: the live incidents (``live()``) after any permutation of the same events
+  and links are identical. incident_id = "inc-" + sha1(smallest event_id)[:16]; every field is
+  a commutative aggregate (unions, min/max, priority); version = #events + #links + tier rank
+  (monotone for a live id); updated_at = last_seen.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Mapping, MutableMapping
+
+from .tiers import TierRules, load_tier_rules, route
+
+Event = Mapping[str, Any]
+Incident = dict[str, Any]
+EventLookup = Mapping[str, Event] | Callable[[str], Event | None] | None
+
+_TEXT_MAX = 500
+
+
+def incident_id_for(min_event_id: str) -> str:
+    """Deterministic incident id of a component whose smallest event id is given."""
+    return "inc-" + hashlib.sha1(min_event_id.encode()).hexdigest()[:16]
+
+
+def _codes(event: Event) -> tuple[str | None, str | None, str | None, str | None]:
+    """(admin_code, county, town, village) of an event, deriving missing levels from admin_code."""
+    loc = event.get("location") or {}
+    admin = loc.get("admin_code") or loc.get("village_code") or loc.get("town_code") or loc.get("county_code")
+    a = admin or ""
+    county = loc.get("county_code") or (a[:6] if len(a) >= 6 else None)
+    town = loc.get("town_code") or (a[:9] if len(a) >= 9 else None)
+    village = loc.get("village_code") or (a[:12] if len(a) >= 12 else None)
+    return admin, county, town, village
+
+
+def _person_display(person: Mapping[str, Any]) -> str:
+    parts = [person.get(k) for k in ("display_name", "display_id", "display_phone")]
+    text = " ".join(p for p in parts if p)
+    return f"{person['role']}:{text}" if person.get("role") and text else text
+
+
+def event_summary(event: Event) -> dict[str, Any]:
+    """The EventSummary an incident carries for one event."""
+    loc = event.get("location") or {}
+    admin, _, _, _ = _codes(event)
+    return {
+        "event_id": event["event_id"], "source": event.get("source"), "kind": event.get("kind"),
+        "occurred_at": int(event["occurred_at"]), "text": (event.get("text") or "")[:_TEXT_MAX],
+        "lat": loc.get("lat"), "lon": loc.get("lon"), "admin_code": admin,
+        "persons": [d for d in (_person_display(p) for p in event.get("persons") or ()) if d],
+    }
+
+
+def lowest_common_admin(codes: list[str], county_code: str | None) -> str:
+    """Deepest admin code (12 village, 9 town, 6 county digits) shared by all codes."""
+    codes = [c for c in codes if c]
+    for level in (12, 9, 6):
+        if codes and all(len(c) >= level for c in codes) and len({c[:level] for c in codes}) == 1:
+            return codes[0][:level]
+    return county_code or ""
+
+
+class IncidentState:
+    """Incident bookkeeping over injectable mappings (see module docstring)."""
+
+    def __init__(
+        self,
+        event_incident: MutableMapping[str, str] | None = None,
+        incidents: MutableMapping[str, Incident] | None = None,
+        pending: MutableMapping[str, list] | None = None,
+        tier_rules: TierRules | None = None,
+    ) -> None:
+        self.event_incident: MutableMapping[str, str] = {} if event_incident is None else event_incident
+        self.incidents: MutableMapping[str, Incident] = {} if incidents is None else incidents
+        self.pending: MutableMapping[str, list] = {} if pending is None else pending
+        self.rules = tier_rules or load_tier_rules()
+
+    # ------------------------------------------------------------------ public API
+
+    def apply_event(self, event: Event) -> list[Incident]:
+        """Register an event; returns the incident records to emit (singleton, or merged)."""
+        eid = event["event_id"]
+        if eid in self.event_incident:
+            return []
+        _, county, town, village = _codes(event)
+        persons = {k for p in event.get("persons") or () for k in p.get("keys") or ()}
+        vehicles = {v["key"] for v in event.get("vehicles") or () if v.get("key")}
+        inc: Incident = {
+            "status": "open", "merged_into": None, "severity": int(event.get("severity") or 1),
+            "county_code": county or "", "town_codes": [town] if town else [],
+            "village_codes": [village] if village else [],
+            "first_seen": int(event["occurred_at"]), "last_seen": int(event["occurred_at"]),
+            "events": [event_summary(event)], "links": [],
+            "person_keys": sorted(persons), "vehicle_keys": sorted(vehicles), "tier": None,
+        }
+        inc = self._finish(inc)
+        self.incidents[inc["incident_id"]] = inc
+        self.event_incident[eid] = inc["incident_id"]
+        out: dict[str, Incident] = {inc["incident_id"]: inc}
+        waiting = self.pending.get(eid)
+        if waiting:
+            del self.pending[eid]
+            for link in sorted(waiting, key=lambda lk: lk["link_id"]):
+                for rec in self.apply_link(link):
+                    out[rec["incident_id"]] = rec
+        return [out[k] for k in sorted(out)]
+
+    def apply_link(self, link: Mapping[str, Any], events: EventLookup = None) -> list[Incident]:
+        """Apply a link; returns the updated incident and redirect records to emit."""
+        out: dict[str, Incident] = {}
+        for eid in (link["event_a"], link["event_b"]):
+            if eid not in self.event_incident:
+                ev = self._lookup(events, eid)
+                if ev is None:
+                    self._park(eid, link)
+                    return [out[k] for k in sorted(out)]
+                for rec in self.apply_event(ev):
+                    out[rec["incident_id"]] = rec
+        ia, ib = self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]
+        if ia == ib:
+            inc = self.incidents[ia]
+            if any(lk["link_id"] == link["link_id"] for lk in inc["links"]):
+                return [out[k] for k in sorted(out)]
+            new = self._finish({**inc, "links": inc["links"] + [dict(link)]})
+            self.incidents[ia] = new
+            out[ia] = new
+            return [out[k] for k in sorted(out)]
+        for rec in self._merge(self.incidents[ia], self.incidents[ib], link):
+            out[rec["incident_id"]] = rec
+        return [out[k] for k in sorted(out)]
+
+    def apply_escalation(self, escalation: Mapping[str, Any]) -> list[Incident]:
+        """Raise a live incident to the escalation's tier (status "escalated"); [] if no change."""
+        inc = self.incidents.get(escalation["incident_id"])
+        if inc is None or self.rules.rank(escalation["to_tier"]) <= self.rules.rank(inc["tier"]):
+            return []
+        new = self._finish({**inc, "tier": escalation["to_tier"], "status": "escalated"})
+        self.incidents[new["incident_id"]] = new
+        return [new]
+
+    def live(self) -> dict[str, Incident]:
+        """All live incidents by id (merged-away ids are not kept)."""
+        return {k: self.incidents[k] for k in sorted(self.incidents)}
+
+    def incident_of(self, event_id: str) -> str | None:
+        """The live incident id an event belongs to."""
+        return self.event_incident.get(event_id)
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _lookup(events: EventLookup, eid: str) -> Event | None:
+        if events is None:
+            return None
+        if callable(events):
+            return events(eid)
+        return events.get(eid)
+
+    def _park(self, eid: str, link: Mapping[str, Any]) -> None:
+        waiting = list(self.pending.get(eid) or ())
+        if all(lk["link_id"] != link["link_id"] for lk in waiting):
+            self.pending[eid] = waiting + [dict(link)]
+
+    def _merge(self, a: Incident, b: Incident, link: Mapping[str, Any]) -> list[Incident]:
+        events = {e["event_id"]: e for e in a["events"] + b["events"]}
+        links = {lk["link_id"]: lk for lk in a["links"] + b["links"] + [dict(link)]}
+        merged = self._finish({
+            "status": "escalated" if "escalated" in (a["status"], b["status"]) else "open",
+            "merged_into": None, "severity": max(a["severity"], b["severity"]),
+            "county_code": a["county_code"] or b["county_code"],
+            "town_codes": sorted(set(a["town_codes"]) | set(b["town_codes"])),
+            "village_codes": sorted(set(a["village_codes"]) | set(b["village_codes"])),
+            "first_seen": min(a["first_seen"], b["first_seen"]),
+            "last_seen": max(a["last_seen"], b["last_seen"]),
+            "events": list(events.values()), "links": list(links.values()),
+            "person_keys": sorted(set(a["person_keys"]) | set(b["person_keys"])),
+            "vehicle_keys": sorted(set(a["vehicle_keys"]) | set(b["vehicle_keys"])),
+            "tier": self.rules.higher(a["tier"], b["tier"]),
+        })
+        new_id = merged["incident_id"]
+        out = [merged]
+        for old in (a, b):
+            if old["incident_id"] == new_id:
+                continue
+            for e in old["events"]:
+                self.event_incident[e["event_id"]] = new_id
+            del self.incidents[old["incident_id"]]
+            out.append({**old, "status": "merged", "merged_into": new_id, "version": old["version"] + 1})
+        self.incidents[new_id] = merged
+        return sorted(out, key=lambda r: r["incident_id"])
+
+    def _finish(self, inc: Incident) -> Incident:
+        """Recompute the derived fields (id, kind, admin code, tier, version, orderings)."""
+        events = sorted(inc["events"], key=lambda e: (e["occurred_at"], e["event_id"]))
+        links = sorted(inc["links"], key=lambda lk: lk["link_id"])
+        event_ids = sorted(e["event_id"] for e in events)
+        kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
+        out: Incident = {
+            "incident_id": incident_id_for(event_ids[0]),
+            "status": inc["status"], "merged_into": inc.get("merged_into"),
+            "kind": kind, "severity": inc["severity"],
+            "admin_code": lowest_common_admin([e.get("admin_code") or "" for e in events], inc["county_code"]),
+            "county_code": inc["county_code"],
+            "town_codes": sorted(set(inc["town_codes"])), "village_codes": sorted(set(inc["village_codes"])),
+            "first_seen": inc["first_seen"], "last_seen": inc["last_seen"],
+            "event_ids": event_ids, "events": events, "links": links,
+            "person_keys": sorted(set(inc["person_keys"])), "vehicle_keys": sorted(set(inc["vehicle_keys"])),
+            "updated_at": inc["last_seen"],
+        }
+        routed = route(out, self.rules)
+        out["tier"] = self.rules.higher(routed, inc["tier"]) if inc.get("tier") else routed
+        out["version"] = len(event_ids) + len(links) + self.rules.rank(out["tier"])
+        return out

@@ -1,0 +1,173 @@
+"""Correlation rules: typed, validated view of ``correlation_rules.toml``.
+
+Contract: ``load_rules(path=None) -> CorrelationRules`` reads the TOML (default: the file next to
+this module) and raises ``ValueError`` when a rule is malformed or a location-only window is not
+covered by a blocking level (so blocking can never silently miss a pair the rules would link).
+``CorrelationRules.rule_for(kind_a, kind_b)`` returns the most specific kind-pair rule.
+Pure: no I/O except the explicit file read in ``load_rules``.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import h3
+
+DEFAULT_RULES_PATH = Path(__file__).with_name("correlation_rules.toml")
+WILDCARD = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingLevel:
+    """One geo x time blocking level: H3 resolution, neighbour ring, bucket size, kinds using it."""
+
+    name: str
+    h3_resolution: int
+    ring: int
+    bucket_minutes: int
+    kinds: frozenset[str]          # {"*"} = every kind
+    guarantee_m: float             # pairs closer than this (and <= bucket apart) always meet
+
+    def applies_to(self, kind: str) -> bool:
+        """Whether events of this kind store/probe keys of this level."""
+        return WILDCARD in self.kinds or kind in self.kinds
+
+
+@dataclass(frozen=True, slots=True)
+class PairRule:
+    """Thresholds for one unordered pair of kind sets (see the TOML for field meanings)."""
+
+    name: str
+    a: frozenset[str]
+    b: frozenset[str]
+    max_gap_minutes: float
+    max_distance_m: float
+    min_score: float
+    link: bool = True
+    location_only: bool = False
+    loc_gap_minutes: float = 0.0
+    loc_distance_m: float = 0.0
+    order: int = 0
+
+    def specificity(self, kind_a: str, kind_b: str) -> int | None:
+        """2 exact/exact, 1 one wildcard, 0 both wildcards; None when the rule does not match."""
+        best: int | None = None
+        for x, y in ((kind_a, kind_b), (kind_b, kind_a)):
+            sa = 1 if x in self.a else (0 if WILDCARD in self.a else None)
+            sb = 1 if y in self.b else (0 if WILDCARD in self.b else None)
+            if sa is not None and sb is not None:
+                best = max(best if best is not None else -1, sa + sb)
+        return best
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationRules:
+    """All correlation settings: blocking levels, evidence weights, kind-pair rules."""
+
+    levels: tuple[BlockingLevel, ...]
+    lateness_minutes: int
+    max_per_key: int
+    weights: Mapping[str, float]
+    pairs: tuple[PairRule, ...]
+    name_village_max_distance_m: float = 300.0
+    name_village_max_gap_minutes: float = 1440.0
+
+    @property
+    def max_window_minutes(self) -> float:
+        """The longest time window any rule can link over."""
+        return max(
+            [p.max_gap_minutes for p in self.pairs if p.link]
+            + [p.loc_gap_minutes for p in self.pairs if p.link and p.location_only]
+        )
+
+    @property
+    def retention_ms(self) -> int:
+        """How long the candidate index keeps an entry behind the event-time watermark."""
+        return int((self.max_window_minutes + self.lateness_minutes) * 60_000)
+
+    def rule_for(self, kind_a: str, kind_b: str) -> PairRule:
+        """The most specific rule for the unordered kind pair; ties: first listed wins."""
+        best: tuple[int, int] | None = None
+        chosen: PairRule | None = None
+        for rule in self.pairs:
+            s = rule.specificity(kind_a, kind_b)
+            if s is None:
+                continue
+            cand = (s, -rule.order)
+            if best is None or cand > best:
+                best, chosen = cand, rule
+        if chosen is None:  # validated at load: a "*" x "*" rule exists
+            raise LookupError(f"no rule for {kind_a} x {kind_b}")
+        return chosen
+
+
+def _level(name: str, raw: Mapping[str, Any], factor: float, kinds: frozenset[str]) -> BlockingLevel:
+    res = int(raw["h3_resolution"])
+    ring = int(raw.get("ring", 1))
+    if not 0 <= res <= 15 or ring < 1:
+        raise ValueError(f"blocking level {name}: bad resolution/ring")
+    edge = h3.average_hexagon_edge_length(res, "m")
+    # Cells not within ring k of each other are at least k edge lengths apart (regular tiling).
+    return BlockingLevel(name, res, ring, int(raw["bucket_minutes"]), kinds, factor * edge * ring)
+
+
+def parse_rules(doc: Mapping[str, Any]) -> CorrelationRules:
+    """Build and validate rules from an already parsed TOML document."""
+    blk = doc["blocking"]
+    factor = float(blk.get("guarantee_factor", 0.9))
+    levels = [_level("fine", blk, factor, frozenset({WILDCARD}))]
+    if "area" in blk:
+        area = blk["area"]
+        levels.append(_level("area", area, factor, frozenset(area["kinds"])))
+    pairs = []
+    for i, p in enumerate(doc.get("pair", [])):
+        rule = PairRule(
+            name=str(p["name"]), a=frozenset(p["a"]), b=frozenset(p["b"]),
+            max_gap_minutes=float(p["max_gap_minutes"]), max_distance_m=float(p["max_distance_m"]),
+            min_score=float(p["min_score"]), link=bool(p.get("link", True)),
+            location_only=bool(p.get("location_only", False)),
+            loc_gap_minutes=float(p.get("loc_gap_minutes", 0)),
+            loc_distance_m=float(p.get("loc_distance_m", 0)), order=i,
+        )
+        if not 0.0 <= rule.min_score <= 1.0:
+            raise ValueError(f"rule {rule.name}: min_score outside [0, 1]")
+        pairs.append(rule)
+    rules = CorrelationRules(
+        levels=tuple(levels), lateness_minutes=int(blk.get("lateness_minutes", 0)),
+        max_per_key=int(blk.get("max_per_key", 200)),
+        weights={k: float(v) for k, v in doc["weights"].items()}, pairs=tuple(pairs),
+        name_village_max_distance_m=float(doc.get("name_village", {}).get("max_distance_m", 300)),
+        name_village_max_gap_minutes=float(doc.get("name_village", {}).get("max_gap_minutes", 1440)),
+    )
+    _validate(rules)
+    return rules
+
+
+def _validate(rules: CorrelationRules) -> None:
+    if not any(WILDCARD in p.a and WILDCARD in p.b for p in rules.pairs):
+        raise ValueError('a default "*" x "*" rule is required')
+    names = [p.name for p in rules.pairs]
+    if len(set(names)) != len(names):
+        raise ValueError("rule names must be unique")
+    for p in rules.pairs:
+        if not (p.link and p.location_only):
+            continue
+        covered = any(
+            p.loc_gap_minutes <= lv.bucket_minutes and p.loc_distance_m <= lv.guarantee_m
+            and all(lv.applies_to(k) for k in (p.a | p.b) - {WILDCARD})
+            and (WILDCARD not in (p.a | p.b) or WILDCARD in lv.kinds)
+            for lv in rules.levels
+        )
+        if not covered:
+            raise ValueError(
+                f"rule {p.name}: location-only window ({p.loc_gap_minutes} min, {p.loc_distance_m} m)"
+                " is not covered by any blocking level"
+            )
+
+
+def load_rules(path: str | Path | None = None) -> CorrelationRules:
+    """Read and validate the correlation rules TOML (default: correlation_rules.toml here)."""
+    with open(path or DEFAULT_RULES_PATH, "rb") as fh:
+        return parse_rules(tomllib.load(fh))

@@ -1,0 +1,250 @@
+"""Tiers: which level (village → town → county) owns an incident, and when it escalates.
+
+Contracts (all pure and deterministic; rules come from ``tier_rules.toml``):
+- ``route(incident, rules) -> tier``: max of the kind's base tier, the severity tier and the
+  spread tier (>1 village → town, >1 town → county).
+- ``escalations(old, new, rules, history) -> list[Escalation]``: at most one escalation per
+  update, when the new tier target (routed, or one above routed on recurrence) is above the old
+  tier (or the kind's base tier for a new incident). ``history`` maps person key →
+  ``[[occurred_at, event_id], ...]`` as maintained by ``PersonHistory``.
+- ``check_deadline(incident, now_ms, rules=None) -> Escalation | None``: one tier up once
+  ``now_ms`` passes first_seen + deadline_hours[tier]; ``at`` is the deadline instant.
+- Escalation records follow docs/contracts.md; escalation_id = sha1(incident_id|to_tier|reason_code).
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, MutableMapping, Sequence
+
+DEFAULT_TIER_RULES_PATH = Path(__file__).with_name("tier_rules.toml")
+TIER_NAMES_CN = {"village": "村级", "town": "镇级", "county": "县级"}
+_DAY_MS = 86_400_000
+_HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class TierRules:
+    """Typed view of tier_rules.toml."""
+
+    tiers: tuple[str, ...]
+    kind_priority: tuple[str, ...]
+    base_tier: Mapping[str, str]
+    default_tier: str
+    severity: tuple[tuple[int, str], ...]      # (at, tier), ascending by `at`
+    multi_village: str
+    multi_town: str
+    recurrence_kinds: frozenset[str]
+    recurrence_window_days: int
+    recurrence_count: int
+    deadline_hours: Mapping[str, float]
+
+    def rank(self, tier: str) -> int:
+        """Position of a tier (0 = lowest)."""
+        return self.tiers.index(tier)
+
+    def higher(self, *tiers: str) -> str:
+        """The highest of the given tiers."""
+        return max(tiers, key=self.rank)
+
+    def up(self, tier: str) -> str:
+        """One tier above (the top tier stays)."""
+        return self.tiers[min(self.rank(tier) + 1, len(self.tiers) - 1)]
+
+    def kind_rank(self, kind: str | None) -> int:
+        """Priority of an event kind for the incident kind (lower = wins)."""
+        try:
+            return self.kind_priority.index(kind or "")
+        except ValueError:
+            return len(self.kind_priority)
+
+
+def parse_tier_rules(doc: Mapping[str, Any]) -> TierRules:
+    """Build and validate tier rules from a parsed TOML document."""
+    tiers = tuple(doc["tiers"])
+    base = dict(doc["base_tier"])
+    default = base.pop("default", tiers[0])
+    sev = tuple(sorted((int(r["at"]), str(r["tier"])) for r in doc["severity"]["rules"]))
+    rec = doc["recurrence"]
+    rules = TierRules(
+        tiers=tiers, kind_priority=tuple(doc.get("kind_priority", ())), base_tier=base,
+        default_tier=default, severity=sev, multi_village=doc["spread"]["multi_village"],
+        multi_town=doc["spread"]["multi_town"], recurrence_kinds=frozenset(rec["kinds"]),
+        recurrence_window_days=int(rec["window_days"]), recurrence_count=int(rec["count"]),
+        deadline_hours={k: float(v) for k, v in doc["deadline_hours"].items()},
+    )
+    used = {default, rules.multi_village, rules.multi_town, *base.values(), *(t for _, t in sev),
+            *rules.deadline_hours}
+    if not used <= set(tiers):
+        raise ValueError(f"unknown tiers in tier rules: {sorted(used - set(tiers))}")
+    return rules
+
+
+def load_tier_rules(path: str | Path | None = None) -> TierRules:
+    """Read tier_rules.toml (default: next to this module)."""
+    with open(path or DEFAULT_TIER_RULES_PATH, "rb") as fh:
+        return parse_tier_rules(tomllib.load(fh))
+
+
+# ----------------------------------------------------------------------------- routing
+
+def base_tier(incident: Mapping[str, Any], rules: TierRules) -> str:
+    """Owning tier by incident kind alone."""
+    return rules.base_tier.get(incident.get("kind") or "", rules.default_tier)
+
+
+def severity_tier(incident: Mapping[str, Any], rules: TierRules) -> str:
+    """Lowest tier the incident's severity requires."""
+    tier = rules.tiers[0]
+    for at, t in rules.severity:
+        if int(incident.get("severity") or 0) >= at:
+            tier = rules.higher(tier, t)
+    return tier
+
+
+def spread_tier(incident: Mapping[str, Any], rules: TierRules) -> str:
+    """Lowest tier the incident's spread across villages/towns requires."""
+    if len(set(incident.get("town_codes") or ())) > 1:
+        return rules.higher(rules.multi_town, rules.multi_village)
+    if len(set(incident.get("village_codes") or ())) > 1:
+        return rules.multi_village
+    return rules.tiers[0]
+
+
+def route(incident: Mapping[str, Any], rules: TierRules) -> str:
+    """Owning tier of an incident: max(kind base tier, severity tier, spread tier)."""
+    return rules.higher(base_tier(incident, rules), severity_tier(incident, rules), spread_tier(incident, rules))
+
+
+# ----------------------------------------------------------------------------- escalations
+
+def escalation_id(incident_id: str, to_tier: str, reason_code: str) -> str:
+    """sha1(incident_id|to_tier|reason_code) hex."""
+    return hashlib.sha1(f"{incident_id}|{to_tier}|{reason_code}".encode()).hexdigest()
+
+
+def _escalation(incident: Mapping[str, Any], from_tier: str, to_tier: str, code: str, reason: str,
+                at: int) -> dict[str, Any]:
+    return {
+        "escalation_id": escalation_id(incident["incident_id"], to_tier, code),
+        "incident_id": incident["incident_id"], "from_tier": from_tier, "to_tier": to_tier,
+        "reason_code": code, "reason": reason, "admin_code": incident.get("admin_code") or "",
+        "at": int(at),
+    }
+
+
+def recurrence(incident: Mapping[str, Any], rules: TierRules,
+               history: Mapping[str, Sequence[Sequence[Any]]] | None) -> tuple[str, int] | None:
+    """(person key, count) of the most recurrent person within the window ending at last_seen,
+    when the count reaches the threshold and the incident kind is a recurrence kind."""
+    if not history or incident.get("kind") not in rules.recurrence_kinds:
+        return None
+    until = int(incident.get("last_seen") or 0)
+    since = until - rules.recurrence_window_days * _DAY_MS
+    best: tuple[str, int] | None = None
+    for key in sorted(incident.get("person_keys") or ()):
+        if key.startswith("plate:"):
+            continue
+        n = len({str(eid) for ts, eid in history.get(key) or () if since <= int(ts) <= until})
+        if n >= rules.recurrence_count and (best is None or n > best[1]):
+            best = (key, n)
+    return best
+
+
+def escalations(old: Mapping[str, Any] | None, new: Mapping[str, Any], rules: TierRules,
+                history: Mapping[str, Sequence[Sequence[Any]]] | None = None) -> list[dict[str, Any]]:
+    """Escalations caused by an incident update (old → new); [] or one record.
+
+    from_tier is old["tier"] (or, for a new incident, the kind's base tier). Candidates, in
+    priority order for equal targets: spread, severity (incl. a more serious kind joining),
+    recurrence (one tier above the routed tier). The highest target above from_tier wins.
+    """
+    from_tier = old["tier"] if old and old.get("tier") else base_tier(new, rules)
+    at = int(new.get("updated_at") or new.get("last_seen") or 0)
+    cands: list[tuple[str, str, str]] = []
+    spread, sev = spread_tier(new, rules), severity_tier(new, rules)
+    routed = route(new, rules)
+    if spread == routed:
+        n_towns, n_villages = len(set(new.get("town_codes") or ())), len(set(new.get("village_codes") or ()))
+        where = f"{n_towns}个乡镇" if n_towns > 1 else f"{n_villages}个村"
+        cands.append((routed, "spread", f"事件涉及{where}，升级至{TIER_NAMES_CN.get(routed, routed)}"))
+    elif sev == routed:
+        cands.append((routed, "severity",
+                      f"严重程度{new.get('severity')}级，升级至{TIER_NAMES_CN.get(routed, routed)}"))
+    else:
+        cands.append((routed, "severity", f"事件类别升级，由{TIER_NAMES_CN.get(routed, routed)}处置"))
+    rec = recurrence(new, rules, history)
+    if rec is not None:
+        to = rules.up(routed)
+        cands.append((to, "recurrence",
+                      f"同一当事人{rules.recurrence_window_days}天内第{rec[1]}次发生，"
+                      f"升级至{TIER_NAMES_CN.get(to, to)}"))
+    best = max(cands, key=lambda c: rules.rank(c[0]))  # first of equal targets wins
+    if rules.rank(best[0]) <= rules.rank(from_tier):
+        return []
+    return [_escalation(new, from_tier, best[0], best[1], best[2], at)]
+
+
+def deadline_at(incident: Mapping[str, Any], rules: TierRules) -> int | None:
+    """Epoch ms when the incident passes its current tier's handling deadline (None: no deadline)."""
+    hours = rules.deadline_hours.get(incident.get("tier") or "")
+    if hours is None or incident.get("first_seen") is None:
+        return None
+    return int(incident["first_seen"]) + int(hours * _HOUR_MS)
+
+
+def check_deadline(incident: Mapping[str, Any], now_ms: int,
+                   rules: TierRules | None = None) -> dict[str, Any] | None:
+    """A "deadline" escalation one tier up when now_ms is past the tier's deadline.
+
+    Closed and merged incidents and the top tier never escalate by deadline. ``at`` is the
+    deadline instant, so repeated checks produce the same record.
+    """
+    rules = rules or load_tier_rules()
+    tier = incident.get("tier") or rules.tiers[0]
+    if incident.get("status") in ("closed", "merged") or rules.rank(tier) == len(rules.tiers) - 1:
+        return None
+    due = deadline_at(incident, rules)
+    if due is None or now_ms <= due:
+        return None
+    to = rules.up(tier)
+    hours = rules.deadline_hours[tier]
+    reason = f"超过{TIER_NAMES_CN.get(tier, tier)}处置时限{hours:g}小时，升级至{TIER_NAMES_CN.get(to, to)}"
+    return _escalation(incident, tier, to, "deadline", reason, due)
+
+
+# ----------------------------------------------------------------------------- person history
+
+class PersonHistory:
+    """Per person key, the recurrence-kind events seen: ``key -> [[occurred_at, event_id], ...]``.
+
+    Over an injectable mapping (a Faust table in the agent); values are re-assigned, never
+    mutated in place. Bounded: entries older than the window behind the newest entry are
+    dropped, and at most ``max_per_key`` (newest) are kept. Idempotent per event_id.
+    """
+
+    def __init__(self, rules: TierRules, store: MutableMapping[str, list] | None = None,
+                 max_per_key: int = 50) -> None:
+        self.rules = rules
+        self.store: MutableMapping[str, list] = {} if store is None else store
+        self.max_per_key = max_per_key
+
+    def record(self, event: Mapping[str, Any]) -> None:
+        """Record an event under each of its person keys (recurrence kinds only)."""
+        if event.get("kind") not in self.rules.recurrence_kinds:
+            return
+        ts, eid = int(event["occurred_at"]), event["event_id"]
+        keys = {k for p in event.get("persons") or () for k in p.get("keys") or ()}
+        for key in sorted(keys):
+            entries = [list(e) for e in self.store.get(key) or () if e[1] != eid] + [[ts, eid]]
+            newest = max(e[0] for e in entries)
+            horizon = newest - self.rules.recurrence_window_days * _DAY_MS
+            entries = sorted(e for e in entries if e[0] >= horizon)[-self.max_per_key:]
+            self.store[key] = entries
+
+    def count(self, key: str, until_ms: int) -> int:
+        """Events recorded for this key within the recurrence window ending at until_ms."""
+        since = until_ms - self.rules.recurrence_window_days * _DAY_MS
+        return sum(1 for ts, _ in self.store.get(key) or () if since <= ts <= until_ms)

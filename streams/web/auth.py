@@ -1,0 +1,129 @@
+"""Bearer-token credentials bound to an admin code.
+
+Contract: a credentials source maps a token to ``{"user": …, "admin_code": …}``. Sources: a JSON
+or TOML file (``{"tokens": {token: {...}}}`` or the mapping at top level; a key may be the clear
+token or ``sha256:<hex of the token>`` so the file need not hold clear tokens), or the
+environment: ``PINGAN_SEARCH_CREDENTIALS`` (a file path) or ``PINGAN_SEARCH_TOKENS`` (the JSON
+mapping itself). Only SHA-256 digests of tokens are kept in memory; lookups compare digests.
+Tokens must be at least 16 characters; admin codes must be 2/4/6/9/12 digits.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.elasticsearch.documents import is_admin_code
+
+ENV_FILE = "PINGAN_SEARCH_CREDENTIALS"
+ENV_TOKENS = "PINGAN_SEARCH_TOKENS"
+MIN_TOKEN_LEN = 16
+
+
+class CredentialsError(ValueError):
+    """The credentials source is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: a user name and the admin code their credential is bound to."""
+
+    user: str
+    admin_code: str
+
+
+def hash_token(token: str) -> str:
+    """Hex SHA-256 of a token (what a credentials file may store as ``sha256:<hex>``)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class Credentials:
+    """Immutable token-digest → `Principal` table."""
+
+    __slots__ = ("_by_digest",)
+
+    def __init__(self, by_digest: Mapping[str, Principal]) -> None:
+        self._by_digest = dict(by_digest)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def __repr__(self) -> str:
+        return f"Credentials({len(self)} tokens)"
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> "Credentials":
+        """Build from ``{token | "sha256:<hex>": {"user": str, "admin_code": str}}`` (or under ``tokens``)."""
+        table = mapping.get("tokens", mapping) if isinstance(mapping, Mapping) else None
+        if not isinstance(table, Mapping):
+            raise CredentialsError("credentials must be a mapping of token → {user, admin_code}")
+        out: dict[str, Principal] = {}
+        for key, entry in table.items():
+            if not isinstance(entry, Mapping):
+                raise CredentialsError("each credential needs {user, admin_code}")
+            user, code = entry.get("user"), str(entry.get("admin_code", ""))
+            if not isinstance(user, str) or not user.strip():
+                raise CredentialsError("credential without user")
+            if not is_admin_code(code):
+                raise CredentialsError(f"credential for {user!r}: invalid admin_code {code!r}")
+            key = str(key)
+            if key.startswith("sha256:"):
+                digest = key[7:].lower()
+                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                    raise CredentialsError(f"credential for {user!r}: malformed sha256 digest")
+            else:
+                if len(key) < MIN_TOKEN_LEN:
+                    raise CredentialsError(f"credential for {user!r}: token shorter than {MIN_TOKEN_LEN}")
+                digest = hash_token(key)
+            out[digest] = Principal(user.strip(), code)
+        return cls(out)
+
+    def authenticate(self, token: str | None) -> Principal | None:
+        """The principal for `token`, or None when it is missing or unknown."""
+        if not token:
+            return None
+        digest = hash_token(token)
+        for known, principal in self._by_digest.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        return None
+
+
+def load_credentials_file(path: Path) -> Credentials:
+    """Read a ``.json`` or ``.toml`` credentials file."""
+    data = path.read_bytes()
+    try:
+        parsed = tomllib.loads(data.decode("utf-8")) if path.suffix.lower() == ".toml" else json.loads(data)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise CredentialsError(f"{path}: {exc}") from exc
+    return Credentials.from_mapping(parsed)
+
+
+def load_credentials(path: Path | None = None, env: Mapping[str, str] | None = None) -> Credentials:
+    """Credentials from `path`, else ``$PINGAN_SEARCH_CREDENTIALS``, else ``$PINGAN_SEARCH_TOKENS``."""
+    environ = os.environ if env is None else env
+    if path is None and environ.get(ENV_FILE):
+        path = Path(environ[ENV_FILE])
+    if path is not None:
+        return load_credentials_file(path)
+    if environ.get(ENV_TOKENS):
+        try:
+            return Credentials.from_mapping(json.loads(environ[ENV_TOKENS]))
+        except ValueError as exc:
+            raise CredentialsError(f"{ENV_TOKENS}: {exc}") from exc
+    raise CredentialsError(f"no credentials: pass a file or set {ENV_FILE} / {ENV_TOKENS}")

@@ -1,0 +1,342 @@
+"""Request parameters → Elasticsearch query bodies (pure, no I/O).
+
+Contract: every body produced here has the shape
+``{"query": {"bool": {"filter": [jurisdiction_filter(code), <request clauses…>]}}, …}`` — the
+credential's jurisdiction filter is the first, unconditional filter, and whatever the request
+says only adds further clauses (so it can narrow, never widen). Free text ``q`` is searched as
+plain text with ``match`` (no query-string syntax, so ``admin_code:… OR *`` is just words),
+after full-width folding and traditional→simplified conversion (OpenCC t2s), so ``糾紛`` finds
+``纠纷``. Invalid parameters raise `QueryError` (the API answers 400).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from connectors.elasticsearch.documents import is_admin_code
+from streams.domain.text import clean_text
+from streams.web.jurisdiction import ADMIN_PATH_FIELD, jurisdiction_filter
+
+MAX_SIZE = 100
+DEFAULT_SIZE = 20
+MAX_WINDOW = 10_000
+MAX_RADIUS_M = 200_000.0
+DEFAULT_RADIUS_M = 1_000.0
+MAX_Q_LEN = 200
+TIERS = frozenset({"village", "town", "county"})
+STATUSES = frozenset({"open", "escalated", "closed", "merged"})
+SORTS = frozenset({"relevance", "last_seen", "first_seen", "severity"})
+CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_KIND_RE = re.compile(r"^[a-z][a-z_]{0,39}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_KEY_RE = re.compile(r"^(id|phone|plate|name_village):[0-9a-f]{32}$")
+
+# Fields returned in result lists (detail returns all except the private ones below).
+LIST_SOURCE: tuple[str, ...] = (
+    "incident_id", "status", "merged_into", "kind", "severity", "tier", "admin_code", "county_code",
+    "town_codes", "village_codes", "first_seen", "last_seen", "updated_at", "event_count", "sources",
+    "location", "events.event_id", "events.admin_code", "events.text", "events.occurred_at",
+    "events.kind", "events.source",
+)
+PRIVATE_FIELDS: tuple[str, ...] = (
+    "person_keys", "vehicle_keys", "search_text", "admin_path", "event_locations",
+)
+
+
+class QueryError(ValueError):
+    """A request parameter is invalid (answered with HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    """Validated search parameters (all optional)."""
+
+    q: str | None = None
+    time_from: int | None = None  # epoch ms, inclusive: incident last_seen >= time_from
+    time_to: int | None = None    # epoch ms, inclusive: incident first_seen <= time_to
+    kinds: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    admin_code: str | None = None
+    near: tuple[float, float] | None = None
+    radius_m: float = DEFAULT_RADIUS_M
+    bbox: tuple[float, float, float, float] | None = None  # minLat, minLon, maxLat, maxLon
+    page: int = 1
+    size: int = DEFAULT_SIZE
+    sort: str = "relevance"
+
+    def as_audit(self) -> dict[str, Any]:
+        """The parameters as recorded in the audit log (digit runs of 7+ in q masked)."""
+        out: dict[str, Any] = {}
+        for name in ("q", "time_from", "time_to", "admin_code", "near", "bbox", "sort"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = mask_digits(value) if name == "q" else value
+        for name in ("kinds", "tiers", "statuses"):
+            if getattr(self, name):
+                out[name] = list(getattr(self, name))
+        if self.near is not None:
+            out["radius_m"] = self.radius_m
+        out["page"], out["size"] = self.page, self.size
+        return out
+
+
+_DIGITS = re.compile(r"\d{7,}[\dXx]?")
+
+
+def mask_digits(text: str) -> str:
+    """Mask runs of 7+ digits (ID numbers, phones) keeping the first 3 and last 2 characters."""
+    return _DIGITS.sub(lambda m: m.group()[:3] + "*" * (len(m.group()) - 5) + m.group()[-2:], text)
+
+
+def normalize_q(q: str) -> str:
+    """Query text as indexed text is: half-width, whitespace-collapsed, simplified Chinese."""
+    return clean_text(q)
+
+
+def _parse_time(value: str, *, end: bool) -> int:
+    """Epoch ms from epoch-ms digits, an ISO 8601 datetime (no offset = Asia/Shanghai) or a date."""
+    v = value.strip()
+    if re.fullmatch(r"\d{10,13}", v):
+        n = int(v)
+        return n * 1000 if len(v) <= 10 else n
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+            d = date.fromisoformat(v)
+            dt = datetime.combine(d, time.max if end else time.min, CHINA_TZ)
+            return _ms(dt)
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise QueryError(f"invalid time {value!r}: use epoch milliseconds, YYYY-MM-DD or ISO 8601") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=CHINA_TZ)
+    return _ms(dt)
+
+
+def _ms(dt: datetime) -> int:
+    """Epoch milliseconds of an aware datetime (floor, exact integer arithmetic)."""
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _floats(value: str, n: int, name: str) -> tuple[float, ...]:
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != n:
+        raise QueryError(f"{name} needs {n} comma-separated numbers")
+    try:
+        out = tuple(float(p) for p in parts)
+    except ValueError as exc:
+        raise QueryError(f"{name} needs numbers") from exc
+    if any(x != x or x in (float("inf"), float("-inf")) for x in out):
+        raise QueryError(f"{name} needs finite numbers")
+    return out
+
+
+def _check_lat_lon(lat: float, lon: float, name: str) -> None:
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise QueryError(f"{name}: latitude must be within ±90 and longitude within ±180")
+
+
+def _list(value: str | None, allowed: frozenset[str] | None, name: str) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    for item in items:
+        if (allowed is not None and item not in allowed) or (allowed is None and not _KIND_RE.match(item)):
+            raise QueryError(f"invalid {name}: {item!r}")
+    if len(items) > 20:
+        raise QueryError(f"too many {name} values")
+    return items
+
+
+def _int(value: str | None, default: int, name: str, lo: int, hi: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError as exc:
+        raise QueryError(f"{name} must be an integer") from exc
+    if not lo <= n <= hi:
+        raise QueryError(f"{name} must be between {lo} and {hi}")
+    return n
+
+
+def parse_search_params(raw: Mapping[str, str]) -> SearchParams:
+    """Validate request query parameters (names as in openapi.yaml) into `SearchParams`."""
+    q = (raw.get("q") or "").strip() or None
+    if q is not None and len(q) > MAX_Q_LEN:
+        raise QueryError(f"q longer than {MAX_Q_LEN} characters")
+    time_from = _parse_time(raw["from"], end=False) if raw.get("from") else None
+    time_to = _parse_time(raw["to"], end=True) if raw.get("to") else None
+    if time_from is not None and time_to is not None and time_from > time_to:
+        raise QueryError("from is after to")
+    admin_code = (raw.get("admin_code") or "").strip() or None
+    if admin_code is not None and not is_admin_code(admin_code):
+        raise QueryError("admin_code must be a 2, 4, 6, 9 or 12 digit admin division code")
+    near = None
+    radius_m = DEFAULT_RADIUS_M
+    if raw.get("near"):
+        lat, lon = _floats(raw["near"], 2, "near")
+        _check_lat_lon(lat, lon, "near")
+        near = (lat, lon)
+    if raw.get("radius_m"):
+        try:
+            radius_m = float(raw["radius_m"])
+        except ValueError as exc:
+            raise QueryError("radius_m must be a number") from exc
+        if not 0 < radius_m <= MAX_RADIUS_M:
+            raise QueryError(f"radius_m must be in (0, {MAX_RADIUS_M:.0f}]")
+    bbox = None
+    if raw.get("bbox"):
+        min_lat, min_lon, max_lat, max_lon = _floats(raw["bbox"], 4, "bbox")
+        _check_lat_lon(min_lat, min_lon, "bbox")
+        _check_lat_lon(max_lat, max_lon, "bbox")
+        if min_lat > max_lat or min_lon > max_lon:
+            raise QueryError("bbox is minLat,minLon,maxLat,maxLon with min ≤ max")
+        bbox = (min_lat, min_lon, max_lat, max_lon)
+    size = _int(raw.get("size"), DEFAULT_SIZE, "size", 1, MAX_SIZE)
+    page = _int(raw.get("page"), 1, "page", 1, MAX_WINDOW)
+    if page * size > MAX_WINDOW:
+        raise QueryError(f"page × size must not exceed {MAX_WINDOW}")
+    sort = (raw.get("sort") or "relevance").strip()
+    if sort not in SORTS:
+        raise QueryError(f"sort must be one of {sorted(SORTS)}")
+    return SearchParams(
+        q=q, time_from=time_from, time_to=time_to,
+        kinds=_list(raw.get("kind"), None, "kind"),
+        tiers=_list(raw.get("tier"), TIERS, "tier"),
+        statuses=_list(raw.get("status"), STATUSES, "status"),
+        admin_code=admin_code, near=near, radius_m=radius_m, bbox=bbox,
+        page=page, size=size, sort=sort,
+    )
+
+
+def _request_clauses(p: SearchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(filter clauses, scoring clauses) that the request asks for."""
+    filters: list[dict[str, Any]] = []
+    must: list[dict[str, Any]] = []
+    if p.q:
+        text = normalize_q(p.q)
+        if text:
+            must.append({"bool": {"should": [
+                {"match": {"search_text": {"query": text, "operator": "and", "boost": 2.0}}},
+                {"match": {"search_text.uni": {"query": text, "operator": "and"}}},
+            ], "minimum_should_match": 1}})
+    if p.time_from is not None:
+        filters.append({"range": {"last_seen": {"gte": p.time_from}}})
+    if p.time_to is not None:
+        filters.append({"range": {"first_seen": {"lte": p.time_to}}})
+    if p.kinds:
+        filters.append({"terms": {"kind": list(p.kinds)}})
+    if p.tiers:
+        filters.append({"terms": {"tier": list(p.tiers)}})
+    if p.statuses:
+        filters.append({"terms": {"status": list(p.statuses)}})
+    if p.admin_code:
+        # Narrowing only: ANDed with the jurisdiction filter, so a code outside it matches nothing.
+        filters.append({"term": {ADMIN_PATH_FIELD: p.admin_code}})
+    if p.near is not None:
+        filters.append({"geo_distance": {
+            "distance": f"{p.radius_m}m",
+            "event_locations": {"lat": p.near[0], "lon": p.near[1]},
+        }})
+    if p.bbox is not None:
+        min_lat, min_lon, max_lat, max_lon = p.bbox
+        filters.append({"geo_bounding_box": {"event_locations": {
+            "top_left": {"lat": max_lat, "lon": min_lon},
+            "bottom_right": {"lat": min_lat, "lon": max_lon},
+        }}})
+    return filters, must
+
+
+def scoped_query(admin_code: str, filters: list[dict[str, Any]], must: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``bool`` query whose first filter is the jurisdiction filter; request clauses nested below it."""
+    inner: dict[str, Any] = {"filter": filters}
+    if must:
+        inner["must"] = must
+    return {"bool": {"filter": [jurisdiction_filter(admin_code), {"bool": inner}]}}
+
+
+def _sort(p: SearchParams) -> list[Any]:
+    if p.sort == "relevance" and p.q:
+        return ["_score", {"last_seen": "desc"}, {"incident_id": "asc"}]
+    if p.sort == "severity":
+        return [{"severity": "desc"}, {"last_seen": "desc"}, {"incident_id": "asc"}]
+    if p.sort == "first_seen":
+        return [{"first_seen": "desc"}, {"incident_id": "asc"}]
+    return [{"last_seen": "desc"}, {"incident_id": "asc"}]
+
+
+def build_search(params: SearchParams, admin_code: str) -> dict[str, Any]:
+    """Search body for `params`, scoped to the credential's `admin_code`."""
+    filters, must = _request_clauses(params)
+    return {
+        "query": scoped_query(admin_code, filters, must),
+        "from": (params.page - 1) * params.size,
+        "size": params.size,
+        "sort": _sort(params),
+        "track_total_hits": True,
+        "_source": {"includes": list(LIST_SOURCE)},
+    }
+
+
+def build_detail(incident_id: str, admin_code: str) -> dict[str, Any]:
+    """Body fetching one incident by id — inside the jurisdiction only (else zero hits → 404)."""
+    if not _ID_RE.match(incident_id or ""):
+        raise QueryError("invalid incident id")
+    return {
+        "query": scoped_query(admin_code, [{"ids": {"values": [incident_id]}}]),
+        "size": 1,
+        "_source": {"excludes": list(PRIVATE_FIELDS)},
+    }
+
+
+def build_lookup(keys: list[str], admin_code: str, *, page: int = 1, size: int = DEFAULT_SIZE) -> dict[str, Any]:
+    """Incidents carrying any of the pseudonymous `keys` (``id:…``, ``phone:…``, ``plate:…``)."""
+    if not keys or not all(_KEY_RE.match(k) for k in keys):
+        raise QueryError("lookup keys must be kind:32-hex pseudonymous keys")
+    if not (1 <= size <= MAX_SIZE and page >= 1 and page * size <= MAX_WINDOW):
+        raise QueryError("invalid page/size")
+    clause = {"bool": {"should": [
+        {"terms": {"person_keys": list(keys)}},
+        {"terms": {"vehicle_keys": list(keys)}},
+    ], "minimum_should_match": 1}}
+    return {
+        "query": scoped_query(admin_code, [clause]),
+        "from": (page - 1) * size,
+        "size": size,
+        "sort": [{"last_seen": "desc"}, {"incident_id": "asc"}],
+        "track_total_hits": True,
+        "_source": {"includes": list(LIST_SOURCE)},
+    }
+
+
+def build_stats(params: SearchParams, admin_code: str) -> dict[str, Any]:
+    """Aggregation body: counts per area (county/town/village, each × kind), kind, tier, status.
+
+    Area buckets are restricted (``include`` regex) to codes inside the jurisdiction, so an
+    incident that also touches a neighbouring area does not reveal that area's counts.
+    """
+    filters, must = _request_clauses(params)
+    inside = re.escape(jurisdiction_filter(admin_code)["term"][ADMIN_PATH_FIELD]) + ".*"
+    by_kind = {"by_kind": {"terms": {"field": "kind", "size": 50}}}
+
+    def area(field_name: str, size: int) -> dict[str, Any]:
+        return {"terms": {"field": field_name, "size": size, "include": inside}, "aggs": by_kind}
+
+    return {
+        "query": scoped_query(admin_code, filters, must),
+        "size": 0,
+        "track_total_hits": True,
+        "aggs": {
+            "by_county": area("county_code", 100),
+            "by_town": area("town_codes", 200),
+            "by_village": area("village_codes", 1000),
+            "by_kind": {"terms": {"field": "kind", "size": 50}},
+            "by_tier": {"terms": {"field": "tier", "size": 10}},
+            "by_status": {"terms": {"field": "status", "size": 10}},
+        },
+    }
