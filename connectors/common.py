@@ -11,7 +11,7 @@ import json
 import re
 import xml.etree.ElementTree as _stdlib_et
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import wraps
@@ -309,6 +309,8 @@ def clean_str(value: Any) -> str | None:
             return str(int(value))
         return repr(value)
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None if value.is_nan() else str(value)
         if value == value.to_integral_value():
             return str(int(value))
         return str(value)

@@ -239,6 +239,33 @@ class RecordProducer:
             )
         return out
 
+    async def deliver(self, items: Sequence[Item], *, source: str, at_ms: int, timeout: float | None = None) -> int:
+        """Send ``items``; records Kafka refuses for good (too large, invalid topic…) are replaced by
+        dead letters (stage "receive", raw = the encoded value) so the caller can move on.
+
+        Returns how many items became dead letters. Raises ``DeliveryError`` (retriable) when Kafka
+        is away: nothing may then be considered delivered and the caller retries the whole batch."""
+        try:
+            await self.send_batch(items, timeout=timeout)
+            return 0
+        except DeliveryError as exc:
+            if exc.retriable or not exc.failures:
+                raise
+            from schemas.deadletter import make_dead_letter
+
+            poison: list[Item] = []
+            for idx, err in exc.failures:
+                topic, key, value = items[idx]
+                if topic == self.deadletter_topic:
+                    raise DeliveryError(f"Kafka refused a dead letter on {topic}: {err}", retriable=False,
+                                        failures=[(idx, err)]) from exc
+                log.error("Kafka refused a record for %s (%s); dead-lettering it", topic, err)
+                poison.append(self.dead_letter_item(make_dead_letter(
+                    source=source, stage="receive", raw=value, error=err, topic=topic,
+                    content_type="avro/binary", at_ms=at_ms)))
+            await self.send_batch(poison, timeout=timeout)
+            return len(poison)
+
     async def send_dead_letter(self, record: Mapping[str, Any], *, timeout: float | None = None) -> "RecordMetadata":
         """Publish a DeadLetter dict (from ``schemas.deadletter.make_dead_letter``), key = source."""
         topic, key, value = self.dead_letter_item(record)

@@ -336,22 +336,14 @@ class IngestGateway(Source):
     async def _send_spooled(self, batch: list[SpoolRecord]) -> None:
         items: list[Item] = [(r.topic, r.key, r.value) for r in batch]
         try:
-            await self.producer.send_batch(items, timeout=self.config.drain_timeout_s)
+            await self.producer.deliver(items, source="receiver", at_ms=self.clock(),
+                                        timeout=self.config.drain_timeout_s)
         except DeliveryError as exc:
-            if exc.retriable or not exc.failures:
+            if exc.retriable:
                 raise
-            # poison records (too large, invalid topic…): dead-letter them so the spool moves on
-            poison: list[Item] = []
-            for idx, err in exc.failures:
-                topic, key, value = items[idx]
-                if topic == self.producer.deadletter_topic:
-                    log.error("dead letter %r could not be delivered (%s); dropped", key, err)
-                    self.metrics.dead_letters_lost.labels(source=(key or b"?").decode("utf-8", "replace")).inc()
-                    continue
-                poison.append(self._dead_letter_item(
-                    source=topic, stage="receive", raw=value, error=err, topic=topic, content_type="avro/binary"))
-            if poison:
-                await self.producer.send_batch(poison, timeout=self.config.drain_timeout_s)
+            # a dead letter Kafka refuses for good: log it and move on rather than block the spool forever
+            log.error("spooled dead letter dropped: %s", exc)
+            self.metrics.dead_letters_lost.labels(source="receiver").inc()
         self.metrics.drained.inc(len(batch))
         self._update_gauges()
 

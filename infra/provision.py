@@ -64,16 +64,23 @@ def provision_topics(settings: Settings, report: ProvisionReport | None = None) 
 
 def provision_elasticsearch(settings: Settings, report: ProvisionReport | None = None) -> ProvisionReport:
     """Install the index template and make sure the incidents alias points at a versioned index."""
-    from elasticsearch import Elasticsearch
+    import asyncio
 
-    from connectors.elasticsearch import admin as es_admin
+    from elasticsearch import AsyncElasticsearch
+
+    from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
 
     report = report or ProvisionReport()
-    es = Elasticsearch(settings.es_url)
-    try:
-        report.es.extend(es_admin.ensure_index(es, settings))
-    finally:
-        es.close()
+
+    async def run() -> str:
+        client = AsyncElasticsearch(settings.es_url)
+        try:
+            return str(await ensure_incident_index(client, IndexNames(settings.es_index_prefix),
+                                                   settings.es_refresh_interval))
+        finally:
+            await client.close()
+
+    report.es.append(asyncio.run(run()))
     return report
 
 

@@ -35,8 +35,10 @@ class Topic:
         return "compact" in self.config.get("cleanup.policy", "")
 
     def key_bytes(self, record: Mapping[str, Any]) -> bytes:
-        """The message key for ``record``: its ``key`` field, UTF-8 encoded."""
-        value = record[self.key]
+        """The message key for ``record``: its ``key`` field (dotted for nested), UTF-8 encoded."""
+        value: Any = record
+        for part in self.key.split("."):
+            value = value[part] if isinstance(value, Mapping) else None
         if not isinstance(value, str) or not value:
             raise ValueError(f"{self.name}: key field {self.key!r} must be a non-empty string, got {value!r}")
         return value.encode("utf-8")
@@ -73,6 +75,10 @@ TOPICS: tuple[Topic, ...] = (
           "Canonical events: UTC times, WGS-84, simplified text, pseudonymous person keys and masked "
           "display forms only (no clear identifiers).",
           _DETERMINISTIC + " event_id = source:native_id."),
+    Topic("internal.events-by-county.v1", "location.county_code", "pingan.Event", 3, _delete(30),
+          "Internal: the canonical events again, keyed by county code so that correlation and incident "
+          "state for one county live in one partition (the unit of scale-out). Not for downstream use.",
+          _DETERMINISTIC + " Written by the normalize stage together with events.v1."),
     Topic("links.v1", "county_code", "pingan.Link", 3, _delete(30),
           "Scored links between two events with their reasons; keyed by the 6-digit county code so one "
           "county's incidents are built in one partition.",

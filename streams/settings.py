@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     search_port: int = 8080
     receiver_port: int = 8090
     max_lateness_s: int = 6 * 3600
+    worker_id: int = Field(default=0, description="several workers on one host need distinct ids (data dir, web port)")
+    registry_path: Path | None = Field(default=None, description="device registry CSV (cameras, door controllers)")
+    sink_batch_size: int = 500
+    sink_chunk_size: int = 500
+    counties: str = Field(default="513221", description="comma-separated county codes served (deadline ticks)")
+    deadline_check_s: float = 60.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

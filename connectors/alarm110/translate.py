@@ -117,7 +117,7 @@ def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
         except TranslateError as exc:
             ident = clean_str(row.get("JJDBH")) if isinstance(row, Mapping) and not isinstance(
                 row.get("JJDBH"), (dict, list)) else None
-            rejected.append(Rejected(f"row {index} (JJDBH {ident or '?'}): {exc.reason}", exc.error_type))
+            rejected.append(Rejected(f"row {index + 1} (JJDBH {ident or '?'}): {exc.reason}", exc.error_type))
     return result(ALARM110_TOPIC, ALARM110_SCHEMA, records, rejected)
 
 

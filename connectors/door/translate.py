@@ -155,6 +155,8 @@ def _gat1400_items(doc: Any) -> list[Any] | None:
 
 
 def _translate_gat1400(items: list[Any], registry: DeviceRegistry, received_at_ms: int) -> TranslateResult:
+    if not items:
+        raise TranslateError("empty list of access records", "MissingField")
     if len(items) > MAX_RECORDS:
         raise TranslateError(f"{len(items)} access records in one request, limit {MAX_RECORDS}", "TooLarge")
     records: list[dict[str, Any]] = []

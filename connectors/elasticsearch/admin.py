@@ -72,7 +72,7 @@ async def versioned_indices(client: AsyncElasticsearch, names: IndexNames) -> li
 async def create_index(client: AsyncElasticsearch, names: IndexNames, version: int) -> str:
     """Create the versioned index (settings/mappings come from the template); returns its name."""
     index = names.versioned(version)
-    await client.indices.create(index=index, body={})
+    await client.indices.create(index=index)
     await client.cluster.health(index=index, wait_for_status="yellow", timeout="30s")
     return index
 

@@ -47,7 +47,7 @@ MIN_RIVER: tuple[tuple[float, float], ...] = (
     (31.420, 103.552), (31.362, 103.502), (31.250, 103.490), (31.150, 103.482), (31.070, 103.492),
     (31.054, 103.490), (31.020, 103.478), (31.000, 103.468), (30.985, 103.460),
 )
-# riverside camera chains: (town code, chain length, start lat) — 150 m apart along the river
+# riverside camera chains: (town code, chain length, start lat) — ~100–150 m apart along the river
 RIVER_CHAINS = (("513221100", 26, 31.497), ("513221109", 14, 31.372), ("513221102", 26, 31.066),
                 ("513221106", 16, 31.012))
 # road checkpoints with ANPR cameras (town code, lat, lon, name)
@@ -255,7 +255,7 @@ def build_registry() -> tuple[Device, ...]:
     special: dict[str, list[tuple[str, float, float, tuple[str, ...], str]]] = {k: [] for k in CAMERA_SPLIT}
     for town, n, lat0 in RIVER_CHAINS:
         for i in range(n):
-            lat = lat0 - i * 150.0 / 111_320.0
+            lat = lat0 - i * 100.0 / 111_320.0
             rlat, rlon = river_point(lat)
             lat, lon = offset_m(rlat, rlon, 0.0, rng.choice((-35.0, 35.0)))
             kind = "camera_tianwang" if i % 3 == 0 else "camera_xueliang"

@@ -257,7 +257,7 @@ class Builder:
                 "纠纷类型": dtype, "纠纷简要情况": summary, "纠纷发生地": address, "行政区划代码": admin,
                 "parties": parties, "调解员": rng.choice(MEDIATORS), "调解结果": result, "协议金额": amount,
                 "履行情况": "已履行" if result == "调解成功" else "", "司法确认": "是" if amount else "否"}
-        f = form or ("csv", "gbk", "xlsx")[self.counters.case % 3]
+        f = form or ("gbk", "xlsx", "csv")[self.counters.case % 3]
         ev = self._event(rng, "mediation", t, no, "dispute", scenario, incident, persons, case, f, late=False,
                          dup=False)
         end_of_day = (t // DAY) * DAY + 21 * 3600 + rng.randint(0, 3600)
@@ -536,7 +536,7 @@ def background_hour(b: Builder, day: int, hour: int, scale: float) -> list[SimEv
     if hour == 10:   # a few per week in reality; one or two a day here so a 1-day run has some
         n_med = max(1, poisson(rng, scale))
     elif hour == 15:
-        n_med = poisson(rng, 0.5 * scale)
+        n_med = max(1, poisson(rng, 0.5 * scale))
     gb_devs = [d for d in w.devices if d.protocol == "gb28181"]
     is_devs = [d for d in w.devices if d.protocol == "isapi" and d.kind != "door" and "anpr" not in d.tags]
     table_v = {(5, k): v for k, v in GB_VIDEO.items()} | {(2, k): v for k, v in GB_DEVICE.items()} \

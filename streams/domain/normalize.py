@@ -113,6 +113,7 @@ _TIME_RE = re.compile(
     r"(?:[T ](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?)?"
     r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?$"
 )
+_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 _COMPACT_RE = re.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})(?:(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})?)?$")
 
 
@@ -139,8 +140,7 @@ def parse_local_time(text: Any, tz: ZoneInfo) -> int:
         dt = dt.replace(tzinfo=tzinfo)
     else:
         dt = dt.replace(tzinfo=tz)
-    return int(dt.timestamp() * 1000) if dt.microsecond == 0 else (
-        int(dt.replace(microsecond=0).timestamp()) * 1000 + dt.microsecond // 1000)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
 # ---------------------------------------------------------------- helpers

@@ -49,7 +49,7 @@ CREDENTIALS_KEY = web.AppKey("credentials", Credentials)
 AUDIT_KEY = web.AppKey("audit", AuditLog)
 KEYER_KEY = web.AppKey("keyer", PersonKeyer)
 INDEX_KEY = web.AppKey("index", str)
-PRINCIPAL = "principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 _UPPER_NAMES = {gazetteer.PROVINCE_CODE: "四川省", gazetteer.PREFECTURE_CODE: "阿坝藏族羌族自治州"}
 _PUBLIC_PATHS = frozenset({"/healthz", "/api/openapi.yaml"})

@@ -1,0 +1,89 @@
+"""Stage functions between Kafka bytes and the pure domain: decode, normalize, classify errors.
+
+No Kafka or Faust imports: agents hand these functions message bytes and coordinates and
+publish what comes back. Every failure becomes a dead-letter record with its stage and reason
+(errors are data); only FATAL errors propagate.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.deadletter import ErrorClass, classify, make_dead_letter
+from schemas.serde import SchemaStore
+from streams.domain.normalize import Normalizer
+
+# raw topic (catalogue name) → canonical source name
+RAW_SOURCES: Mapping[str, str] = {
+    "raw.camera.v1": "camera",
+    "raw.grid.v1": "grid",
+    "raw.alarm110.v1": "alarm110",
+    "raw.mediation.v1": "mediation",
+    "raw.door.v1": "door",
+}
+EVENT_SCHEMA = "pingan.Event"
+DEAD_LETTER_SCHEMA = "pingan.DeadLetter"
+
+
+@dataclass
+class Outcome:
+    """Result of one stage call: encoded outputs and dead letters (records, not yet encoded)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RetriableStageError(RuntimeError):
+    """Raised so the caller retries the same input (its offset must not be committed)."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class NormalizeStage:
+    """raw Avro bytes → canonical Event records, or a dead letter."""
+
+    def __init__(self, store: SchemaStore, normalizer: Normalizer, *, topic_prefix: str = "",
+                 clock_ms: Callable[[], int] = _now_ms) -> None:
+        self.store = store
+        self.normalizer = normalizer
+        self.prefix = topic_prefix
+        self.clock_ms = clock_ms
+
+    def handle(self, topic: str, partition: int | None, offset: int | None, value: bytes | None) -> Outcome:
+        """Decode and normalize one raw message."""
+        name = topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
+        source = RAW_SOURCES.get(name, name)
+        try:
+            if not value:
+                raise ValueError("empty message value")
+            _schema, record = self.store.decode(value)
+            event = self.normalizer.normalize(source, record, raw_topic=topic, raw_partition=partition,
+                                              raw_offset=offset)
+            return Outcome(events=[event])
+        except Exception as exc:  # noqa: BLE001 - classified below; fatal ones re-raised
+            cls = classify(exc)
+            if cls is ErrorClass.FATAL:
+                raise
+            if cls is ErrorClass.RETRIABLE:
+                raise RetriableStageError(str(exc)) from exc
+            return Outcome(dead_letters=[make_dead_letter(
+                source=source, stage="normalize", raw=value or b"", error=exc, topic=topic,
+                partition=partition, offset=offset, at_ms=self.clock_ms())])
+
+    def encode_event(self, event: Mapping[str, Any]) -> bytes:
+        return self.store.encode(EVENT_SCHEMA, event)
+
+    def encode_dead_letter(self, record: Mapping[str, Any]) -> bytes:
+        return self.store.encode(DEAD_LETTER_SCHEMA, record)
+
+
+def decode_event(store: SchemaStore, value: bytes) -> dict[str, Any]:
+    """Decode an events topic message; ValueError when it is not a canonical Event."""
+    name, record = store.decode(value)
+    if name != EVENT_SCHEMA:
+        raise ValueError(f"expected {EVENT_SCHEMA}, got {name}")
+    return record

@@ -1,0 +1,148 @@
+"""Incident → index document / bulk action, and the index template (pure, no network)."""
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+
+import pytest
+
+from connectors.elasticsearch.documents import (
+    DocumentError, admin_path, admin_paths, incident_action, incident_document, is_admin_code,
+)
+from connectors.elasticsearch.templates import incident_mappings, incident_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _incident(**over: object) -> dict:
+    inc = {
+        "incident_id": "inc-0123456789abcdef", "status": "open", "merged_into": None, "kind": "dispute",
+        "severity": 2, "tier": "town", "admin_code": "513221107", "county_code": "513221",
+        "town_codes": ["513221107"], "village_codes": ["513221107202", "513221107201"],
+        "first_seen": 1_714_521_600_000, "last_seen": 1_714_608_000_000,
+        "event_ids": ["mediation:2024-17", "grid:G-1"],
+        "events": [
+            {"event_id": "mediation:2024-17", "source": "mediation", "kind": "dispute",
+             "occurred_at": 1_714_608_000_000, "text": "无忧法治苑调解宅基地纠纷，达成协议", "lat": None, "lon": None,
+             "admin_code": "513221107202", "persons": ["王某学", "李某"]},
+            {"event_id": "grid:G-1", "source": "grid", "kind": "dispute", "occurred_at": 1_714_521_600_000,
+             "text": "柒山村邻里因宅基地边界发生纠纷", "lat": 31.108, "lon": 103.342,
+             "admin_code": "513221107201", "persons": ["王某学"]},
+        ],
+        "links": [{"link_id": "abc", "event_a": "grid:G-1", "event_b": "mediation:2024-17", "score": 0.9,
+                   "reasons": ["同一身份证号密钥"], "rule": "grid_mediation", "county_code": "513221",
+                   "created_at": 1_714_608_000_500}],
+        "person_keys": ["id:" + "a" * 32, "phone:" + "b" * 32], "vehicle_keys": [],
+        "version": 3, "updated_at": 1_714_608_001_000,
+    }
+    inc.update(over)
+    return inc
+
+
+def test_admin_path_prefixes_every_level() -> None:
+    assert admin_path("513221107201") == ["51", "5132", "513221", "513221107", "513221107201"]
+    assert admin_path("513221107") == ["51", "5132", "513221", "513221107"]
+    assert admin_path("513221") == ["51", "5132", "513221"]
+    assert admin_path(None) == [] and admin_path("abc") == []
+    assert admin_paths(["513221107201", "513221100203", None]) == [
+        "51", "5132", "513221", "513221100", "513221107", "513221100203", "513221107201"]
+    assert is_admin_code("5132") and not is_admin_code("51322") and not is_admin_code("5132x")
+
+
+def test_incident_document_fields() -> None:
+    doc_id, doc = incident_document(_incident())
+    assert doc_id == "inc-0123456789abcdef" == doc["incident_id"]
+    # admin_path covers province, prefecture, county, town and both villages touched
+    assert doc["admin_path"] == ["51", "5132", "513221", "513221107", "513221107201", "513221107202"]
+    # events time-ordered; search text built from their texts in that order
+    assert [e["event_id"] for e in doc["events"]] == ["grid:G-1", "mediation:2024-17"]
+    assert doc["search_text"] == "柒山村邻里因宅基地边界发生纠纷\n无忧法治苑调解宅基地纠纷，达成协议"
+    assert doc["events"][0]["location"] == {"lat": 31.108, "lon": 103.342}
+    assert "location" not in doc["events"][1]
+    assert doc["location"] == {"lat": 31.108, "lon": 103.342}
+    assert doc["event_locations"] == [{"lat": 31.108, "lon": 103.342}]
+    assert doc["event_count"] == 2 and doc["sources"] == ["grid", "mediation"]
+    assert doc["village_codes"] == ["513221107201", "513221107202"]
+    assert doc["links"][0]["reasons"] == ["同一身份证号密钥"]
+
+
+def test_document_only_uses_mapped_fields() -> None:
+    """The mapping is strict: every document field must be mapped (else a 400 at index time)."""
+    _, doc = incident_document(_incident(extra_field="x"))
+    props = incident_mappings()["properties"]
+    assert set(doc) <= set(props)
+    assert set(doc["events"][0]) <= set(props["events"]["properties"])
+    assert set(doc["links"][0]) <= set(props["links"]["properties"])
+
+
+def test_invalid_coordinates_are_dropped_not_indexed() -> None:
+    inc = _incident()
+    inc["events"][1]["lat"] = 123.0  # out of range
+    _, doc = incident_document(inc)
+    assert doc["location"] is None and doc["event_locations"] == []
+
+
+def test_input_not_mutated_and_deterministic() -> None:
+    inc = _incident()
+    before = copy.deepcopy(inc)
+    assert incident_document(inc) == incident_document(copy.deepcopy(inc))
+    assert inc == before
+
+
+def test_index_action_uses_external_version() -> None:
+    action = incident_action(_incident(), "pingan-incidents")
+    assert action["_op_type"] == "index" and action["_id"] == "inc-0123456789abcdef"
+    assert action["_index"] == "pingan-incidents"
+    assert action["version"] == 3 and action["version_type"] == "external_gte"
+    assert "version" not in incident_action(_incident(), "x", external_version=False)
+
+
+def test_merged_incident_becomes_delete_of_retired_id() -> None:
+    merged = _incident(status="merged", merged_into="inc-0000000000000001")
+    assert incident_action(merged, "idx") == {"_op_type": "delete", "_index": "idx", "_id": "inc-0123456789abcdef"}
+    with pytest.raises(DocumentError):
+        incident_document(merged)
+
+
+def test_record_without_id_is_a_document_error() -> None:
+    with pytest.raises(DocumentError):
+        incident_action(_incident(incident_id=""), "idx")
+
+
+def test_template_shape() -> None:
+    t = incident_template("pingan", "5s")
+    assert t["index_patterns"] == ["pingan-incidents-*"]
+    s = t["template"]["settings"]
+    assert (s["number_of_shards"], s["number_of_replicas"], s["refresh_interval"]) == (1, 0, "5s")
+    props = t["template"]["mappings"]["properties"]
+    assert props["location"]["type"] == "geo_point" and props["event_locations"]["type"] == "geo_point"
+    assert props["events"]["type"] == "nested"
+    assert props["events"]["properties"]["location"]["type"] == "geo_point"
+    assert props["first_seen"] == {"type": "date", "format": "epoch_millis"}
+    assert props["search_text"]["analyzer"] == "cjk"
+    assert props["events"]["properties"]["text"]["analyzer"] == "cjk"
+    assert props["events"]["properties"]["text"]["store"] is True
+    assert props["events"]["properties"]["text"]["fields"]["raw"]["type"] == "keyword"
+    for kw in ("incident_id", "admin_path", "admin_code", "town_codes", "village_codes", "person_keys"):
+        assert props[kw]["type"] == "keyword"
+
+
+@pytest.mark.parametrize("rel", [
+    "connectors/elasticsearch/documents.py", "connectors/elasticsearch/templates.py",
+    "streams/web/jurisdiction.py", "streams/web/query.py",
+])
+def test_pure_modules_import_no_io_libraries(rel: str) -> None:
+    tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    assert not roots & {"elasticsearch", "aiohttp", "kafka", "aiokafka", "faust"}
+    # and the connectors/streams modules they import are pure too
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("connectors", "streams")):
+            assert node.module in {"connectors.elasticsearch.documents", "streams.domain.text",
+                                   "streams.web.jurisdiction"}, node.module

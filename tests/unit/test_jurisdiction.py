@@ -1,0 +1,78 @@
+"""Jurisdiction rule: the ES filter and the Python rule agree; redaction of cross-area incidents."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from connectors.elasticsearch.documents import incident_document
+from streams.domain import gazetteer
+from streams.web.jurisdiction import (
+    JurisdictionError, can_see, jurisdiction_filter, redact_incident, within,
+)
+
+V_QISHAN = "513221107201"   # 柒山村, 三江镇
+V_CAOPING = "513221107202"  # 草坪村, 三江镇
+V_QIPANGOU = "513221100201"  # 七盘沟村, 威州镇
+
+
+def _inc(*villages: str, owner: str | None = None) -> dict:
+    events = [{"event_id": f"grid:{v}", "source": "grid", "kind": "dispute", "occurred_at": i,
+               "text": "纠纷", "admin_code": v, "persons": []} for i, v in enumerate(villages)]
+    towns = sorted({v[:9] for v in villages})
+    return {"incident_id": "inc-" + "".join(villages)[:16], "status": "open", "kind": "dispute", "severity": 2,
+            "tier": "village" if len(villages) == 1 else "town", "admin_code": owner or villages[0],
+            "county_code": "513221", "town_codes": towns, "village_codes": list(villages),
+            "first_seen": 0, "last_seen": 1, "events": events,
+            "links": [{"event_a": events[0]["event_id"], "event_b": e["event_id"], "reasons": ["同一地址"]}
+                      for e in events[1:]], "version": 1, "updated_at": 1}
+
+
+def test_filter_is_a_term_on_admin_path() -> None:
+    assert jurisdiction_filter("513221107") == {"term": {"admin_path": "513221107"}}
+
+
+@pytest.mark.parametrize("bad", ["", "5132211", "51322110720", "abc", "5132211072011"])
+def test_invalid_codes_rejected(bad: str) -> None:
+    with pytest.raises(JurisdictionError):
+        jurisdiction_filter(bad)
+    with pytest.raises(JurisdictionError):
+        can_see(bad, _inc(V_QISHAN))
+
+
+def test_levels() -> None:
+    inc = _inc(V_QISHAN)
+    assert can_see(V_QISHAN, inc)          # the village itself
+    assert not can_see(V_CAOPING, inc)     # a sibling village
+    assert can_see("513221107", inc)       # its town
+    assert not can_see("513221100", inc)   # another town
+    assert can_see("513221", inc)          # the county
+    assert can_see("5132", inc)            # the prefecture
+    assert can_see("51", inc)              # the province
+    assert not can_see("513222", inc)      # a neighbouring county
+    assert not can_see("5133", inc)        # another prefecture
+
+
+@given(st.sampled_from([p.code for p in gazetteer.VILLAGES]), st.sampled_from(
+    [p.code for p in gazetteer.VILLAGES + gazetteer.TOWNS] + ["513221", "5132", "51", "513222", "5133"]))
+def test_python_rule_equals_prefix_rule_and_indexed_path(village: str, credential: str) -> None:
+    inc = _inc(village)
+    _, doc = incident_document(inc)
+    expected = village.startswith(credential)
+    assert can_see(credential, inc) is expected
+    assert can_see(credential, doc) is expected  # from the indexed admin_path
+    assert (jurisdiction_filter(credential)["term"]["admin_path"] in doc["admin_path"]) is expected
+
+
+def test_cross_area_incident_redacted_for_village() -> None:
+    inc = _inc(V_QISHAN, V_CAOPING, owner="513221107")
+    assert can_see(V_QISHAN, inc) and can_see(V_CAOPING, inc) and not can_see(V_QIPANGOU, inc)
+    view = redact_incident(V_QISHAN, inc)
+    assert [e["admin_code"] for e in view["events"]] == [V_QISHAN]
+    assert view["links"] == [] and view["hidden_events"] == 1
+    town_view = redact_incident("513221107", inc)
+    assert len(town_view["events"]) == 2 and town_view["hidden_events"] == 0 and len(town_view["links"]) == 1
+    assert inc["events"][1]["admin_code"] == V_CAOPING  # input untouched
+
+
+def test_within() -> None:
+    assert within("513221107", V_QISHAN) and not within(V_QISHAN, "513221107") and not within("513221", None)
