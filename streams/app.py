@@ -69,7 +69,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     """A configured Faust app with the bus's agents, tables and timers."""
     store = store or default_store()
     catalogue = {t.name: t for t in TOPICS}
-    worker_dir = settings.run_dir / "workers" / f"worker-{settings.worker_id}"
+    worker_dir = settings.run_dir / "workers" / f"{settings.app_id}-{settings.worker_id}"
     worker_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,

@@ -179,6 +179,7 @@ class Counters:
     case: int = 0
     bg_incident: int = 0
     order: int = 0
+    door_serial: int = 0
     person: int = 0
 
     def next(self, name: str) -> int:

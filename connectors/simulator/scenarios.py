@@ -266,23 +266,26 @@ class Builder:
     def door(self, rng: random.Random, dev: Device, t: int, person: Person, direction: str, *,
              scenario: str = "background", incident: str | None = None) -> SimEvent:
         """A door pass, ISAPI AccessControllerEvent or GA/T 1400 record depending on the device."""
+        # native ids as docs/contracts.md (DoorAccess) defines them: the source's own record identity,
+        # which every re-delivery of the same pass carries unchanged
         if dev.protocol == "isapi":
             dt = iso_time(self.world, t)
+            serial = self.counters.next("door_serial")
             payload: dict[str, Any] = {
                 "ipAddress": dev.ip, "macAddress": dev.mac, "dateTime": dt, "eventType": "AccessControllerEvent",
                 "eventState": "active", "AccessControllerEvent": {
                     "deviceName": dev.name, "majorEventType": 5, "subEventType": 75, "name": person.name,
                     "employeeNoString": person.pid[1:], "cardNo": person.card_no, "doorNo": 1,
-                    "attendanceStatus": "checkIn" if direction == "in" else "checkOut"}}
-            native = f"{dev.device_id}:{dt}:{person.card_no}"
+                    "serialNo": serial, "attendanceStatus": "checkIn" if direction == "in" else "checkOut"}}
+            native = f"{dev.device_id}:{dt}:{serial}"
             form = "isapi"
         else:
             pt = self.world.at(t).strftime("%Y%m%d%H%M%S")
-            payload = {"RecordID": f"{dev.device_id}{pt}{self.loop_tag}{self.counters.next('order') % 10000:04d}",
+            native = f"{dev.device_id}{pt}{self.loop_tag}{self.counters.next('order') % 10000:04d}"
+            payload = {"RecordID": native,
                        "DeviceID": dev.device_id, "CommunityName": dev.community, "DoorName": dev.door,
                        "PersonName": person.name, "CardNo": person.card_no, "Direction": 1 if direction == "in" else 2,
                        "PassTime": pt}
-            native = f"{dev.device_id}:{pt}:{person.card_no}"
             form = "gat1400"
         return self._event(rng, "door", t, native, "person_sighting", scenario, incident, (person.pid,), payload,
                            form)

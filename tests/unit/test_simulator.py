@@ -108,9 +108,9 @@ def _payload_ids(run: Path) -> dict[str, str]:
     for n, line in enumerate((run / "door/events.jsonl").read_text("utf-8").splitlines(), 1):
         d = json.loads(line)
         if "AccessControllerEvent" in d:
-            nid = f"{by_ip[d['ipAddress']]}:{d['dateTime']}:{d['AccessControllerEvent']['cardNo']}"
+            nid = f"{by_ip[d['ipAddress']]}:{d['dateTime']}:{d['AccessControllerEvent']['serialNo']}"
         else:
-            nid = f"{d['DeviceID']}:{d['PassTime']}:{d['CardNo']}"
+            nid = d["RecordID"]
         ids[f"door/events.jsonl:{n}"] = "door:" + nid
     with (run / "alarm110/jjd.csv").open(encoding="utf-8", newline="") as fh:
         for n, row in enumerate(csv.DictReader(fh), 1):

@@ -1,0 +1,146 @@
+"""Offline correlation quality of a simulator folder (no Kafka, no Faust, no Elasticsearch).
+
+Contract
+- ``evaluate_folder(folder, *, secret=b"bench") -> QualityReport`` replays the folder the way the
+  feeds deliver it (``connectors.files.iter_deliveries``: delivery order, duplicates, late
+  events), normalizes every translated record (``streams.domain.normalize.Normalizer``), runs
+  one ``streams.domain.pipeline.CountyProcessor`` per county partition (as the Faust agent does
+  after repartitioning by county) and scores the final event → incident assignment against
+  ``truth.json`` (event_id → incident, incident → scenario) with
+  ``streams.domain.quality.evaluate``. Events the pipeline never produced count as singletons
+  (a lost event costs recall); events it invented that the truth does not know count as
+  singletons on the truth side (they cost precision if they were linked).
+- ``run_folder(folder, *, secret) -> OfflineRun`` the same replay, keeping the processors, the
+  links and the counts (for diagnostics: which links are wrong and why).
+- ``render(report, title=...) -> rich.table.Table``: one row per scenario plus "overall" —
+  events, true/predicted/correct pairs, pairwise P/R/F1 and B-cubed P/R/F1.
+Deterministic: the same folder and secret give the same report.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from connectors.files import iter_deliveries, load_truth
+from connectors.registry import DeviceRegistry
+from streams.domain.correlate import partition_key
+from streams.domain.normalize import Normalizer
+from streams.domain.pipeline import CountyProcessor
+from streams.domain.quality import QualityReport, Scores, evaluate
+from streams.domain.rules import CorrelationRules, load_rules
+
+# feed name in the simulator folder -> canonical source of docs/contracts.md
+FEED_SOURCE = {"gb28181": "camera", "isapi": "camera", "grid": "grid", "alarm110": "alarm110",
+               "mediation": "mediation", "door": "door"}
+TIMEZONE = "Asia/Shanghai"
+
+
+@dataclass
+class OfflineRun:
+    """Everything one offline replay produced."""
+
+    processors: dict[str, CountyProcessor]
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deliveries: int = 0
+    records: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    normalize_errors: Counter = field(default_factory=Counter)
+
+    def predicted(self) -> dict[str, str]:
+        """event_id → live incident id, for every event the pipeline saw."""
+        out: dict[str, str] = {}
+        for eid, event in self.events.items():
+            county = partition_key(event)
+            iid = self.processors[county].state.incident_of(eid)
+            if iid is not None:
+                out[eid] = f"{county}/{iid}"
+        return out
+
+
+def run_folder(folder: Path, *, secret: bytes = b"bench", rules: CorrelationRules | None = None) -> OfflineRun:
+    """Replay a simulator folder through translate → normalize → per-county processors."""
+    folder = Path(folder)
+    registry = DeviceRegistry.from_csv(folder / "registry.csv")
+    normalizer = Normalizer(secret, TIMEZONE, registry)
+    rules = rules or load_rules()
+    run = OfflineRun(processors={})
+    for delivery in iter_deliveries(folder, registry):
+        run.deliveries += 1
+        for rej in delivery.result.rejected:
+            run.rejected[(delivery.feed, rej.error_type)] += 1
+        for record in delivery.result.records:
+            run.records += 1
+            try:
+                event = normalizer.normalize(FEED_SOURCE.get(delivery.feed, delivery.feed), record)
+            except Exception as exc:  # NormalizeError and friends: a dead letter in the real pipeline
+                run.normalize_errors[(delivery.feed, type(exc).__name__)] += 1
+                continue
+            county = partition_key(event)
+            proc = run.processors.get(county)
+            if proc is None:
+                proc = run.processors[county] = CountyProcessor(rules=rules)
+            step = proc.process(event)
+            run.events.setdefault(event["event_id"], event)
+            for link in step.links:
+                run.links[link["link_id"]] = link
+    return run
+
+
+def truth_maps(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(event_id → true incident, true incident → scenario) from truth.json."""
+    truth = load_truth(Path(folder))
+    incident = {e["event_id"]: e["incident"] for e in truth["events"]}
+    scenario = {e["incident"]: e["scenario"] for e in truth["events"]}
+    return incident, scenario
+
+
+def evaluate_folder(folder: Path, *, secret: bytes = b"bench") -> QualityReport:
+    """Pairwise and B-cubed quality of the offline pipeline on a simulator folder."""
+    run = run_folder(Path(folder), secret=secret)
+    truth, scenarios = truth_maps(Path(folder))
+    return evaluate(truth, run.predicted(), scenarios)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _row(name: str, s: Scores) -> list[str]:
+    return [name, str(s.events), str(s.true_pairs), str(s.predicted_pairs), str(s.correct_pairs),
+            _pct(s.pairwise.precision), _pct(s.pairwise.recall), _pct(s.pairwise.f1),
+            _pct(s.bcubed.precision), _pct(s.bcubed.recall), _pct(s.bcubed.f1)]
+
+
+def render(report: QualityReport, title: str = "Correlation quality (%)") -> Table:
+    """A rich table: one row per scenario, then the overall row."""
+    table = Table(title=title)
+    for col in ("scenario", "events", "true pairs", "pred pairs", "correct"):
+        table.add_column(col, justify="left" if col == "scenario" else "right")
+    for col in ("pair P", "pair R", "pair F1", "B³ P", "B³ R", "B³ F1"):
+        table.add_column(col, justify="right")
+    for name, scores in sorted(report.per_scenario.items()):
+        table.add_row(*_row(name, scores))
+    table.add_section()
+    table.add_row(*_row("overall", report.overall), style="bold")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.quality FOLDER...``: print the table of each folder."""
+    import sys
+
+    from rich.console import Console
+
+    console = Console()
+    for folder in (argv if argv is not None else sys.argv[1:]):
+        console.print(render(evaluate_folder(Path(folder)), title=f"Correlation quality (%) — {folder}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
