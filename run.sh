@@ -37,6 +37,7 @@ setup_test_peers() {
   command -v sipp >/dev/null || missing+=(sip-tester)
   command -v chromium >/dev/null || missing+=(chromium)
   [ -x /usr/lib/postgresql/*/bin/postgres ] 2>/dev/null || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)  # Chinese glyphs for Chromium
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       log "installing test peers: ${missing[*]}"

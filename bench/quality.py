@@ -12,6 +12,7 @@ Contract
   singletons on the truth side (they cost precision if they were linked).
 - ``run_folder(folder, *, secret) -> OfflineRun`` the same replay, keeping the processors, the
   links and the counts (for diagnostics: which links are wrong and why).
+- ``evaluate_run(run, folder) -> QualityReport`` scores an existing replay.
 - ``render(report, title=...) -> rich.table.Table``: one row per scenario plus "overall" —
   events, true/predicted/correct pairs, pairwise P/R/F1 and B-cubed P/R/F1.
 Deterministic: the same folder and secret give the same report.
@@ -99,11 +100,15 @@ def truth_maps(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
     return incident, scenario
 
 
-def evaluate_folder(folder: Path, *, secret: bytes = b"bench") -> QualityReport:
-    """Pairwise and B-cubed quality of the offline pipeline on a simulator folder."""
-    run = run_folder(Path(folder), secret=secret)
+def evaluate_run(run: OfflineRun, folder: Path) -> QualityReport:
+    """Score a finished replay against the folder's truth.json."""
     truth, scenarios = truth_maps(Path(folder))
     return evaluate(truth, run.predicted(), scenarios)
+
+
+def evaluate_folder(folder: Path, *, secret: bytes = b"bench") -> QualityReport:
+    """Pairwise and B-cubed quality of the offline pipeline on a simulator folder."""
+    return evaluate_run(run_folder(Path(folder), secret=secret), Path(folder))
 
 
 def _pct(x: float) -> str:
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=140)
     for folder in (argv if argv is not None else sys.argv[1:]):
         console.print(render(evaluate_folder(Path(folder)), title=f"Correlation quality (%) — {folder}"))
     return 0

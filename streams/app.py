@@ -98,7 +98,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
         return app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw",
                          partitions=t.partitions, internal=False)
 
-    raw_topic = app.topic(*[settings.topic(n) for n in RAW_SOURCES], key_serializer="raw",
+    raw_topic = app.topic(*[settings.input_topic(n) for n in RAW_SOURCES], key_serializer="raw",
                           value_serializer="raw", internal=False)
     events_t, by_county_t = topic("events.v1"), topic(BY_COUNTY)
     links_t, incidents_t = topic("links.v1"), topic("incidents.v1")
@@ -115,7 +115,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     processor = CountyProcessor(stores)
     normalize_stage = NormalizeStage(store, Normalizer(settings.person_key_secret.encode(), settings.timezone,
                                                        _load_registry(settings)),
-                                     topic_prefix=settings.topic_prefix)
+                                     topic_prefix=settings.raw_topic_prefix)
 
     async def dead_letter(record: dict[str, Any]) -> None:
         metrics.dead_letters += 1
@@ -192,6 +192,9 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.json({"worker": settings.worker_id, **metrics.as_dict()})
 
+    from streams.observability import install as install_observability
+
+    install_observability(app, settings, metrics, with_index=with_index)  # /metrics, /healthz (Prometheus)
     app.pingan_metrics = metrics  # type: ignore[attr-defined]
     app.pingan_processor = processor  # type: ignore[attr-defined]
     return app
@@ -204,6 +207,7 @@ def _add_index_agent(app: faust.App, settings: Settings, store: SchemaStore, inc
 
     from connectors.elasticsearch.admin import IndexNames
     from connectors.elasticsearch.sink import IncidentSink
+    from streams.observability import observe_bulk
 
     @app.agent(incidents_t, name="index")
     async def index(stream: faust.StreamT) -> None:
@@ -223,7 +227,9 @@ def _add_index_agent(app: faust.App, settings: Settings, store: SchemaStore, inc
                         continue
                     sink.add(inc, topic=ev.message.topic, partition=ev.message.partition,
                              offset=ev.message.offset)
+                t_flush = time.perf_counter()
                 result = await sink.flush()
+                observe_bulk(app, time.perf_counter() - t_flush, result.retried)
                 metrics.indexed += result.indexed + result.deleted
                 metrics.index_retries += result.retried
                 for record in result.dead_letters:

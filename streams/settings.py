@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     kafka_heap: str = "512m"
     kafka_manage: bool = Field(default=True, description="False when pointing at an existing cluster")
     topic_prefix: str = ""
+    input_topic_prefix: str | None = Field(
+        default=None, description="prefix of the raw topics the workers read; None: topic_prefix (pipeline replays "
+                                  "read the live raw topics and write under a new topic_prefix)")
     replication_factor: int = 1
     # --- Elasticsearch -------------------------------------------------------
     es_url: str = "http://127.0.0.1:9251"
@@ -53,6 +56,7 @@ class Settings(BaseSettings):
     sink_chunk_size: int = 500
     counties: str = Field(default="513221", description="comma-separated county codes served (deadline ticks)")
     deadline_check_s: float = 60.0
+    log_json: bool = Field(default=False, description="workers log one JSON object per line (PINGAN_LOG_JSON=1)")
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -62,3 +66,12 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name for a catalogue name (applies the optional prefix)."""
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def raw_topic_prefix(self) -> str:
+        """Prefix of the raw (input) topics: ``input_topic_prefix`` when set, else ``topic_prefix``."""
+        return self.topic_prefix if self.input_topic_prefix is None else self.input_topic_prefix
+
+    def input_topic(self, name: str) -> str:
+        """Full name of a raw (input) topic (applies ``raw_topic_prefix``)."""
+        return f"{self.raw_topic_prefix}{name}"

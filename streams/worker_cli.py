@@ -20,4 +20,9 @@ def run(worker_id: int = typer.Option(None, help="distinct per worker on one hos
     overrides = {} if worker_id is None else {"worker_id": worker_id}
     settings = Settings.from_env(**overrides)
     faust_app = build_app(settings, with_index=not no_index)
-    Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    extra: dict = {}
+    if settings.log_json:
+        from streams.observability import json_logging_config
+
+        extra["logging_config"] = json_logging_config(loglevel)
+    Worker(faust_app, loglevel=loglevel, quiet=True, **extra).execute_from_commandline()

@@ -6,6 +6,7 @@ Every event is built with its final native payload (noise decided here, from see
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -321,12 +322,61 @@ def _worker_for(w: World, admin: str, rng: random.Random) -> GridWorker:
 # Ground-truth scenarios
 # ============================================================================================
 
+@dataclass(frozen=True)
+class Footprint:
+    """The space-time footprint of an area scenario (a flood): background camera alarms inside it
+    belong to the scenario's incident in the ground truth.
+
+    A background generator places alarms independently of the scenarios, so some land on the
+    flooded river bank while the flood is being reported - on the very cameras the flood trips.
+    Nothing distinguishes them from the flood's own alarms, and a governance center wants them on
+    the flood incident (water, debris and evacuees trip motion detection; power cuts drop video),
+    so the truth says so: an alarm of one of ``kinds`` from a camera within ``radius_m`` of one of
+    the scenario's reports and within ``gap_s`` of it is the scenario's.
+    """
+
+    incident: str
+    scenario: str
+    reports: tuple[tuple[float, float, int], ...]   # (lat, lon, t) of the scenario's reports
+    radius_m: float
+    gap_s: int
+    kinds: frozenset[str]
+
+    def covers(self, lat: float, lon: float, t: int) -> bool:
+        """Whether a point at time t lies inside the footprint."""
+        return any(abs(t - rt) <= self.gap_s and _distance_m(lat, lon, rl, ro) <= self.radius_m
+                   for rl, ro, rt in self.reports)
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    la1, lo1, la2, lo2 = map(math.radians, (lat1, lon1, lat2, lon2))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
+
+
 @dataclass
 class ScenarioSet:
-    """Scenario events (sorted by time) and the persons they introduce."""
+    """Scenario events (sorted by time), the persons they introduce and area footprints."""
 
     events: list[SimEvent]
     persons: dict[str, Person]
+    footprints: list[Footprint] = field(default_factory=list)
+
+
+CAMERA_FEEDS = ("gb28181", "isapi")
+
+
+def absorb(ev: SimEvent, footprints: list[Footprint], devices: dict[str, Device]) -> SimEvent:
+    """A background camera alarm inside a scenario footprint, relabelled to that scenario."""
+    if ev.scenario != "background" or ev.feed not in CAMERA_FEEDS or not footprints:
+        return ev
+    dev = devices.get(ev.native_id.split(":", 1)[0])
+    if dev is None:
+        return ev
+    for fp in footprints:
+        if ev.kind in fp.kinds and fp.covers(dev.lat, dev.lon, ev.t):
+            return replace(ev, scenario=fp.scenario, incident=fp.incident)
+    return ev
 
 
 def build_scenarios(b: Builder) -> ScenarioSet:
@@ -492,11 +542,13 @@ def build_scenarios(b: Builder) -> ScenarioSet:
                                       ("videoloss", "device", "videoloss alarm")))
             ev.append(b.isapi(rng, dev, t, et, kind, d, scenario="flood", incident=inc))
     flood_places = [v for v in gz.VILLAGES if v.parent in ("513221102", "513221106")]
+    reports: list[tuple[float, float, int]] = []
     for i in range(40):
         v = rng.choice(flood_places)
         p = person(f"PS6{i:02d}", v.code)
         la, lo = offset_m(v.lat, v.lon, rng.gauss(0, 200), rng.gauss(0, 200))
         t = t6 + rng.randint(60, 30 * 60)
+        reports.append((la, lo, t))
         txt = rng.choice(("报警人称{p}河水暴涨，山洪冲毁道路，有房屋进水，请求救援。", "报警人称{p}沟里发生泥石流，有车辆被困。",
                           "报警人称{p}岷江水位上涨很快，河边还有人，请求疏散。"))
         ev.append(b.alarm110(rng, t, ("800000", "800100", "800101"), "disaster",
@@ -507,11 +559,14 @@ def build_scenarios(b: Builder) -> ScenarioSet:
         v = rng.choice(flood_places)
         la, lo = offset_m(v.lat, v.lon, rng.gauss(0, 200), rng.gauss(0, 200))
         t = t6 + rng.randint(60, 30 * 60)
+        reports.append((la, lo, t))
         ev.append(b.grid(rng, _worker_for(w, v.code, rng), t, "0401",
                          f"{_place_label(v.code)}山洪暴发，沟道水位急涨，网格员正组织沿河{rng.randint(5, 40)}户群众转移。",
                          _place_label(v.code), la, lo, [], (), scenario="flood", incident=inc))
     ev.sort(key=lambda e: e.t)
-    return ScenarioSet(ev, persons)
+    # 2 km / 15 min: the reach of a flood report along a valley road while it is being reported
+    flood = Footprint(inc, "flood", tuple(reports), 2000.0, 15 * 60, frozenset({"intrusion", "device"}))
+    return ScenarioSet(ev, persons, [flood])
 
 
 # ============================================================================================
@@ -643,12 +698,15 @@ def _bg_mediation(b: Builder, rng: random.Random, t: int) -> SimEvent:
 
 def event_stream(b: Builder, days: int, scale: float, scenarios: bool = True) -> Iterator[SimEvent]:
     """All events in occurrence order: the scenarios merged with `days` of background hours."""
-    sc = build_scenarios(b).events if scenarios else []
+    built = build_scenarios(b) if scenarios else ScenarioSet([], {})
+    sc = built.events
+    devices = {d.device_id: d for d in b.world.devices}
 
     def bg() -> Iterator[SimEvent]:
         for day in range(days):
             for hour in range(24):
-                yield from background_hour(b, day, hour, scale)
+                for e in background_hour(b, day, hour, scale):
+                    yield absorb(e, built.footprints, devices)
 
     yield from heapq.merge(sc, bg(), key=lambda e: e.t)
 
@@ -658,4 +716,4 @@ def local_date(w: World, t: int) -> str:
     return (w.base + timedelta(seconds=t)).strftime("%Y-%m-%d")
 
 
-__all__ = ["Builder", "ScenarioSet", "build_scenarios", "background_hour", "event_stream", "to_fullwidth"]
+__all__ = ["Builder", "Footprint", "ScenarioSet", "absorb", "build_scenarios", "background_hour", "event_stream", "to_fullwidth"]

@@ -6,7 +6,9 @@ Contracts
   ``score_pair`` could link a and b, ``probe_keys(b) & index_keys(a)`` is non-empty (and vice
   versa), so blocking never hides a pair the rules would link.
   Key forms: ``p:<person or vehicle key>``, ``g:<h3 res-7 cell>:<60-min bucket>`` (fine level),
-  ``a:<h3 res-5 cell>:<12-h bucket>`` (area level, disaster kinds), ``e:<own event id>``,
+  ``a:<h3 res-5 cell>:<12-h bucket>`` (area level, disaster kinds), ``n:<h3 res-6 cell>:<bucket>``
+  (near level, disaster kinds) and ``np:…`` (its partner kinds: camera alarms; partners probe only
+  ``n:``, hubs probe ``n:`` and ``np:``), ``e:<own event id>``,
   ``r:<related event id>``. Scale-out partitions by county code (``partition_key``); events of
   different counties never link.
 - ``score_pair(a, b, rules) -> LinkDecision | None``: evidence gates of the kind-pair rule, then
@@ -33,7 +35,7 @@ Event = Mapping[str, Any]
 
 _EARTH_RADIUS_M = 6_371_008.8
 _WATERMARK_KEY = "~watermark"
-_LEVEL_PREFIX = {"fine": "g", "area": "a"}
+_LEVEL_PREFIX = {"fine": "g", "area": "a", "near": "n"}
 _KEY_KINDS = ("id", "phone", "plate", "name_village")
 _KEY_REASONS = {"id": "同一身份证号", "phone": "同一手机号", "plate": "同一车牌", "name_village": "同名同村"}
 
@@ -105,17 +107,21 @@ def _cell(event: Event, res: int) -> str | None:
 # ----------------------------------------------------------------------------- blocking keys
 
 def _level_keys(event: Event, level: BlockingLevel, probe: bool) -> list[str]:
-    if not level.applies_to(event.get("kind") or ""):
+    role = level.role(event.get("kind") or "")
+    if role is None:
         return []
     cell = _cell(event, level.h3_resolution)
     if cell is None:
         return []
     bucket = int(event["occurred_at"]) // (level.bucket_minutes * 60_000)
     prefix = _LEVEL_PREFIX.get(level.name, level.name)
+    hub, partner = prefix, prefix + "p"
     if not probe:
-        return [f"{prefix}:{cell}:{bucket}"]
+        return [f"{hub if role == 'hub' else partner}:{cell}:{bucket}"]
+    # hubs look up hubs and partners; partners look up hubs only
+    spaces = (hub, partner) if role == "hub" and level.partners else (hub,)
     cells = sorted(h3.grid_disk(cell, level.ring))
-    return [f"{prefix}:{c}:{b}" for c in cells for b in (bucket - 1, bucket, bucket + 1)]
+    return [f"{sp}:{c}:{b}" for sp in spaces for c in cells for b in (bucket - 1, bucket, bucket + 1)]
 
 
 def index_keys(event: Event, rules: CorrelationRules) -> list[str]:
@@ -210,7 +216,8 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
       explicit reference (GLJJDBH) - always; shared id/phone/plate key within max_gap_minutes;
       name_village key with the same address (within max_gap_minutes) or within the
       [name_village] distance and gap; location-only (rule.location_only) within both
-      loc_distance_m and loc_gap_minutes (or the same address within loc_gap_minutes).
+      loc_distance_m and loc_gap_minutes (when a coordinate is missing: the same address within
+      loc_gap_minutes).
     Events of different counties never link.
     """
     ida, idb = a["event_id"], b["event_id"]
@@ -240,8 +247,11 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
             and gap <= rules.name_village_max_gap_minutes
         )
     )
+    # place alone: the distance when both points are known (a shared coarse address such as a
+    # village group "克枯村3组" spans hundreds of metres and must not override it, and blocking only
+    # guarantees meetings by distance), else the same normalized address
     loc_only = rule.location_only and gap <= rule.loc_gap_minutes and (
-        (dist is not None and dist <= rule.loc_distance_m) or same_addr
+        dist <= rule.loc_distance_m if dist is not None else same_addr
     )
     if not refs and not (rule.link and (strong or weak or loc_only)):
         return None

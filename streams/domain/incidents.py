@@ -19,6 +19,7 @@ Contracts
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import Any, Callable, Mapping, MutableMapping
 
@@ -29,6 +30,10 @@ Incident = dict[str, Any]
 EventLookup = Mapping[str, Event] | Callable[[str], Event | None] | None
 
 _TEXT_MAX = 500
+
+
+def _link_key(link: Mapping[str, Any]) -> str:
+    return link["link_id"]
 
 
 def incident_id_for(min_event_id: str) -> str:
@@ -133,9 +138,13 @@ class IncidentState:
         ia, ib = self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]
         if ia == ib:
             inc = self.incidents[ia]
-            if any(lk["link_id"] == link["link_id"] for lk in inc["links"]):
+            # links are kept sorted by link_id (see _finish): binary search, then insert in place
+            # of a full re-sort (a flood incident carries thousands of links)
+            links = inc["links"]
+            at = bisect.bisect_left(links, link["link_id"], key=_link_key)
+            if at < len(links) and links[at]["link_id"] == link["link_id"]:
                 return [out[k] for k in sorted(out)]
-            new = self._finish({**inc, "links": inc["links"] + [dict(link)]})
+            new = self._finish({**inc, "links": links[:at] + [dict(link)] + links[at:]}, presorted=True)
             self.incidents[ia] = new
             out[ia] = new
             return [out[k] for k in sorted(out)]
@@ -203,10 +212,12 @@ class IncidentState:
         self.incidents[new_id] = merged
         return sorted(out, key=lambda r: r["incident_id"])
 
-    def _finish(self, inc: Incident) -> Incident:
-        """Recompute the derived fields (id, kind, admin code, tier, version, orderings)."""
-        events = sorted(inc["events"], key=lambda e: (e["occurred_at"], e["event_id"]))
-        links = sorted(inc["links"], key=lambda lk: lk["link_id"])
+    def _finish(self, inc: Incident, presorted: bool = False) -> Incident:
+        """Recompute the derived fields (id, kind, admin code, tier, version, orderings).
+
+        ``presorted``: events and links are already in their canonical order (skip re-sorting)."""
+        events = inc["events"] if presorted else sorted(inc["events"], key=lambda e: (e["occurred_at"], e["event_id"]))
+        links = inc["links"] if presorted else sorted(inc["links"], key=_link_key)
         event_ids = sorted(e["event_id"] for e in events)
         kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
         out: Incident = {

@@ -9,19 +9,28 @@ Pure: no I/O except the explicit file read in ``load_rules``.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import h3
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("correlation_rules.toml")
+# blocking levels: "fine" is [blocking] itself (every kind), the others are optional sub-tables
+LEVEL_NAMES = ("fine", "area", "near")
 WILDCARD = "*"
 
 
 @dataclass(frozen=True, slots=True)
 class BlockingLevel:
-    """One geo x time blocking level: H3 resolution, neighbour ring, bucket size, kinds using it."""
+    """One geo x time blocking level: H3 resolution, neighbour ring, bucket size, kinds using it.
+
+    ``kinds`` (hubs) store under and probe the level's own keys, so hubs meet hubs. ``partners``
+    store under a separate partner namespace and probe only the hub keys; hubs probe the partner
+    namespace too. So a hub meets a partner whichever arrives first, partners never meet each
+    other at this level (a burst of camera alarms neither costs pairwise work here nor evicts
+    the hub entries they are looking for).
+    """
 
     name: str
     h3_resolution: int
@@ -29,10 +38,24 @@ class BlockingLevel:
     bucket_minutes: int
     kinds: frozenset[str]          # {"*"} = every kind
     guarantee_m: float             # pairs closer than this (and <= bucket apart) always meet
+    partners: frozenset[str] = frozenset()
 
     def applies_to(self, kind: str) -> bool:
-        """Whether events of this kind store/probe keys of this level."""
-        return WILDCARD in self.kinds or kind in self.kinds
+        """Whether events of this kind store/probe keys of this level (as hub or partner)."""
+        return self.role(kind) is not None
+
+    def role(self, kind: str) -> str | None:
+        """"hub", "partner" or None for events of this kind at this level."""
+        if WILDCARD in self.kinds or kind in self.kinds:
+            return "hub"
+        if kind in self.partners:
+            return "partner"
+        return None
+
+    def connects(self, kind_a: str, kind_b: str) -> bool:
+        """Whether events of these two kinds meet at this level (in either arrival order)."""
+        ra, rb = self.role(kind_a), self.role(kind_b)
+        return (ra == "hub" and rb is not None) or (rb == "hub" and ra is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +96,7 @@ class CorrelationRules:
     pairs: tuple[PairRule, ...]
     name_village_max_distance_m: float = 300.0
     name_village_max_gap_minutes: float = 1440.0
+    _chosen: dict = field(default_factory=dict, compare=False, repr=False)   # rule_for memo
 
     @property
     def max_window_minutes(self) -> float:
@@ -89,6 +113,9 @@ class CorrelationRules:
 
     def rule_for(self, kind_a: str, kind_b: str) -> PairRule:
         """The most specific rule for the unordered kind pair; ties: first listed wins."""
+        memo = self._chosen.get((kind_a, kind_b))
+        if memo is not None:
+            return memo
         best: tuple[int, int] | None = None
         chosen: PairRule | None = None
         for rule in self.pairs:
@@ -100,17 +127,21 @@ class CorrelationRules:
                 best, chosen = cand, rule
         if chosen is None:  # validated at load: a "*" x "*" rule exists
             raise LookupError(f"no rule for {kind_a} x {kind_b}")
+        self._chosen[(kind_a, kind_b)] = chosen
         return chosen
 
 
-def _level(name: str, raw: Mapping[str, Any], factor: float, kinds: frozenset[str]) -> BlockingLevel:
+def _level(name: str, raw: Mapping[str, Any], factor: float, kinds: frozenset[str],
+           partners: frozenset[str] = frozenset()) -> BlockingLevel:
     res = int(raw["h3_resolution"])
     ring = int(raw.get("ring", 1))
     if not 0 <= res <= 15 or ring < 1:
         raise ValueError(f"blocking level {name}: bad resolution/ring")
     edge = h3.average_hexagon_edge_length(res, "m")
     # Cells not within ring k of each other are at least k edge lengths apart (regular tiling).
-    return BlockingLevel(name, res, ring, int(raw["bucket_minutes"]), kinds, factor * edge * ring)
+    if kinds & partners:
+        raise ValueError(f"blocking level {name}: kinds {sorted(kinds & partners)} are both hub and partner")
+    return BlockingLevel(name, res, ring, int(raw["bucket_minutes"]), kinds, factor * edge * ring, partners)
 
 
 def parse_rules(doc: Mapping[str, Any]) -> CorrelationRules:
@@ -118,9 +149,10 @@ def parse_rules(doc: Mapping[str, Any]) -> CorrelationRules:
     blk = doc["blocking"]
     factor = float(blk.get("guarantee_factor", 0.9))
     levels = [_level("fine", blk, factor, frozenset({WILDCARD}))]
-    if "area" in blk:
-        area = blk["area"]
-        levels.append(_level("area", area, factor, frozenset(area["kinds"])))
+    for name in LEVEL_NAMES[1:]:
+        if name in blk:
+            raw = blk[name]
+            levels.append(_level(name, raw, factor, frozenset(raw["kinds"]), frozenset(raw.get("partner_kinds", ()))))
     pairs = []
     for i, p in enumerate(doc.get("pair", [])):
         rule = PairRule(
@@ -156,7 +188,8 @@ def _validate(rules: CorrelationRules) -> None:
             continue
         covered = any(
             p.loc_gap_minutes <= lv.bucket_minutes and p.loc_distance_m <= lv.guarantee_m
-            and all(lv.applies_to(k) for k in (p.a | p.b) - {WILDCARD})
+            and all(lv.connects(ka, kb) for ka in p.a - {WILDCARD} for kb in p.b - {WILDCARD})
+            and all(lv.role(k) == "hub" for k in (p.a | p.b) - {WILDCARD} if WILDCARD in (p.a | p.b))
             and (WILDCARD not in (p.a | p.b) or WILDCARD in lv.kinds)
             for lv in rules.levels
         )

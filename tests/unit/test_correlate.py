@@ -181,7 +181,7 @@ def test_blocking_key_shapes():
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["rescue", "intrusion", "disaster", "fire", "theft",
-                                           "vehicle_sighting"]),
+                                           "vehicle_sighting", "device", "mass_gathering"]),
                           st.floats(-2500, 2500), st.floats(-2500, 2500), st.integers(0, 180)),
                 min_size=2, max_size=8))
 def test_blocking_never_hides_a_linkable_pair(specs):
@@ -242,3 +242,52 @@ def test_rules_reject_location_windows_blocking_cannot_cover():
     bad["loc_distance_m"] = 5000
     with pytest.raises(ValueError, match="not covered"):
         parse_rules(doc)
+
+
+def test_disaster_and_camera_alarms_meet_in_either_order_despite_a_burst():
+    # a flood report and the camera alarms 1.8 km away: near blocking, hub (report) / partner (alarm)
+    rules = parse_rules({**_doc(), "blocking": {**_doc()["blocking"], "max_per_key": 5}})
+    lat, lon = 31.0540, 103.4870
+    report = ev("alarm110:F1", "disaster", T0 + 5 * MIN, lat=lat, lon=lon)
+    far_lat, far_lon = offset(lat, lon, north_m=1800)
+    alarms = [ev(f"camera:c{i:02d}", ("intrusion", "device", "mass_gathering")[i % 3], T0 + i * 20_000,
+                 lat=far_lat, lon=far_lon) for i in range(30)]
+    assert all(score_pair(report, a, rules).rule == "disaster_x_camera_alarm" for a in alarms)
+    assert any(k.startswith("np:") for k in index_keys(alarms[0], rules))
+    assert not any(k.startswith("np:") for k in probe_keys(alarms[0], rules))  # alarms never probe alarms
+    assert any(k.startswith("np:") for k in probe_keys(report, rules))
+    want = {tuple(sorted((report["event_id"], a["event_id"]))) for a in alarms}
+    for order in (alarms + [report], [report] + alarms, alarms[:15] + [report] + alarms[15:]):
+        got = {(lk["event_a"], lk["event_b"]) for lk in links_for(order, rules)}
+        # a burst of 30 alarms in one key of max_per_key=5 evicts alarms from the partner key, but
+        # never the report from its hub key; the report arriving last finds the 5 newest alarms
+        # per key, earlier alarms found the report themselves when it came first
+        if order[0] is report:
+            assert got == want
+        else:
+            assert got <= want and len(got) >= 5
+    # too far (2.5 km) or too late (20 min): no link
+    assert score_pair(report, ev("camera:z", "intrusion", T0, lat=offset(lat, lon, north_m=2500)[0], lon=lon),
+                      rules) is None
+    assert score_pair(report, ev("camera:z", "device", T0 + 25 * MIN, lat=far_lat, lon=far_lon), rules) is None
+
+
+def test_a_shared_coarse_address_does_not_override_distance():
+    a = ev("camera:a1", "intrusion", T0, lat=31.10, lon=103.34, address="灞州镇克枯村3组")
+    lat2, lon2 = offset(31.10, 103.34, east_m=550)
+    b = ev("camera:b1", "intrusion", T0 + 2 * MIN, lat=lat2, lon=lon2, address="灞州镇克枯村3组")
+    assert score_pair(a, b, RULES) is None
+    # without coordinates the same address still stands in for the distance
+    a2 = ev("grid:a2", "rescue", T0, address="威州镇岷江路88号")
+    b2 = ev("alarm110:b2", "rescue", T0 + 5 * MIN, address="威州镇岷江路88号")
+    assert score_pair(a2, b2, RULES) is not None
+
+
+def test_partner_kinds_cover_only_pairs_with_a_hub():
+    doc = _doc()
+    doc["pair"] = [dict(p) for p in doc["pair"]] + [{
+        "name": "alarm_x_alarm_far", "a": ["intrusion"], "b": ["device"], "max_gap_minutes": 10,
+        "max_distance_m": 2000, "min_score": 0.45, "location_only": True, "loc_gap_minutes": 10,
+        "loc_distance_m": 2000}]
+    with pytest.raises(ValueError, match="not covered"):
+        parse_rules(doc)   # both are partners of the near level: they never meet there

@@ -1,0 +1,277 @@
+"""The search page on real simulated data, in headless Chromium: the screenshot in docs/ and the
+helpers the page's end-to-end tests share (tests/e2e/test_search_page.py, test_jurisdiction_shares.py).
+
+What it does (each step is a function here):
+
+1. ``pingan simulate`` one county day (seed 1) — the same data the e2e tests use;
+2. computes the incidents offline with the pure pipeline (``connectors.files.iter_deliveries`` →
+   ``Normalizer`` → ``CountyProcessor``), exactly what a worker would publish for that day;
+3. indexes them into a throw-away index prefix through the real ``IncidentSink``;
+4. starts ``pingan search serve`` (``streams.web.server.make_app``) on a free port with a
+   credentials file for a village, a town and the county;
+5. drives the page in Chromium through Playwright's Python API (the Debian ``/usr/bin/chromium``;
+   Playwright's own browser download is not used): enters the county token, searches 纠纷, opens
+   the linked dispute incident, and saves a screenshot;
+6. deletes the index.
+
+Usage (needs Elasticsearch, ``pingan infra up``; Chinese text needs fonts-noto-cjk)::
+
+    python -m bench.screenshot [--out docs/screenshot-search.png] [--query 纠纷]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "docs" / "screenshot-search.png"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SOURCE_OF_FEED = {"gb28181": "camera", "isapi": "camera"}
+
+#: token → (user, admin code): a village (柒山村), its town (三江镇) and the county (汶川县).
+CREDENTIALS: dict[str, tuple[str, str]] = {
+    "e2e-village-qishan-token-0001": ("柒山村网格员", "513221107201"),
+    "e2e-town-sanjiang-token-00001": ("三江镇综治中心", "513221107"),
+    "e2e-county-wenchuan-token-001": ("汶川县综治中心", "513221"),
+}
+VILLAGE_TOKEN, TOWN_TOKEN, COUNTY_TOKEN = CREDENTIALS
+
+
+def simulate_day(out: Path, seed: int = 1) -> Path:
+    """One simulated county day in native formats (the `sim_day` fixture does the same)."""
+    subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(out), "--days", "1",
+                    "--seed", str(seed), "--quiet"], check=True, capture_output=True, cwd=ROOT)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _offline(folder: str, secret: str, timezone: str) -> tuple[dict[str, Any], ...]:
+    from connectors.files import iter_deliveries
+    from connectors.registry import DeviceRegistry
+    from streams.domain.normalize import Normalizer
+    from streams.domain.pipeline import CountyProcessor
+
+    registry = DeviceRegistry.from_csv(Path(folder) / "registry.csv")
+    norm = Normalizer(secret.encode("utf-8"), timezone, registry)
+    proc = CountyProcessor()
+    for delivery in iter_deliveries(Path(folder), registry):
+        for rec in delivery.result.records:
+            proc.process(norm.normalize(SOURCE_OF_FEED.get(delivery.feed, delivery.feed), rec))
+    return tuple(proc.state.live().values())
+
+
+def offline_incidents(folder: Path, settings: Settings) -> list[dict[str, Any]]:
+    """The live incidents the pure pipeline computes for a simulator folder (cached per folder)."""
+    return [dict(i) for i in _offline(str(Path(folder).resolve()), settings.person_key_secret, settings.timezone)]
+
+
+def index_incidents(settings: Settings, incidents: list[Mapping[str, Any]]) -> int:
+    """Create ``<prefix>-incidents`` and index `incidents` through the real sink (refreshed)."""
+    from elasticsearch import AsyncElasticsearch
+
+    from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
+    from connectors.elasticsearch.sink import IncidentSink
+
+    async def run() -> int:
+        es = AsyncElasticsearch([settings.es_url])
+        try:
+            names = IndexNames(settings.es_index_prefix)
+            await ensure_incident_index(es, names, "1s")
+            sink = IncidentSink(es, names.alias, refresh=True)
+            await sink.setup()
+            indexed = 0
+            for inc in incidents:
+                if sink.add(inc):
+                    indexed += (await sink.flush()).indexed
+            indexed += (await sink.flush()).indexed
+            return indexed
+        finally:
+            await es.close()
+
+    return asyncio.run(run())
+
+
+def drop_index(settings: Settings) -> None:
+    """Delete the prefix's indices and template."""
+    from elasticsearch import AsyncElasticsearch
+
+    from connectors.elasticsearch.admin import IndexNames, drop_all
+
+    async def run() -> None:
+        es = AsyncElasticsearch([settings.es_url])
+        try:
+            await drop_all(es, IndexNames(settings.es_index_prefix))
+        finally:
+            await es.close()
+
+    asyncio.run(run())
+
+
+def write_credentials(path: Path, credentials: Mapping[str, tuple[str, str]] = CREDENTIALS) -> Path:
+    """A JSON credentials file (only SHA-256 digests of the tokens, as auth.py allows)."""
+    from streams.web.auth import hash_token
+
+    data = {"tokens": {f"sha256:{hash_token(t)}": {"user": u, "admin_code": c} for t, (u, c) in credentials.items()}}
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in settings.model_dump().items():
+        if value is not None:
+            env[f"PINGAN_{key.upper()}"] = str(value)
+    return env
+
+
+@contextlib.contextmanager
+def search_server(settings: Settings, credentials_file: Path, workdir: Path,
+                  timeout_s: float = 30) -> Iterator[str]:
+    """``pingan search serve`` on a free port; yields its base URL, stops it at exit."""
+    port = _free_port()
+    log_path = workdir / "search-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "search", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--credentials", str(credentials_file), "--audit-log", str(workdir / "search-audit.jsonl")],
+            env=_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"search server exited {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"search server not healthy:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Headless Debian Chromium through Playwright (no download)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def login(page: Any, base_url: str, token: str) -> None:
+    """Open the page, enter the token, wait for the first result list and the stats."""
+    page.goto(base_url + "/")
+    page.fill("#token", token)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#app:not([hidden])")
+    page.wait_for_selector("#total:text-matches('共 \\\\d+ 条')")
+    page.wait_for_selector("#stats table")
+
+
+def search(page: Any, query: str) -> dict[str, Any]:
+    """Type `query`, submit, and return the API answer the page rendered."""
+    page.fill("input[name=q]", query)
+    with page.expect_response(lambda r: "/api/incidents?" in r.url and r.request.method == "GET") as info:
+        page.click("#search-form button[type=submit]")
+    data = info.value.json()
+    page.wait_for_function("([n]) => document.getElementById('total').textContent === '共 ' + n + ' 条'",
+                           arg=[data["total"]])
+    page.wait_for_load_state("networkidle")
+    return data
+
+
+def open_incident(page: Any, snippet_text: str) -> dict[str, Any]:
+    """Click the result whose text contains `snippet_text`; return the detail the page rendered."""
+    with page.expect_response(lambda r: "/api/incidents/" in r.url) as info:
+        page.locator("#results li", has_text=snippet_text).first.click()
+    detail = info.value.json()
+    page.wait_for_selector("#detail h3:has-text('关联理由')")
+    return detail
+
+
+def capture(base_url: str, out: Path, *, token: str = COUNTY_TOKEN, query: str = "纠纷",
+            open_text: str = "王某学", browser: Any = None) -> dict[str, Any]:
+    """The documentation screenshot: county credential, a search with results, one incident open.
+
+    Launches Chromium unless a Playwright `browser` is given (a test's own)."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            own = launch_chromium(pw)
+            try:
+                return capture(base_url, out, token=token, query=query, open_text=open_text, browser=own)
+            finally:
+                own.close()
+    context = browser.new_context(viewport={"width": 1600, "height": 1000}, device_scale_factor=1,
+                                  locale="zh-CN", timezone_id="Asia/Shanghai")
+    try:
+        page = context.new_page()
+        login(page, base_url, token)
+        results = search(page, query)
+        detail = open_incident(page, open_text)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        return {"total": results["total"], "incident_id": detail["incident_id"], "links": len(detail["links"])}
+    finally:
+        context.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--query", default="纠纷")
+    parser.add_argument("--open", dest="open_text", default="王某学", help="text of the result to open")
+    args = parser.parse_args(argv)
+    base = Settings.from_env()
+    settings = Settings(**{**base.model_dump(), "es_index_prefix": f"pingan-shot-{uuid.uuid4().hex[:8]}"})
+    with tempfile.TemporaryDirectory(prefix="pingan-shot-") as tmp:
+        work = Path(tmp)
+        folder = simulate_day(work / "day")
+        incidents = offline_incidents(folder, settings)
+        try:
+            indexed = index_incidents(settings, incidents)
+            creds = write_credentials(work / "credentials.json")
+            with search_server(settings, creds, work) as url:
+                info = capture(url, args.out, query=args.query, open_text=args.open_text)
+        finally:
+            drop_index(settings)
+    print(f"{indexed} incidents indexed; {args.query!r}: {info['total']} results; "
+          f"opened {info['incident_id']} ({info['links']} links) → {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
