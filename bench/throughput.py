@@ -571,14 +571,20 @@ async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
         try:
             await wait_web(ns.worker_web_port, child)
             want = (len(ctx.payload.docs), ctx.payload.event_total)
+            last: list[tuple[int, int]] = []
 
             async def complete() -> bool:
-                return await es_count(ctx.es, alias, with_sum=True) == want
+                got = await es_count(ctx.es, alias, with_sum=True)
+                last[:] = [got]
+                return got == want
 
             async def warm() -> bool:
                 return (await es_count(ctx.es, alias))[0] >= 1
 
-            return await _timed_kafka_run(ctx, ns, child, "pipeline", rnd, complete, warm)
+            try:
+                return await _timed_kafka_run(ctx, ns, child, "pipeline", rnd, complete, warm)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}\n(docs, events) expected {want}, last seen {last}") from None
         finally:
             child.stop()
     finally:

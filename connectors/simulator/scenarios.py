@@ -6,7 +6,6 @@ Every event is built with its final native payload (noise decided here, from see
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from .model import (
     COMMUNITIES, Counters, Device, GridWorker, Person, SimEvent, World, make_person, offset_m, poisson,
 )
 from .noise import (
-    PHONE_STYLES, NoiseRates, TextNoise, format_phone, id_to_legacy15, noisy_id, noisy_text, to_fullwidth,
+    PHONE_STYLES, NoiseRates, TextNoise, format_phone, haversine_m, id_to_legacy15, noisy_id, noisy_text, to_fullwidth,
     wgs84_to_bd09, wgs84_to_gcj02,
 )
 
@@ -344,14 +343,8 @@ class Footprint:
 
     def covers(self, lat: float, lon: float, t: int) -> bool:
         """Whether a point at time t lies inside the footprint."""
-        return any(abs(t - rt) <= self.gap_s and _distance_m(lat, lon, rl, ro) <= self.radius_m
+        return any(abs(t - rt) <= self.gap_s and haversine_m(lat, lon, rl, ro) <= self.radius_m
                    for rl, ro, rt in self.reports)
-
-
-def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    la1, lo1, la2, lo2 = map(math.radians, (lat1, lon1, lat2, lon2))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
 
 
 @dataclass

@@ -30,6 +30,24 @@ Incident = dict[str, Any]
 EventLookup = Mapping[str, Event] | Callable[[str], Event | None] | None
 
 _TEXT_MAX = 500
+# An incident record must stay far below Kafka's message size even for a flood of thousands of
+# events: it carries every event id, but only the earliest MAX_EVENT_SUMMARIES event summaries and
+# the MAX_LINKS strongest links (by score, then link_id). Keeping the top K of a total order is
+# commutative and associative, so the record stays independent of arrival order; event_count and
+# link_count give the full sizes.
+MAX_LINKS = 200
+MAX_EVENT_SUMMARIES = 300
+
+
+def _link_strength(link: Mapping[str, Any]) -> tuple[float, str]:
+    return (-float(link.get("score") or 0.0), link["link_id"])
+
+
+def _cap_links(links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The MAX_LINKS strongest links, in link_id order."""
+    if len(links) <= MAX_LINKS:
+        return links
+    return sorted(sorted(links, key=_link_strength)[:MAX_LINKS], key=_link_key)
 
 
 def _link_key(link: Mapping[str, Any]) -> str:
@@ -144,7 +162,8 @@ class IncidentState:
             at = bisect.bisect_left(links, link["link_id"], key=_link_key)
             if at < len(links) and links[at]["link_id"] == link["link_id"]:
                 return [out[k] for k in sorted(out)]
-            new = self._finish({**inc, "links": links[:at] + [dict(link)] + links[at:]}, presorted=True)
+            new = self._finish({**inc, "links": _cap_links(links[:at] + [dict(link)] + links[at:]),
+                                "link_count": int(inc.get("link_count") or len(links)) + 1}, presorted=True)
             self.incidents[ia] = new
             out[ia] = new
             return [out[k] for k in sorted(out)]
@@ -196,6 +215,8 @@ class IncidentState:
             "first_seen": min(a["first_seen"], b["first_seen"]),
             "last_seen": max(a["last_seen"], b["last_seen"]),
             "events": list(events.values()), "links": list(links.values()),
+            "event_ids": sorted(set(a["event_ids"]) | set(b["event_ids"])),
+            "link_count": int(a.get("link_count") or len(a["links"])) + int(b.get("link_count") or len(b["links"])) + 1,
             "person_keys": sorted(set(a["person_keys"]) | set(b["person_keys"])),
             "vehicle_keys": sorted(set(a["vehicle_keys"]) | set(b["vehicle_keys"])),
             "tier": self.rules.higher(a["tier"], b["tier"]),
@@ -217,8 +238,9 @@ class IncidentState:
 
         ``presorted``: events and links are already in their canonical order (skip re-sorting)."""
         events = inc["events"] if presorted else sorted(inc["events"], key=lambda e: (e["occurred_at"], e["event_id"]))
-        links = inc["links"] if presorted else sorted(inc["links"], key=_link_key)
-        event_ids = sorted(e["event_id"] for e in events)
+        events = events[:MAX_EVENT_SUMMARIES]
+        links = inc["links"] if presorted else _cap_links(sorted(inc["links"], key=_link_key))
+        event_ids = sorted(set(inc.get("event_ids") or ()) | {e["event_id"] for e in events})
         kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
         out: Incident = {
             "incident_id": incident_id_for(event_ids[0]),
@@ -229,10 +251,11 @@ class IncidentState:
             "town_codes": sorted(set(inc["town_codes"])), "village_codes": sorted(set(inc["village_codes"])),
             "first_seen": inc["first_seen"], "last_seen": inc["last_seen"],
             "event_ids": event_ids, "events": events, "links": links,
+            "event_count": len(event_ids), "link_count": int(inc.get("link_count") or len(links)),
             "person_keys": sorted(set(inc["person_keys"])), "vehicle_keys": sorted(set(inc["vehicle_keys"])),
             "updated_at": inc["last_seen"],
         }
         routed = route(out, self.rules)
         out["tier"] = self.rules.higher(routed, inc["tier"]) if inc.get("tier") else routed
-        out["version"] = len(event_ids) + len(links) + self.rules.rank(out["tier"])
+        out["version"] = len(event_ids) + out["link_count"] + self.rules.rank(out["tier"])
         return out

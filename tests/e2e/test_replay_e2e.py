@@ -250,3 +250,24 @@ def test_worker_metrics_healthz_and_json_logs(live_day: LiveDay) -> None:
     assert live_day.healthz["kafka"]["assigned_partitions"] >= 11
     lines = [line for line in live_day.worker_log.read_text(errors="replace").splitlines() if line.startswith("{")]
     assert lines and all(json.loads(line)["level"] for line in lines[:50])
+
+
+def test_pipeline_replay_rebuilds_the_same_index_from_the_raw_topics(live_day: LiveDay) -> None:
+    """`replay pipeline`: new app id and output prefix, raw topics from the live prefix, new index, swap."""
+    from streams.replay import replay_pipeline
+
+    settings = live_day.settings
+    es = Elasticsearch(settings.es_url)
+    try:
+        report = replay_pipeline(settings, timeout_s=180, poll_s=1.0)
+        assert report.target_prefix.startswith(settings.topic_prefix + "replay")
+        assert report.app_id != settings.app_id and report.raw_records == live_day.raw_records + 1
+        assert report.index is not None and report.index.completed
+        assert report.index.topic == f"{report.target_prefix}incidents.v1"
+        assert alias_target(es, settings) == [report.index.target_index]
+        assert doc_hashes(es, report.index.target_index) == live_day.live_hashes
+        print(f"\nreplay pipeline: {report.raw_records} raw records in {report.seconds_pipeline:.1f}s "
+              f"({report.rate:.0f}/s incl. worker start), then {report.index.records} incident records indexed "
+              f"in {report.index.seconds:.2f}s")
+    finally:
+        es.close()

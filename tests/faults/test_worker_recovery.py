@@ -18,7 +18,7 @@ from streams.settings import Settings
 from tests.faults.conftest import (chunks, fault_settings, publish, wait_for, wait_for_index, worker_log,
                                    worker_metrics)
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_kill9_three_times_loses_and_duplicates_nothing(stack: Settings, sim_day: Path, day_deliveries: list,

@@ -6,6 +6,7 @@ import base64
 import csv
 import hashlib
 import json
+import random
 import re
 import sqlite3
 import xml.etree.ElementTree as ET
@@ -331,3 +332,28 @@ def test_sender_posts_and_inserts(tmp_path: Path) -> None:
     assert inserted > 0
     n = sqlite3.connect(tmp_path / "desk.db").execute("SELECT COUNT(*) FROM JJD").fetchone()[0]
     assert n == inserted
+
+
+def test_background_camera_alarms_inside_the_flood_footprint_belong_to_the_flood() -> None:
+    from connectors.simulator.model import build_world
+    from connectors.simulator.scenarios import Builder, absorb, background_hour, build_scenarios
+
+    b = Builder(build_world(1))
+    flood = next(fp for fp in build_scenarios(b).footprints if fp.scenario == "flood")
+    devices = {d.device_id: d for d in b.world.devices}
+    lat, lon, t = flood.reports[0]
+    cam = min((d for d in b.world.devices if d.kind != "door"),
+              key=lambda d: (d.lat - lat) ** 2 + (d.lon - lon) ** 2)
+    rng = random.Random(0)
+    inside = b.gb(rng, cam, t + 60, 5, 2, "移动侦测报警", "intrusion")
+    assert absorb(inside, [flood], devices).incident == flood.incident
+    assert absorb(inside, [flood], devices).scenario == "flood"
+    later = b.gb(rng, cam, t + 16 * 60 + 3600, 5, 2, "移动侦测报警", "intrusion")
+    assert absorb(later, [flood], devices) == later                      # an hour later: its own
+    left = b.gb(rng, cam, t + 60, 5, 3, "物品遗留", "other")
+    assert absorb(left, [flood], devices) == left                        # not a flood-tripped kind
+    # the run's truth: every absorbed alarm lies in the footprint
+    absorbed = [e for day in range(1) for h in range(24) for e in background_hour(b, day, h, 1.0)
+                if absorb(e, [flood], devices) is not e]
+    assert all(flood.covers(devices[e.native_id.split(":")[0]].lat, devices[e.native_id.split(":")[0]].lon, e.t)
+               for e in absorbed)

@@ -111,7 +111,7 @@
       el("p", { class: "muted" }, "编号 " + d.incident_id + " · 责任区域 " + (d.admin_name || d.admin_code) +
         " · " + fmt(d.first_seen) + " 至 " + fmt(d.last_seen)),
       el("h3", null, "时间线（" + d.event_count + " 条关联事件）"), timeline,
-      d.hidden_events ? el("p", { class: "muted" }, "另有 " + d.hidden_events + " 条事件不在本辖区，未显示。") : null,
+      d.hidden_events ? el("p", { class: "muted" }, "另有 " + d.hidden_events + " 条事件不在本辖区，未显示。") : "",
       el("h3", null, "关联理由"), d.links.length ? links : el("p", { class: "muted" }, "单一事件，无关联。"));
   }
 
