@@ -204,34 +204,97 @@ class IncidentState:
             self.pending[eid] = waiting + [dict(link)]
 
     def _merge(self, a: Incident, b: Incident, link: Mapping[str, Any]) -> list[Incident]:
-        events = {e["event_id"]: e for e in a["events"] + b["events"]}
-        links = {lk["link_id"]: lk for lk in a["links"] + b["links"] + [dict(link)]}
+        return self._combine([a, b], [link])
+
+    def _combine(self, incs: list[Incident], new_links: list[Mapping[str, Any]]) -> list[Incident]:
+        """Merge incidents (one or more) and add new links; returns the survivor and redirects."""
+        events = {e["event_id"]: e for inc in incs for e in inc["events"]}
+        links = {lk["link_id"]: lk for inc in incs for lk in inc["links"]}
+        added = 0
+        for link in new_links:
+            if link["link_id"] not in links:
+                links[link["link_id"]] = dict(link)
+                added += 1
+        status = "escalated" if any(i["status"] == "escalated" for i in incs) else "open"
+        tier = None
+        for inc in incs:
+            tier = inc["tier"] if tier is None else self.rules.higher(tier, inc["tier"])
         merged = self._finish({
-            "status": "escalated" if "escalated" in (a["status"], b["status"]) else "open",
-            "merged_into": None, "severity": max(a["severity"], b["severity"]),
-            "county_code": a["county_code"] or b["county_code"],
-            "town_codes": sorted(set(a["town_codes"]) | set(b["town_codes"])),
-            "village_codes": sorted(set(a["village_codes"]) | set(b["village_codes"])),
-            "first_seen": min(a["first_seen"], b["first_seen"]),
-            "last_seen": max(a["last_seen"], b["last_seen"]),
+            "status": status, "merged_into": None, "severity": max(i["severity"] for i in incs),
+            "county_code": next((i["county_code"] for i in incs if i["county_code"]), ""),
+            "town_codes": sorted({c for i in incs for c in i["town_codes"]}),
+            "village_codes": sorted({c for i in incs for c in i["village_codes"]}),
+            "first_seen": min(i["first_seen"] for i in incs),
+            "last_seen": max(i["last_seen"] for i in incs),
             "events": list(events.values()), "links": list(links.values()),
-            "event_ids": sorted(set(a["event_ids"]) | set(b["event_ids"])),
-            "link_count": int(a.get("link_count") or len(a["links"])) + int(b.get("link_count") or len(b["links"])) + 1,
-            "person_keys": sorted(set(a["person_keys"]) | set(b["person_keys"])),
-            "vehicle_keys": sorted(set(a["vehicle_keys"]) | set(b["vehicle_keys"])),
-            "tier": self.rules.higher(a["tier"], b["tier"]),
+            "event_ids": sorted({e for i in incs for e in i["event_ids"]}),
+            "link_count": sum(int(i.get("link_count") or len(i["links"])) for i in incs) + added,
+            "person_keys": sorted({k for i in incs for k in i["person_keys"]}),
+            "vehicle_keys": sorted({k for i in incs for k in i["vehicle_keys"]}),
+            "tier": tier,
         })
         new_id = merged["incident_id"]
         out = [merged]
-        for old in (a, b):
+        for old in incs:
             if old["incident_id"] == new_id:
                 continue
-            for e in old["events"]:
-                self.event_incident[e["event_id"]] = new_id
+            for eid in old["event_ids"]:
+                self.event_incident[eid] = new_id
             del self.incidents[old["incident_id"]]
             out.append({**old, "status": "merged", "merged_into": new_id, "version": old["version"] + 1})
         self.incidents[new_id] = merged
         return sorted(out, key=lambda r: r["incident_id"])
+
+    def apply_links(self, links: list[Mapping[str, Any]], events: EventLookup = None) -> list[Incident]:
+        """Apply several links at once (same result as one by one, with one update per incident).
+
+        The links of one new event in a dense burst (a flood) touch the same few incidents many
+        times; combining them first makes the step linear in the number of links.
+        """
+        out: dict[str, Incident] = {}
+        ready: list[Mapping[str, Any]] = []
+        for link in links:
+            parked = False
+            for eid in (link["event_a"], link["event_b"]):
+                if eid not in self.event_incident:
+                    ev = self._lookup(events, eid)
+                    if ev is None:
+                        self._park(eid, link)
+                        parked = True
+                        break
+                    for rec in self.apply_event(ev):
+                        out[rec["incident_id"]] = rec
+            if not parked:
+                ready.append(link)
+        parent: dict[str, str] = {}
+
+        def find(x: str) -> str:
+            while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for link in ready:
+            ra = find(self.event_incident[link["event_a"]])
+            rb = find(self.event_incident[link["event_b"]])
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        groups: dict[str, tuple[set[str], list[Mapping[str, Any]]]] = {}
+        for link in ready:
+            root = find(self.event_incident[link["event_a"]])
+            members, group_links = groups.setdefault(root, (set(), []))
+            members.update((self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]))
+            group_links.append(link)
+        for root in sorted(groups):
+            members, group_links = groups[root]
+            incs = [self.incidents[i] for i in sorted(members)]
+            if len(incs) == 1:
+                known = {lk["link_id"] for lk in incs[0]["links"]}
+                if all(lk["link_id"] in known for lk in group_links):
+                    continue
+            for rec in self._combine(incs, sorted(group_links, key=_link_key)):
+                out[rec["incident_id"]] = rec
+        return [out[k] for k in sorted(out)]
 
     def _finish(self, inc: Incident, presorted: bool = False) -> Incident:
         """Recompute the derived fields (id, kind, admin code, tier, version, orderings).

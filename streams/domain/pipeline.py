@@ -70,9 +70,8 @@ class CountyProcessor:
         touched: dict[str, dict[str, Any]] = {}
         for rec in self.state.apply_event(event):
             touched[rec["incident_id"]] = rec
-        for link in links:
-            for rec in self.state.apply_link(link):
-                touched[rec["incident_id"]] = rec
+        for rec in self.state.apply_links(links):
+            touched[rec["incident_id"]] = rec
         out = StepOutput(links=list(links))
         for iid in sorted(touched):
             rec = touched[iid]
