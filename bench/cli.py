@@ -26,6 +26,8 @@ def throughput(
     latency_seconds: Annotated[float, typer.Option(min=0.0, help="latency probe duration (0: skip)")] = 20.0,
     min_docs: Annotated[int, typer.Option(min=1, help="index variants load the incident docs repeated "
                                                      "until at least this many")] = 10000,
+    min_events: Annotated[int, typer.Option(min=1, help="B1 and normalize consume the raw records repeated "
+                                                       "until at least this many")] = 20000,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers here")] = None,
     keep_dir: Annotated[bool, typer.Option(help="keep the work dir (simulator folder, worker logs)")] = False,
 ) -> None:
@@ -33,4 +35,38 @@ def throughput(
     from bench.throughput import Options, run_and_print
 
     run_and_print(Options(scale=scale, rounds=rounds, seed=seed, latency_seconds=latency_seconds,
-                          min_docs=min_docs, json_path=json_path, keep_dir=keep_dir))
+                          min_docs=min_docs, min_events=min_events, json_path=json_path, keep_dir=keep_dir))
+
+
+@app.command()
+def quality(out: Path = typer.Option(None, help="simulator folder to use (default: generate one)"),
+            seed: int = typer.Option(1, help="simulator seed"), days: int = typer.Option(1, help="simulated days"),
+            offline: bool = typer.Option(False, help="pure pipeline only (no Kafka, no Elasticsearch)")) -> None:
+    """Pairwise link precision/recall and B-cubed F1 of incidents against the simulator's ground truth,
+    through the real pipeline (real Kafka, a real worker, the real index) unless --offline."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from rich.console import Console
+
+    from bench.quality import evaluate_folder, render
+    from streams.settings import Settings
+
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = out or Path(tmp) / "sim"
+        if not (folder / "truth.json").exists():
+            subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(folder), "--days", str(days),
+                            "--seed", str(seed), "--quiet"], check=True, capture_output=True)
+        if offline:
+            console.print(render(evaluate_folder(folder), f"Correlation quality, offline (%) — seed {seed}"))
+            return
+        from bench.quality_live import evaluate_live
+
+        live = evaluate_live(Settings.from_env(), folder)
+        console.print(render(live.report, f"Correlation quality through Kafka + worker + index (%) — seed {seed}"))
+        console.print(f"{live.events} events in {live.incidents} indexed incidents, {live.seconds:.1f}s from publish "
+                      f"to fully indexed; index equals the offline pipeline: {live.equals_offline}")
+        if not live.equals_offline:
+            raise typer.Exit(1)

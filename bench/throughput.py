@@ -453,6 +453,7 @@ class Context:
     es: Any
     probe: CpuProbe
     log: Callable[[str], None]
+    event_copies: int = 1  # B1 and normalize consume the records this many times (normalize does not dedupe)
     namespaces: list[tuple[Settings, list[str]]] = field(default_factory=list)
 
     def namespace(self, groups_suffixes: Sequence[str] = ("",)) -> Settings:
@@ -469,17 +470,18 @@ class Context:
 
 
 async def _timed_kafka_run(ctx: Context, ns: Settings, child: Child, variant: str, rnd: int,
-                           done: Callable[[], Awaitable[bool]], warm: Callable[[], Awaitable[bool]]) -> Measurement:
-    """Warm-up record → wait → start the clock → produce everything → wait for `done`."""
+                           done: Callable[[], Awaitable[bool]], warm: Callable[[], Awaitable[bool]],
+                           copies: int = 1) -> Measurement:
+    """Warm-up record → wait → start the clock → produce everything (`copies` times) → wait for `done`."""
     await produce(ctx.producer, ns, [ctx.payload.warmup])
     await wait_until(warm, what=f"{variant}: the warm-up record's output", child=child, interval=0.2)
     before = ctx.probe.snapshot(child.pid)
     t0 = time.perf_counter()
-    await produce(ctx.producer, ns, ctx.payload.records)
+    await produce(ctx.producer, ns, ctx.payload.records * copies)
     await wait_until(done, what=f"{variant}: complete output", child=child)
     seconds = time.perf_counter() - t0
     after = ctx.probe.snapshot(child.pid)
-    return Measurement(variant, rnd, ctx.payload.n, seconds, {k: after[k] - before[k] for k in after})
+    return Measurement(variant, rnd, ctx.payload.n * copies, seconds, {k: after[k] - before[k] for k in after})
 
 
 def _py(*args: str) -> list[str]:
@@ -500,8 +502,9 @@ async def run_b1(ctx: Context, rnd: int) -> Measurement:
             async def count(n: int) -> bool:
                 return await ctx.offsets.total(events, parts) >= n
 
-            return await _timed_kafka_run(ctx, ns, child, "B1", rnd, lambda: count(1 + ctx.payload.n),
-                                          lambda: count(1))
+            k = ctx.event_copies
+            return await _timed_kafka_run(ctx, ns, child, "B1", rnd, lambda: count(1 + k * ctx.payload.n),
+                                          lambda: count(1), copies=k)
         finally:
             child.stop()
     finally:
@@ -525,9 +528,10 @@ async def run_normalize(ctx: Context, rnd: int) -> Measurement:
             async def count(n: int) -> bool:
                 return await ctx.offsets.total(events, parts) >= n
 
-            expected = (1 if ctx.payload.warmup.event_id else 0) + ctx.payload.events_out
+            k = ctx.event_copies
+            expected = (1 if ctx.payload.warmup.event_id else 0) + k * ctx.payload.events_out
             return await _timed_kafka_run(ctx, ns, child, "normalize", rnd, lambda: count(expected),
-                                          lambda: count(1))
+                                          lambda: count(1), copies=k)
         finally:
             child.stop()
     finally:
@@ -797,6 +801,7 @@ class Options:
     seed: int = 1
     latency_seconds: float = 20.0
     min_docs: int = 10000
+    min_events: int = 20000
     json_path: Path | None = None
     keep_dir: bool = False
 
@@ -810,6 +815,7 @@ class Result:
     payload: dict[str, Any]
     runs: list[Measurement]
     latency: Latency | None
+    failures: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
 
     def runs_of(self, variant: str) -> list[Measurement]:
@@ -849,7 +855,8 @@ class Result:
         return {"options": self.options, "machine": self.machine, "payload": self.payload,
                 "summary": self.summary(), "runs": [asdict(m) | {"rate": m.rate} for m in self.runs],
                 "latency": None if self.latency is None else asdict(self.latency) | {
-                    "target_p99_s": self.latency.target_s}, "wall_seconds": self.wall_seconds}
+                    "target_p99_s": self.latency.target_s}, "failures": self.failures,
+                "wall_seconds": self.wall_seconds}
 
 
 def render(result: Result) -> Table:
@@ -869,6 +876,7 @@ def render(result: Result) -> Table:
         for variant in (base, ours):
             runs = result.runs_of(variant)
             if not runs:
+                table.add_row(LABELS[variant], "", "", "0", "", "", "", "", "", "[red]FAILED", style="red")
                 continue
             cells = [LABELS[variant], f"{runs[0].items} {UNITS[variant]}",
                      f"{result.median(variant, lambda x: x.seconds):.2f}", f"{result.median_rate(variant):,.0f}",
@@ -883,6 +891,8 @@ def render(result: Result) -> Table:
             table.add_row(*cells, style="bold" if variant in TARGETS else None)
         table.add_section()
     lat = result.latency
+    if lat is None and result.options.get("latency_seconds"):
+        table.add_row("end-to-end latency", "", "", "", "", "", "", "", "", "[red]FAILED", style="red")
     if lat is not None:
         table.add_row(f"end-to-end latency p50 (ack → searchable, refresh {lat.refresh_interval})",
                       f"{lat.measured} events", f"{lat.p50:.2f}", f"{lat.rate:,.0f}", "", "", "", "", "", "")
@@ -917,32 +927,45 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
         await offsets.start()
         probe = CpuProbe(read_pid(base.run_dir / "kafka" / "kafka.pid"),
                          read_pid(base.run_dir / "elasticsearch" / "elasticsearch.pid"))
-        ctx = Context(base, payload, work, folder / "registry.csv", producer, offsets, es, probe, log)
+        copies = max(1, math.ceil(opts.min_events / payload.n))
+        ctx = Context(base, payload, work, folder / "registry.csv", producer, offsets, es, probe, log, copies)
         runners: dict[str, Callable[[Context, int], Awaitable[Measurement]]] = {
             "B1": run_b1, "normalize": run_normalize, "B3": run_b3, "pipeline": run_pipeline,
             "B2": lambda c, r: run_b2(c, r, opts.min_docs), "sink": lambda c, r: run_sink(c, r, opts.min_docs)}
         runs: list[Measurement] = []
+        failures: list[str] = []
         for rnd in range(1, opts.rounds + 1):
             for pair in PAIRS:
                 for variant in (pair if rnd % 2 else pair[::-1]):
-                    m = await runners[variant](ctx, rnd)
+                    try:
+                        m = await runners[variant](ctx, rnd)
+                    except Exception as exc:  # noqa: BLE001 - a failed variant is a result; go on
+                        failures.append(f"round {rnd} {variant}: {type(exc).__name__}: {str(exc)[:2000]}")
+                        log(f"[red]round {rnd} {variant} FAILED[/red]: {failures[-1]}")
+                        continue
                     runs.append(m)
                     log(f"round {rnd} {variant:9s} {m.items} in {m.seconds:.2f} s = {m.rate:,.0f}/s "
                         f"(py {m.cpu['python']:.1f} s, kafka {m.cpu['kafka']:.1f} s, es {m.cpu['es']:.1f} s)")
         latency = None
-        if opts.latency_seconds > 0:
-            top = max(m.rate for m in runs if m.variant == "pipeline")
-            latency = await run_latency(ctx, top / 2.0, opts.latency_seconds)
+        rates = [m.rate for m in runs if m.variant == "pipeline"]
+        if opts.latency_seconds > 0 and rates:
+            try:
+                latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds)
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"latency: {type(exc).__name__}: {str(exc)[:2000]}")
+                log(f"[red]latency FAILED[/red]: {failures[-1]}")
+        if latency is not None:
             log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s")
         result = Result(
             options={"scale": opts.scale, "rounds": opts.rounds, "seed": opts.seed,
-                     "latency_seconds": opts.latency_seconds, "min_docs": opts.min_docs},
+                     "latency_seconds": opts.latency_seconds, "min_docs": opts.min_docs,
+                     "min_events": opts.min_events},
             machine={"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                      "loadavg_at_end": os.getloadavg()},
             payload={"raw_records": payload.n, "events": payload.events_out, "incidents": len(payload.docs),
                      "index_docs": len(payload.docs) * _copies(payload, opts.min_docs),
                      "events_in_incidents": payload.event_total},
-            runs=runs, latency=latency)
+            runs=runs, latency=latency, failures=failures)
         result.wall_seconds = time.perf_counter() - started
         return result
     finally:
@@ -966,6 +989,8 @@ def run_and_print(opts: Options, console: Console | None = None) -> Result:
     err = Console(stderr=True, style="dim")
     result = asyncio.run(run_throughput(opts, log=err.print))
     console.print(render(result))
+    for failure in result.failures:
+        err.print(f"[red]{failure}")
     if opts.json_path is not None:
         opts.json_path.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str),
                                   encoding="utf-8")

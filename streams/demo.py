@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.processes import settings_env
 from streams.settings import Settings
 
 app = typer.Typer(help="The Wenchuan demo: workers, receivers, a simulated feed and the search page")
@@ -59,14 +60,6 @@ class Children:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        if value is not None:
-            env[f"PINGAN_{key.upper()}"] = str(value)
-    return env
 
 
 def _wait_http(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> bool:
@@ -123,7 +116,7 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
     day = demo_dir / "day"
     demo_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(**{**base.model_dump(), "registry_path": day / "registry.csv"})
-    env = _env(settings)
+    env = settings_env(settings)
     provision(settings)
     if not (day / "truth.json").exists():
         console.print("simulating one county day (汶川县) …")
