@@ -11,54 +11,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-_A = 6378245.0
-_EE = 0.00669342162296594323
-_X_PI = math.pi * 3000.0 / 180.0
+# the apps' forward transforms (WGS-84 → GCJ-02 → BD-09) are the ones the normalizer inverts
+from streams.domain.geo import gcj02_to_bd09, wgs84_to_bd09, wgs84_to_gcj02  # noqa: F401 - re-exported
+
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
-
-
-def _transform_lat(x: float, y: float) -> float:
-    ret = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * math.sqrt(abs(x))
-    ret += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
-    ret += (20.0 * math.sin(y * math.pi) + 40.0 * math.sin(y / 3.0 * math.pi)) * 2.0 / 3.0
-    ret += (160.0 * math.sin(y / 12.0 * math.pi) + 320 * math.sin(y * math.pi / 30.0)) * 2.0 / 3.0
-    return ret
-
-
-def _transform_lon(x: float, y: float) -> float:
-    ret = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * math.sqrt(abs(x))
-    ret += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
-    ret += (20.0 * math.sin(x * math.pi) + 40.0 * math.sin(x / 3.0 * math.pi)) * 2.0 / 3.0
-    ret += (150.0 * math.sin(x / 12.0 * math.pi) + 300.0 * math.sin(x / 30.0 * math.pi)) * 2.0 / 3.0
-    return ret
-
-
-def wgs84_to_gcj02(lat: float, lon: float) -> tuple[float, float]:
-    """WGS-84 → GCJ-02 (lat, lon); identity outside mainland China's bounding box."""
-    if not (72.004 <= lon <= 137.8347 and 0.8293 <= lat <= 55.8271):
-        return lat, lon
-    dlat = _transform_lat(lon - 105.0, lat - 35.0)
-    dlon = _transform_lon(lon - 105.0, lat - 35.0)
-    radlat = lat / 180.0 * math.pi
-    magic = 1 - _EE * math.sin(radlat) ** 2
-    sqrtmagic = math.sqrt(magic)
-    dlat = (dlat * 180.0) / ((_A * (1 - _EE)) / (magic * sqrtmagic) * math.pi)
-    dlon = (dlon * 180.0) / (_A / sqrtmagic * math.cos(radlat) * math.pi)
-    return lat + dlat, lon + dlon
-
-
-def gcj02_to_bd09(lat: float, lon: float) -> tuple[float, float]:
-    """GCJ-02 → BD-09 (lat, lon)."""
-    z = math.sqrt(lon * lon + lat * lat) + 0.00002 * math.sin(lat * _X_PI)
-    theta = math.atan2(lat, lon) + 0.000003 * math.cos(lon * _X_PI)
-    return z * math.sin(theta) + 0.006, z * math.cos(theta) + 0.0065
-
-
-def wgs84_to_bd09(lat: float, lon: float) -> tuple[float, float]:
-    """WGS-84 → BD-09 (lat, lon) through GCJ-02."""
-    return gcj02_to_bd09(*wgs84_to_gcj02(lat, lon))
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
