@@ -307,6 +307,9 @@ def cleanup_kafka(settings: Settings, groups: Iterable[str]) -> list[str]:
         ours = [t for t in admin.list_topics() if t.startswith(settings.topic_prefix) or t.startswith(settings.app_id)]
         if ours:
             admin.delete_topics(ours, timeout_ms=30000, raise_errors=False)
+            deadline = time.monotonic() + 20.0  # deletion is asynchronous: wait until they are gone
+            while time.monotonic() < deadline and set(ours) & set(admin.list_topics()):
+                time.sleep(0.5)
         wanted = set(groups)
         for attempt in range(5):
             existing = {_group_id(g) for g in admin.list_groups()}

@@ -65,8 +65,11 @@ def _load_registry(settings: Settings) -> Any:
     return DeviceRegistry.from_csv(settings.registry_path)
 
 
-def build_app(settings: Settings, *, store: SchemaStore | None = None, with_index: bool = True) -> faust.App:
-    """A configured Faust app with the bus's agents, tables and timers."""
+def build_app(settings: Settings, *, store: SchemaStore | None = None, with_index: bool = True,
+              table_store: str = "rocksdb://") -> faust.App:
+    """A configured Faust app with the bus's agents, tables and timers.
+
+    ``table_store`` is Faust's table store URL ("memory://" in agent unit tests)."""
     store = store or default_store()
     catalogue = {t.name: t for t in TOPICS}
     worker_dir = settings.run_dir / "workers" / f"{settings.app_id}-{settings.worker_id}"
@@ -74,7 +77,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="rocksdb://",
+        store=table_store,
         datadir=str(worker_dir),
         web_enabled=True,
         web_port=settings.worker_web_port + settings.worker_id,
@@ -195,6 +198,9 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     from streams.observability import install as install_observability
 
     install_observability(app, settings, metrics, with_index=with_index)  # /metrics, /healthz (Prometheus)
+    app.pingan_topics = {"events": events_t, "by_county": by_county_t, "links": links_t,  # type: ignore[attr-defined]
+                         "incidents": incidents_t, "escalations": escalations_t, "deadletters": dlq_t}
+    app.pingan_agents = {"normalize": normalize, "correlate": correlate}  # type: ignore[attr-defined]
     app.pingan_metrics = metrics  # type: ignore[attr-defined]
     app.pingan_processor = processor  # type: ignore[attr-defined]
     return app

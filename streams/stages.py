@@ -23,6 +23,14 @@ RAW_SOURCES: Mapping[str, str] = {
     "raw.mediation.v1": "mediation",
     "raw.door.v1": "door",
 }
+# writer schema → canonical source name (used when the topic name does not say)
+SCHEMA_SOURCES: Mapping[str, str] = {
+    "pingan.raw.CameraAlarm": "camera",
+    "pingan.raw.GridReport": "grid",
+    "pingan.raw.Alarm110": "alarm110",
+    "pingan.raw.MediationCase": "mediation",
+    "pingan.raw.DoorAccess": "door",
+}
 EVENT_SCHEMA = "pingan.Event"
 DEAD_LETTER_SCHEMA = "pingan.DeadLetter"
 
@@ -60,7 +68,10 @@ class NormalizeStage:
         try:
             if not value:
                 raise ValueError("empty message value")
-            _schema, record = self.store.decode(value)
+            schema, record = self.store.decode(value)
+            if schema not in SCHEMA_SOURCES:
+                raise ValueError(f"{topic}: expected a raw source record, got {schema}")
+            source = SCHEMA_SOURCES[schema]
             event = self.normalizer.normalize(source, record, raw_topic=topic, raw_partition=partition,
                                               raw_offset=offset)
             return Outcome(events=[event])

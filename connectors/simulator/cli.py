@@ -64,17 +64,23 @@ def simulate(
     minutes: Annotated[float, typer.Option(min=0.0, help="How long to send (--send)")] = 1.0,
     alarm110_db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the 110 desk DB (--send)")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+    report: Annotated[Path | None, typer.Option(help="Also write what was sent as JSON here (--send): counts per "
+                                                     "endpoint/status and per feed/status, duplicates, native ids")] = None,
 ) -> None:
     """Write `--days` of simulated feeds under `--out`, or `--send` them for `--minutes` at `--rate`/s."""
     if ctx.invoked_subcommand is not None:
         return
     console = Console()
     if send:
+        from .sender import SendLog
         from .sender import send as do_send
 
+        log = SendLog() if report is not None else None
         counts = asyncio.run(do_send(url, rate, minutes, seed=seed, scale=scale, alarm110_db=alarm110_db,
-                                     progress=not quiet))
+                                     progress=not quiet, log=log))
         console.print(sent_table(counts))
+        if report is not None and log is not None:
+            log.write(report, counts, url=url, rate=rate, minutes=minutes, seed=seed, scale=scale)
         return
     if out is None:
         raise typer.BadParameter("give --out DIR (or --send)")

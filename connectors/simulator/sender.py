@@ -8,11 +8,14 @@ Generation is continuous: background days follow each other with fresh ids until
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +32,42 @@ _HORIZON_DAYS = 100_000
 def delivery_stream(seed: int, scale: float) -> Iterator[Delivery]:
     """Endless (lazily generated) deliveries: scenarios, then day after day of fresh background."""
     return deliveries(event_stream(Builder(build_world(seed)), _HORIZON_DAYS, scale))
+
+
+@dataclass
+class SendLog:
+    """What happened to every delivery of a `send` run (for ``--report``): feed, native id, whether it
+    was the simulator's duplicate delivery, the endpoint and the status (HTTP code or DB outcome)."""
+
+    entries: list[tuple[str, str, bool, str, str]] = field(default_factory=list)
+
+    def add(self, d: Delivery, endpoint: str, status: str) -> None:
+        """Record one delivery's outcome."""
+        self.entries.append((d.event.feed, d.event.native_id, d.duplicate, endpoint, status))
+
+    def to_json(self, counts: Counter[tuple[str, str]], **meta: Any) -> dict[str, Any]:
+        """The report: counts per endpoint and status, per feed and status, duplicates, and the native ids
+        per feed and status (in delivery order, duplicates appear twice)."""
+        by_feed: dict[str, Counter[str]] = {}
+        ids: dict[str, dict[str, list[str]]] = {}
+        dups: Counter[str] = Counter()
+        for feed, native_id, dup, _endpoint, status in self.entries:
+            by_feed.setdefault(feed, Counter())[status] += 1
+            ids.setdefault(feed, {}).setdefault(status, []).append(native_id)
+            if dup:
+                dups[feed] += 1
+        return {
+            **meta,
+            "total": sum(counts.values()),
+            "counts": [{"endpoint": ep, "status": st, "count": n} for (ep, st), n in sorted(counts.items())],
+            "by_feed": {f: dict(c) for f, c in sorted(by_feed.items())},
+            "duplicates": dict(dups),
+            "native_ids": ids,
+        }
+
+    def write(self, path: Path, counts: Counter[tuple[str, str]], **meta: Any) -> None:
+        """Write :meth:`to_json` to ``path`` (UTF-8 JSON)."""
+        path.write_text(json.dumps(self.to_json(counts, **meta), ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 class Alarm110Sink:
@@ -61,8 +100,10 @@ class Alarm110Sink:
 
 async def send(url: str, rate: float, minutes: float, *, seed: int = 1, scale: float = 1.0,
                alarm110_db: str | None = None, concurrency: int = 32, progress: bool = True,
-               timeout_s: float = 10.0) -> Counter[tuple[str, str]]:
-    """Send `rate × minutes × 60` deliveries at `rate` per second; count (endpoint, status)."""
+               timeout_s: float = 10.0, log: SendLog | None = None) -> Counter[tuple[str, str]]:
+    """Send `rate × minutes × 60` deliveries at `rate` per second; count (endpoint, status).
+
+    With ``log``, every delivery's feed, native id, duplicate flag and outcome is also recorded there."""
     total = max(1, int(rate * minutes * 60))
     counts: Counter[tuple[str, str]] = Counter()
     sink = Alarm110Sink(alarm110_db) if alarm110_db else None
@@ -88,14 +129,19 @@ async def send(url: str, rate: float, minutes: float, *, seed: int = 1, scale: f
                 async with db_lock:
                     status = await asyncio.to_thread(sink.insert, row)
                 counts[("db:JJD", status)] += 1
+                if log is not None:
+                    log.add(d, "db:JJD", status)
                 return
             path, ctype, body = http_request(ev)
             try:
                 async with session.post(base + path, data=body, headers={"Content-Type": ctype}) as resp:
                     await resp.read()
-                    counts[(path, str(resp.status))] += 1
+                    status = str(resp.status)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                counts[(path, f"error:{type(exc).__name__}")] += 1
+                status = f"error:{type(exc).__name__}"
+            counts[(path, status)] += 1
+            if log is not None:
+                log.add(d, path, status)
         finally:
             sem.release()
             advance()

@@ -1,0 +1,95 @@
+"""The Faust agents in Faust's own test context (in-memory tables, captured sends).
+
+These check the wiring only: decode → stage → publish, errors → dead letters, the stream goes on.
+The same agents run against the real broker in tests/e2e.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.files import iter_deliveries
+from schemas.serde import default_store
+from streams.app import build_app
+from streams.settings import Settings
+
+
+@pytest.fixture()
+def app_and_sent(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+    settings = Settings(run_dir=tmp_path, registry_path=None)
+    app = build_app(settings, with_index=False, table_store="memory://")
+    app.finalize()
+    sent: list[tuple[str, bytes, bytes]] = []
+
+    for name, topic in app.pingan_topics.items():
+        async def send(*, key: bytes, value: bytes, _name: str = name, **_: Any) -> None:
+            sent.append((_name, key, value))
+
+        monkeypatch.setattr(topic, "send", send)
+    return app, sent
+
+
+def _decoded(sent: list, name: str) -> list[dict]:
+    store = default_store()
+    return [store.decode(v)[1] for n, _k, v in sent if n == name]
+
+
+async def test_normalize_agent_publishes_events_and_dead_letters(app_and_sent, sim_folder) -> None:  # noqa: ANN001
+    app, sent = app_and_sent
+    store = default_store()
+    grid = next(d for d in iter_deliveries(sim_folder) if d.feed == "grid" and d.result.records)
+    record = grid.result.records[0]
+    async with app.pingan_agents["normalize"].test_context() as agent:
+        await agent.put(key=b"k", value=store.encode(grid.result.schema, record))
+        await agent.put(key=b"bad", value=b"\xc3\x01garbage")  # undecodable: a dead letter, not a crash
+        await agent.put(key=b"k", value=store.encode(grid.result.schema, record))  # redelivery
+    events = _decoded(sent, "events")
+    assert [e["event_id"] for e in events] == [f"grid:{record['native_id']}"] * 2  # same id: idempotent downstream
+    assert len(_decoded(sent, "by_county")) == 2
+    (dl,) = _decoded(sent, "deadletters")
+    assert dl["stage"] == "normalize" and dl["error_class"] == "dead_letter" and dl["raw"] == b"\xc3\x01garbage"
+    assert record["persons"] and all(p.get("id_number") not in repr(events) for p in record["persons"]
+                                     if p.get("id_number"))
+
+
+async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent, sim_folder) -> None:  # noqa: ANN001
+    from connectors.registry import DeviceRegistry
+    from connectors.files import load_truth
+    from streams.domain.normalize import Normalizer
+
+    app, sent = app_and_sent
+    store = default_store()
+    truth = load_truth(sim_folder)
+    dispute = {e["event_id"] for e in truth["events"] if e["scenario"] == "dispute_demolition"}
+    norm = Normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
+    feed_source = {"gb28181": "camera", "isapi": "camera"}
+    events = [norm.normalize(feed_source.get(d.feed, d.feed), r) for d in iter_deliveries(sim_folder)
+              for r in d.result.records]
+    chosen = [e for e in events if e["event_id"] in dispute]  # the grid report is delivered twice
+    assert len(chosen) == 4 and {e["event_id"] for e in chosen} == dispute
+    async with app.pingan_agents["correlate"].test_context() as agent:
+        for ev in chosen:
+            await agent.put(key=b"513221", value=store.encode("pingan.Event", ev))
+        await agent.put(key=b"513221", value=b"\xc3\x01not an event")
+    incidents = _decoded(sent, "incidents")
+    final = [i for i in incidents if i["status"] != "merged" and set(i["event_ids"]) == dispute]
+    assert final, "the three dispute events end in one incident"
+    merged_away = {i["incident_id"] for i in incidents if i["status"] == "merged"}
+    live = {i["incident_id"] for i in incidents if i["status"] != "merged"} - merged_away
+    assert live == {final[-1]["incident_id"]}  # every intermediate incident was merged into it
+    reasons = {r for link in final[-1]["links"] for r in link["reasons"]}
+    assert "同一身份证号" in reasons
+    (dl,) = _decoded(sent, "deadletters")
+    assert dl["stage"] == "correlate"
+
+
+@pytest.fixture(scope="module")
+def sim_folder(tmp_path_factory):  # noqa: ANN001, ANN201
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("sim")
+    subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(out), "--days", "1", "--seed", "1",
+                    "--quiet"], check=True, capture_output=True)
+    return out
