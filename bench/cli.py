@@ -20,12 +20,12 @@ def _bench() -> None:
 
 @app.command()
 def throughput(
-    scale: Annotated[float, typer.Option(min=0.01, help="simulator scale of the one-day payload")] = 5.0,
+    scale: Annotated[float, typer.Option(min=0.01, help="simulator scale of the one-day payload")] = 3.0,
     rounds: Annotated[int, typer.Option(min=1, help="rounds; variants alternate order, medians are shown")] = 3,
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
     latency_seconds: Annotated[float, typer.Option(min=0.0, help="latency probe duration (0: skip)")] = 20.0,
     min_docs: Annotated[int, typer.Option(min=1, help="index variants load the incident docs repeated "
-                                                     "until at least this many")] = 10000,
+                                                     "until at least this many")] = 20000,
     min_events: Annotated[int, typer.Option(min=1, help="B1 and normalize consume the raw records repeated "
                                                        "until at least this many")] = 20000,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers here")] = None,
@@ -70,3 +70,20 @@ def quality(out: Path = typer.Option(None, help="simulator folder to use (defaul
                       f"to fully indexed; index equals the offline pipeline: {live.equals_offline}")
         if not live.equals_offline:
             raise typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    count: Annotated[int, typer.Option(min=1, help="payloads POSTed per HTTP connector")] = 1000,
+    concurrency: Annotated[int, typer.Option(min=1, help="HTTP requests in flight")] = 16,
+    alarm110_rows: Annotated[int, typer.Option(min=1, help="rows in the SQLite JJD table the 110 poller reads")] = 3000,
+    mediation_cases: Annotated[int, typer.Option(min=1, help="cases in the mediation CSV export")] = 1000,
+    seed: Annotated[int, typer.Option(help="simulator seed of the payloads")] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers here")] = None,
+) -> None:
+    """Ingest rate per connector (HTTP receivers, 110 poller, mediation CSV importer) into the real Kafka,
+    next to the bare translate function's rate on the same payloads."""
+    from bench.ingest import IngestOptions, run_and_print
+
+    run_and_print(IngestOptions(count=count, concurrency=concurrency, alarm110_rows=alarm110_rows,
+                                mediation_cases=mediation_cases, seed=seed, json_path=json_path))

@@ -451,12 +451,12 @@ class Context:
     payload: Payload
     run_dir: Path
     registry: Path
-    producer: Any
-    offsets: Offsets
     es: Any
     probe: CpuProbe
     log: Callable[[str], None]
     event_copies: int = 1  # B1 and normalize consume the records this many times (normalize does not dedupe)
+    producer: Any = None
+    offsets: Any = None
     namespaces: list[tuple[Settings, list[str]]] = field(default_factory=list)
 
     def namespace(self, groups_suffixes: Sequence[str] = ("",)) -> Settings:
@@ -464,7 +464,29 @@ class Context:
         self.namespaces.append((ns, [ns.app_id + s for s in groups_suffixes]))
         return ns
 
+    async def start_clients(self) -> None:
+        """A producer and an offsets reader for the current variant (see `stop_clients`)."""
+        from aiokafka import AIOKafkaProducer
+
+        await self.stop_clients()
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.base.kafka_bootstrap, acks="all",
+                                         enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
+                                         client_id="pingan-bench")
+        await self.producer.start()
+        self.offsets = Offsets(self.base.kafka_bootstrap)
+        await self.offsets.start()
+
+    async def stop_clients(self) -> None:
+        """Stop the variant's clients: one that still knows a deleted topic asks for its metadata
+        and the broker re-creates it (auto.create.topics.enable)."""
+        producer, offsets, self.producer, self.offsets = self.producer, self.offsets, None, None
+        if offsets is not None:
+            await offsets.stop()
+        if producer is not None:
+            await producer.stop()
+
     async def cleanup(self, ns: Settings) -> None:
+        await self.stop_clients()
         for s, groups in list(self.namespaces):
             if s is ns:
                 await asyncio.to_thread(cleanup_kafka, s, groups)
@@ -495,6 +517,7 @@ async def run_b1(ctx: Context, rnd: int) -> Measurement:
     """B1: bare consume → decode → re-encode → produce (two topics), one commit per batch."""
     ns = ctx.namespace(("-b1",))
     try:
+        await ctx.start_clients()
         await asyncio.to_thread(create_topics, ns, [*RAW_TOPICS, EVENTS, BY_COUNTY])
         child = Child(_py("_b1", "--bootstrap", ns.kafka_bootstrap, "--prefix", ns.topic_prefix,
                           "--group", ns.app_id + "-b1"), os.environ, ctx.run_dir / f"b1-{rnd}.log").start()
@@ -522,6 +545,7 @@ async def run_normalize(ctx: Context, rnd: int) -> Measurement:
     ns = ctx.namespace()
     try:
         await asyncio.to_thread(provision_topics, ns)
+        await ctx.start_clients()
         child = Child(_py("_normalize_worker"), settings_env(ns), ctx.run_dir / f"normalize-{rnd}.log").start()
         try:
             await wait_web(ns.worker_web_port, child)
@@ -546,6 +570,7 @@ async def run_b3(ctx: Context, rnd: int) -> Measurement:
     ns = ctx.namespace(("-b3",))
     index = f"{ns.es_index_prefix}-b3"
     try:
+        await ctx.start_clients()
         await asyncio.to_thread(create_topics, ns, RAW_TOPICS)
         await ctx.es.indices.create(index=index, body={"settings": {
             "number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": ns.es_refresh_interval,
@@ -572,6 +597,7 @@ async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
     ns = ctx.namespace()
     alias = f"{ns.es_index_prefix}-incidents"
     try:
+        await ctx.start_clients()
         await asyncio.to_thread(provision_topics, ns)
         await asyncio.to_thread(provision_elasticsearch, ns)
         child = _worker(ns, ctx.run_dir / f"pipeline-{rnd}.log").start()
@@ -714,6 +740,7 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
     n = max(1, min(ctx.payload.n, math.ceil(rate * duration)))
     records = ctx.payload.records[:n]
     try:
+        await ctx.start_clients()
         await asyncio.to_thread(provision_topics, ns)
         await asyncio.to_thread(provision_elasticsearch, ns)
         child = _worker(ns, ctx.run_dir / "latency.log").start()
@@ -799,11 +826,11 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
 class Options:
     """What `pingan bench throughput` was asked to do."""
 
-    scale: float = 5.0
+    scale: float = 3.0
     rounds: int = 3
     seed: int = 1
     latency_seconds: float = 20.0
-    min_docs: int = 10000
+    min_docs: int = 20000
     min_events: int = 20000
     json_path: Path | None = None
     keep_dir: bool = False
@@ -909,7 +936,6 @@ def render(result: Result) -> Table:
 async def run_throughput(opts: Options, *, settings: Settings | None = None,
                          log: Callable[[str], None] = lambda s: None) -> Result:
     """Run every variant `opts.rounds` times (alternating order), then the latency probe."""
-    from aiokafka import AIOKafkaProducer
     from elasticsearch import AsyncElasticsearch
 
     started = time.perf_counter()
@@ -917,21 +943,15 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
     work = Path(tempfile.mkdtemp(prefix="pingan-bench-"))
     log(f"workdir {work}")
     ctx: Context | None = None
-    producer = None
-    offsets = Offsets(base.kafka_bootstrap)
     es = AsyncElasticsearch(base.es_url, timeout=60)
     try:
         folder = simulate(work / "sim", seed=opts.seed, scale=opts.scale)
         payload = await asyncio.to_thread(prepare_payload, folder, base)
         log(f"payload: {payload.n} raw records, {payload.events_out} events, {len(payload.docs)} incidents")
-        producer = AIOKafkaProducer(bootstrap_servers=base.kafka_bootstrap, acks="all", enable_idempotence=True,
-                                    linger_ms=5, max_batch_size=256 * 1024, client_id="pingan-bench")
-        await producer.start()
-        await offsets.start()
         probe = CpuProbe(read_pid(base.run_dir / "kafka" / "kafka.pid"),
                          read_pid(base.run_dir / "elasticsearch" / "elasticsearch.pid"))
         copies = max(1, math.ceil(opts.min_events / payload.n))
-        ctx = Context(base, payload, work, folder / "registry.csv", producer, offsets, es, probe, log, copies)
+        ctx = Context(base, payload, work, folder / "registry.csv", es, probe, log, copies)
         runners: dict[str, Callable[[Context, int], Awaitable[Measurement]]] = {
             "B1": run_b1, "normalize": run_normalize, "B3": run_b3, "pipeline": run_pipeline,
             "B2": lambda c, r: run_b2(c, r, opts.min_docs), "sink": lambda c, r: run_sink(c, r, opts.min_docs)}
@@ -978,9 +998,7 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
                     await ctx.cleanup(ns)
                 except Exception as exc:  # noqa: BLE001 - best effort; report and go on
                     log(f"cleanup of {ns.topic_prefix} failed: {exc}")
-        if producer is not None:
-            await producer.stop()
-        await offsets.stop()
+            await ctx.stop_clients()
         await es.close()
         if not opts.keep_dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -31,6 +31,7 @@ from schemas.serde import SchemaStore, default_store
 from streams.domain.normalize import Normalizer
 from streams.domain.pipeline import CountyProcessor, StepOutput, Stores
 from streams.settings import Settings
+from streams.tables import CachedTable
 from streams.stages import RAW_SOURCES, NormalizeStage, RetriableStageError, decode_event
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=4096,
+        producer_linger=0.005,
+        producer_max_batch_size=512 * 1024,
         table_cleanup_interval=60.0,
         key_serializer="json",
         value_serializer="json",
@@ -109,12 +112,25 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 
     n = catalogue[BY_COUNTY].partitions
 
-    def table(name: str) -> faust.Table:
-        return app.Table(name, partitions=n)
+    cached: list[CachedTable] = []
+
+    def table(name: str) -> CachedTable:
+        cached.append(CachedTable(app.Table(name, partitions=n)))
+        return cached[-1]
 
     stores = Stores(candidates=table("candidates"), event_incident=table("event-incident"),
                     incidents=table("incidents"), pending=table("pending-links"),
                     history=table("person-history"))
+
+    @app.on_partitions_revoked.connect
+    async def _forget_on_revoke(_app: Any, revoked: Any, **_: Any) -> None:
+        for t in cached:  # the tables may now hold other partitions' state
+            t.clear_cache()
+
+    @app.on_partitions_assigned.connect
+    async def _forget_on_assign(_app: Any, assigned: Any, **_: Any) -> None:
+        for t in cached:
+            t.clear_cache()
     processor = CountyProcessor(stores)
     normalize_stage = NormalizeStage(store, Normalizer(settings.person_key_secret.encode(), settings.timezone,
                                                        _load_registry(settings)),
@@ -150,7 +166,10 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
         for link in step.links:
             metrics.links += 1
             await links_t.send(key=link["county_code"].encode(), value=store.encode("pingan.Link", link))
-        for inc in step.incidents:
+        latest: dict[str, dict[str, Any]] = {}
+        for inc in step.incidents:  # one record per incident per batch: its latest state
+            latest[inc["incident_id"]] = inc
+        for inc in latest.values():
             metrics.incidents += 1
             metrics.merges += inc.get("status") == "merged"
             await incidents_t.send(key=inc["incident_id"].encode(), value=store.encode("pingan.Incident", inc))
@@ -161,25 +180,34 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 
     @app.agent(by_county_t, name="correlate")
     async def correlate(stream: faust.StreamT) -> None:
-        async for ev in stream.events():
-            msg = ev.message
-            value: bytes = ev.value or b""
-            try:
-                if value.startswith(TICK_PREFIX):
-                    tick = json.loads(value)
-                    step = processor.check_deadlines(int(tick["now_ms"]), tick.get("county"))
-                    processor.expire()
-                else:
-                    step = processor.process(decode_event(store, value))
-            except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
-                if classify(exc) is ErrorClass.FATAL:
-                    raise
-                log.exception("correlate failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                await dead_letter(make_dead_letter(
-                    source="events", stage="correlate", raw=value, error=exc, topic=msg.topic,
-                    partition=msg.partition, offset=msg.offset, at_ms=int(time.time() * 1000)))
-                continue
-            await publish(step)
+        # Batches are acknowledged only after the body has run (take_events), so outputs may be
+        # coalesced per batch: an incident touched by 200 flood events is published once.
+        async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
+            out = StepOutput()
+            for ev in batch:
+                # table writes go to the changelog partition of the *current* event
+                stream._set_current_event(ev)  # noqa: SLF001 - faust-streaming's own per-event context
+                msg = ev.message
+                value: bytes = ev.value or b""
+                try:
+                    if value.startswith(TICK_PREFIX):
+                        tick = json.loads(value)
+                        step = processor.check_deadlines(int(tick["now_ms"]), tick.get("county"))
+                        processor.expire()
+                    else:
+                        step = processor.process(decode_event(store, value))
+                except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
+                    if classify(exc) is ErrorClass.FATAL:
+                        raise
+                    log.exception("correlate failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                    await dead_letter(make_dead_letter(
+                        source="events", stage="correlate", raw=value, error=exc, topic=msg.topic,
+                        partition=msg.partition, offset=msg.offset, at_ms=int(time.time() * 1000)))
+                    continue
+                out.links.extend(step.links)
+                out.incidents.extend(step.incidents)
+                out.escalations.extend(step.escalations)
+            await publish(out)
 
     @app.timer(settings.deadline_check_s)
     async def deadline_ticks() -> None:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     sink_chunk_size: int = 500
     counties: str = Field(default="513221", description="comma-separated county codes served (deadline ticks)")
     deadline_check_s: float = 60.0
+    correlate_batch_size: int = 200
+    correlate_batch_s: float = 0.2
     log_json: bool = Field(default=False, description="workers log one JSON object per line (PINGAN_LOG_JSON=1)")
 
     @classmethod

@@ -326,13 +326,21 @@ def diff(got: dict[str, frozenset[str]] | None, expected: dict[str, frozenset[st
 
 
 def wait_for_index(settings: Settings, expected: dict[str, frozenset[str]], workers: list[WorkerProcess],
-                   timeout_s: float = 240.0, settle_s: float = 4.0) -> dict[str, frozenset[str]]:
-    """Wait until the index equals `expected`, then check it stays so for `settle_s` (no late writes)."""
+                   timeout_s: float = 240.0, settle_s: float = 4.0, stall_s: float = 75.0) -> dict[str, frozenset[str]]:
+    """Wait until the index equals `expected`, then check it stays so for `settle_s` (no late writes).
+
+    Fails early when the index has not changed for `stall_s` (longer than a consumer-group session
+    timeout, so a rebalance after a kill is not mistaken for a stall)."""
     alias = f"{settings.es_index_prefix}-incidents"
     deadline = time.monotonic() + timeout_s
     got = None
+    last, since = None, time.monotonic()
     while time.monotonic() < deadline:
         got = indexed_incidents(settings.es_url, alias)
+        if got != last:
+            last, since = got, time.monotonic()
+        elif got and time.monotonic() - since > stall_s:
+            break  # nothing changed for stall_s: the pipeline is idle, waiting longer will not help
         if got == expected:
             time.sleep(settle_s)
             got = indexed_incidents(settings.es_url, alias)

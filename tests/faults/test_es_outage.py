@@ -38,7 +38,7 @@ def test_es_outage_is_backlog_not_loss(stack: Settings, private_es, sim_day: Pat
 
     t_down = time.monotonic()
     private_es.kill()
-    assert not port_open(es.es_http_port)
+    wait_for(lambda: not port_open(es.es_http_port), 20, 0.2, "the Elasticsearch port to close")
     publish(s, second)  # produced during the outage: must wait in Kafka, not be lost
     wait_for(lambda: "elasticsearch unavailable" in worker_log(w), 60, 1, "the sink to log a retry")
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))

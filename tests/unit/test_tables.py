@@ -1,0 +1,45 @@
+"""CachedTable: reads served from the cache, writes reach the table, misses cached, clear on demand."""
+from __future__ import annotations
+
+import pytest
+
+from streams.tables import CachedTable
+
+
+class CountingDict(dict):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __getitem__(self, key):  # noqa: ANN001, ANN204
+        self.reads += 1
+        return super().__getitem__(key)
+
+
+def test_write_through_and_cached_reads() -> None:
+    backing = CountingDict()
+    t = CachedTable(backing, max_items=2)
+    t["a"] = [1]
+    assert backing["a"] == [1]
+    reads = backing.reads
+    assert t["a"] == [1] and t.get("a") == [1] and "a" in t
+    assert backing.reads == reads  # all from the cache
+    with pytest.raises(KeyError):
+        t["missing"]
+    assert "missing" not in t and backing.reads == reads + 1  # the miss is cached too
+    t["missing"] = 5
+    assert t["missing"] == 5 and backing["missing"] == 5
+    del t["a"]
+    assert "a" not in t and "a" not in backing
+
+
+def test_bounded_and_clearable() -> None:
+    backing = CountingDict()
+    t = CachedTable(backing, max_items=2)
+    for k in "abc":
+        t[k] = k
+    assert len(t._cache) == 2
+    backing["b"] = "changed elsewhere"  # e.g. restored from a changelog after a rebalance
+    t.clear_cache()
+    assert t["b"] == "changed elsewhere"
+    assert sorted(t) == ["a", "b", "c"] and len(t) == 3
