@@ -11,6 +11,8 @@ village (or town) named in the address.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import re
 
 from streams.domain import gazetteer
@@ -54,6 +56,7 @@ def _strip_prefixes(s: str) -> str:
     return s
 
 
+@lru_cache(maxsize=65536)  # pure; devices and addresses repeat, so most calls hit
 def normalize_address(addr: str | None) -> str | None:
     """Normalized address text (see module contract), or None when empty."""
     s = re.sub(r"\s+", "", clean_text(addr))
@@ -83,6 +86,7 @@ def address_key(addr: str | None) -> str | None:
     return s
 
 
+@lru_cache(maxsize=65536)  # pure; devices and addresses repeat, so most calls hit
 def village_in_address(addr: str | None) -> Place | None:
     """The gazetteer village named in the address, else the town named in it, else None."""
     s = normalize_address(addr)

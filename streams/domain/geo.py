@@ -12,6 +12,8 @@ All functions take and return (lat, lon) in degrees.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from dataclasses import dataclass
 
@@ -150,6 +152,7 @@ def valid_latlon(lat: float | None, lon: float | None) -> bool:
     return -90.0 <= lat_f <= 90.0 and -180.0 <= lon_f <= 180.0
 
 
+@lru_cache(maxsize=65536)  # pure; devices and addresses repeat, so most calls hit
 def h3_cell(lat: float, lon: float, res: int = H3_RES) -> str:
     """The H3 cell (resolution 8 by default) containing the point."""
     return str(h3.latlng_to_cell(lat, lon, res))
@@ -169,6 +172,7 @@ class NearestPlace:
     distance_m: float
 
 
+@lru_cache(maxsize=65536)  # pure; devices and addresses repeat, so most calls hit
 def nearest_place(lat: float, lon: float, max_distance_m: float | None = None) -> NearestPlace | None:
     """Nearest village in the gazetteer (None if none within `max_distance_m`, when given)."""
     best: tuple[float, Place] | None = None

@@ -126,6 +126,8 @@ def test_acknowledged_events_survive_a_kafka_outage(private_kafka: KafkaEngine, 
     store = default_store()
     missing: dict[str, int] = {}
     dup_total = 0
+    copies: Counter[tuple[str, int]] = Counter()  # (phase acknowledged in, copies on the topic) → ids
+    phase_of = {p.native_id: phase for phase, p, _, _ in pusher.answers}
     for topic in sorted(set(TOPIC_OF.values())):
         acked = Counter(p.native_id for _, p, status, _ in pusher.answers
                         if 200 <= status < 300 and TOPIC_OF[p.source] == topic)
@@ -136,8 +138,9 @@ def test_acknowledged_events_survive_a_kafka_outage(private_kafka: KafkaEngine, 
             missing[topic] = sum(lost.values())
         assert not set(got) - set(acked), (topic, list(set(got) - set(acked))[:3])
         dup_total += sum(n - 1 for i, n in got.items() if n > 1)
+        copies.update((phase_of[i], n) for i, n in got.items())
     assert not missing, f"acknowledged but not in Kafka: {missing}"
     dead = read_topic(settings.kafka_bootstrap, settings.topic("deadletters.v1"), idle_s=2)
     assert dead == []
     print(f"outage: {len(pusher.answers)} acknowledged ({outage_n} during the outage, {spooled} spooled), "
-          f"{dup_total} duplicate(s); timeline {timeline}")
+          f"{dup_total} duplicate(s); timeline {timeline}; ids by (phase, copies): {sorted(copies.items())}")
