@@ -182,11 +182,18 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     async def correlate(stream: faust.StreamT) -> None:
         # Batches are acknowledged only after the body has run (take_events), so outputs may be
         # coalesced per batch: an incident touched by 200 flood events is published once.
+        def set_current(ev: Any) -> None:
+            # table writes go to the changelog partition of the *current* event
+            stream._set_current_event(ev)  # noqa: SLF001 - faust-streaming's own per-event context
+
         async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
             out = StepOutput()
+            for t in cached:
+                t.begin_batch()
             for ev in batch:
-                # table writes go to the changelog partition of the *current* event
-                stream._set_current_event(ev)  # noqa: SLF001 - faust-streaming's own per-event context
+                set_current(ev)
+                for t in cached:
+                    t.current = ev
                 msg = ev.message
                 value: bytes = ev.value or b""
                 try:
@@ -207,6 +214,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
                 out.links.extend(step.links)
                 out.incidents.extend(step.incidents)
                 out.escalations.extend(step.escalations)
+            for t in cached:  # state first, then outputs: both are flushed before the batch is acked
+                t.flush(set_current)
             await publish(out)
 
     @app.timer(settings.deadline_check_s)

@@ -1,16 +1,22 @@
-"""A write-through read cache in front of a Faust table.
+"""A read cache and per-batch write-back in front of a Faust table.
 
 The correlate agent reads the same candidate lists and incident records over and over; a RocksDB
-table deserializes the value (JSON) on every read. `CachedTable` keeps recently used values (and
-known misses) in a bounded LRU, and writes go to the table first (so the changelog, hence
-recovery, is unchanged) and then to the cache. Only the worker that owns a partition writes its
-keys, so the cache is exact until partitions move: `clear()` is called on every rebalance.
-Values are treated as immutable (the domain re-assigns, never mutates in place).
+table deserializes the value on every read. `CachedTable` keeps recently used values (and known
+misses) in a bounded LRU. Only the worker that owns a partition writes its keys, so the cache is
+exact until partitions move: `clear_cache()` is called on every rebalance. Values are treated as
+immutable (the domain re-assigns, never mutates in place).
+
+Writes go straight to the table, except inside a batch (`begin_batch` … `flush`): then the last
+value per key is kept with the stream event that wrote it, and `flush(set_current)` writes each
+key once, with that event made current so the changelog record goes to the event's partition.
+A flood incident updated by 200 events of one batch is then serialized and changelogged once, not
+200 times. The batch's events are acknowledged only after the flush (Faust's take_events), so a
+crash mid-batch replays the whole batch against the last flushed state.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 _MISSING = object()
@@ -23,8 +29,28 @@ class CachedTable(MutableMapping[str, Any]):
         self.table = table
         self.max_items = max_items
         self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._dirty: dict[str, tuple[Any, Any]] | None = None
+        self.current: Any = None  # the stream event being processed (set by the agent)
         self.hits = 0
         self.misses = 0
+
+    def begin_batch(self) -> None:
+        """Start collecting writes (see module docstring)."""
+        self._dirty = {}
+
+    def flush(self, set_current: Callable[[Any], None]) -> int:
+        """Write every collected key once, with its writing event current; returns keys written."""
+        dirty, self._dirty = self._dirty or {}, None
+        for key, (value, event) in dirty.items():
+            set_current(event)
+            if value is _MISSING:
+                try:
+                    del self.table[key]
+                except KeyError:
+                    pass
+            else:
+                self.table[key] = value
+        return len(dirty)
 
     def _remember(self, key: str, value: Any) -> None:
         self._cache[key] = value
@@ -50,18 +76,32 @@ class CachedTable(MutableMapping[str, Any]):
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.table[key] = value
+        if self._dirty is None:
+            self.table[key] = value
+        else:
+            self._dirty[key] = (value, self.current)
         self._remember(key, value)
 
     def __delitem__(self, key: str) -> None:
-        del self.table[key]
+        if key not in self:
+            raise KeyError(key)
+        if self._dirty is None:
+            del self.table[key]
+        else:
+            self._dirty[key] = (_MISSING, self.current)
         self._remember(key, _MISSING)
 
+    def _keys(self) -> set[str]:
+        keys = set(self.table)
+        for key, (value, _event) in (self._dirty or {}).items():
+            (keys.discard if value is _MISSING else keys.add)(key)
+        return keys
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self.table)
+        return iter(self._keys()) if self._dirty else iter(self.table)
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self._keys()) if self._dirty else len(self.table)
 
     def clear_cache(self) -> None:
         """Forget everything cached (after a rebalance the table may hold other partitions)."""

@@ -56,9 +56,15 @@ class CountyProcessor:
         self.history = PersonHistory(self.tier_rules, self.stores.history)
 
     def process(self, event: Event) -> StepOutput:
-        """Apply one canonical event; return what to publish (empty for a duplicate)."""
-        if self.state.incident_of(event["event_id"]) is not None:
-            return StepOutput()
+        """Apply one canonical event; return what to publish.
+
+        An event seen before (a duplicate delivery, or a replay after a crash that persisted the
+        state but not the outputs) re-emits its incident's current record: idempotent downstream,
+        and it closes the window between a state write and its output."""
+        known = self.state.incident_of(event["event_id"])
+        if known is not None:
+            current = self.stores.incidents.get(known)
+            return StepOutput(incidents=[current] if current is not None else [])
         links = self.index.add(event)
         before: dict[str, dict[str, Any]] = {}
         for link in links:

@@ -9,7 +9,6 @@ is full.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import subprocess
 import sys

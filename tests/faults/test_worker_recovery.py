@@ -62,6 +62,5 @@ def test_kill9_three_times_loses_and_duplicates_nothing(stack: Settings, sim_day
         wait_for_index(s, expected_incidents, [w], timeout_s=240)
     finally:
         print("\n".join(kills))
-    log = worker_log(w)
-    assert "Traceback" not in log.split("kill")[-1] or True  # crashes would have failed wait_for_index
     assert worker_dir.is_dir(), "the restarted worker did not rebuild its local store"
+    assert "Restore complete" in worker_log(w)

@@ -43,3 +43,30 @@ def test_bounded_and_clearable() -> None:
     t.clear_cache()
     assert t["b"] == "changed elsewhere"
     assert sorted(t) == ["a", "b", "c"] and len(t) == 3
+
+
+def test_batch_writes_each_key_once_with_its_event_current() -> None:
+    writes: list[tuple[str, object]] = []
+    current: dict[str, object] = {"event": None}
+
+    class Recording(CountingDict):
+        def __setitem__(self, key, value):  # noqa: ANN001, ANN204
+            writes.append((key, current["event"]))
+            super().__setitem__(key, value)
+
+    backing = Recording()
+    backing["gone"] = 1
+    writes.clear()
+    t = CachedTable(backing)
+    t.begin_batch()
+    for i, ev in enumerate(("e1", "e2", "e3")):
+        t.current = ev
+        t["inc"] = {"version": i}
+        if ev == "e1":
+            t["cand"] = [ev]
+    del t["gone"]
+    assert t["inc"] == {"version": 2} and "gone" not in t  # reads see the batch's writes
+    assert backing.get("inc") is None and "gone" in backing  # nothing written yet
+    assert t.flush(lambda ev: current.__setitem__("event", ev)) == 3
+    assert backing["inc"] == {"version": 2} and backing["cand"] == ["e1"] and "gone" not in backing
+    assert sorted(writes) == [("cand", "e1"), ("inc", "e3")]  # once per key, with the writing event current
