@@ -229,6 +229,12 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
     rule: PairRule = rules.rule_for(a.get("kind") or "other", b.get("kind") or "other")
     w = rules.weights
     gap = abs(int(a["occurred_at"]) - int(b["occurred_at"])) / 60_000
+    ra, rb = _related(a), _related(b)
+    refs = ({idb} & ra) | ({ida} & rb) | (ra & rb)
+    if not refs:  # cheap exits first: every other gate needs the rule to link within its windows
+        window = max(rule.max_gap_minutes, rule.loc_gap_minutes if rule.location_only else 0)
+        if not rule.link or gap > window:
+            return None
     la, lb = _latlon(a), _latlon(b)
     dist = haversine_m(la, lb) if la and lb else None
     addr_a, addr_b = _loc(a).get("address"), _loc(b).get("address")
@@ -237,8 +243,6 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
     same_village = bool(va) and va == vb
     same_town = bool(ta) and ta == tb
     shared = _shared_by_kind(a, b)
-    ra, rb = _related(a), _related(b)
-    refs = ({idb} & ra) | ({ida} & rb) | (ra & rb)
 
     strong = (shared["id"] or shared["phone"] or shared["plate"]) and gap <= rule.max_gap_minutes
     weak = shared["name_village"] and gap <= rule.max_gap_minutes and (
