@@ -58,6 +58,12 @@ def is_retriable(exc: BaseException) -> bool:
     return False
 
 
+def _retrieve(task: "asyncio.Future[Any]") -> None:
+    """Mark a finished send task's outcome as seen (its caller may have stopped waiting)."""
+    if not task.cancelled():
+        task.exception()
+
+
 def encode_key(key: str | bytes | None) -> bytes | None:
     """Kafka key bytes: UTF-8 for ``str``."""
     if key is None or isinstance(key, bytes):
@@ -97,6 +103,7 @@ class RecordProducer:
         self._store = store
         self._factory = producer_factory or AIOKafkaProducer
         self._producer: Any | None = None
+        self._stuck: "asyncio.Future[Any] | None" = None  # a send whose caller gave up waiting
         self._start_lock: asyncio.Lock | None = None
         self._closed = False
 
@@ -207,9 +214,17 @@ class RecordProducer:
         retriable (the whole batch should be retried later)."""
         if not items:
             return []
+        stuck = self._stuck
+        if stuck is not None and not stuck.done():
+            # records handed over earlier are still queued in the client and will be sent when Kafka
+            # answers; queueing more now would only multiply duplicates (the caller spools instead)
+            raise DeliveryError("Kafka has not confirmed earlier records yet", retriable=True)
+        task = asyncio.ensure_future(self._send_batch(items))
+        task.add_done_callback(_retrieve)
         try:
-            return await asyncio.wait_for(self._send_batch(items), timeout=timeout)
+            return await asyncio.wait_for(asyncio.shield(task), timeout=timeout)
         except asyncio.TimeoutError as exc:
+            self._stuck = task
             raise DeliveryError(f"Kafka did not confirm {len(items)} record(s) within {timeout}s", retriable=True) from exc
 
     async def _send_batch(self, items: Sequence[Item]) -> list["RecordMetadata"]:
