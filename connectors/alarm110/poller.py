@@ -143,6 +143,7 @@ class Alarm110Poller(Source):
             config.cursor_path or Path(settings.run_dir) / "cursors" / "alarm110.json")
         self._engine = engine
         self._table: Table | None = None
+        self.setup_error: str | None = None  # why the table is not usable yet (None: ready)
         self._gxsj: Any = None
         self._jjdbh: Any = None
         self.cursor: Cursor | None = None
@@ -152,8 +153,14 @@ class Alarm110Poller(Source):
         """Create the engine, find the table and its columns, load the cursor."""
         if self._engine is None:
             self._engine = create_engine(self.config.url, pool_pre_ping=True)
-        await asyncio.to_thread(self._reflect)
         self.cursor = self.cursor_store.load()
+        try:
+            await asyncio.to_thread(self._reflect)
+        except Exception as exc:  # noqa: BLE001 - a missing table/database must not stop the receivers
+            self.setup_error = f"{type(exc).__name__}: {exc}"
+            self.stats["setup_errors"] = self.stats.get("setup_errors", 0) + 1
+            log.error("alarm110 poller not ready (%s); the other connectors keep running, retrying",
+                      self.setup_error)
 
     def _reflect(self) -> None:
         assert self._engine is not None
@@ -173,7 +180,9 @@ class Alarm110Poller(Source):
 
     def fetch(self, cursor: Cursor | None) -> list[dict[str, Any]]:
         """Rows after ``cursor`` in cursor order (blocking; run in a thread)."""
-        assert self._engine is not None and self._table is not None
+        assert self._engine is not None
+        if self._table is None:
+            raise LookupError(self.setup_error or "alarm110 poller: setup() first")
         stmt = select(self._table)
         if cursor is not None:
             stmt = stmt.where(or_(self._gxsj > cursor.gxsj,
@@ -227,6 +236,18 @@ class Alarm110Poller(Source):
         """Poll until stopped: immediately again after a full batch, else after ``interval_s``."""
         backoff = 0.5
         while not self.stopping:
+            if self._table is None:  # setup could not find the table yet: keep trying, loudly
+                try:
+                    await asyncio.to_thread(self._reflect)
+                    self.setup_error = None
+                    log.info("alarm110 poller ready: table %s found", self._table)
+                except Exception as exc:  # noqa: BLE001 - reported in logs and health, retried
+                    self.setup_error = f"{type(exc).__name__}: {exc}"
+                    log.error("alarm110 poller not ready (%s); retry in %.1fs", self.setup_error, backoff)
+                    if not await self.sleep(backoff):
+                        return
+                    backoff = min(backoff * 2, self.config.backoff_max_s)
+                    continue
             try:
                 n = await self.poll_once()
                 backoff = 0.5
