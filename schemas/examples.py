@@ -201,6 +201,7 @@ def _incident() -> dict[str, Any]:
         "links": [_link()],
         "person_keys": ["id:3f1c9a0e5b7d24c8a6e0f1b2c3d4e5f6"],
         "vehicle_keys": [],
+        "merged_from": [],
         "event_count": 2,
         "link_count": 1,
         "version": 2,

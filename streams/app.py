@@ -89,6 +89,9 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
         topic_replication_factor=settings.replication_factor,
         topic_partitions=catalogue[BY_COUNTY].partitions,
         broker_commit_every=1000,
+        # a killed worker's partitions move after ~10 s instead of Faust's default 60 s
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=4096,
         producer_linger=0.005,

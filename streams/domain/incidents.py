@@ -234,6 +234,8 @@ class IncidentState:
             "tier": tier,
         })
         new_id = merged["incident_id"]
+        merged["merged_from"] = sorted({x for i in incs for x in i.get("merged_from") or ()}
+                                       | {i["incident_id"] for i in incs if i["incident_id"] != new_id})
         out = [merged]
         for old in incs:
             if old["incident_id"] == new_id:
@@ -308,6 +310,7 @@ class IncidentState:
         out: Incident = {
             "incident_id": incident_id_for(event_ids[0]),
             "status": inc["status"], "merged_into": inc.get("merged_into"),
+            "merged_from": sorted(set(inc.get("merged_from") or ())),
             "kind": kind, "severity": inc["severity"],
             "admin_code": lowest_common_admin([e.get("admin_code") or "" for e in events], inc["county_code"]),
             "county_code": inc["county_code"],

@@ -64,7 +64,11 @@ class CountyProcessor:
         known = self.state.incident_of(event["event_id"])
         if known is not None:
             current = self.stores.incidents.get(known)
-            return StepOutput(incidents=[current] if current is not None else [])
+            if current is None:
+                return StepOutput()
+            redirects = [{**current, "incident_id": gone, "status": "merged", "merged_into": known,
+                          "merged_from": []} for gone in current.get("merged_from") or ()]
+            return StepOutput(incidents=redirects + [current])
         links = self.index.add(event)
         before: dict[str, dict[str, Any]] = {}
         for link in links:
