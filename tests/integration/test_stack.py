@@ -64,11 +64,11 @@ def test_catalogue_topics_provisioned(stack: Settings) -> None:
 def test_elasticsearch_cjk_search(stack: Settings, unique: str) -> None:
     es = Elasticsearch(stack.es_url)
     index = f"pingan-test-cjk-{unique}"
-    es.indices.create(index=index, body={"mappings": {"properties": {"text": {"type": "text", "analyzer": "cjk"}}}})
+    es.indices.create(index=index, mappings={"properties": {"text": {"type": "text", "analyzer": "cjk"}}})
     try:
-        es.index(index=index, id="1", body={"text": "三江镇柒山村村民因房屋拆迁补偿发生邻里纠纷"}, refresh="wait_for")
-        es.index(index=index, id="2", body={"text": "映秀镇游客突发疾病请求救助"}, refresh="wait_for")
-        hits = es.search(index=index, body={"query": {"match": {"text": "拆迁纠纷"}}})["hits"]["hits"]
+        es.index(index=index, id="1", document={"text": "三江镇柒山村村民因房屋拆迁补偿发生邻里纠纷"}, refresh="wait_for")
+        es.index(index=index, id="2", document={"text": "映秀镇游客突发疾病请求救助"}, refresh="wait_for")
+        hits = es.search(index=index, query={"match": {"text": "拆迁纠纷"}})["hits"]["hits"]
         assert [h["_id"] for h in hits] == ["1"]
         assert es.info()["version"]["number"] == "7.10.2"
     finally:
