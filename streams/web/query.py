@@ -214,17 +214,32 @@ def parse_search_params(raw: Mapping[str, str]) -> SearchParams:
     )
 
 
-def _request_clauses(p: SearchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(filter clauses, scoring clauses) that the request asks for."""
+def _text_clause(text: str, admin_code: str) -> dict[str, Any]:
+    """Full-text match that only looks at text the credential may see.
+
+    A county (or wider) credential sees every event of its incidents (incidents never span
+    counties), so the incident-wide `search_text` is used. A town or village credential matches
+    only the texts of events inside its area (nested `events`), so a visible cross-area incident
+    cannot reveal words of the events that are hidden from it."""
+    def should(field: str) -> list[dict[str, Any]]:
+        return [{"match": {field: {"query": text, "operator": "and", "boost": 2.0}}},
+                {"match": {f"{field}.uni": {"query": text, "operator": "and"}}}]
+
+    if len(admin_code) <= 6:
+        return {"bool": {"should": should("search_text"), "minimum_should_match": 1}}
+    return {"nested": {"path": "events", "score_mode": "max", "query": {"bool": {
+        "should": should("events.text"), "minimum_should_match": 1,
+        "filter": [{"prefix": {"events.admin_code": admin_code}}]}}}}
+
+
+def _request_clauses(p: SearchParams, admin_code: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(filter clauses, scoring clauses) that the request asks for, for this credential's area."""
     filters: list[dict[str, Any]] = []
     must: list[dict[str, Any]] = []
     if p.q:
         text = normalize_q(p.q)
         if text:
-            must.append({"bool": {"should": [
-                {"match": {"search_text": {"query": text, "operator": "and", "boost": 2.0}}},
-                {"match": {"search_text.uni": {"query": text, "operator": "and"}}},
-            ], "minimum_should_match": 1}})
+            must.append(_text_clause(text, admin_code))
     if p.time_from is not None:
         filters.append({"range": {"last_seen": {"gte": p.time_from}}})
     if p.time_to is not None:
@@ -272,7 +287,7 @@ def _sort(p: SearchParams) -> list[Any]:
 
 def build_search(params: SearchParams, admin_code: str) -> dict[str, Any]:
     """Search body for `params`, scoped to the credential's `admin_code`."""
-    filters, must = _request_clauses(params)
+    filters, must = _request_clauses(params, admin_code)
     return {
         "query": scoped_query(admin_code, filters, must),
         "from": (params.page - 1) * params.size,
@@ -320,7 +335,7 @@ def build_stats(params: SearchParams, admin_code: str) -> dict[str, Any]:
     Area buckets are restricted (``include`` regex) to codes inside the jurisdiction, so an
     incident that also touches a neighbouring area does not reveal that area's counts.
     """
-    filters, must = _request_clauses(params)
+    filters, must = _request_clauses(params, admin_code)
     inside = re.escape(jurisdiction_filter(admin_code)["term"][ADMIN_PATH_FIELD]) + ".*"
     by_kind = {"by_kind": {"terms": {"field": "kind", "size": 50}}}
 

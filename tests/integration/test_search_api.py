@@ -202,6 +202,15 @@ async def test_crafted_q_leaks_nothing(api: tuple[TestClient, Path]) -> None:
     assert await _ids(client, "tok-village-qipangou", q="落水") == {"inc-c-qipangou"}
 
 
+async def test_q_does_not_reveal_words_of_hidden_events(api: tuple[TestClient, Path]) -> None:
+    """inc-e is visible to 柒山村 through its event E1; the words of E2 (草坪村) must not find it there."""
+    client, _ = api
+    assert await _ids(client, "tok-village-qishan", q="毁坏林木") == set()
+    assert await _ids(client, "tok-village-qishan", q="山林土地") == {"inc-e-sanjiang-cross"}
+    assert await _ids(client, "tok-town-sanjiang", q="毁坏林木") == {"inc-e-sanjiang-cross"}
+    assert await _ids(client, "tok-county", q="毁坏林木") == {"inc-e-sanjiang-cross"}
+
+
 async def test_other_areas_ids_answer_404_like_unknown(api: tuple[TestClient, Path]) -> None:
     client, _ = api
     other = await client.get("/api/incidents/inc-c-qipangou", headers=_h("tok-village-qishan"))

@@ -75,9 +75,17 @@ def test_q_is_plain_text_match_in_simplified_chinese() -> None:
     body = build_search(parse_search_params({"q": "糾紛 admin_code:513221100201 OR *"}), "513221107")
     text = json.dumps(body, ensure_ascii=False)
     assert "query_string" not in text and "simple_query_string" not in text
-    must = body["query"]["bool"]["filter"][1]["bool"]["must"][0]["bool"]["should"]
-    assert must[0]["match"]["search_text"]["query"].startswith("纠纷")
-    assert must[0]["match"]["search_text"]["operator"] == "and"
+    # a town credential matches only the texts of its own area's events (nested, prefix-filtered)
+    nested = body["query"]["bool"]["filter"][1]["bool"]["must"][0]["nested"]
+    assert nested["path"] == "events"
+    assert nested["query"]["bool"]["filter"] == [{"prefix": {"events.admin_code": "513221107"}}]
+    should = nested["query"]["bool"]["should"]
+    assert should[0]["match"]["events.text"]["query"].startswith("纠纷")
+    assert should[0]["match"]["events.text"]["operator"] == "and"
+    # the county sees every event of its incidents: the incident-wide text
+    county = build_search(parse_search_params({"q": "糾紛"}), "513221")
+    should = county["query"]["bool"]["filter"][1]["bool"]["must"][0]["bool"]["should"]
+    assert should[0]["match"]["search_text"]["query"] == "纠纷"
     assert normalize_q("　ＡＢＣ　宅基地糾紛 ") == "ABC 宅基地纠纷"
 
 
