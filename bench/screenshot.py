@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from infra.processes import settings_env
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,14 +140,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        if value is not None:
-            env[f"PINGAN_{key.upper()}"] = str(value)
-    return env
-
-
 @contextlib.contextmanager
 def search_server(settings: Settings, credentials_file: Path, workdir: Path,
                   timeout_s: float = 30) -> Iterator[str]:
@@ -158,7 +150,7 @@ def search_server(settings: Settings, credentials_file: Path, workdir: Path,
         proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "search", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--credentials", str(credentials_file), "--audit-log", str(workdir / "search-audit.jsonl")],
-            env=_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=settings_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s

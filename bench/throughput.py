@@ -69,6 +69,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from infra.processes import settings_env
 from streams.settings import Settings
 from streams.stages import RAW_SOURCES
 
@@ -192,15 +193,6 @@ def isolated(base: Settings, run_dir: Path, registry: Path | None) -> Settings:
     return Settings(**{**base.model_dump(), "topic_prefix": f"bench{tag}.", "app_id": f"pingan-bench-{tag}",
                        "es_index_prefix": f"pingan-bench-{tag}", "run_dir": run_dir, "registry_path": registry,
                        "worker_web_port": free_port(), "worker_id": 0, "deadline_check_s": 3600.0})
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a subprocess see these settings."""
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        if value is not None:
-            env[f"PINGAN_{key.upper()}"] = str(value)
-    return env
 
 
 def cpu_seconds(pid: int | None) -> float:
