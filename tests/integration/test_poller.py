@@ -154,9 +154,8 @@ async def test_kafka_down_keeps_cursor(tmp_path: Path) -> None:
     await p.stop()
 
 
-def test_missing_table_does_not_stop_the_poller_setup(tmp_path) -> None:  # noqa: ANN001
+async def test_missing_table_does_not_stop_the_poller_setup(tmp_path) -> None:  # noqa: ANN001
     """A desk database without JJD yet: setup reports it and keeps the process alive; polling retries."""
-    import asyncio
     import sqlite3
 
     from connectors.alarm110.poller import Alarm110Poller, PollerConfig
@@ -166,7 +165,7 @@ def test_missing_table_does_not_stop_the_poller_setup(tmp_path) -> None:  # noqa
     sqlite3.connect(db).close()
     poller = Alarm110Poller(Settings(run_dir=tmp_path), producer=None,  # type: ignore[arg-type]
                             config=PollerConfig(url=f"sqlite:///{db}", cursor_path=tmp_path / "c.json"))
-    asyncio.run(poller.setup())
+    await poller.setup()
     assert poller.setup_error and "JJD" in poller.setup_error
     with pytest.raises(LookupError, match="JJD"):
         poller.fetch(None)
