@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -109,9 +110,10 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 
     raw_topic = app.topic(*[settings.input_topic(n) for n in RAW_SOURCES], key_serializer="raw",
                           value_serializer="raw", internal=False)
-    events_t, by_county_t = topic("events.v1"), topic(BY_COUNTY)
-    links_t, incidents_t = topic("links.v1"), topic("incidents.v1")
-    escalations_t, dlq_t = topic("escalations.v1"), topic("deadletters.v1")
+    by_county_t, incidents_t = topic(BY_COUNTY), topic("incidents.v1")  # agents' sources
+    events_name, by_county_name = settings.topic("events.v1"), settings.topic(BY_COUNTY)
+    links_name, incidents_name = settings.topic("links.v1"), settings.topic("incidents.v1")
+    escalations_name, dlq_name = settings.topic("escalations.v1"), settings.topic("deadletters.v1")
 
     n = catalogue[BY_COUNTY].partitions
 
@@ -139,9 +141,16 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
                                                        _load_registry(settings)),
                                      topic_prefix=settings.raw_topic_prefix)
 
+    async def send(name: str, key: str, value: bytes) -> None:
+        # straight to the producer: bytes in, no Faust channel machinery per message; the
+        # consumer's commit flushes this producer before committing the input offsets
+        k = key.encode()
+        app.sensors.on_send_initiated(app.producer, name, SimpleNamespace(key=k, value=value), len(k), len(value))
+        await app.producer.send(name, k, value, None, None, None)
+
     async def dead_letter(record: dict[str, Any]) -> None:
         metrics.dead_letters += 1
-        await dlq_t.send(key=record["source"].encode(), value=store.encode("pingan.DeadLetter", record))
+        await send(dlq_name, record["source"], store.encode("pingan.DeadLetter", record))
 
     @app.agent(raw_topic, name="normalize")
     async def normalize(stream: faust.StreamT) -> None:
@@ -159,8 +168,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
             for event in out.events:
                 value = store.encode("pingan.Event", event)
                 county = (event.get("location") or {}).get("county_code") or settings.county_code
-                await events_t.send(key=event["event_id"].encode(), value=value)
-                await by_county_t.send(key=county.encode(), value=value)
+                await send(events_name, event["event_id"], value)
+                await send(by_county_name, county, value)
                 metrics.events_out += 1
             for record in out.dead_letters:
                 await dead_letter(record)
@@ -168,18 +177,17 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     async def publish(step: StepOutput) -> None:
         for link in step.links:
             metrics.links += 1
-            await links_t.send(key=link["county_code"].encode(), value=store.encode("pingan.Link", link))
+            await send(links_name, link["county_code"], store.encode("pingan.Link", link))
         latest: dict[str, dict[str, Any]] = {}
         for inc in step.incidents:  # one record per incident per batch: its latest state
             latest[inc["incident_id"]] = inc
         for inc in latest.values():
             metrics.incidents += 1
             metrics.merges += inc.get("status") == "merged"
-            await incidents_t.send(key=inc["incident_id"].encode(), value=store.encode("pingan.Incident", inc))
+            await send(incidents_name, inc["incident_id"], store.encode("pingan.Incident", inc))
         for esc in step.escalations:
             metrics.escalations += 1
-            await escalations_t.send(key=esc["incident_id"].encode(),
-                                     value=store.encode("pingan.Escalation", esc))
+            await send(escalations_name, esc["incident_id"], store.encode("pingan.Escalation", esc))
 
     @app.agent(by_county_t, name="correlate")
     async def correlate(stream: faust.StreamT) -> None:
@@ -238,8 +246,6 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     from streams.observability import install as install_observability
 
     install_observability(app, settings, metrics, with_index=with_index)  # /metrics, /healthz (Prometheus)
-    app.pingan_topics = {"events": events_t, "by_county": by_county_t, "links": links_t,  # type: ignore[attr-defined]
-                         "incidents": incidents_t, "escalations": escalations_t, "deadletters": dlq_t}
     app.pingan_agents = {"normalize": normalize, "correlate": correlate}  # type: ignore[attr-defined]
     app.pingan_metrics = metrics  # type: ignore[attr-defined]
     app.pingan_processor = processor  # type: ignore[attr-defined]

@@ -21,12 +21,14 @@ def app_and_sent(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     app = build_app(settings, with_index=False, table_store="memory://")
     app.finalize()
     sent: list[tuple[str, bytes, bytes]] = []
+    short = {settings.topic(n): alias for alias, n in (
+        ("events", "events.v1"), ("by_county", "internal.events-by-county.v1"), ("links", "links.v1"),
+        ("incidents", "incidents.v1"), ("escalations", "escalations.v1"), ("deadletters", "deadletters.v1"))}
 
-    for name, topic in app.pingan_topics.items():
-        async def send(*, key: bytes, value: bytes, _name: str = name, **_: Any) -> None:
-            sent.append((_name, key, value))
+    async def send(topic: str, key: bytes, value: bytes, *_: Any, **__: Any) -> None:
+        sent.append((short[topic], key, value))
 
-        monkeypatch.setattr(topic, "send", send)
+    monkeypatch.setattr(app.producer, "send", send)
     return app, sent
 
 
