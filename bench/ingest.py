@@ -20,11 +20,8 @@ import asyncio
 import csv
 import io
 import json
-import os
 import shlex
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +33,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from infra.processes import ChildProcess, settings_env
 from streams.settings import Settings
 
 #: HTTP connectors measured, with the simulator feed/form that feeds them.
@@ -61,7 +59,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ConnectorsProcess:
+class ConnectorsProcess(ChildProcess):
     """`pingan connectors run` (no SIP listener) as a subprocess with the given settings.
 
     ``settings`` travel through ``PINGAN_*`` (topic prefix, Kafka, run dir for the spool and the
@@ -77,7 +75,10 @@ class ConnectorsProcess:
         self.alarm110_url = alarm110_url
         self.alarm110_interval = alarm110_interval
         self.extra_args = list(extra_args)
-        self.proc: subprocess.Popen[bytes] | None = None
+        env = settings_env(settings)
+        env.pop("PINGAN_DEVICE_REGISTRY", None)
+        env.pop("PINGAN_ALARM110_URL", None)
+        super().__init__(self.command(), env, log_path)
 
     @property
     def url(self) -> str:
@@ -94,15 +95,8 @@ class ConnectorsProcess:
 
     def start(self, timeout_s: float = 60.0) -> "ConnectorsProcess":
         """Start and wait until /healthz answers 200."""
-        from infra.processes import settings_env
-
-        env = settings_env(self.settings)
-        env.pop("PINGAN_DEVICE_REGISTRY", None)
-        env.pop("PINGAN_ALARM110_URL", None)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        super().start()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -126,31 +120,9 @@ class ConnectorsProcess:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:  # noqa: S310 - loopback
             return resp.read().decode()
 
-    def alive(self) -> bool:
-        """True while the process runs."""
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM (then SIGKILL) the process group; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            except ProcessLookupError:
-                pass
-        return self.proc.returncode
-
-    def log_tail(self, n: int = 40) -> str:
-        """Last lines of the process log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return super().stop(timeout_s)
 
 
 # --------------------------------------------------------------------------------------------

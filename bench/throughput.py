@@ -69,6 +69,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from infra.processes import ChildProcess as Child
 from infra.processes import settings_env
 from streams.settings import Settings
 from streams.stages import RAW_SOURCES
@@ -228,48 +229,6 @@ class CpuProbe:
                 "es": cpu_seconds(self.es_pid)}
 
 
-class Child:
-    """A subprocess in its own session with a log file; stopped by its own pid/group."""
-
-    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.cmd = list(cmd)
-        self.env = dict(env)
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "Child":
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's exit / GC
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent))
-        log.close()
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def check(self) -> None:
-        """Raise (with the log tail) if the child has exited."""
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"{self.cmd[2:5]} exited with {self.proc.returncode}:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
 # ------------------------------------------------------------------------------------------
 # Kafka and Elasticsearch helpers
 
@@ -386,7 +345,7 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], *, what: str, tim
                                           "KafkaTimeoutError", "ConnectionError", "TransportError"):
                 raise
         if time.monotonic() > deadline:
-            tail = f"\n{child.tail()}" if child else ""
+            tail = f"\n{child.log_tail()}" if child else ""
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
         await asyncio.sleep(interval)
 

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from streams.settings import Settings
+
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def isolated_settings(base: Settings, registry: Path | None = None, **extra: object) -> Settings:
@@ -33,42 +35,91 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """A `pingan worker run` subprocess with its log file."""
+class ChildProcess:
+    """A subprocess in its own session (process group) writing to a log file.
 
-    def __init__(self, settings: Settings, worker_id: int, log_dir: Path) -> None:
-        self.settings = settings
-        self.worker_id = worker_id
-        self.log_path = log_dir / f"worker-{worker_id}.log"
-        self.proc: subprocess.Popen | None = None
+    The one way the demo, the benchmarks and the tests start and stop our own processes:
+    `stop` sends SIGTERM to the group and SIGKILL after a timeout, so nothing is left behind."""
 
-    def start(self) -> "WorkerProcess":
-        env = settings_env(self.settings)
-        env["PINGAN_WORKER_ID"] = str(self.worker_id)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "run", "--loglevel", "info"],
-                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    def __init__(self, cmd: Sequence[str], env: Mapping[str, str] | None, log_path: Path) -> None:
+        self.cmd = list(cmd)
+        self.env = dict(env) if env is not None else None
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ChildProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(_ROOT))
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def check(self) -> None:
+        """Raise (with the log tail) if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(self.cmd[2:5])} exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+    def _signal(self, sig: int) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        """SIGTERM the group without waiting (see `stop`)."""
+        if self.alive():
+            self._signal(signal.SIGTERM)
+
     def kill9(self) -> None:
+        """SIGKILL the group at once (fault tests) and reap it."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        self._signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM the group, SIGKILL it after `timeout_s`; returns the exit code (None if never started)."""
+        if self.proc is None:
+            return None
+        self.terminate()
+        try:
+            self.proc.wait(max(0.1, timeout_s))
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.proc.wait(10)
+        return self.proc.returncode
 
     def log_tail(self, n: int = 40) -> str:
+        """Last lines of the log file."""
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+def pingan_command(*args: str) -> list[str]:
+    """The command line of `pingan ARGS…` in this interpreter."""
+    return [sys.executable, "-m", "streams.cli", *args]
+
+
+class WorkerProcess(ChildProcess):
+    """A `pingan worker run` subprocess with these settings and worker id."""
+
+    def __init__(self, settings: Settings, worker_id: int, log_dir: Path) -> None:
+        env = settings_env(settings)
+        env["PINGAN_WORKER_ID"] = str(worker_id)
+        super().__init__(pingan_command("worker", "run", "--loglevel", "info"), env,
+                         log_dir / f"worker-{worker_id}.log")
+        self.settings = settings
+        self.worker_id = worker_id
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 1.0,

@@ -9,7 +9,6 @@ everything it started. The stack itself is started by ``./run.sh demo`` (``pinga
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.processes import settings_env
+from infra.processes import ChildProcess, pingan_command, settings_env
 from streams.settings import Settings
 
 app = typer.Typer(help="The Wenchuan demo: workers, receivers, a simulated feed and the search page")
@@ -33,33 +32,27 @@ DEMO_AREAS = (("汶川县综治中心", "513221"), ("三江镇综治中心", "51
 
 
 class Children:
-    """Child processes started by the demo, stopped together (process groups)."""
+    """Child processes started by the demo, stopped together (SIGTERM to all, then wait)."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.procs: list[tuple[str, ChildProcess]] = []
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> ChildProcess:
+        child = ChildProcess(pingan_command(*args), env, self.log_dir / f"{name}.log").start()
+        self.procs.append((name, child))
+        return child
 
     def check(self) -> list[str]:
         """Names of children that exited."""
-        return [name for name, p in self.procs if p.poll() is not None]
+        return [name for name, child in self.procs if not child.alive()]
 
     def stop(self) -> None:
-        for _name, p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
+        for _name, child in reversed(self.procs):
+            child.terminate()
         deadline = time.monotonic() + 30
-        for _name, p in self.procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        for _name, child in self.procs:
+            child.stop(deadline - time.monotonic())
 
 
 def _wait_http(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> bool:
