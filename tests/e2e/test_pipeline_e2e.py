@@ -6,37 +6,24 @@ simulator's ground truth must come out linked.
 """
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
 
-from connectors.files import iter_deliveries, load_truth
+from bench.quality import run_folder
+from connectors.files import load_truth
 from connectors.publish import publish_folder
 from infra.provision import provision_elasticsearch, provision_topics
-from streams.domain.normalize import Normalizer
-from streams.domain.pipeline import CountyProcessor
 from streams.settings import Settings
 from tests.e2e.conftest import WorkerProcess, isolated_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SOURCE_OF_FEED = {"gb28181": "camera", "isapi": "camera"}
-
-
 def offline_incidents(folder: Path, secret: bytes) -> dict[str, set[str]]:
     """Live incidents (id → event ids) of the pure pipeline over the folder, in delivery order."""
-    norm = Normalizer(secret, "Asia/Shanghai", None)
-    from connectors.registry import DeviceRegistry
-
-    registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    norm = Normalizer(secret, "Asia/Shanghai", registry)
-    proc = CountyProcessor()
-    for d in iter_deliveries(folder, registry):
-        for rec in d.result.records:
-            proc.process(norm.normalize(SOURCE_OF_FEED.get(d.feed, d.feed), rec))
-    return {iid: {e["event_id"] for e in inc["events"]} for iid, inc in proc.state.live().items()}
+    run = run_folder(folder, secret=secret)
+    return {iid: set(inc["event_ids"]) for proc in run.processors.values() for iid, inc in proc.state.live().items()}
 
 
 def indexed_incidents(es: Elasticsearch, alias: str) -> dict[str, set[str]]:
