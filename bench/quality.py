@@ -34,9 +34,6 @@ from streams.domain.pipeline import CountyProcessor
 from streams.domain.quality import QualityReport, Scores, evaluate
 from streams.domain.rules import CorrelationRules, load_rules
 
-# feed name in the simulator folder -> canonical source of docs/contracts.md
-FEED_SOURCE = {"gb28181": "camera", "isapi": "camera", "grid": "grid", "alarm110": "alarm110",
-               "mediation": "mediation", "door": "door"}
 TIMEZONE = "Asia/Shanghai"
 
 
@@ -77,7 +74,7 @@ def run_folder(folder: Path, *, secret: bytes = b"bench", rules: CorrelationRule
         for record in delivery.result.records:
             run.records += 1
             try:
-                event = normalizer.normalize(FEED_SOURCE.get(delivery.feed, delivery.feed), record)
+                event = normalizer.normalize(delivery.source, record)
             except Exception as exc:  # NormalizeError and friends: a dead letter in the real pipeline
                 run.normalize_errors[(delivery.feed, type(exc).__name__)] += 1
                 continue

@@ -40,6 +40,11 @@ class Delivery:
     content_type: str | None
     result: TranslateResult
 
+    @property
+    def source(self) -> str:
+        """The canonical source of the delivery's records (both camera feeds are "camera")."""
+        return "camera" if self.feed in ("gb28181", "isapi") else self.feed
+
 
 class _Files:
     """Payload files of one folder, each read once."""

@@ -18,11 +18,6 @@ from schemas.deadletter import make_dead_letter
 from schemas.serde import SchemaStore, default_store
 from streams.settings import Settings
 
-# simulator feed → the source name used in dead letters
-FEED_SOURCE = {"gb28181": "gb28181", "isapi": "isapi", "grid": "grid", "alarm110": "alarm110",
-               "mediation": "mediation", "door": "door"}
-
-
 @dataclass
 class PublishReport:
     """Counts of what was published, per topic, plus rejections and dropped inputs."""
@@ -64,7 +59,7 @@ def publish_deliveries(settings: Settings, deliveries: Iterable[Delivery], *, st
                                              value=store.encode(res.schema, rec)))
                 report.per_topic[res.topic] += 1
             for rej in res.rejected:
-                dl = make_dead_letter(source=FEED_SOURCE.get(d.feed, d.feed), stage="translate", raw=d.raw,
+                dl = make_dead_letter(source=d.feed, stage="translate", raw=d.raw,
                                       error=rej.reason, error_type=rej.error_type, content_type=d.content_type,
                                       at_ms=int(time.time() * 1000))
                 futures.append(producer.send(settings.topic("deadletters.v1"), key=dl["source"].encode(),

@@ -65,8 +65,7 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
     truth = load_truth(sim_folder)
     dispute = {e["event_id"] for e in truth["events"] if e["scenario"] == "dispute_demolition"}
     norm = Normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
-    feed_source = {"gb28181": "camera", "isapi": "camera"}
-    events = [norm.normalize(feed_source.get(d.feed, d.feed), r) for d in iter_deliveries(sim_folder)
+    events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder)
               for r in d.result.records]
     chosen = [e for e in events if e["event_id"] in dispute]  # the grid report is delivered twice
     assert len(chosen) == 4 and {e["event_id"] for e in chosen} == dispute
