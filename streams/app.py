@@ -20,15 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import faust
+from faust.streams import _current_event as FAUST_CURRENT_EVENT  # noqa: PLC2701 - see set_current
 
 from schemas.catalogue import TOPICS
 from schemas.deadletter import ErrorClass, classify, make_dead_letter
 from schemas.serde import SchemaStore, default_store
+from streams.consumer import PinganFaustApp
 from streams.domain.normalize import Normalizer
 from streams.domain.pipeline import CountyProcessor, StepOutput, Stores
 from streams.settings import Settings
@@ -76,7 +79,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     catalogue = {t.name: t for t in TOPICS}
     worker_dir = settings.run_dir / "workers" / f"{settings.app_id}-{settings.worker_id}"
     worker_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = PinganFaustApp(  # faust.App with a consumer that cannot skip records (streams/consumer.py)
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=table_store,
@@ -143,10 +146,11 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 
     async def send(name: str, key: str, value: bytes) -> None:
         # straight to the producer: bytes in, no Faust channel machinery per message; the
-        # consumer's commit flushes this producer before committing the input offsets
+        # consumer's commit flushes this producer before committing the input offsets, and
+        # never commits again once a send has failed (streams/consumer.py)
         k = key.encode()
         app.sensors.on_send_initiated(app.producer, name, SimpleNamespace(key=k, value=value), len(k), len(value))
-        await app.producer.send(name, k, value, None, None, None)
+        app.watch_send(await app.producer.send(name, k, value, None, None, None))
 
     async def dead_letter(record: dict[str, Any]) -> None:
         metrics.dead_letters += 1
@@ -194,8 +198,11 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
         # Batches are acknowledged only after the body has run (take_events), so outputs may be
         # coalesced per batch: an incident touched by 200 flood events is published once.
         def set_current(ev: Any) -> None:
-            # table writes go to the changelog partition of the *current* event
-            stream._set_current_event(ev)  # noqa: SLF001 - faust-streaming's own per-event context
+            # Table writes go to the store and changelog partition of the task's current event
+            # (faust.streams.current_event(), a context variable). Only that variable is set:
+            # the stream's own `current_event` attribute belongs to take_events' background
+            # buffering, which reads it for the next event while this body is suspended.
+            FAUST_CURRENT_EVENT.set(weakref.ref(ev))
 
         async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
             out = StepOutput()

@@ -350,8 +350,30 @@ def wait_for_index(settings: Settings, expected: dict[str, frozenset[str]], work
             if w.proc is not None and w.proc.poll() is not None:
                 raise AssertionError(f"worker {w.worker_id} exited ({w.proc.returncode}):\n{w.log_tail(60)}")
         time.sleep(2)
-    tails = "\n".join(f"--- worker {w.worker_id}:\n{w.log_tail(40)}" for w in workers)
-    raise AssertionError(f"index never matched the offline incidents: {diff(got, expected)}\n{tails}")
+    tails = "\n".join(f"--- worker {w.worker_id}: {worker_metrics(settings, w.worker_id)}\n{w.log_tail(40)}"
+                      for w in workers)
+    raise AssertionError(f"index never matched the offline incidents: {diff(got, expected)}\n"
+                         f"{lag_report(settings)}\n{tails}")
+
+
+def lag_report(settings: Settings) -> str:
+    """The worker group's committed offset against the log end, for every partition that lags."""
+    from kafka import KafkaAdminClient, KafkaConsumer
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            committed = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id) or {}
+            ends = consumer.end_offsets(list(committed))
+        finally:
+            admin.close()
+            consumer.close()
+    except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        return f"lag report unavailable: {exc!r}"
+    lagging = sorted(f"{tp.topic}[{tp.partition}] committed {meta.offset} end {ends.get(tp)}"
+                     for tp, meta in committed.items() if meta.offset != ends.get(tp))
+    return f"group {settings.app_id}: {len(committed)} partitions committed; lagging: {lagging or 'none'}"
 
 
 def worker_metrics(settings: Settings, worker_id: int = 0) -> dict[str, int] | None:

@@ -5,6 +5,7 @@ The same agents run against the real broker in tests/e2e.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -25,11 +26,19 @@ def app_and_sent(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
         ("events", "events.v1"), ("by_county", "internal.events-by-county.v1"), ("links", "links.v1"),
         ("incidents", "incidents.v1"), ("escalations", "escalations.v1"), ("deadletters", "deadletters.v1"))}
 
-    async def send(topic: str, key: bytes, value: bytes, *_: Any, **__: Any) -> None:
+    async def send(topic: str, key: bytes, value: bytes, *_: Any, **__: Any) -> asyncio.Future:
         sent.append((short[topic], key, value))
+        return delivered()
 
     monkeypatch.setattr(app.producer, "send", send)
     return app, sent
+
+
+def delivered() -> asyncio.Future:
+    """What the producer's send returns: the delivery future (here already acknowledged)."""
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
 
 
 def _decoded(sent: list, name: str) -> list[dict]:
@@ -94,3 +103,38 @@ def sim_folder(tmp_path_factory):  # noqa: ANN001, ANN201
     subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(out), "--days", "1", "--seed", "1",
                     "--quiet"], check=True, capture_output=True)
     return out
+
+
+async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_path, sim_folder) -> None:  # noqa: ANN001
+    """While the batch body waits on a slow send (a broker failing over), Faust's take_events keeps
+    buffering the next events in the background; every one of them must still be processed. (The
+    body sets only the current-event context variable for table writes, never the stream's
+    `current_event` attribute, which that background buffering reads.)"""
+    from connectors.registry import DeviceRegistry
+    from streams.domain.normalize import Normalizer
+
+    settings = Settings(run_dir=tmp_path, registry_path=None, correlate_batch_size=20, correlate_batch_s=0.01)
+    app = build_app(settings, with_index=False, table_store="memory://")
+    app.finalize()
+    store = default_store()
+    incidents_topic = settings.topic("incidents.v1")
+    seen: set[str] = set()
+
+    async def slow_send(topic: str, key: bytes, value: bytes, *_: Any, **__: Any) -> asyncio.Future:
+        await asyncio.sleep(0.002)  # the producer's buffer is full: the send suspends the body
+        if topic == incidents_topic:
+            seen.update(store.decode(value)[1]["event_ids"])
+        return delivered()
+
+    app.producer.send = slow_send  # type: ignore[method-assign]
+    norm = Normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
+    events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder) for r in d.result.records][:400]
+    expected = {e["event_id"] for e in events}
+    async with app.pingan_agents["correlate"].test_context() as agent:
+        for ev in events:
+            await agent.put(key=b"513221", value=store.encode("pingan.Event", ev), wait=False)
+        for _ in range(500):
+            if expected <= seen:
+                break
+            await asyncio.sleep(0.02)
+    assert expected - seen == set(), f"{len(expected - seen)} of {len(expected)} events never reached an incident"

@@ -1,0 +1,95 @@
+"""The commit rule of `streams.consumer.SafeOffsetsConsumer` (pure bookkeeping, no broker).
+
+The delivery side (seek epochs, refetch after discarded batches) is exercised on the real
+three-broker cluster by tests/faults/test_cluster.py."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from intervaltree import IntervalTree
+
+from faust.types import TP
+from streams.consumer import SafeOffsetsConsumer, committable_offset
+
+T = TP("raw.grid.v1", 0)
+
+
+@pytest.mark.parametrize(("committed", "acked", "expected"), [
+    (None, [0, 1, 2, 4], (3, [0, 1, 2])),        # nothing committed yet: the first run
+    (5, [5, 6, 7], (8, [5, 6, 7])),
+    (5, [6, 7], (None, [])),                     # offset 5 is not acknowledged: do not pass it
+    (5, [7, 8], (None, [])),
+    (5, [3, 4, 5, 6, 9], (7, [3, 4, 5, 6])),     # stale acks below the commit are consumed
+    (5, [3, 4], (None, [3, 4])),
+    (5, [], (None, [])),
+    (0, [0], (1, [0])),
+    (5, [5, 5, 6], (7, [5, 5, 6])),              # a duplicate ack does not break the run
+])
+def test_committable_offset(committed, acked, expected) -> None:  # noqa: ANN001
+    assert committable_offset(committed, acked) == expected
+
+
+def bare_consumer(committed: int | None) -> SafeOffsetsConsumer:
+    """Only the bookkeeping attributes `_new_offset` reads (no transport, no thread)."""
+    c = SafeOffsetsConsumer.__new__(SafeOffsetsConsumer)
+    c._acked = defaultdict(list)  # noqa: SLF001
+    c._acked_index = defaultdict(set)  # noqa: SLF001
+    c._gap = defaultdict(IntervalTree)  # noqa: SLF001
+    c._committed_offset = defaultdict(lambda: None)  # noqa: SLF001
+    c._committed_offset[T] = committed  # noqa: SLF001
+    return c
+
+
+def ack(c: SafeOffsetsConsumer, *offsets: int) -> None:
+    for o in offsets:
+        c._acked[T].append(o)  # noqa: SLF001
+        c._acked_index[T].add(o)  # noqa: SLF001
+
+
+def test_head_record_not_acked_holds_the_commit() -> None:
+    # Faust 0.15's own rule (`min(acked) - committed > 1`) would commit 8 here and skip offset 5.
+    c = bare_consumer(5)
+    ack(c, 6, 7)
+    assert c._new_offset(T) is None  # noqa: SLF001
+    ack(c, 5)
+    assert c._new_offset(T) == 8  # noqa: SLF001
+    assert c._acked[T] == [] and c._acked_index[T] == set()  # noqa: SLF001
+
+
+def test_compaction_gap_is_committable_once_the_record_after_it_is_acked() -> None:
+    c = bare_consumer(10)
+    c._mark_gap(T, 10, 14)  # offsets 10..13 were compacted away; 14 revealed it  # noqa: SLF001
+    assert c._new_offset(T) is None  # noqa: SLF001 - nothing acked yet: 14 itself is not a gap
+    ack(c, 14, 15)
+    assert c._new_offset(T) == 16  # noqa: SLF001
+    assert not c._gap[T]  # noqa: SLF001
+
+
+def test_gap_does_not_cover_a_record_that_was_not_acked() -> None:
+    c = bare_consumer(10)
+    c._mark_gap(T, 12, 14)  # noqa: SLF001
+    ack(c, 14)
+    assert c._new_offset(T) is None  # noqa: SLF001 - 10 and 11 exist and are not acknowledged
+    ack(c, 10, 11)
+    assert c._new_offset(T) == 15  # noqa: SLF001
+
+
+async def test_a_failed_send_is_remembered_for_the_commit(tmp_path) -> None:  # noqa: ANN001
+    import asyncio
+
+    from streams.app import build_app
+    from streams.settings import Settings
+
+    app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="memory://")
+    loop = asyncio.get_running_loop()
+    ok, bad, later = loop.create_future(), loop.create_future(), loop.create_future()
+    for fut in (ok, bad, later):
+        app.watch_send(fut)
+    ok.set_result(None)
+    await asyncio.sleep(0)
+    assert app.failed_send is None
+    bad.set_exception(RuntimeError("KafkaTimeoutError: batch expired"))
+    later.set_exception(RuntimeError("second"))
+    await asyncio.sleep(0)
+    assert str(app.failed_send) == "KafkaTimeoutError: batch expired"  # the first failure wins
