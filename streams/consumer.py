@@ -16,11 +16,12 @@ in about one run in three. faust-streaming 0.15's `Consumer` has three defects t
 
 This subclass keeps Faust's ack lists and interval tree but replaces the three decisions:
 
-- Every seek (`seek`, `seek_wait`, `perform_seek`) bumps a *seek epoch* when it starts and when
-  it ends. A record is delivered only if no seek is in progress and the epoch is the one its
-  batch was fetched in; otherwise it is not delivered, and its partition is sought back to the
-  next offset this consumer owes its streams (`_next_offset`, set by every seek and advanced by
-  every delivery), so nothing fetched is ever silently skipped.
+- Seeks (`seek`, `seek_wait`, `perform_seek`) run one at a time and bump a *seek epoch* when
+  they start and when they end; nothing is fetched while one runs. A record is delivered only if
+  no seek is in progress and the epoch is the one its batch was fetched in; otherwise it is not
+  delivered, and its partition is sought back (under the same lock, in the consumer's thread) to
+  the next offset this consumer owes its streams (`_next_offset`, set by every seek and advanced
+  by every delivery), so nothing fetched is ever silently skipped.
 - A gap is recorded only between records of fresh batches, and excludes the record that
   revealed it: offsets ``[next, offset)`` do not exist in the log (compaction).
 - The commit advances only over a consecutive run of acknowledged (or gap) offsets that starts
@@ -34,12 +35,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+#: How long a commit waits for the sends started before it (then it is skipped, not forced).
+COMMIT_BARRIER_S = 30.0
 
 
 
@@ -72,19 +76,21 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         self._seeking = 0  # seeks in progress: nothing fetched meanwhile is delivered
         self._next_offset: dict[TP, int] = {}  # next offset owed to the streams, per partition
         self._reseek: dict[TP, int | None] = {}  # partitions whose fetched records were discarded
+        self._seek_lock = asyncio.Lock()  # seeks never interleave (`_next_offset` follows the last one)
 
     # -- seeks ---------------------------------------------------------------------------------
 
     @asynccontextmanager
     async def _seeking_window(self) -> AsyncIterator[None]:
-        """Mark a seek in progress: batches fetched before or during it are stale."""
-        self._seeking += 1
-        self._seek_epoch += 1
-        try:
-            yield
-        finally:
-            self._seeking -= 1
+        """Run one seek at a time; batches fetched before or during it are stale."""
+        async with self._seek_lock:
+            self._seeking += 1
             self._seek_epoch += 1
+            try:
+                yield
+            finally:
+                self._seeking -= 1
+                self._seek_epoch += 1
 
     def _owe(self, tp: TP, offset: int) -> None:
         self._next_offset[tp] = offset
@@ -114,9 +120,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             unset = sorted(streams - set(targets))
             if unset and self.app.conf.consumer_auto_offset_reset == "earliest":
                 earliest = await self.earliest_offsets(*unset)
-                for tp in unset:
-                    if earliest.get(tp) is not None:
-                        await super().seek(tp, earliest[tp])
+                await super().seek_wait({tp: earliest[tp] for tp in unset if earliest.get(tp) is not None})
             for tp in unset:
                 targets[tp] = await self.position(tp)
             for tp, target in targets.items():
@@ -132,16 +136,21 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
     async def _seek_back(self) -> None:
-        """Seek partitions whose fetched records were discarded back to their next offset."""
-        pending, self._reseek = self._reseek, {}
-        for tp, first_discarded in pending.items():
-            if tp not in self.assignment():
-                continue
-            target = self._next_offset.get(tp, first_discarded)
-            if target is not None:
-                self.log.info("Discarded records of %r fetched before a seek (first %r); refetching from %r",
-                              tp, first_discarded, target)
-                await self.seek(tp, target)
+        """Seek partitions whose fetched records were discarded back to the next offset owed.
+
+        Runs under the seek lock, so it never undoes a `perform_seek` that ran meanwhile: the
+        targets are read after any such seek has set `_next_offset` (and cleared `_reseek`)."""
+        async with self._seeking_window():
+            pending, self._reseek = self._reseek, {}
+            assigned = self.assignment()
+            targets = {tp: self._next_offset.get(tp, first) for tp, first in pending.items()
+                       if tp in assigned and self._next_offset.get(tp, first) is not None}
+            if targets:
+                self.log.info("Refetching records fetched before a seek and not delivered: %s", ", ".join(
+                    f"{tp.topic}[{tp.partition}] from {off}" for tp, off in sorted(targets.items())))
+                await super().seek_wait(targets)  # in the consumer's thread (Faust's `seek` is not)
+                for tp, offset in targets.items():
+                    self._owe(tp, offset)
 
     # -- delivery --------------------------------------------------------------------------------
 
@@ -154,6 +163,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         commit_every = self._commit_every
         try:
             while not (consumer_stopped() or fetcher_stopped()):
+                if self._seeking:  # a seek is running: whatever is fetched now is stale
+                    await asyncio.sleep(0.02)
+                    continue
                 if self._reseek:
                     await self._seek_back()
                 self.diag.set_flag(CONSUMER_FETCHING)
@@ -229,15 +241,25 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
 
 
     async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
-        """Commit only after every output is durable: drain Faust's producer buffer completely
-        (its own flush gives up after 0.1 s without progress, e.g. while a partition has no
-        leader) and refuse — crash, so the records are processed again after a restart — when
-        any send of this worker failed."""
-        buffer = self.app.producer.buffer
-        while buffer.size:
-            await buffer.flush()
-        await self.app.producer.flush()
-        failed = getattr(self.app, "failed_send", None)
+        """Commit only once every send started before this commit is acknowledged.
+
+        Faust flushes the producer first, but its buffer flush gives up after 0.1 s without
+        progress (e.g. while a changelog partition has no leader), so a commit could pass table
+        writes still in the buffer, lost if the worker then dies. Here the sends this worker
+        started (outputs and changelog records, `PinganFaustApp.outstanding`) are a barrier: if
+        they are not acknowledged within `COMMIT_BARRIER_S`, this commit is skipped (the next one
+        retries). Once any send has failed the worker crashes instead of committing, and the
+        records are processed again after a restart."""
+        app = cast(PinganFaustApp, self.app)
+        barrier = list(getattr(app, "outstanding", ()))
+        if barrier:
+            await app.producer.flush()
+            _done, pending = await asyncio.wait(barrier, timeout=COMMIT_BARRIER_S)
+            if pending:
+                self.log.warning("Commit postponed: %d sends not acknowledged after %.0f s",
+                                 len(pending), COMMIT_BARRIER_S)
+                return False
+        failed = getattr(app, "failed_send", None)
         if failed is not None:
             self.log.error("Not committing %r: a send failed: %r", dict(offsets), failed)
             await self.crash(failed)
@@ -251,20 +273,41 @@ class SafeOffsetsTransport(faust_aiokafka.Transport):
     Consumer = SafeOffsetsConsumer
 
 
+class TrackedTable(faust.Table):
+    """`faust.Table` whose changelog sends join the app's commit barrier (`watch_send`)."""
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        fut = super().send_changelog(*args, **kwargs)
+        watch = getattr(self.app, "watch_send", None)
+        if watch is not None:
+            watch(fut)
+        return fut
+
+
 class PinganFaustApp(faust.App):
-    """`faust.App` whose consumer is `SafeOffsetsConsumer` (the producer transport is unchanged)."""
+    """`faust.App` whose consumer is `SafeOffsetsConsumer` and whose tables are `TrackedTable`s."""
 
     #: The first send of this worker that failed for good (see `watch_send`); set once.
     failed_send: BaseException | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("Table", TrackedTable)
+        super().__init__(*args, **kwargs)
+        self.outstanding: set[asyncio.Future] = set()  # sends not yet acknowledged (commit barrier)
 
     def _new_transport(self) -> Any:
         return SafeOffsetsTransport(self.conf.broker_consumer, self)
 
     def watch_send(self, fut: asyncio.Future) -> None:
-        """Remember if `fut` (a producer send) fails: the consumer then never commits again."""
+        """Track a producer send: commits wait for it, and a failure stops all commits."""
+        if fut.done():
+            self._on_sent(fut)
+            return
+        self.outstanding.add(fut)
         fut.add_done_callback(self._on_sent)
 
     def _on_sent(self, fut: asyncio.Future) -> None:
+        self.outstanding.discard(fut)
         if fut.cancelled():
             exc: BaseException | None = asyncio.CancelledError("producer send cancelled")
         else:

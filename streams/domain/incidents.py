@@ -97,6 +97,11 @@ def lowest_common_admin(codes: list[str], county_code: str | None) -> str:
     return county_code or ""
 
 
+def _contains(sorted_ids: list[str], eid: str) -> bool:
+    at = bisect.bisect_left(sorted_ids, eid)
+    return at < len(sorted_ids) and sorted_ids[at] == eid
+
+
 class IncidentState:
     """Incident bookkeeping over injectable mappings (see module docstring)."""
 
@@ -114,11 +119,35 @@ class IncidentState:
 
     # ------------------------------------------------------------------ public API
 
+    def registered(self, eid: str) -> bool:
+        """Whether `eid` belongs to a live incident that lists it.
+
+        The five state tables are written separately, so a worker killed mid-write can leave an
+        event mapped to an incident record that never reached the changelog (or an older one).
+        Such a mapping is dropped here, and the event is registered again when it is replayed."""
+        iid = self.event_incident.get(eid)
+        if iid is None:
+            return False
+        inc = self.incidents.get(iid)
+        if inc is not None and _contains(inc["event_ids"], eid):
+            return True
+        own = self.incidents.get(incident_id_for(eid))  # the incident it started (or kept) as the first event
+        if own is not None and _contains(own["event_ids"], eid):
+            self.event_incident[eid] = own["incident_id"]
+            return True
+        del self.event_incident[eid]
+        return False
+
     def apply_event(self, event: Event) -> list[Incident]:
         """Register an event; returns the incident records to emit (singleton, or merged)."""
         eid = event["event_id"]
-        if eid in self.event_incident:
+        if self.registered(eid):
             return []
+        existing = self.incidents.get(incident_id_for(eid))
+        if existing is not None and _contains(existing["event_ids"], eid):
+            # its incident survived a partial write but the mapping did not: restore the mapping
+            self.event_incident[eid] = existing["incident_id"]
+            return [existing]
         _, county, town, village = _codes(event)
         persons = {k for p in event.get("persons") or () for k in p.get("keys") or ()}
         vehicles = {v["key"] for v in event.get("vehicles") or () if v.get("key")}
@@ -146,7 +175,7 @@ class IncidentState:
         """Apply a link; returns the updated incident and redirect records to emit."""
         out: dict[str, Incident] = {}
         for eid in (link["event_a"], link["event_b"]):
-            if eid not in self.event_incident:
+            if not self.registered(eid):
                 ev = self._lookup(events, eid)
                 if ev is None:
                     self._park(eid, link)
@@ -185,8 +214,8 @@ class IncidentState:
         return {k: self.incidents[k] for k in sorted(self.incidents)}
 
     def incident_of(self, event_id: str) -> str | None:
-        """The live incident id an event belongs to."""
-        return self.event_incident.get(event_id)
+        """The live incident id an event belongs to (None if unknown, see `registered`)."""
+        return self.event_incident.get(event_id) if self.registered(event_id) else None
 
     # ------------------------------------------------------------------ internals
 
@@ -258,7 +287,7 @@ class IncidentState:
         for link in links:
             parked = False
             for eid in (link["event_a"], link["event_b"]):
-                if eid not in self.event_incident:
+                if not self.registered(eid):
                     ev = self._lookup(events, eid)
                     if ev is None:
                         self._park(eid, link)

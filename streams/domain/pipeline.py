@@ -63,12 +63,17 @@ class CountyProcessor:
         and it closes the window between a state write and its output."""
         known = self.state.incident_of(event["event_id"])
         if known is not None:
-            current = self.stores.incidents.get(known)
-            if current is None:
-                return StepOutput()
-            redirects = [{**current, "incident_id": gone, "status": "merged", "merged_into": known,
+            # Re-index and re-apply its links too: both are idempotent, and they restore candidate
+            # entries and merges that a worker killed between two table writes left out.
+            repaired = {rec["incident_id"]: rec for rec in self.state.apply_links(self.index.add(event))}
+            current = repaired.get(known) or self.stores.incidents.get(known)
+            if current is None or current.get("status") == "merged":
+                return StepOutput(incidents=[repaired[k] for k in sorted(repaired)])
+            live_id = current["incident_id"]
+            redirects = [{**current, "incident_id": gone, "status": "merged", "merged_into": live_id,
                           "merged_from": []} for gone in current.get("merged_from") or ()]
-            return StepOutput(incidents=redirects + [current])
+            repaired.pop(live_id, None)
+            return StepOutput(incidents=redirects + [repaired[k] for k in sorted(repaired)] + [current])
         links = self.index.add(event)
         before: dict[str, dict[str, Any]] = {}
         for link in links:

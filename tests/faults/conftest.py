@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import shutil
 import socket
 import subprocess
@@ -350,8 +351,12 @@ def wait_for_index(settings: Settings, expected: dict[str, frozenset[str]], work
             if w.proc is not None and w.proc.poll() is not None:
                 raise AssertionError(f"worker {w.worker_id} exited ({w.proc.returncode}):\n{w.log_tail(60)}")
         time.sleep(2)
-    tails = "\n".join(f"--- worker {w.worker_id}: {worker_metrics(settings, w.worker_id)}\n{w.log_tail(40)}"
-                      for w in workers)
+    for w in workers:  # mode's Worker answers SIGUSR1 with every thread's and task's stack, in its log
+        if w.proc is not None and w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGUSR1)
+    time.sleep(1.0)
+    tails = "\n".join(f"--- worker {w.worker_id}: {worker_metrics(settings, w.worker_id)} (log: {w.log_path})\n"
+                      f"{w.log_tail(40)}" for w in workers)
     raise AssertionError(f"index never matched the offline incidents: {diff(got, expected)}\n"
                          f"{lag_report(settings)}\n{tails}")
 

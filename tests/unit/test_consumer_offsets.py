@@ -86,10 +86,21 @@ async def test_a_failed_send_is_remembered_for_the_commit(tmp_path) -> None:  # 
     ok, bad, later = loop.create_future(), loop.create_future(), loop.create_future()
     for fut in (ok, bad, later):
         app.watch_send(fut)
+    assert app.outstanding == {ok, bad, later}  # a commit now waits for all three
     ok.set_result(None)
     await asyncio.sleep(0)
-    assert app.failed_send is None
+    assert app.failed_send is None and app.outstanding == {bad, later}
     bad.set_exception(RuntimeError("KafkaTimeoutError: batch expired"))
     later.set_exception(RuntimeError("second"))
     await asyncio.sleep(0)
     assert str(app.failed_send) == "KafkaTimeoutError: batch expired"  # the first failure wins
+    assert app.outstanding == set()
+
+
+def test_tables_are_tracked(tmp_path) -> None:  # noqa: ANN001
+    from streams.app import build_app
+    from streams.consumer import TrackedTable
+    from streams.settings import Settings
+
+    app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="memory://")
+    assert app.tables and all(isinstance(t, TrackedTable) for t in app.tables.values())
