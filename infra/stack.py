@@ -57,6 +57,17 @@ class EngineStatus:
 # prerequisites and classpaths
 # --------------------------------------------------------------------------------------------
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id: URL-safe base64 of a UUID, never starting with "-".
+
+    Kafka's own `Uuid.randomUuid()` redraws such ids too: the storage tool's argument parser
+    would read "-…" as an option ("argument --cluster-id/-t: expected one argument")."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def java_binary() -> str:
     """Path of a Java ≥ 17 (``JAVA_HOME`` first, then ``PATH``), or a StackError saying what is missing."""
     home = os.environ.get("JAVA_HOME")
@@ -343,7 +354,7 @@ class Kafka(_Engine):
             "logger.state.name = state.change.logger\nlogger.state.level = WARN\n"
         )
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = kafka_cluster_id()
             java = java_binary()
             cp = classpath(s, self.name)
             proc = subprocess.run(

@@ -11,7 +11,6 @@ copied from the shared run dir, so no re-resolution), and stop them at teardown,
 """
 from __future__ import annotations
 
-import base64
 import json
 import signal
 import shutil
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from connectors.files import Delivery, iter_deliveries
 from connectors.publish import PublishReport, publish_deliveries
 from infra.stack import Elasticsearch as EsEngine
 from infra.stack import Kafka as KafkaEngine
-from infra.stack import StackError, _pom_digest, classpath, java_binary, port_open
+from infra.stack import StackError, _pom_digest, classpath, java_binary, kafka_cluster_id, port_open
 from streams.settings import Settings
 from tests.e2e.conftest import WorkerProcess, isolated_settings, settings_env, wait_for  # noqa: F401 - re-exported
 
@@ -206,7 +204,7 @@ class KafkaCluster:
     def __init__(self, base: Settings, run_dir: Path, n: int = 3, rf: int = 3, min_isr: int = 2,
                  heap: str = "256m") -> None:
         ports = free_ports(2 * n)
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = kafka_cluster_id()
         voters = ",".join(f"{i + 1}@127.0.0.1:{ports[2 * i + 1]}" for i in range(n))
         self.nodes: list[KafkaNode] = []
         for i in range(n):
