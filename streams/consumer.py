@@ -21,7 +21,8 @@ This subclass keeps Faust's ack lists and interval tree but replaces the three d
   no seek is in progress and the epoch is the one its batch was fetched in; otherwise it is not
   delivered, and its partition is sought back (under the same lock, in the consumer's thread) to
   the next offset this consumer owes its streams (`_next_offset`, set by every seek and advanced
-  by every delivery), so nothing fetched is ever silently skipped.
+  by every delivery). Faust's `getmany` is inlined so that the records it would drop (a partition
+  paused mid-batch, flow stopped) are sought back to as well: nothing fetched is ever skipped.
 - A gap is recorded only between records of fresh batches, and excludes the record that
   revealed it: offsets ``[next, offset)`` do not exist in the log (compaction).
 - The commit advances only over a consecutive run of acknowledged (or gap) offsets that starts
@@ -155,7 +156,15 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
     # -- delivery --------------------------------------------------------------------------------
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised on the real stack
-        """Faust's fetch → conductor loop, delivering only records fetched in the current epoch."""
+        """Faust's fetch → conductor loop, with its `getmany` inlined, in lockstep with the position.
+
+        Every record aiokafka returns is either delivered, advancing `_next_offset`, or not
+        delivered (a seek or rebalance intervened, flow stopped, the partition was paused), and
+        then its partition is sought back to `_next_offset` before the next fetch. (Faust's own
+        `getmany` silently skips records of a partition paused mid-batch and stops a batch when
+        flow stops, after aiokafka's position has moved past them.) So at every fetch the position
+        equals `_next_offset`, and a record above it proves the offsets in between are absent
+        from the log (a compaction gap)."""
         callback = self.callback
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set  # noqa: SLF001 - same check as Faust's loop
@@ -168,18 +177,28 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     continue
                 if self._reseek:
                     await self._seek_back()
+                    continue
                 self.diag.set_flag(CONSUMER_FETCHING)
-                epoch = self._seek_epoch
+                epoch, generation = self._seek_epoch, self.app.consumer_generation_id
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    self.diag.unset_flag(CONSUMER_FETCHING)
+                    await asyncio.sleep(0)
+                    continue
                 since_yield = 0
-                async for tp, message in self.getmany(timeout=1.0):
+                for tp, record in self.scheduler.iterate(records):
+                    offset = record.offset
+                    if (tp in self._reseek or self._seeking or self._seek_epoch != epoch or not self.flow_active
+                            or self.app.consumer_generation_id != generation
+                            or not (active is None or tp in active or tp in self._buffered_partitions)):
+                        self._reseek.setdefault(tp, offset)  # not delivered: refetch from _next_offset
+                        continue
                     since_yield += 1
                     if since_yield > 100:
                         await asyncio.sleep(0)
                         since_yield = 0
-                    offset = message.offset
-                    if self._seeking or self._seek_epoch != epoch or tp in self._reseek:
-                        self._reseek.setdefault(tp, offset)  # stale: refetch from _next_offset
-                        continue
+                    message = self._to_message(tp, record)
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     expected = self._next_offset.get(tp)
                     if expected is not None and offset > expected and acks_enabled_for(message.topic):
                         self._mark_gap(tp, expected, offset)
@@ -188,11 +207,10 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                         await self.commit()
                     delivery = callback(message)
                     result = await self.wait_first(delivery, self.suspend_flow.wait())
-                    delivered = delivery in result.done and not self.suspend_flow.is_set()
-                    if not delivered or self._seeking or self._seek_epoch != epoch:
+                    if delivery not in result.done or self._seeking or self._seek_epoch != epoch:
                         self._reseek.setdefault(tp, offset)
                         continue
-                    self._next_offset[tp] = max(offset + 1, expected or 0)
+                    self._next_offset[tp] = offset + 1
                     self._read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
                 await asyncio.sleep(0)
