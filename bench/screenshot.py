@@ -44,7 +44,6 @@ DEFAULT_OUT = ROOT / "docs" / "screenshot-search.png"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SOURCE_OF_FEED = {"gb28181": "camera", "isapi": "camera"}
 
 #: token → (user, admin code): a village (柒山村), its town (三江镇) and the county (汶川县).
 CREDENTIALS: dict[str, tuple[str, str]] = {
@@ -74,7 +73,7 @@ def _offline(folder: str, secret: str, timezone: str) -> tuple[dict[str, Any], .
     proc = CountyProcessor()
     for delivery in iter_deliveries(Path(folder), registry):
         for rec in delivery.result.records:
-            proc.process(norm.normalize(SOURCE_OF_FEED.get(delivery.feed, delivery.feed), rec))
+            proc.process(norm.normalize(delivery.source, rec))
     return tuple(proc.state.live().values())
 
 

@@ -270,8 +270,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         records are processed again after a restart."""
         app = cast(PinganFaustApp, self.app)
         barrier = list(getattr(app, "outstanding", ()))
-        if barrier:
-            await app.producer.flush()
+        if barrier:  # (Faust's commit below flushes the producer; these complete on their own)
             _done, pending = await asyncio.wait(barrier, timeout=COMMIT_BARRIER_S)
             if pending:
                 self.log.warning("Commit postponed: %d sends not acknowledged after %.0f s",

@@ -22,6 +22,7 @@ import pytest
 
 from bench.ingest import ConnectorsProcess
 from infra.processes import isolated_settings
+from tests.integration.connector_kafka_helpers import delete_topics
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,15 +71,7 @@ def namespace(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     s = isolated_settings(stack, run_dir=tmp_path / "run")
     provision_topics(s)
     yield s
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    try:
-        admin.delete_topics([s.topic(t.name) for t in TOPICS])
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
-    finally:
-        admin.close()
+    delete_topics([s.topic(t.name) for t in TOPICS])
 
 
 def test_simulate_send_counts_equal_topics(namespace: Settings, tmp_path: Path) -> None:

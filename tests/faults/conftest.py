@@ -33,7 +33,6 @@ from infra.stack import StackError, _pom_digest, classpath, java_binary, kafka_c
 from streams.settings import Settings
 from tests.e2e.conftest import WorkerProcess, isolated_settings, settings_env, wait_for  # noqa: F401 - re-exported
 
-SOURCE_OF_FEED = {"gb28181": "camera", "isapi": "camera"}
 SEED = 2  # a smaller day than the e2e test's (≈1,100 deliveries)
 
 
@@ -271,17 +270,12 @@ def expected_incidents(sim_day: Path, settings: Settings) -> dict[str, frozenset
 
 
 def offline_incidents(folder: Path, secret: bytes) -> dict[str, frozenset[str]]:
-    from connectors.registry import DeviceRegistry
-    from streams.domain.normalize import Normalizer
-    from streams.domain.pipeline import CountyProcessor
+    """id → event ids of the live incidents of the pure pipeline (bench.quality.run_folder)."""
+    from bench.quality import run_folder
 
-    registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    norm = Normalizer(secret, "Asia/Shanghai", registry)
-    proc = CountyProcessor()
-    for d in iter_deliveries(folder, registry):
-        for rec in d.result.records:
-            proc.process(norm.normalize(SOURCE_OF_FEED.get(d.feed, d.feed), rec))
-    return {iid: frozenset(e["event_id"] for e in inc["events"]) for iid, inc in proc.state.live().items()}
+    run = run_folder(folder, secret=secret)
+    return {iid: frozenset(inc["event_ids"]) for proc in run.processors.values()
+            for iid, inc in proc.state.live().items()}
 
 
 def chunks(items: list[Any], n: int) -> list[list[Any]]:
@@ -361,21 +355,15 @@ def wait_for_index(settings: Settings, expected: dict[str, frozenset[str]], work
 
 def lag_report(settings: Settings) -> str:
     """The worker group's committed offset against the log end, for every partition that lags."""
-    from kafka import KafkaAdminClient, KafkaConsumer
+    from streams.replay import _end_offsets, _group_offsets
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-        try:
-            committed = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id) or {}
-            ends = consumer.end_offsets(list(committed))
-        finally:
-            admin.close()
-            consumer.close()
+        committed = _group_offsets(settings, settings.app_id)
+        ends = _end_offsets(settings, sorted({topic for topic, _ in committed}))
     except Exception as exc:  # noqa: BLE001 - a diagnostic only
         return f"lag report unavailable: {exc!r}"
-    lagging = sorted(f"{tp.topic}[{tp.partition}] committed {meta.offset} end {ends.get(tp)}"
-                     for tp, meta in committed.items() if meta.offset != ends.get(tp))
+    lagging = sorted(f"{topic}[{part}] committed {off} end {ends.get((topic, part))}"
+                     for (topic, part), off in committed.items() if off != ends.get((topic, part)))
     return f"group {settings.app_id}: {len(committed)} partitions committed; lagging: {lagging or 'none'}"
 
 

@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
 
 from bench.ingest import ConnectorsProcess
+from connector_kafka_helpers import delete_topics
 from connectors.receiver import ROUTES, Payload, default_translators
 from connectors.registry import DeviceRegistry
 from infra.processes import isolated_settings
@@ -237,8 +238,6 @@ def malformed_inputs(n: int) -> tuple[list[Case], Counter[str]]:
 @pytest.fixture()
 def receivers(stack: Settings, tmp_path: Path) -> Iterator[tuple[ConnectorsProcess, Settings]]:
     """`pingan connectors run` on an isolated prefix (topics deleted afterwards)."""
-    from kafka import KafkaAdminClient
-
     from infra.provision import provision_topics
     from schemas.catalogue import TOPICS
 
@@ -249,13 +248,7 @@ def receivers(stack: Settings, tmp_path: Path) -> Iterator[tuple[ConnectorsProce
         yield proc, s
     finally:
         proc.stop()
-        admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-        try:
-            admin.delete_topics([s.topic(t.name) for t in TOPICS])
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
-        finally:
-            admin.close()
+        delete_topics([s.topic(t.name) for t in TOPICS])
 
 
 async def post_cases(url: str, cases: list[Case]) -> list[tuple[int, Any]]:
