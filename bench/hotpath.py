@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     from pyinstrument import Profiler
 
     from bench.throughput import prepare_payload
-    from connectors.registry import DeviceRegistry
+    from connectors.sources.devices import DeviceRegistry
     from schemas.serde import default_store
     from streams.domain.normalize import Normalizer
     from streams.domain.pipeline import CountyProcessor, Stores
-    from streams.stages import NormalizeStage, decode_event
+    from streams.worker.stages import NormalizeStage, decode_event
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)

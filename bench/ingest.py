@@ -145,9 +145,9 @@ def simulator_payloads(seed: int, count: int, *, max_deliveries: int = 60_000,
     """Up to ``count`` distinct record-producing payloads per HTTP connector label (simulator order).
 
     With ``registry`` given, payloads whose pure translation yields no record are skipped."""
-    from connectors.receiver import Payload, default_translators
-    from connectors.simulator.formats import http_request
-    from connectors.simulator.sender import delivery_stream
+    from connectors.ingest.receiver import Payload, default_translators
+    from simulator.formats import http_request
+    from simulator.sender import delivery_stream
 
     translators = default_translators(registry) if registry is not None else None
     out: dict[str, list[HttpPayload]] = {label: [] for label, _, _ in HTTP_CONNECTORS}
@@ -222,8 +222,8 @@ def alarm110_rows(seed: int, n: int) -> list[dict[str, str]]:
     """``n`` JJD rows: the simulator's 110 rows cycled, with unique JJDBH and a monotonic GXSJ."""
     from datetime import datetime, timedelta
 
-    from connectors.simulator.formats import ALARM110_COLUMNS, alarm110_row
-    from connectors.simulator.sender import delivery_stream
+    from simulator.formats import ALARM110_COLUMNS, alarm110_row
+    from simulator.sender import delivery_stream
 
     base: list[dict[str, str]] = []
     for d in islice(delivery_stream(seed, 1.0), 20_000):
@@ -241,8 +241,8 @@ def alarm110_rows(seed: int, n: int) -> list[dict[str, str]]:
 
 def mediation_csv(seed: int, cases: int) -> bytes:
     """A mediation CSV export (UTF-8 with BOM) of ``cases`` cases (simulator cases, unique case numbers)."""
-    from connectors.simulator.formats import MEDIATION_COLUMNS, mediation_rows
-    from connectors.simulator.sender import delivery_stream
+    from simulator.formats import MEDIATION_COLUMNS, mediation_rows
+    from simulator.sender import delivery_stream
 
     base = [d.event.payload for d in islice(delivery_stream(seed, 1.0), 40_000)
             if d.event.feed == "mediation" and not d.duplicate][:200]
@@ -259,9 +259,9 @@ async def measure_alarm110(settings: Settings, rows: list[dict[str, str]], db_pa
     """Poll a fresh SQLite JJD table of ``rows`` until caught up; (rows, seconds, poller stats)."""
     import sqlalchemy as sa
 
-    from connectors.alarm110.poller import Alarm110Poller, PollerConfig
-    from connectors.producer import RecordProducer
-    from connectors.simulator.sender import Alarm110Sink
+    from connectors.ingest.poller import Alarm110Poller, PollerConfig
+    from connectors.ingest.producer import RecordProducer
+    from simulator.sender import Alarm110Sink
 
     url = f"sqlite:///{db_path}"
     sink = Alarm110Sink(url)
@@ -284,8 +284,8 @@ async def measure_alarm110(settings: Settings, rows: list[dict[str, str]], db_pa
 
 async def measure_mediation_csv(settings: Settings, data: bytes) -> tuple[int, float, int]:
     """Import one CSV export with a fresh ledger; (cases sent, seconds, dead letters)."""
-    from connectors.mediation.importer import MediationImporter
-    from connectors.producer import RecordProducer
+    from connectors.ingest.importer import MediationImporter
+    from connectors.ingest.producer import RecordProducer
 
     producer = RecordProducer.from_settings(settings)
     imp = MediationImporter(settings, producer)
@@ -358,12 +358,12 @@ def _delete_topics(settings: Settings) -> None:
 def run_ingest(options: IngestOptions, base: Settings | None = None,
                progress: Callable[[str], None] = lambda _: None) -> list[RateRow]:
     """Measure every connector (see module doc); topics are created under a fresh prefix and deleted."""
-    from connectors.alarm110.translate import translate_row
-    from connectors.mediation.translate import translate_csv
-    from connectors.receiver import Payload, default_translators
-    from connectors.registry import DeviceRegistry
-    from connectors.simulator.model import build_world
-    from connectors.simulator.writer import write_registry
+    from connectors.sources.alarm110.translate import translate_row
+    from connectors.sources.mediation.translate import translate_csv
+    from connectors.ingest.receiver import Payload, default_translators
+    from connectors.sources.devices import DeviceRegistry
+    from simulator.model import build_world
+    from simulator.writer import write_registry
     from infra.processes import isolated_settings
     from infra.provision import provision_topics
 

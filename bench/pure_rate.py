@@ -2,7 +2,7 @@
 
 Measures, on one simulator folder, the three pure stages a Faust worker runs per record:
 
-1. ``connectors.files.iter_deliveries`` — read + the source's own ``translate`` (in production this
+1. ``connectors.ingest.files.iter_deliveries`` — read + the source's own ``translate`` (in production this
    runs in the receivers/pollers, not in the worker);
 2. ``streams.domain.normalize.Normalizer.normalize`` — the ``normalize`` agent's work;
 3. ``streams.domain.pipeline.CountyProcessor.process`` — the ``correlate`` agent's work (one
@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.files import iter_deliveries
-from connectors.registry import DeviceRegistry
+from connectors.ingest.files import iter_deliveries
+from connectors.sources.devices import DeviceRegistry
 from streams.domain.normalize import Normalizer
 from streams.domain.pipeline import CountyProcessor
 

@@ -2,7 +2,7 @@
 
 Contract
 - ``evaluate_folder(folder, *, secret=b"bench") -> QualityReport`` replays the folder the way the
-  feeds deliver it (``connectors.files.iter_deliveries``: delivery order, duplicates, late
+  feeds deliver it (``connectors.ingest.files.iter_deliveries``: delivery order, duplicates, late
   events), normalizes every translated record (``streams.domain.normalize.Normalizer``), runs
   one ``streams.domain.pipeline.CountyProcessor`` per county partition (as the Faust agent does
   after repartitioning by county) and scores the final event → incident assignment against
@@ -26,8 +26,8 @@ from typing import Any
 
 from rich.table import Table
 
-from connectors.files import iter_deliveries, load_truth
-from connectors.registry import DeviceRegistry
+from connectors.ingest.files import iter_deliveries, load_truth
+from connectors.sources.devices import DeviceRegistry
 from streams.domain.correlate import partition_key
 from streams.domain.normalize import Normalizer
 from streams.domain.pipeline import CountyProcessor

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.publish import publish_folder
+from connectors.ingest.publish import publish_folder
 from infra.processes import WorkerProcess, isolated_settings, wait_for
 from infra.provision import provision_elasticsearch, provision_topics
 from streams.domain.quality import QualityReport, evaluate

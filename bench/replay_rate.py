@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import bench.quality_live as quality_live
-from streams.replay import replay_index, replay_pipeline
+from streams.ops.replay import replay_index, replay_pipeline
 from streams.settings import Settings
 
 

@@ -4,7 +4,7 @@ helpers the page's end-to-end tests share (tests/e2e/test_search_page.py, test_j
 What it does (each step is a function here):
 
 1. ``pingan simulate`` one county day (seed 1) — the same data the e2e tests use;
-2. computes the incidents offline with the pure pipeline (``connectors.files.iter_deliveries`` →
+2. computes the incidents offline with the pure pipeline (``connectors.ingest.files.iter_deliveries`` →
    ``Normalizer`` → ``CountyProcessor``), exactly what a worker would publish for that day;
 3. indexes them into a throw-away index prefix through the real ``IncidentSink``;
 4. starts ``pingan search serve`` (``streams.web.server.make_app``) on a free port with a
@@ -63,8 +63,8 @@ def simulate_day(out: Path, seed: int = 1) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _offline(folder: str, secret: str, timezone: str) -> tuple[dict[str, Any], ...]:
-    from connectors.files import iter_deliveries
-    from connectors.registry import DeviceRegistry
+    from connectors.ingest.files import iter_deliveries
+    from connectors.sources.devices import DeviceRegistry
     from streams.domain.normalize import Normalizer
     from streams.domain.pipeline import CountyProcessor
 

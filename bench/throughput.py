@@ -1,11 +1,11 @@
 """Throughput and end-to-end latency of the bus against bare baselines, on the real stack.
 
-`pingan bench throughput` (see `bench.cli`) runs everything below in one process and prints ONE
+`pingan bench throughput` (see `streams.cli.bench`) runs everything below in one process and prints ONE
 table; every number in it comes from the same run.
 
 Method
 - Payloads: ``pingan simulate --out DIR --seed S --days 1 --scale N`` once; every delivery is
-  translated (``connectors.files.iter_deliveries``) and encoded into raw Avro single-object
+  translated (``connectors.ingest.files.iter_deliveries``) and encoded into raw Avro single-object
   records once, in memory. The same records are produced, per variant and round, into a fresh,
   isolated raw topic set (topic prefix, app id / consumer group and index prefix of their own).
 - Expected outputs are computed offline once with the pure code the worker runs
@@ -30,7 +30,7 @@ Variants
 - B1: bare aiokafka consume → fastavro decode (schemaless, after the 10-byte header) → re-encode →
   produce to two topics (as the normalize agent does: ``events.v1`` and the by-county topic),
   batched ``getmany``, producer acks awaited and one commit per batch.
-- ours normalize: the real Faust app (`streams.app.build_app`) with only the ``normalize`` agent
+- ours normalize: the real Faust app (`streams.worker.app.build_app`) with only the ``normalize`` agent
   (the ``correlate`` agent is removed before start so it does not share the event loop; the index
   agent is off).
 - B2: bare ``async_streaming_bulk`` of pre-built incident documents into a fresh index.
@@ -72,7 +72,7 @@ from rich.table import Table
 from infra.processes import ChildProcess as Child
 from infra.processes import settings_env
 from streams.settings import Settings
-from streams.stages import RAW_SOURCES
+from streams.worker.stages import RAW_SOURCES
 
 RAW_TOPICS: tuple[str, ...] = tuple(RAW_SOURCES)
 EVENTS = "events.v1"
@@ -133,12 +133,12 @@ def simulate(folder: Path, *, seed: int, scale: float) -> Path:
 def prepare_payload(folder: Path, settings: Settings) -> Payload:
     """Translate + encode every record once; compute the expected outputs offline."""
     from connectors.elasticsearch.documents import DocumentError, incident_document
-    from connectors.files import iter_deliveries
-    from connectors.registry import DeviceRegistry
+    from connectors.ingest.files import iter_deliveries
+    from connectors.sources.devices import DeviceRegistry
     from schemas.serde import default_store
     from streams.domain.normalize import Normalizer
     from streams.domain.pipeline import CountyProcessor
-    from streams.stages import NormalizeStage, decode_event
+    from streams.worker.stages import NormalizeStage, decode_event
 
     store = default_store()
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
@@ -1069,7 +1069,7 @@ def _normalize_worker(loglevel: str) -> None:
     """The real Faust app with only the normalize agent (index agent off, correlate removed)."""
     from faust import Worker
 
-    from streams.app import build_app
+    from streams.worker.app import build_app
 
     app = build_app(Settings.from_env(), with_index=False)
     del app.agents["correlate"]

@@ -11,7 +11,7 @@ import importlib
 import inspect
 
 SECRET_ENV = frozenset({"PINGAN_PERSON_KEY_SECRET", "PINGAN_SEARCH_TOKENS", "PINGAN_SIP_PASSWORD"})
-CLI_MODULES = ("connectors.cli", "streams.worker_cli", "streams.web.cli", "infra.cli")
+CLI_MODULES = ("streams.cli.connectors", "streams.cli.worker", "streams.cli.search", "streams.cli.infra")
 
 
 def settings_env() -> frozenset[str]:

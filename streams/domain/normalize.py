@@ -66,7 +66,7 @@ class NormalizeError(ValueError):
 
 @runtime_checkable
 class DeviceInfo(Protocol):
-    """What normalize needs from a registry entry (connectors/registry.py satisfies it)."""
+    """What normalize needs from a registry entry (connectors/sources/devices.py satisfies it)."""
 
     @property
     def lat(self) -> float | None: ...

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from schemas import asyncapi, compat
 from schemas.catalogue import DAY_MS, TOPICS, by_schema, topic
-from schemas.cli import app
+from streams.cli.schemas import app
 from schemas.examples import example
 from schemas.loader import RELEASED_DIR, SCHEMA_DIR, load_dir, released_versions
 from schemas.serde import SchemaStore
@@ -152,7 +152,7 @@ def test_cli_check_and_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert runner.invoke(app, ["asyncapi", "--path", str(stale)]).exit_code == 0
     assert runner.invoke(app, ["asyncapi", "--check", "--path", str(stale)]).exit_code == 0
     assert runner.invoke(app, ["compat"]).exit_code == 0
-    monkeypatch.setattr("schemas.cli.RELEASED_DIR", tmp_path / "released")
+    monkeypatch.setattr("streams.cli.schemas.RELEASED_DIR", tmp_path / "released")
     assert runner.invoke(app, ["release", "2"]).exit_code == 2
     res = runner.invoke(app, ["release", "v1"])
     assert res.exit_code == 0, res.output

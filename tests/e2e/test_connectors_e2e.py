@@ -75,7 +75,7 @@ def namespace(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
 
 
 def test_simulate_send_counts_equal_topics(namespace: Settings, tmp_path: Path) -> None:
-    from connectors.simulator.sender import Alarm110Sink
+    from simulator.sender import Alarm110Sink
     from schemas.serde import default_store
 
     # the registry of a simulator folder (the registry does not depend on the seed)

@@ -23,12 +23,12 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from connectors.elasticsearch.admin import IndexNames
-from connectors.files import iter_deliveries
-from connectors.publish import publish_deliveries
+from connectors.ingest.files import iter_deliveries
+from connectors.ingest.publish import publish_deliveries
 from infra.provision import provision_elasticsearch, provision_topics
-from streams.replay import Checkpoint, _end_offsets, _free_port, _group_offsets, checkpoint_path, replay_index
+from streams.ops.replay import Checkpoint, _end_offsets, _free_port, _group_offsets, checkpoint_path, replay_index
 from streams.settings import Settings
-from streams.stages import RAW_SOURCES
+from streams.worker.stages import RAW_SOURCES
 from tests.e2e.conftest import WorkerProcess, isolated_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,7 +80,7 @@ def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFa
     # The first DELIVERIES deliveries of the day: the later flood burst grows one incident past Kafka's
     # 1 MB message limit (a live-pipeline issue reported separately), which is not what is tested here.
     report = publish_deliveries(settings, islice(iter_deliveries(sim_day), DELIVERIES))
-    from connectors.publish import make_producer
+    from connectors.ingest.publish import make_producer
 
     producer = make_producer(settings)  # one undecodable raw message: a normalize dead letter
     producer.send(settings.topic("raw.grid.v1"), key=b"bad", value=b"not avro").get(30)
@@ -254,7 +254,7 @@ def test_worker_metrics_healthz_and_json_logs(live_day: LiveDay) -> None:
 
 def test_pipeline_replay_rebuilds_the_same_index_from_the_raw_topics(live_day: LiveDay) -> None:
     """`replay pipeline`: new app id and output prefix, raw topics from the live prefix, new index, swap."""
-    from streams.replay import replay_pipeline
+    from streams.ops.replay import replay_pipeline
 
     settings = live_day.settings
     es = Elasticsearch(settings.es_url)

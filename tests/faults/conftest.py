@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from connectors.files import Delivery, iter_deliveries
-from connectors.publish import PublishReport, publish_deliveries
+from connectors.ingest.files import Delivery, iter_deliveries
+from connectors.ingest.publish import PublishReport, publish_deliveries
 from infra.stack import Elasticsearch as EsEngine
 from infra.stack import Kafka as KafkaEngine
 from infra.stack import StackError, _pom_digest, classpath, java_binary, kafka_cluster_id, port_open
@@ -355,7 +355,7 @@ def wait_for_index(settings: Settings, expected: dict[str, frozenset[str]], work
 
 def lag_report(settings: Settings) -> str:
     """The worker group's committed offset against the log end, for every partition that lags."""
-    from streams.replay import _end_offsets, _group_offsets
+    from streams.ops.replay import _end_offsets, _group_offsets
 
     try:
         committed = _group_offsets(settings, settings.app_id)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors.publish import make_producer, publish_deliveries
+from connectors.ingest.publish import make_producer, publish_deliveries
 from infra.provision import provision_elasticsearch, provision_topics
 from schemas.serde import default_store
 from streams.settings import Settings
-from streams.stages import RAW_SOURCES
+from streams.worker.stages import RAW_SOURCES
 from tests.faults.conftest import chunks, fault_settings, read_topic, wait_for, wait_for_index, worker_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]

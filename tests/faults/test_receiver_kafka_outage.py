@@ -63,8 +63,8 @@ class Pusher:
 
 
 def test_acknowledged_events_survive_a_kafka_outage(private_kafka: KafkaEngine, tmp_path: Path) -> None:
-    from connectors.simulator.model import build_world
-    from connectors.simulator.writer import write_registry
+    from simulator.model import build_world
+    from simulator.writer import write_registry
     from infra.provision import provision_topics
     from schemas.serde import default_store
 
@@ -74,7 +74,7 @@ def test_acknowledged_events_survive_a_kafka_outage(private_kafka: KafkaEngine, 
     provision_topics(settings)
     reg = tmp_path / "registry.csv"
     write_registry(build_world(1), reg)
-    from connectors.registry import DeviceRegistry
+    from connectors.sources.devices import DeviceRegistry
 
     by_label = simulator_payloads(3, 250, registry=DeviceRegistry.from_csv(reg))  # record-producing only
     mixed = [p for group in zip(*by_label.values()) for p in group]  # round-robin over the connectors

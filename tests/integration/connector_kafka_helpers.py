@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import pytest
 
-from connectors.registry import DeviceRegistry
+from connectors.sources.devices import DeviceRegistry
 
 BOOTSTRAP = "127.0.0.1:19092"
 CLOSED_BOOTSTRAP = "127.0.0.1:1"  # nothing listens there: Kafka "unreachable"

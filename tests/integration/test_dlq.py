@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from schemas.deadletter import make_dead_letter
 from schemas.serde import default_store
-from streams.dlq import REDRIVE_HEADER, read_dead_letters, redrive
+from streams.ops.dlq import REDRIVE_HEADER, read_dead_letters, redrive
 from streams.settings import Settings
 from tests.e2e.conftest import isolated_settings, settings_env
 
@@ -37,7 +37,7 @@ def _consume(settings: Settings, topic: str, min_count: int, timeout_s: float = 
 @pytest.fixture(scope="module")
 def dlq_settings(stack: Settings) -> Settings:
     """An isolated namespace holding three dead letters (see `letters`)."""
-    from connectors.publish import make_producer
+    from connectors.ingest.publish import make_producer
     from infra.provision import provision_topics
 
     settings = isolated_settings(stack)

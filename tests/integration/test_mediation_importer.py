@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from connector_kafka_helpers import consume, count_records, create_topics, delete_topics, require_kafka, tmp_settings, unique_prefix
-from connectors.mediation.importer import MediationImporter
-from connectors.producer import RecordProducer
+from connectors.ingest.importer import MediationImporter
+from connectors.ingest.producer import RecordProducer
 from schemas.serde import default_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -17,8 +17,8 @@ from connector_kafka_helpers import (
     tmp_settings,
     unique_prefix,
 )
-from connectors.alarm110.poller import Alarm110Poller, Cursor, CursorStore, PollerConfig
-from connectors.producer import DeliveryError, ProducerConfig, RecordProducer
+from connectors.ingest.poller import Alarm110Poller, Cursor, CursorStore, PollerConfig
+from connectors.ingest.producer import DeliveryError, ProducerConfig, RecordProducer
 from schemas.serde import default_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -158,7 +158,7 @@ async def test_missing_table_does_not_stop_the_poller_setup(tmp_path) -> None:  
     """A desk database without JJD yet: setup reports it and keeps the process alive; polling retries."""
     import sqlite3
 
-    from connectors.alarm110.poller import Alarm110Poller, PollerConfig
+    from connectors.ingest.poller import Alarm110Poller, PollerConfig
     from streams.settings import Settings
 
     db = tmp_path / "empty.sqlite"

@@ -28,8 +28,8 @@ from connector_kafka_helpers import (
     tmp_settings,
     unique_prefix,
 )
-from connectors.alarm110.poller import Alarm110Poller, Cursor, CursorStore, PollerConfig
-from connectors.producer import DeliveryError, ProducerConfig, RecordProducer
+from connectors.ingest.poller import Alarm110Poller, Cursor, CursorStore, PollerConfig
+from connectors.ingest.producer import DeliveryError, ProducerConfig, RecordProducer
 from schemas.serde import default_store
 from tests.peers import PostgresCluster, postgres_cluster, postgres_missing
 

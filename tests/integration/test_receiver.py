@@ -24,8 +24,8 @@ from connector_kafka_helpers import (
     tmp_settings,
     unique_prefix,
 )
-from connectors.producer import ProducerConfig, RecordProducer
-from connectors.receiver import IngestGateway, ReceiverConfig, create_app
+from connectors.ingest.producer import ProducerConfig, RecordProducer
+from connectors.ingest.receiver import IngestGateway, ReceiverConfig, create_app
 from schemas.serde import default_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, Phase, given, settings as hsettings, strateg
 
 from bench.ingest import ConnectorsProcess
 from connector_kafka_helpers import delete_topics
-from connectors.receiver import ROUTES, Payload, default_translators
-from connectors.registry import DeviceRegistry
+from connectors.ingest.receiver import ROUTES, Payload, default_translators
+from connectors.sources.devices import DeviceRegistry
 from infra.processes import isolated_settings
 from streams.settings import Settings
 

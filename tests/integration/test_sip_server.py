@@ -18,9 +18,9 @@ from connector_kafka_helpers import (
     tmp_settings,
     unique_prefix,
 )
-from connectors.gb28181.sip import digest_response, parse_digest_params, parse_sip
-from connectors.gb28181.sip_server import SipConfig, SipServer
-from connectors.receiver import IngestGateway, ReceiverConfig
+from connectors.sources.gb28181.sip import digest_response, parse_digest_params, parse_sip
+from connectors.ingest.sip_server import SipConfig, SipServer
+from connectors.ingest.receiver import IngestGateway, ReceiverConfig
 from schemas.serde import default_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

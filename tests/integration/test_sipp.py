@@ -1,5 +1,5 @@
 """A real SIP peer — ``sipp`` from Debian's sip-tester — as the GB/T 28181 lower-level platform
-against our SIP listener (connectors/gb28181/sip_server.py) over UDP, publishing to the real Kafka.
+against our SIP listener (connectors/ingest/sip_server.py) over UDP, publishing to the real Kafka.
 
 Scenarios live in tests/fixtures/sipp/. sipp computes the digest itself from the listener's 401
 challenge (``[authentication]`` with ``-au``/``-ap``), so this checks our challenge/verification
@@ -26,8 +26,8 @@ from connector_kafka_helpers import (
     tmp_settings,
     unique_prefix,
 )
-from connectors.gb28181.sip_server import SipConfig, SipServer
-from connectors.receiver import IngestGateway, ReceiverConfig
+from connectors.ingest.sip_server import SipConfig, SipServer
+from connectors.ingest.receiver import IngestGateway, ReceiverConfig
 from schemas.serde import default_store
 from tests.peers import free_port, sipp_missing
 

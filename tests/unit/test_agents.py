@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from connectors.files import iter_deliveries
+from connectors.ingest.files import iter_deliveries
 from schemas.serde import default_store
-from streams.app import build_app
+from streams.worker.app import build_app
 from streams.settings import Settings
 
 
@@ -65,8 +65,8 @@ async def test_normalize_agent_publishes_events_and_dead_letters(app_and_sent, s
 
 
 async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent, sim_folder) -> None:  # noqa: ANN001
-    from connectors.registry import DeviceRegistry
-    from connectors.files import load_truth
+    from connectors.sources.devices import DeviceRegistry
+    from connectors.ingest.files import load_truth
     from streams.domain.normalize import Normalizer
 
     app, sent = app_and_sent
@@ -110,7 +110,7 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
     buffering the next events in the background; every one of them must still be processed. (The
     body sets only the current-event context variable for table writes, never the stream's
     `current_event` attribute, which that background buffering reads.)"""
-    from connectors.registry import DeviceRegistry
+    from connectors.sources.devices import DeviceRegistry
     from streams.domain.normalize import Normalizer
 
     settings = Settings(run_dir=tmp_path, registry_path=None, correlate_batch_size=20, correlate_batch_s=0.01)

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from connectors.base import Sink, Source, run_components
+from connectors.ingest.base import Sink, Source, run_components
 
 
 class ListSink(Sink[int]):

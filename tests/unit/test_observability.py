@@ -1,4 +1,4 @@
-"""streams/observability.py without a broker: per-app registry, sensor counting, JSON logs."""
+"""streams/worker/observability.py without a broker: per-app registry, sensor counting, JSON logs."""
 from __future__ import annotations
 
 import json
@@ -11,12 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.deadletter import make_dead_letter
 from schemas.serde import default_store
-from streams.observability import JsonFormatter, json_logging_config, observe_bulk
+from streams.worker.observability import JsonFormatter, json_logging_config, observe_bulk
 from streams.settings import Settings
 
 
 def _app(tmp_path: Path, prefix: str):  # noqa: ANN202
-    from streams.app import build_app
+    from streams.worker.app import build_app
 
     settings = Settings(run_dir=tmp_path, topic_prefix=prefix, app_id=f"obs-{prefix.strip('.')}")
     return settings, build_app(settings)

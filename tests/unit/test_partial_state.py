@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.files import iter_deliveries
-from connectors.registry import DeviceRegistry
+from connectors.ingest.files import iter_deliveries
+from connectors.sources.devices import DeviceRegistry
 from streams.domain.normalize import Normalizer
 from streams.domain.pipeline import CountyProcessor
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.quality import OfflineRun, evaluate_folder, evaluate_run, render, run_folder
-from connectors.simulator.writer import generate
+from simulator.writer import generate
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import pytest
 
-from connectors.registry import DeviceInfo, DeviceRegistry, normalize_mac
+from connectors.sources.devices import DeviceInfo, DeviceRegistry, normalize_mac
 
 CSV = Path(__file__).resolve().parents[1] / "fixtures" / "isapi" / "devices.csv"
 

@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from typer.testing import CliRunner
 
-from connectors.simulator.cli import app
-from connectors.simulator.formats import ALARM110_COLUMNS, MEDIATION_COLUMNS
-from connectors.simulator.noise import haversine_m, id_check_digit, wgs84_to_bd09, wgs84_to_gcj02
-from connectors.simulator.sender import send
-from connectors.simulator.writer import generate
+from streams.cli.simulate import app
+from simulator.formats import ALARM110_COLUMNS, MEDIATION_COLUMNS
+from simulator.noise import haversine_m, id_check_digit, wgs84_to_bd09, wgs84_to_gcj02
+from simulator.sender import send
+from simulator.writer import generate
 
 
 @pytest.fixture(scope="module")
@@ -335,8 +335,8 @@ def test_sender_posts_and_inserts(tmp_path: Path) -> None:
 
 
 def test_background_camera_alarms_inside_the_flood_footprint_belong_to_the_flood() -> None:
-    from connectors.simulator.model import build_world
-    from connectors.simulator.scenarios import Builder, absorb, background_hour, build_scenarios
+    from simulator.model import build_world
+    from simulator.scenarios import Builder, absorb, background_hour, build_scenarios
 
     b = Builder(build_world(1))
     flood = next(fp for fp in build_scenarios(b).footprints if fp.scenario == "flood")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.spool import Spool, SpoolCorrupt, SpoolRecord
+from connectors.ingest.spool import Spool, SpoolCorrupt, SpoolRecord
 
 
 def recs(n: int, start: int = 0, topic: str = "raw.camera.v1", size: int = 10) -> list[SpoolRecord]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.tables import CachedTable
+from streams.worker.tables import CachedTable
 
 
 class CountingDict(dict):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors import alarm110, door, gb28181, grid, isapi, mediation
-from connectors.common import TOPIC_KEYS, TranslateResult, key_of
-from connectors.registry import DeviceRegistry
+from connectors.sources import alarm110, door, gb28181, grid, isapi, mediation
+from connectors.sources.common import TOPIC_KEYS, TranslateResult, key_of
+from connectors.sources.devices import DeviceRegistry
 
 serde = pytest.importorskip("schemas.serde")
 catalogue = pytest.importorskip("schemas.catalogue")

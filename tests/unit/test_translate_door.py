@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.common import DOOR_TOPIC, key_of
-from connectors.door.translate import translate
-from connectors.registry import DeviceRegistry
+from connectors.sources.common import DOOR_TOPIC, key_of
+from connectors.sources.door.translate import translate
+from connectors.sources.devices import DeviceRegistry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIX = FIXTURES / "door"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.common import CAMERA_SCHEMA, CAMERA_TOPIC, key_of
-from connectors.gb28181 import sip
-from connectors.gb28181.translate import ALARM_METHODS, ALARM_TYPES, event_type_for, translate
+from connectors.sources.common import CAMERA_SCHEMA, CAMERA_TOPIC, key_of
+from connectors.sources.gb28181 import sip
+from connectors.sources.gb28181.translate import ALARM_METHODS, ALARM_TYPES, event_type_for, translate
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gb28181"
 MANIFEST = json.loads((FIX / "manifest.json").read_text(encoding="utf-8"))

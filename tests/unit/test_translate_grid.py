@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.common import GRID_TOPIC, key_of
-from connectors.grid.translate import translate
+from connectors.sources.common import GRID_TOPIC, key_of
+from connectors.sources.grid.translate import translate
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "grid"
 BASE = json.loads((FIX / "report_gcj02.json").read_text(encoding="utf-8"))

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.common import CAMERA_TOPIC, parse_multipart
-from connectors.isapi.translate import EVENT_TYPES, translate
-from connectors.registry import DeviceRegistry
+from connectors.sources.common import CAMERA_TOPIC, parse_multipart
+from connectors.sources.isapi.translate import EVENT_TYPES, translate
+from connectors.sources.devices import DeviceRegistry
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "isapi"
 MANIFEST = json.loads((FIX / "manifest.json").read_text(encoding="utf-8"))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.common import MEDIATION_TOPIC, key_of
-from connectors.mediation.translate import (
+from connectors.sources.common import MEDIATION_TOPIC, key_of
+from connectors.sources.mediation.translate import (
     read_csv,
     read_xlsx,
     translate_csv,

@@ -1,0 +1,569 @@
+"""HTTP receiver for every push source, and the ingest path it shares with the SIP server.
+
+Contract
+--------
+``IngestGateway.ingest(source, body, content_type=..., peer_ip=...)`` is the one path from a
+native payload to Kafka:
+
+1. senders that retry (``grid``, ``mediation``) get 429 + Retry-After while the spool is at or
+   above its high-water mark; cameras (``gb28181``, ``isapi``, ``door``) never get 429;
+2. pure translate → records (+ rejections, + dropped heartbeats); records are Avro-encoded and
+   keyed per the catalogue; each rejected payload becomes one dead letter (``source`` = the
+   receiver source name, ``stage`` = "translate", ``raw`` = the body as received);
+3. delivery: straight to Kafka (await acks within ``kafka_timeout_s``) while the spool is empty;
+   if Kafka is unreachable/slow, or the spool is not empty (to keep order), the records go to the
+   durable spool (fsync) instead; a background drainer (``IngestGateway.run``) sends the spool to
+   Kafka in order when it recovers;
+4. answers: 202 when every record is in Kafka or the spool; 400 ``{"error","reason"}`` when nothing
+   could be translated (its dead letter is delivered or spooled); 200 ``{"dropped": n}`` for
+   heartbeats; 503 + Retry-After when the spool is full (counted as refused); 413 when the body is
+   larger than ``max_body_bytes``.
+
+``create_app(gateway)`` mounts: POST /gb28181/alarm, /isapi/alert, /grid/reports,
+/mediation/cases, /door/events; GET /metrics (prometheus text, per-app registry), GET /healthz.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from connectors.ingest.base import Source
+from connectors.sources.common import Rejected, TranslateResult
+from connectors.ingest.producer import DeliveryError, Item, RecordProducer, encode_key, is_retriable
+from connectors.ingest.spool import Spool, SpoolRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    from connectors.sources.devices import DeviceRegistry
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: source name -> URL path of its POST endpoint.
+ROUTES: Mapping[str, str] = {
+    "gb28181": "/gb28181/alarm",
+    "isapi": "/isapi/alert",
+    "grid": "/grid/reports",
+    "mediation": "/mediation/cases",
+    "door": "/door/events",
+}
+#: senders that honour 429/Retry-After and re-send.
+RETRYING_SOURCES: frozenset[str] = frozenset({"grid", "mediation"})
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One pushed payload as the receiver saw it."""
+
+    body: bytes
+    content_type: str | None
+    received_at_ms: int
+    peer_ip: str | None = None
+
+
+Translator = Callable[[Payload], TranslateResult]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverConfig:
+    """Receiver knobs (the CLI builds it from options; nothing reads the environment here)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None  # None: settings.receiver_port
+    max_body_bytes: int = 8 * 1024 * 1024
+    kafka_timeout_s: float = 2.0
+    drain_timeout_s: float = 15.0
+    drain_batch: int = 500
+    drain_backoff_max_s: float = 30.0
+    spool_max_bytes: int = 512 * 1024 * 1024
+    spool_segment_bytes: int = 16 * 1024 * 1024
+    spool_high_water: float = 0.5
+    retry_after_s: int = 5
+    retrying_sources: frozenset[str] = RETRYING_SOURCES
+    isapi_check_peer: bool = False  # True: ISAPI/door devices must post from their registered IP
+    spool_name: str = "receiver"
+
+
+# --------------------------------------------------------------------------- translators
+def default_translators(registry: "DeviceRegistry | None", *, check_peer: bool = False) -> dict[str, Translator]:
+    """The pure translate functions of every push source, adapted to :class:`Payload`.
+
+    Modules are imported here (not at module import) so a missing connector only disables its route."""
+    from connectors.sources.devices import DeviceRegistry
+
+    reg = registry if registry is not None else DeviceRegistry()
+    out: dict[str, Translator] = {}
+
+    def peer(p: Payload) -> str | None:
+        return p.peer_ip if check_peer else None
+
+    try:
+        gb = importlib.import_module("connectors.sources.gb28181.translate")
+
+        out["gb28181"] = lambda p: gb.translate(p.body, received_at_ms=p.received_at_ms)
+    except ModuleNotFoundError:
+        log.warning("gb28181 translate missing; /gb28181/alarm disabled")
+    try:
+        isapi = importlib.import_module("connectors.sources.isapi.translate")
+
+        out["isapi"] = lambda p: isapi.translate(
+            p.body, content_type=p.content_type, registry=reg, received_at_ms=p.received_at_ms, peer_ip=peer(p)
+        )
+    except ModuleNotFoundError:
+        log.warning("isapi translate missing; /isapi/alert disabled")
+    try:
+        grid = importlib.import_module("connectors.sources.grid.translate")
+
+        out["grid"] = lambda p: grid.translate(p.body, received_at_ms=p.received_at_ms)
+    except ModuleNotFoundError:
+        log.warning("grid translate missing; /grid/reports disabled")
+    try:
+        med = importlib.import_module("connectors.sources.mediation.translate")
+
+        out["mediation"] = lambda p: med.translate_json(p.body, received_at_ms=p.received_at_ms)
+    except ModuleNotFoundError:
+        log.warning("mediation translate missing; /mediation/cases disabled")
+    try:
+        door = importlib.import_module("connectors.sources.door.translate")
+
+        out["door"] = lambda p: door.translate(
+            p.body, content_type=p.content_type, registry=reg, received_at_ms=p.received_at_ms, peer_ip=peer(p)
+        )
+    except ModuleNotFoundError:
+        log.warning("door translate missing; /door/events disabled")
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+class ReceiverMetrics:
+    """Per-instance counters (own CollectorRegistry, never the global one)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.accepted = Counter("pingan_receiver_accepted", "records acknowledged (in Kafka or spool)", ["source"], registry=r)
+        self.delivered = Counter("pingan_receiver_delivered", "records confirmed by Kafka on the direct path", ["source"], registry=r)
+        self.spooled = Counter("pingan_receiver_spooled", "records written to the local spool", ["source"], registry=r)
+        self.refused = Counter("pingan_receiver_refused", "payloads refused with 503 (spool full)", ["source"], registry=r)
+        self.throttled = Counter("pingan_receiver_throttled", "payloads answered 429 (spool above high water)", ["source"], registry=r)
+        self.dead_lettered = Counter("pingan_receiver_dead_lettered", "dead letters written (Kafka or spool)", ["source"], registry=r)
+        self.dead_letters_lost = Counter("pingan_receiver_dead_letters_lost", "dead letters that could not be stored", ["source"], registry=r)
+        self.rejected = Counter("pingan_receiver_rejected", "inputs answered 4xx", ["source"], registry=r)
+        self.dropped = Counter("pingan_receiver_dropped", "heartbeats/keepalives dropped", ["source"], registry=r)
+        self.drained = Counter("pingan_receiver_drained", "spooled records confirmed by Kafka", registry=r)
+        self.drain_failures = Counter("pingan_receiver_drain_failures", "drain attempts that failed", registry=r)
+        self.spool_pending = Gauge("pingan_receiver_spool_pending_records", "records waiting in the spool", registry=r)
+        self.spool_bytes = Gauge("pingan_receiver_spool_pending_bytes", "bytes waiting in the spool", registry=r)
+
+    def value(self, name: str, source: str | None = None) -> float:
+        """Current value of a counter/gauge sample (0 when never incremented)."""
+        labels = {"source": source} if source is not None else {}
+        for sample_name in (f"pingan_receiver_{name}_total", f"pingan_receiver_{name}"):
+            v = self.registry.get_sample_value(sample_name, labels)
+            if v is not None:
+                return v
+        return 0.0
+
+    def exposition(self) -> bytes:
+        """Prometheus text format of this registry."""
+        return generate_latest(self.registry)
+
+
+# --------------------------------------------------------------------------- outcome
+@dataclass(slots=True)
+class IngestOutcome:
+    """What happened to one payload; ``status`` is the HTTP status to answer."""
+
+    status: int
+    accepted: int = 0
+    spooled: bool = False
+    dropped: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    error: str | None = None
+    reason: str | None = None
+    retry_after_s: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        """JSON body of the answer."""
+        if self.error is not None:
+            out: dict[str, Any] = {"error": self.error, "reason": self.reason}
+        else:
+            out = {"accepted": self.accepted, "spooled": self.spooled, "dropped": self.dropped}
+        if self.rejected:
+            out["rejected"] = [{"error": r.error_type, "reason": r.reason} for r in self.rejected]
+        return out
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _reason_of(rejected: Sequence[Rejected]) -> tuple[str, str]:
+    types = sorted({r.error_type for r in rejected})
+    return (types[0] if len(types) == 1 else "+".join(types)), "; ".join(r.reason for r in rejected)
+
+
+# --------------------------------------------------------------------------- gateway
+class IngestGateway(Source):
+    """Translate → Kafka-or-spool for all push sources; ``run()`` is the spool drainer."""
+
+    name = "ingest-gateway"
+
+    def __init__(
+        self,
+        settings: "Settings",
+        *,
+        producer: RecordProducer,
+        spool: Spool,
+        translators: Mapping[str, Translator],
+        config: ReceiverConfig | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.producer = producer
+        self.spool = spool
+        self.translators = dict(translators)
+        self.config = config or ReceiverConfig()
+        self.metrics = ReceiverMetrics()
+        self.clock = clock
+        self._wake: asyncio.Event | None = None
+        self._set_up = False
+        self.kafka_ok: bool | None = None  # last known Kafka state (None: not tried yet)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: "Settings",
+        config: ReceiverConfig | None = None,
+        *,
+        registry: "DeviceRegistry | None" = None,
+        producer: RecordProducer | None = None,
+        translators: Mapping[str, Translator] | None = None,
+    ) -> "IngestGateway":
+        """Gateway with the settings' Kafka, a spool under ``run_dir/spool/<spool_name>``, default translators."""
+        cfg = config or ReceiverConfig()
+        spool = Spool.for_receiver(
+            settings, cfg.spool_name, max_bytes=cfg.spool_max_bytes,
+            segment_bytes=cfg.spool_segment_bytes, high_water=cfg.spool_high_water,
+        )
+        return cls(
+            settings,
+            producer=producer or RecordProducer.from_settings(settings),
+            spool=spool,
+            translators=translators if translators is not None else default_translators(registry, check_peer=cfg.isapi_check_peer),
+            config=cfg,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    async def setup(self) -> None:
+        """Open (recover) the spool; Kafka is connected lazily."""
+        if self._set_up:
+            return
+        await asyncio.to_thread(self.spool.open)
+        self._wake = asyncio.Event()
+        self._set_up = True
+        self._update_gauges()
+        if not self.spool.is_empty:
+            log.info("spool %s holds %d record(s) from a previous run", self.spool.directory, self.spool.pending_count)
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Drain the spool to Kafka whenever it is non-empty, with capped exponential backoff."""
+        assert self._wake is not None, "setup() first"
+        backoff = 0.5
+        while not self.stopping:
+            if self.spool.is_empty:
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                stopper = asyncio.ensure_future(self._stop_event().wait())
+                try:
+                    await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    stopper.cancel()
+                continue
+            try:
+                await self.drain_once()
+                backoff = 0.5
+            except Exception as exc:  # noqa: BLE001 - classified: retriable → backoff, else crash
+                if not is_retriable(exc):
+                    raise
+                self.metrics.drain_failures.inc()
+                self.kafka_ok = False
+                log.warning("spool drain failed (%s); retry in %.1fs", exc, backoff)
+                if not await self.sleep(backoff):
+                    return
+                backoff = min(backoff * 2, self.config.drain_backoff_max_s)
+
+    async def drain_once(self) -> int:
+        """Send everything spooled to Kafka in order; returns the number of records confirmed."""
+        n = await self.spool.drain(self._send_spooled, batch_size=self.config.drain_batch)
+        if n:
+            self.kafka_ok = True
+            log.info("drained %d spooled record(s) to Kafka", n)
+        self._update_gauges()
+        return n
+
+    async def flush(self) -> None:
+        """Wait for everything handed to the producer."""
+        await self.producer.flush()
+
+    async def stop(self) -> None:
+        """Ask the drainer to finish (``close()`` releases the producer and the spool)."""
+        await super().stop()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def close(self) -> None:
+        """Release the producer and spool (after ``run`` returned)."""
+        await self.stop()
+        try:
+            await self.producer.stop()
+        finally:
+            self.spool.close()
+            self._set_up = False
+
+    async def _send_spooled(self, batch: list[SpoolRecord]) -> None:
+        items: list[Item] = [(r.topic, r.key, r.value) for r in batch]
+        try:
+            await self.producer.deliver(items, source="receiver", at_ms=self.clock(),
+                                        timeout=self.config.drain_timeout_s)
+        except DeliveryError as exc:
+            if exc.retriable:
+                raise
+            # a dead letter Kafka refuses for good: log it and move on rather than block the spool forever
+            log.error("spooled dead letter dropped: %s", exc)
+            self.metrics.dead_letters_lost.labels(source="receiver").inc()
+        self.metrics.drained.inc(len(batch))
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.metrics.spool_pending.set(self.spool.pending_count)
+        self.metrics.spool_bytes.set(self.spool.pending_bytes)
+
+    # ------------------------------------------------------------------ ingest
+    def _dead_letter_item(self, *, source: str, stage: str, raw: bytes, error: BaseException | str,
+                          error_type: str | None = None, topic: str | None = None,
+                          content_type: str | None = None) -> Item:
+        from schemas.deadletter import make_dead_letter
+
+        record = make_dead_letter(source=source, stage=stage, raw=raw, error=error, error_type=error_type,
+                                  topic=topic, content_type=content_type, at_ms=self.clock())
+        return self.producer.dead_letter_item(record)
+
+    async def ingest(self, source: str, body: bytes, *, content_type: str | None = None,
+                     peer_ip: str | None = None) -> IngestOutcome:
+        """Translate one payload and make its records safe (see module contract)."""
+        cfg = self.config
+        m = self.metrics
+        translator = self.translators.get(source)
+        if translator is None:
+            m.rejected.labels(source=source).inc()
+            return IngestOutcome(404, error="UnknownSource", reason=f"no translator for source {source!r}")
+        if source in cfg.retrying_sources and self.spool.above_high_water:
+            m.throttled.labels(source=source).inc()
+            return IngestOutcome(429, error="Backpressure", reason="spool above high-water mark; retry later",
+                                 retry_after_s=cfg.retry_after_s)
+        payload = Payload(body, content_type, self.clock(), peer_ip)
+        try:
+            result = translator(payload)
+        except Exception as exc:  # noqa: BLE001 - translate must not raise; keep the payload as a dead letter
+            log.exception("translate for %s raised", source)
+            item = self._dead_letter_item(source=source, stage="translate", raw=body, error=exc,
+                                          content_type=content_type)
+            where = await self._deliver([item])
+            (m.dead_letters_lost if where == "refused" else m.dead_lettered).labels(source=source).inc()
+            return IngestOutcome(500, error="InternalError", reason=f"{type(exc).__name__}: {exc}")
+
+        items: list[Item] = []
+        rejected = list(result.rejected)
+        for record in result.records:
+            try:
+                key = result.key_of(record)
+                value = self.producer.encode(result.schema, record)
+            except Exception as exc:  # noqa: BLE001 - a record the schema refuses is bad input, dead-lettered
+                rejected.append(Rejected(f"record does not fit {result.schema}: {exc}", type(exc).__name__))
+                continue
+            items.append((self.settings.topic(result.topic), encode_key(key), value))
+        dl_items: list[Item] = []
+        if rejected:
+            etype, reason = _reason_of(rejected)
+            dl_items.append(self._dead_letter_item(source=source, stage="translate", raw=body, error=reason,
+                                                   error_type=etype, content_type=content_type))
+
+        if not items and not dl_items:
+            m.dropped.labels(source=source).inc(result.dropped)
+            return IngestOutcome(200, dropped=result.dropped)
+
+        where = await self._deliver(items + dl_items)
+        if where == "refused":
+            if items:
+                m.refused.labels(source=source).inc()
+                return IngestOutcome(503, error="SpoolFull", reason="Kafka unavailable and local spool full",
+                                     retry_after_s=cfg.retry_after_s, rejected=rejected)
+            m.dead_letters_lost.labels(source=source).inc(len(dl_items))
+        elif dl_items:
+            m.dead_lettered.labels(source=source).inc(len(dl_items))
+        m.dropped.labels(source=source).inc(result.dropped)
+        if not items:
+            m.rejected.labels(source=source).inc()
+            etype, reason = _reason_of(rejected)
+            return IngestOutcome(400, error=etype, reason=reason, dropped=result.dropped)
+        m.accepted.labels(source=source).inc(len(items))
+        spooled = where == "spool"
+        (m.spooled if spooled else m.delivered).labels(source=source).inc(len(items))
+        return IngestOutcome(202, accepted=len(items), spooled=spooled, dropped=result.dropped, rejected=rejected)
+
+    async def _deliver(self, items: list[Item]) -> str:
+        """'kafka' when Kafka confirmed all items, 'spool' when durably spooled, 'refused' when full."""
+        if self.spool.is_empty:
+            try:
+                await self.producer.send_batch(items, timeout=self.config.kafka_timeout_s)
+                self.kafka_ok = True
+                return "kafka"
+            except DeliveryError as exc:
+                if not exc.retriable:
+                    items = self._poison_to_dead_letters(items, exc)
+                    return await self._deliver(items) if items else "kafka"
+                self.kafka_ok = False
+                log.warning("Kafka unavailable (%s); spooling %d record(s)", exc, len(items))
+        ok = await self.spool.append([SpoolRecord(t, k, v) for t, k, v in items])
+        self._update_gauges()
+        if not ok:
+            return "refused"
+        assert self._wake is not None
+        self._wake.set()
+        return "spool"
+
+    def _poison_to_dead_letters(self, items: list[Item], exc: DeliveryError) -> list[Item]:
+        """Replace items Kafka refused for good by dead letters; items that went through are dropped
+        from the list (idempotent producer: they are in Kafka)."""
+        failed = dict(exc.failures)
+        out: list[Item] = []
+        for idx, (topic, key, value) in enumerate(items):
+            if idx not in failed:
+                continue
+            if topic == self.producer.deadletter_topic:
+                log.error("dead letter for %r refused by Kafka: %s", key, failed[idx])
+                continue
+            out.append(self._dead_letter_item(source=(key or b"").decode("utf-8", "replace") or topic,
+                                              stage="receive", raw=value, error=failed[idx], topic=topic,
+                                              content_type="avro/binary"))
+        return out
+
+
+# --------------------------------------------------------------------------- HTTP app
+GATEWAY_KEY: web.AppKey[IngestGateway] = web.AppKey("gateway", IngestGateway)
+
+
+def _json_response(outcome: IngestOutcome) -> web.Response:
+    headers = {"Retry-After": str(outcome.retry_after_s)} if outcome.retry_after_s is not None else None
+    return web.json_response(outcome.body(), status=outcome.status, headers=headers,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def _handler(gateway: IngestGateway, source: str) -> Callable[[web.Request], Any]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            gateway.metrics.rejected.labels(source=source).inc()
+            return web.json_response(
+                {"error": "TooLarge", "reason": f"body larger than {gateway.config.max_body_bytes} bytes"}, status=413)
+        outcome = await gateway.ingest(source, body, content_type=request.headers.get("Content-Type"),
+                                       peer_ip=request.remote)
+        return _json_response(outcome)
+
+    return handle
+
+
+def create_app(gateway: IngestGateway, *, manage_gateway: bool = True) -> web.Application:
+    """aiohttp app over ``gateway``; with ``manage_gateway`` the app sets up, runs and closes it."""
+    app = web.Application(client_max_size=gateway.config.max_body_bytes)
+    app[GATEWAY_KEY] = gateway
+    for source, path in ROUTES.items():
+        if source in gateway.translators:
+            app.router.add_post(path, _handler(gateway, source))
+
+    async def metrics(_: web.Request) -> web.Response:
+        gateway._update_gauges()
+        return web.Response(body=gateway.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        spool = gateway.spool
+        full = spool.fill_ratio >= 1.0
+        return web.json_response({
+            "status": "degraded" if full else "ok",
+            "kafka": {None: "unknown", True: "ok", False: "unreachable"}[gateway.kafka_ok],
+            "spool": {"pending_records": spool.pending_count, "pending_bytes": spool.pending_bytes,
+                      "fill_ratio": round(spool.fill_ratio, 4), "above_high_water": spool.above_high_water},
+            "routes": sorted(ROUTES[s] for s in gateway.translators if s in ROUTES),
+        }, status=503 if full else 200)
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+
+    if manage_gateway:
+        async def lifecycle(app: web.Application) -> Any:
+            await gateway.setup()
+            task = asyncio.create_task(gateway.run(), name="spool-drainer")
+            yield
+            await gateway.stop()
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except asyncio.TimeoutError:
+                task.cancel()
+            await gateway.close()
+
+        app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+class HttpReceiver(Source):
+    """Serves :func:`create_app` on ``config.host:port`` until stopped (the gateway runs separately)."""
+
+    name = "http-receiver"
+
+    def __init__(self, gateway: IngestGateway, *, host: str | None = None, port: int | None = None) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.host = host or gateway.config.host
+        self.port = port if port is not None else (gateway.config.port or gateway.settings.receiver_port)
+        self._runner: web.AppRunner | None = None
+
+    async def setup(self) -> None:
+        """Bind the listening socket."""
+        self._runner = web.AppRunner(create_app(self.gateway, manage_gateway=False), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        log.info("HTTP receiver listening on %s:%d", self.host, self.port)
+
+    async def run(self) -> None:
+        """Serve until stopped."""
+        await self._stop_event().wait()
+
+    async def stop(self) -> None:
+        """Stop accepting and close the listener."""
+        await super().stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+
+def registry_from_path(path: Path | None) -> "DeviceRegistry | None":
+    """Device registry CSV, or None."""
+    if path is None:
+        return None
+    from connectors.sources.devices import DeviceRegistry
+
+    return DeviceRegistry.from_csv(path)

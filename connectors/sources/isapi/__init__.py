@@ -1,0 +1,4 @@
+"""Hikvision ISAPI EventNotificationAlert pushes: pure translate."""
+from connectors.sources.isapi.translate import translate
+
+__all__ = ["translate"]

@@ -1,0 +1,157 @@
+"""`pingan demo run`: the whole Wenchuan demo on the local stack.
+
+Starts (as child processes) a stream worker, the connector receivers (HTTP + GB/T 28181 SIP +
+the 110 poller on a local SQLite alarm desk), and the search server with a county, a town and a
+village credential; imports one simulated county day so the page has data at once; then keeps a
+continuous simulated feed flowing through the receivers. Ctrl-C (or ``--duration``) stops
+everything it started. The stack itself is started by ``./run.sh demo`` (``pingan infra up``).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.processes import ChildProcess, pingan_command, settings_env
+from streams.settings import Settings
+
+app = typer.Typer(help="The Wenchuan demo: workers, receivers, a simulated feed and the search page")
+console = Console()
+
+# the three demo jurisdictions: county, a town (三江镇) and a village (柒山村, the demolition dispute)
+DEMO_AREAS = (("汶川县综治中心", "513221"), ("三江镇综治中心", "513221107"), ("柒山村综治中心", "513221107201"))
+
+
+class Children:
+    """Child processes started by the demo, stopped together (SIGTERM to all, then wait)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, ChildProcess]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> ChildProcess:
+        child = ChildProcess(pingan_command(*args), env, self.log_dir / f"{name}.log").start()
+        self.procs.append((name, child))
+        return child
+
+    def check(self) -> list[str]:
+        """Names of children that exited."""
+        return [name for name, child in self.procs if not child.alive()]
+
+    def stop(self) -> None:
+        for _name, child in reversed(self.procs):
+            child.terminate()
+        deadline = time.monotonic() + 30
+        for _name, child in self.procs:
+            child.stop(deadline - time.monotonic())
+
+
+def _wait_http(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - loopback only
+                if resp.status < 500:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def write_credentials(path: Path) -> list[tuple[str, str, str]]:
+    """Fresh random tokens for the demo areas; returns (user, admin_code, token)."""
+    creds = [(user, code, secrets.token_urlsafe(18)) for user, code in DEMO_AREAS]
+    path.write_text(json.dumps({"tokens": {t: {"user": u, "admin_code": c} for u, c, t in creds}},
+                               ensure_ascii=False, indent=2), encoding="utf-8")
+    path.chmod(0o600)
+    return creds
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _ensure_alarm_desk(template: Path, target: Path) -> None:
+    """The demo's stand-in for the 110 desk database: an empty JJD table shaped like the simulator's."""
+    import sqlite3
+
+    with sqlite3.connect(template) as src:
+        ddl = [row[0] for row in src.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND "
+                                             "tbl_name = 'JJD'")]
+    with sqlite3.connect(target) as dst:
+        if not dst.execute("SELECT 1 FROM sqlite_master WHERE name = 'JJD'").fetchone():
+            for stmt in ddl:
+                dst.execute(stmt)
+
+
+@app.command()
+def run(seed: int = typer.Option(1, help="simulator seed"),
+        rate: float = typer.Option(5.0, help="continuous feed: deliveries per second through the receivers"),
+        duration: float = typer.Option(0.0, help="stop after this many seconds (0 = until Ctrl-C)"),
+        feed: bool = typer.Option(True, help="keep a simulated feed flowing through the receivers")) -> None:
+    """Run the demo until interrupted; prints the page address and three credentials."""
+    from connectors.ingest.publish import publish_folder
+    from infra.provision import provision
+
+    base = Settings.from_env()
+    demo_dir = base.run_dir / "demo"
+    day = demo_dir / "day"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(**{**base.model_dump(), "registry_path": day / "registry.csv"})
+    env = settings_env(settings)
+    provision(settings)
+    if not (day / "truth.json").exists():
+        console.print("simulating one county day (汶川县) …")
+        subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(day), "--days", "1",
+                        "--seed", str(seed), "--quiet"], check=True, env=env)
+    creds = write_credentials(demo_dir / "credentials.json")
+    _ensure_alarm_desk(day / "alarm110" / "jjd.sqlite", demo_dir / "alarm110.sqlite")
+    children = Children(demo_dir)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops the demo like Ctrl-C: children too
+    alarm_db = f"sqlite:///{demo_dir / 'alarm110.sqlite'}"
+    try:
+        children.start("worker", ["worker", "run", "--loglevel", "warning"], env)
+        children.start("receivers", ["connectors", "run", "--registry", str(day / "registry.csv"),
+                                     "--port", str(settings.receiver_port), "--alarm110-url", alarm_db,
+                                     "--no-sip"], env)
+        children.start("search", ["search", "serve", "--credentials", str(demo_dir / "credentials.json"),
+                                  "--port", str(settings.search_port)], env)
+        report = publish_folder(settings, day)
+        console.print(f"imported the simulated day: {report.records} records "
+                      f"({', '.join(f'{k} {v}' for k, v in sorted(report.per_topic.items()))})")
+        url = f"http://127.0.0.1:{settings.search_port}/"
+        if not _wait_http(url + "healthz", 60):
+            raise RuntimeError(f"search server did not start; see {demo_dir / 'search.log'}")
+        if feed:
+            _wait_http(f"http://127.0.0.1:{settings.receiver_port}/healthz", 60)
+            minutes = duration / 60 if duration else 24 * 60
+            children.start("feed", ["simulate", "--send", "--url", f"http://127.0.0.1:{settings.receiver_port}",
+                                    "--rate", str(rate), "--minutes", str(minutes), "--seed", str(seed + 1),
+                                    "--alarm110-db", alarm_db, "--quiet"], env)
+        table = Table("综治中心", "行政区划", "令牌 (Bearer token)", title=f"平安总线 search page: {url}")
+        for user, code, token in creds:
+            table.add_row(user, code, token)
+        console.print(table)
+        console.print(f"logs: {demo_dir}/*.log — Ctrl-C stops the demo (the stack keeps running; "
+                      "`pingan infra down` stops it)")
+        deadline = time.monotonic() + duration if duration else None
+        while deadline is None or time.monotonic() < deadline:
+            dead = [n for n in children.check() if n != "feed"]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited; see {demo_dir}/<name>.log")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping …")
+    finally:
+        children.stop()

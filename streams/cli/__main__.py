@@ -1,0 +1,4 @@
+"""`python -m streams.cli` runs the `pingan` CLI."""
+from streams.cli import main
+
+main()

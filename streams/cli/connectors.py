@@ -1,0 +1,145 @@
+"""`pingan connectors …`: run the receivers and pollers, or import one mediation export.
+
+This is the edge: options (and ``PINGAN_*`` variables through ``Settings.from_env`` and the
+``envvar`` of a few options) are read here and passed down explicitly.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(help="Source connectors: HTTP/SIP receivers, the 110 poller, the mediation importer.",
+                  no_args_is_help=True)
+
+
+@app.callback()
+def _main() -> None:
+    """Source connectors."""
+
+
+async def _serve(components: list[Any], gateway: Any) -> None:
+    from connectors.ingest.base import run_components
+
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        await run_components(components)
+    except asyncio.CancelledError:
+        logging.getLogger(__name__).info("stopping connectors")
+    finally:
+        await gateway.close()
+
+
+@app.command()
+def run(
+    host: str = typer.Option("127.0.0.1", help="HTTP listen address"),
+    port: Optional[int] = typer.Option(None, help="HTTP port (default: settings.receiver_port)"),
+    registry: Optional[Path] = typer.Option(None, envvar="PINGAN_DEVICE_REGISTRY", help="device registry CSV"),
+    spool_max_mb: int = typer.Option(512, help="local spool bound (MiB)"),
+    high_water: float = typer.Option(0.5, help="spool fill ratio above which retrying senders get 429"),
+    kafka_timeout: float = typer.Option(2.0, help="seconds to wait for Kafka acks before spooling"),
+    max_body_mb: int = typer.Option(8, help="largest accepted request body (MiB)"),
+    isapi_check_peer: bool = typer.Option(False, help="ISAPI/door devices must post from their registered IP"),
+    sip: bool = typer.Option(True, help="run the GB/T 28181 SIP listener"),
+    sip_host: str = typer.Option("127.0.0.1"),
+    sip_port: int = typer.Option(5060),
+    sip_platform_id: str = typer.Option("51322100002000000001"),
+    sip_realm: str = typer.Option("5132210000"),
+    sip_password: str = typer.Option("12345678", envvar="PINGAN_SIP_PASSWORD"),
+    sip_require_registration: bool = typer.Option(False),
+    alarm110_url: Optional[str] = typer.Option(None, envvar="PINGAN_ALARM110_URL",
+                                               help="SQLAlchemy URL of the 110 desk database (poller off when absent)"),
+    alarm110_table: str = typer.Option("JJD"),
+    alarm110_interval: float = typer.Option(2.0),
+    mediation_watch: Optional[Path] = typer.Option(None, help="folder to watch for mediation CSV/XLSX exports"),
+    log_level: str = typer.Option("INFO"),
+) -> None:
+    """Start every configured receiver and poller; Ctrl-C/SIGTERM stops them cleanly."""
+    from connectors.ingest.poller import Alarm110Poller, PollerConfig
+    from connectors.ingest.sip_server import SipConfig, SipServer
+    from connectors.ingest.importer import MediationImporter
+    from connectors.ingest.receiver import HttpReceiver, IngestGateway, ReceiverConfig, registry_from_path
+    from streams.settings import Settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    cfg = ReceiverConfig(host=host, port=port, max_body_bytes=max_body_mb << 20, kafka_timeout_s=kafka_timeout,
+                         spool_max_bytes=spool_max_mb << 20, spool_high_water=high_water,
+                         isapi_check_peer=isapi_check_peer)
+    gateway = IngestGateway.from_settings(settings, cfg, registry=registry_from_path(registry))
+    components: list[Any] = [gateway, HttpReceiver(gateway)]
+    if sip:
+        components.append(SipServer(gateway, SipConfig(
+            host=sip_host, port=sip_port, platform_id=sip_platform_id, realm=sip_realm, password=sip_password,
+            require_registration=sip_require_registration, timezone=settings.timezone)))
+    if alarm110_url:
+        components.append(Alarm110Poller(settings, gateway.producer, PollerConfig(
+            url=alarm110_url, table=alarm110_table, interval_s=alarm110_interval)))
+    if mediation_watch is not None:
+        components.append(MediationImporter(settings, gateway.producer, watch_dir=mediation_watch))
+    asyncio.run(_serve(components, gateway))
+
+
+@app.command("import-mediation")
+def import_mediation(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+    """Import mediation CSV/XLSX exports once (idempotent by case number) and print what was sent."""
+    from connectors.ingest.importer import MediationImporter
+    from connectors.ingest.producer import RecordProducer
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+
+    async def go() -> None:
+        producer = RecordProducer.from_settings(settings)
+        imp = MediationImporter(settings, producer)
+        await imp.setup()
+        try:
+            for path in files:
+                report = await imp.import_file(path)
+                typer.echo(f"{path.name}: {report.cases} case(s), {report.sent} sent, {report.unchanged} unchanged, "
+                           f"{len(report.rejected)} rejected")
+                for reason in report.rejected:
+                    typer.echo(f"  rejected: {reason}", err=True)
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+
+
+@app.command("poll-alarm110")
+def poll_alarm110(
+    url: str = typer.Option(..., envvar="PINGAN_ALARM110_URL", help="SQLAlchemy URL"),
+    table: str = typer.Option("JJD"),
+    once: bool = typer.Option(False, help="poll until caught up, then exit"),
+) -> None:
+    """Run only the 110 poller (``--once``: catch up and exit)."""
+    from connectors.ingest.poller import Alarm110Poller, PollerConfig
+    from connectors.ingest.producer import RecordProducer
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+
+    async def go() -> None:
+        producer = RecordProducer.from_settings(settings)
+        poller = Alarm110Poller(settings, producer, PollerConfig(url=url, table=table))
+        await poller.setup()
+        try:
+            if once:
+                while await poller.poll_once():
+                    pass
+                typer.echo(f"caught up: {poller.stats}")
+            else:
+                await poller.run()
+        finally:
+            await poller.stop()
+            await producer.stop()
+
+    asyncio.run(go())

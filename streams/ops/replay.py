@@ -1,0 +1,448 @@
+"""Replays: rebuild the Elasticsearch index from ``incidents.v1``, or re-run the whole pipeline.
+
+Contract (index replay, `replay_index`):
+- Builds a NEW versioned index (``admin.create_next_index``) from the incidents topic, reading every
+  partition from a start offset (the beginning, or ``offsets_for_times(from_ms)``) up to the end
+  offsets captured when the replay started; records written after that are left to the live index
+  agent. Documents go through `IncidentSink` (same documents, same external versions as live), so
+  the result equals the live index for the same input. Then the alias is swapped atomically.
+- From a timestamp, the new index is first seeded with a copy of the alias's current index
+  (``_reindex`` keeping external versions), so incidents not updated since the timestamp are kept.
+- Resumable: after each flushed batch the per-partition next offsets, the end offsets and the target
+  index are written (atomically) to ``run_dir/replay/index-<es prefix>[-<topic prefix>].json``; a rerun
+  resumes from there. A finished replay marks its checkpoint ``done``; the next run starts fresh.
+- ``dry_run`` reports per partition what would be reprocessed and writes nothing.
+- ``max_batches`` stops after that many flushed batches without swapping (tests of resumption).
+
+Contract (pipeline replay, `replay_pipeline`): a Faust worker with a new ``app_id`` reads the raw
+topics (``input_topic_prefix`` = the live prefix) and writes every output under ``target_prefix``;
+when its consumer group has reached the raw and by-county end offsets captured at start, the worker
+is stopped and `replay_index` builds a new index from ``<target_prefix>incidents.v1`` and swaps.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from schemas.serde import SchemaStore, default_store
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INCIDENTS = "incidents.v1"
+BY_COUNTY = "internal.events-by-county.v1"
+
+
+# --------------------------------------------------------------------------- plan
+@dataclass(frozen=True, slots=True)
+class PartitionPlan:
+    """What one partition contributes: offsets ``[start, end)``."""
+
+    partition: int
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        """Records in range (an upper bound on a compacted topic: compaction leaves gaps)."""
+        return max(0, self.end - self.start)
+
+
+def parse_timestamp(text: str) -> int:
+    """ISO 8601 (``2026-07-14T08:00``, ``…+08:00``, ``…Z``) → UTC epoch ms; naive text is Asia/Shanghai."""
+    from zoneinfo import ZoneInfo
+
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    return int(dt.astimezone(timezone.utc).timestamp() * 1000)
+
+
+def make_consumer(settings: Settings, client_id: str = "pingan-replay"):  # noqa: ANN201 - kafka.KafkaConsumer
+    """A group-less kafka-python consumer (manual assignment, nothing committed)."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", client_id=client_id, max_poll_records=500,
+                         fetch_max_wait_ms=200, request_timeout_ms=30000)
+
+
+def plan_partitions(consumer: Any, topic: str, from_ms: int | None) -> list[PartitionPlan]:
+    """Per partition of `topic`: start offset for `from_ms` (None: the beginning) and end offset now."""
+    from kafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        raise ValueError(f"topic {topic!r} does not exist (or has no partitions)")
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    ends = consumer.end_offsets(tps)
+    begins = consumer.beginning_offsets(tps)
+    if from_ms is None:
+        starts = {tp: begins[tp] for tp in tps}
+    else:
+        found = consumer.offsets_for_times({tp: from_ms for tp in tps})
+        starts = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
+    return [PartitionPlan(tp.partition, max(starts[tp], begins[tp]), ends[tp]) for tp in tps]
+
+
+# --------------------------------------------------------------------------- checkpoint
+@dataclass
+class Checkpoint:
+    """Resumable state of one index replay (JSON file)."""
+
+    topic: str
+    target_index: str
+    from_ms: int | None
+    positions: dict[int, int]  # partition → next offset to read
+    ends: dict[int, int]  # partition → end offset captured at start
+    seeded: bool = False
+    batches: int = 0
+    records: int = 0
+    done: bool = False
+    started_at: float = field(default_factory=time.time)
+
+    def remaining(self) -> int:
+        return sum(max(0, self.ends[p] - self.positions.get(p, 0)) for p in self.ends)
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        data = asdict(self)
+        data["positions"] = {str(k): v for k, v in self.positions.items()}
+        data["ends"] = {str(k): v for k, v in self.ends.items()}
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Checkpoint | None":
+        """The checkpoint at `path`, or None when there is none."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        data["positions"] = {int(k): int(v) for k, v in data["positions"].items()}
+        data["ends"] = {int(k): int(v) for k, v in data["ends"].items()}
+        return cls(**data)
+
+
+def checkpoint_path(settings: Settings, topic_prefix: str | None = None) -> Path:
+    """``run_dir/replay/index-<es prefix>[-<topic prefix>].json``."""
+    tp = settings.topic_prefix if topic_prefix is None else topic_prefix
+    tag = settings.es_index_prefix + (f"-{tp.strip('.')}" if tp else "")
+    return settings.run_dir / "replay" / f"index-{tag}.json"
+
+
+# --------------------------------------------------------------------------- index replay
+@dataclass
+class ReplayReport:
+    """What a replay did (or, for a dry run, would do)."""
+
+    topic: str
+    target_index: str
+    plans: list[PartitionPlan]
+    dry_run: bool = False
+    resumed: bool = False
+    completed: bool = False
+    swapped_from: list[str] = field(default_factory=list)
+    records: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    stale: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(p.count for p in self.plans)
+
+    @property
+    def rate(self) -> float:
+        """Records per second of this run."""
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressFn = Callable[[int, int], None]  # (records done in this step, total planned)
+
+
+async def replay_index(settings: Settings, *, from_ms: int | None = None, dry_run: bool = False,
+                       source_topic_prefix: str | None = None, seed: bool = True,
+                       max_batches: int | None = None, batch_size: int | None = None,
+                       checkpoint: Path | None = None, restart: bool = False,
+                       progress: ProgressFn | None = None, store: SchemaStore | None = None,
+                       es_client: Any = None) -> ReplayReport:
+    """Rebuild the incidents index from the incidents topic into a new version, then swap (see module)."""
+    from elasticsearch import AsyncElasticsearch
+
+    from connectors.elasticsearch import admin
+    from connectors.elasticsearch.sink import IncidentSink
+
+    store = store or default_store()
+    prefix = settings.topic_prefix if source_topic_prefix is None else source_topic_prefix
+    topic = f"{prefix}{INCIDENTS}"
+    names = admin.IndexNames(settings.es_index_prefix)
+    cp_path = checkpoint or checkpoint_path(settings, prefix)
+    batch_size = batch_size or settings.sink_batch_size
+    consumer = make_consumer(settings)
+    client = es_client or AsyncElasticsearch(settings.es_url, timeout=60)
+    t0 = time.perf_counter()
+    try:
+        cp = None if restart else Checkpoint.load(cp_path)
+        if cp is not None and (cp.done or cp.topic != topic):
+            cp = None
+        if cp is not None and not await client.indices.exists(index=cp.target_index):
+            log.warning("checkpoint target %s is gone; starting over", cp.target_index)
+            cp = None
+        if dry_run:
+            plans = plan_partitions(consumer, topic, from_ms)
+            if cp is not None:
+                plans = [PartitionPlan(p, cp.positions.get(p, 0), cp.ends[p]) for p in sorted(cp.ends)]
+                target = cp.target_index
+            else:
+                existing = await admin.versioned_indices(client, names)
+                last = names.version_of(existing[-1]) if existing else 0
+                target = names.versioned((last or 0) + 1)
+            return ReplayReport(topic, target, plans, dry_run=True, resumed=cp is not None)
+
+        resumed = cp is not None
+        if cp is None:
+            plans = plan_partitions(consumer, topic, from_ms)
+            await admin.put_template(client, names, settings.es_refresh_interval)
+            target = await admin.create_next_index(client, names)
+            cp = Checkpoint(topic, target, from_ms, {p.partition: p.start for p in plans},
+                            {p.partition: p.end for p in plans})
+            cp.save(cp_path)
+        report = ReplayReport(topic, cp.target_index,
+                              [PartitionPlan(p, cp.positions.get(p, 0), cp.ends[p]) for p in sorted(cp.ends)],
+                              resumed=resumed)
+        await client.indices.put_settings(index=cp.target_index, body={"index": {"refresh_interval": "-1"}})
+        if cp.from_ms is not None and seed and not cp.seeded:
+            await _seed_from_alias(client, names, cp.target_index)
+            cp.seeded = True
+            cp.save(cp_path)
+
+        sink = IncidentSink(client, cp.target_index, batch_size=batch_size, chunk_size=settings.sink_chunk_size)
+        await sink.setup()
+        total = report.total
+        stopped = False
+        for batch in _batches(consumer, cp, batch_size):
+            for rec in batch:
+                try:
+                    _name, inc = store.decode(rec.value)
+                except Exception as exc:  # noqa: BLE001 - an undecodable record is counted, not fatal
+                    log.warning("replay: undecodable record %s[%s]@%s: %s", rec.topic, rec.partition,
+                                rec.offset, exc)
+                    report.dead_letters += 1
+                    continue
+                sink.add(inc, topic=rec.topic, partition=rec.partition, offset=rec.offset)
+            result = await sink.flush()
+            report.indexed += result.indexed
+            report.deleted += result.deleted
+            report.stale += result.stale
+            report.dead_letters += len(result.dead_letters)
+            for rec in batch:
+                cp.positions[rec.partition] = max(cp.positions.get(rec.partition, 0), rec.offset + 1)
+            cp.batches += 1
+            cp.records += len(batch)
+            report.records += len(batch)
+            report.batches += 1
+            cp.save(cp_path)
+            if progress:
+                progress(len(batch), total)
+            if max_batches is not None and report.batches >= max_batches and cp.remaining() > 0:
+                stopped = True
+                break
+        if not stopped:
+            await client.indices.put_settings(index=cp.target_index,
+                                              body={"index": {"refresh_interval": settings.es_refresh_interval}})
+            await client.indices.refresh(index=cp.target_index)
+            report.swapped_from = await admin.swap_alias(client, names, cp.target_index)
+            cp.done = True
+            cp.save(cp_path)
+            report.completed = True
+        report.seconds = time.perf_counter() - t0
+        return report
+    finally:
+        consumer.close()
+        if es_client is None:
+            await client.close()
+
+
+def _batches(consumer: Any, cp: Checkpoint, batch_size: int):  # noqa: ANN202 - Iterator[list[ConsumerRecord]]
+    """Records of ``[positions, ends)`` per partition, in batches of at most `batch_size`.
+
+    A compacted partition may have no records left before its end offset; the consumer's position
+    (which skips such gaps) then moves the checkpoint forward."""
+    from kafka import TopicPartition
+
+    tps = {p: TopicPartition(cp.topic, p) for p in cp.ends if cp.positions.get(p, 0) < cp.ends[p]}
+    if not tps:
+        return
+    consumer.assign(list(tps.values()))
+    for p, tp in tps.items():
+        consumer.seek(tp, cp.positions.get(p, 0))
+    active = dict(tps)
+    idle_polls = 0
+    while active:
+        polled = consumer.poll(timeout_ms=1000, max_records=batch_size)
+        batch = []
+        for tp, records in polled.items():
+            end = cp.ends[tp.partition]
+            batch.extend(r for r in records if r.offset < end)
+        for p, tp in list(active.items()):
+            pos = consumer.position(tp)
+            if pos is not None and pos >= cp.ends[p]:
+                if not any(r.partition == p for r in batch):
+                    cp.positions[p] = max(cp.positions.get(p, 0), cp.ends[p])
+                consumer.pause(tp)
+                del active[p]
+        if batch:
+            idle_polls = 0
+            yield batch
+        else:
+            idle_polls += 1
+            if active and idle_polls > 30:
+                raise TimeoutError(f"no records from {sorted(active)} of {cp.topic} for 30 s before their end offsets")
+
+
+async def _seed_from_alias(client: Any, names: Any, target: str) -> None:
+    """Copy the alias's current documents (keeping their external versions) into `target`."""
+    from connectors.elasticsearch import admin
+
+    sources = [i for i in await admin.alias_targets(client, names) if i != target]
+    if not sources:
+        return
+    await client.reindex(body={"source": {"index": sources}, "dest": {"index": target, "version_type": "external"},
+                               "conflicts": "proceed"}, wait_for_completion=True, refresh=True,
+                         request_timeout=600)
+
+
+# --------------------------------------------------------------------------- pipeline replay
+@dataclass
+class PipelineReplayReport:
+    """A pipeline replay: the new namespace and the index replay that followed it."""
+
+    app_id: str
+    target_prefix: str
+    raw_records: int
+    seconds_pipeline: float
+    index: ReplayReport | None
+    worker_log: Path
+
+    @property
+    def rate(self) -> float:
+        """Raw records per second through the replayed pipeline (normalize → correlate)."""
+        return self.raw_records / self.seconds_pipeline if self.seconds_pipeline > 0 else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pipeline_settings(settings: Settings, target_prefix: str, app_id: str) -> Settings:
+    """Settings of the replay worker: raw topics from the live prefix, every output under `target_prefix`."""
+    return Settings(**{**settings.model_dump(), "input_topic_prefix": settings.raw_topic_prefix,
+                       "topic_prefix": target_prefix, "app_id": app_id, "worker_id": 0,
+                       "worker_web_port": _free_port(), "deadline_check_s": 10 * 365 * 86400.0})
+
+
+def _group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin")
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group) or {}
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+def _end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    from kafka import TopicPartition
+
+    consumer = make_consumer(settings, "pingan-replay-ends")
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
+        return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, timeout_s: float = 3600.0,
+                    poll_s: float = 2.0, log_dir: Path | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> PipelineReplayReport:
+    """Re-run normalize → correlate from the raw topics into `target_prefix`, then index + swap (see module)."""
+    from infra.provision import provision_topics
+    from streams.worker.stages import RAW_SOURCES
+
+    stamp = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
+    target_prefix = target_prefix or f"{settings.topic_prefix}replay{stamp}."
+    if target_prefix == settings.raw_topic_prefix:
+        raise ValueError("the target prefix must differ from the live (raw) topic prefix")
+    app_id = f"{settings.app_id}-replay-{stamp}"
+    replay_settings = pipeline_settings(settings, target_prefix, app_id)
+    provision_topics(replay_settings)
+    raw_topics = [settings.input_topic(n) for n in RAW_SOURCES]
+    raw_ends = _end_offsets(settings, raw_topics)
+    raw_total = sum(raw_ends.values())
+    log_dir = log_dir or settings.run_dir / "replay"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"pipeline-{app_id}.log"
+    env = dict(os.environ)
+    for key, value in replay_settings.model_dump().items():
+        if value is not None:
+            env[f"PINGAN_{key.upper()}"] = str(value)
+    t0 = time.perf_counter()
+    with open(log_path, "ab") as log_fh:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "run", "--no-index",
+                                 "--loglevel", "warning"], env=env, stdout=log_fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        by_county = replay_settings.topic(BY_COUNTY)
+        done_raw = 0
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"replay worker exited with {proc.returncode}; see {log_path}")
+            if time.perf_counter() - t0 > timeout_s:
+                raise TimeoutError(f"pipeline replay not caught up after {timeout_s:.0f}s; see {log_path}")
+            committed = _group_offsets(settings, app_id)
+            new_done = sum(min(committed.get(k, 0), end) for k, end in raw_ends.items())
+            if progress and new_done > done_raw:
+                progress(new_done - done_raw, raw_total)
+            done_raw = new_done
+            if done_raw >= raw_total:
+                county_ends = _end_offsets(settings, [by_county])
+                if all(committed.get(k, 0) >= end for k, end in county_ends.items()):
+                    break
+            time.sleep(poll_s)
+        seconds = time.perf_counter() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait(10)
+    index_report = asyncio.run(replay_index(settings, source_topic_prefix=target_prefix))
+    return PipelineReplayReport(app_id, target_prefix, raw_total, seconds, index_report, log_path)
+
+
+def plans_as_rows(plans: list[PartitionPlan]) -> list[Mapping[str, int]]:
+    """Plain rows for printing/JSON."""
+    return [{"partition": p.partition, "start": p.start, "end": p.end, "count": p.count} for p in plans]

@@ -1,0 +1,277 @@
+"""Worker observability: Prometheus ``/metrics``, ``/healthz`` and JSON logs.
+
+Contract:
+- `install(app, settings, metrics, with_index=...)` (called once by ``build_app``) gives the app its
+  own `prometheus_client.CollectorRegistry` (never the process-global one, so several apps in one
+  process never collide) and adds two pages on the worker web port:
+  * ``/metrics`` — Prometheus text format:
+    ``pingan_events_in_total{stage,source}`` (messages consumed: normalize per raw source, correlate
+    and index), ``pingan_events_out_total{stage,source}`` (normalize → events per source; correlate →
+    links/incidents/escalations; index → documents), ``pingan_dead_letters_total{source,stage,error_type}``,
+    ``pingan_links_total``, ``pingan_incidents_total``, ``pingan_merges_total``,
+    ``pingan_escalations_total``, ``pingan_indexed_total``, ``pingan_index_retries_total``,
+    ``pingan_bulk_seconds`` (histogram of Elasticsearch bulk flushes),
+    ``pingan_consumer_lag{topic,partition}`` (highwater − committed offset of each assigned partition),
+    ``pingan_table_recovery_remaining`` and ``pingan_table_recovery_completed``.
+    Stage/source counters come from a Faust `Sensor` (every consumed and produced message), totals
+    from the app's `Metrics` object at scrape time; nothing in the agents' hot path changes.
+  * ``/healthz`` — JSON ``{"status": "ok"|"degraded", "kafka": …, "elasticsearch": …, "tables": …}``,
+    HTTP 200 when the consumer has partitions assigned (or the group has nothing to assign yet),
+    Elasticsearch answers ping (only checked when the worker indexes) and table recovery completed;
+    503 otherwise.
+- `observe_bulk(app, seconds, retried)` records one bulk flush (the index agent calls it).
+- `JsonFormatter` / `json_logging_config()` format log records as one JSON object per line
+  (``PINGAN_LOG_JSON=1`` for workers).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from streams.settings import Settings
+from streams.worker.stages import RAW_SOURCES
+
+log = logging.getLogger(__name__)
+
+BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _Classifier:
+    """Topic name → (stage, source) for consumed and produced messages of this app's namespace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.inputs: dict[str, tuple[str, str]] = {settings.input_topic(n): ("normalize", s)
+                                                   for n, s in RAW_SOURCES.items()}
+        self.inputs[settings.topic("internal.events-by-county.v1")] = ("correlate", "events")
+        self.inputs[settings.topic("incidents.v1")] = ("index", "incidents")
+        self.outputs: dict[str, str] = {settings.topic("events.v1"): "normalize",
+                                        settings.topic("links.v1"): "correlate",
+                                        settings.topic("incidents.v1"): "correlate",
+                                        settings.topic("escalations.v1"): "correlate"}
+        self.names = {settings.topic(n): n for n in ("links.v1", "incidents.v1", "escalations.v1")}
+        self.dead_letters = settings.topic("deadletters.v1")
+
+
+def _make_sensor(classifier: _Classifier, events_in: Any, events_out: Any, dead_letters: Any) -> Any:
+    import faust
+
+    from schemas.serde import default_store
+
+    class PinganSensor(faust.Sensor):
+        """Counts consumed/produced messages by stage and source (cheap: topic and key only)."""
+
+        def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+            where = classifier.inputs.get(tp.topic)
+            if where:
+                events_in.labels(*where).inc()
+
+        def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
+            try:
+                if topic == classifier.dead_letters:
+                    _name, rec = default_store().decode(message.value)
+                    dead_letters.labels(rec["source"], rec["stage"], rec["error_type"]).inc()
+                    return None
+                stage = classifier.outputs.get(topic)
+                if stage == "normalize":  # events.v1 key = event_id = "<source>:<native id>"
+                    key = message.key if isinstance(message.key, bytes) else b""
+                    events_out.labels(stage, key.split(b":", 1)[0].decode("utf-8", "replace") or "unknown").inc()
+                elif stage:
+                    events_out.labels(stage, classifier.names[topic].split(".")[0]).inc()
+            except Exception:  # noqa: BLE001 - metrics never break a send
+                log.debug("metrics sensor failed", exc_info=True)
+            return None
+
+    return PinganSensor()
+
+
+def consumer_lag(app: Any) -> dict[tuple[str, int], int]:
+    """(topic, partition) → highwater − committed offset, for every input partition assigned to this worker.
+
+    Uses faust's consumer: ``assignment()``, ``highwater(tp)`` (the fetcher's cached log-end offset)
+    and its committed offsets (``_committed_offset``, falling back to the read position)."""
+    consumer = getattr(app, "_consumer", None)  # do not create a consumer just to report on it
+    if consumer is None:
+        return {}
+    out: dict[tuple[str, int], int] = {}
+    committed = getattr(consumer, "_committed_offset", {})
+    read = getattr(consumer, "_read_offset", {})
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # noqa: BLE001 - not started / rebalancing
+        return {}
+    for tp in assigned:
+        if tp.topic.endswith("-changelog"):
+            continue  # table changelogs are read during recovery only (see table_recovery)
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001
+            continue
+        if high is None or high < 0:
+            continue
+        done = committed.get(tp)
+        if done is None:
+            last_read = read.get(tp)
+            done = last_read + 1 if last_read is not None else 0
+        out[(tp.topic, tp.partition)] = max(0, int(high) - int(done))
+    return out
+
+
+def table_recovery(app: Any) -> dict[str, Any]:
+    """Recovery state of the app's tables (faust ``app.tables.recovery``)."""
+    tables = getattr(app, "tables", None)
+    try:
+        recovery = tables.recovery  # type: ignore[union-attr]
+        remaining = int(recovery.active_remaining_total())
+        return {"tables": sorted(tables.keys()), "completed": bool(recovery.completed.is_set()),
+                "in_recovery": bool(recovery.in_recovery), "active_remaining": remaining}
+    except Exception as exc:  # noqa: BLE001 - not started yet
+        return {"tables": [], "completed": False, "in_recovery": False, "active_remaining": -1,
+                "error": f"{type(exc).__name__}: {exc}"}
+
+
+class _Collector:
+    """Reads the app's `Metrics`, consumer lag and recovery state at scrape time."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        m = self.metrics
+        for name, attr, text in (("links", "links", "links published"),
+                                 ("incidents", "incidents", "incident records published"),
+                                 ("merges", "merges", "merge redirects published"),
+                                 ("escalations", "escalations", "escalations published"),
+                                 ("indexed", "indexed", "documents indexed or deleted in Elasticsearch"),
+                                 ("index_retries", "index_retries", "bulk items retried"),
+                                 ("raw_messages", "raw_in", "raw messages consumed by normalize"),
+                                 ("canonical_events", "events_out", "canonical events published")):
+            yield CounterMetricFamily(f"pingan_{name}", text, value=int(getattr(m, attr, 0)))
+        lag = GaugeMetricFamily("pingan_consumer_lag", "highwater - committed offset per assigned partition",
+                                labels=["topic", "partition"])
+        for (topic, partition), value in sorted(consumer_lag(self.app).items()):
+            lag.add_metric([topic, str(partition)], value)
+        yield lag
+        rec = table_recovery(self.app)
+        yield GaugeMetricFamily("pingan_table_recovery_remaining", "changelog records left to recover",
+                                value=rec["active_remaining"])
+        yield GaugeMetricFamily("pingan_table_recovery_completed", "1 when table recovery completed",
+                                value=1 if rec["completed"] else 0)
+
+
+def install(app: Any, settings: Settings, metrics: Any, *, with_index: bool = True) -> Any:
+    """Add the registry, sensor, /metrics and /healthz to `app` (see module contract); returns the registry."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    events_in = Counter("pingan_events_in", "messages consumed per stage and source", ["stage", "source"],
+                        registry=registry)
+    events_out = Counter("pingan_events_out", "messages produced per stage and source", ["stage", "source"],
+                         registry=registry)
+    dead = Counter("pingan_dead_letters", "dead letters per source, stage and error type",
+                   ["source", "stage", "error_type"], registry=registry)
+    bulk = Histogram("pingan_bulk_seconds", "Elasticsearch bulk flush latency (with its retries)",
+                     buckets=BULK_BUCKETS, registry=registry)
+    bulk_retries = Counter("pingan_bulk_retried_items", "bulk items retried (429/5xx/connection)",
+                           registry=registry)
+    registry.register(_Collector(app, metrics))
+    app.sensors.add(_make_sensor(_Classifier(settings), events_in, events_out, dead))
+
+    def observe(seconds: float, retried: int = 0) -> None:
+        bulk.observe(seconds)
+        if retried:
+            bulk_retries.inc(retried)
+
+    app.pingan_registry = registry
+    app.pingan_observe_bulk = observe
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body = generate_latest(registry).decode("utf-8")
+        return web.text(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        report = await health(app, settings, with_index=with_index)
+        return web.json(report, status=200 if report["status"] == "ok" else 503)
+
+    return registry
+
+
+def observe_bulk(app: Any, seconds: float, retried: int = 0) -> None:
+    """Record one bulk flush on `app` (no-op for an app without observability)."""
+    fn = getattr(app, "pingan_observe_bulk", None)
+    if fn is not None:
+        fn(seconds, retried)
+
+
+async def ping_elasticsearch(url: str, timeout_s: float = 2.0) -> dict[str, Any]:
+    """``{"ok": bool, "ms": float}`` (or an error) for the cluster at `url`."""
+    from elasticsearch import AsyncElasticsearch
+
+    client = AsyncElasticsearch(url, timeout=timeout_s, max_retries=0)
+    t0 = time.perf_counter()
+    try:
+        ok = bool(await client.ping())
+        return {"ok": ok, "ms": round((time.perf_counter() - t0) * 1000, 1)}
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        await client.close()
+
+
+async def health(app: Any, settings: Settings, *, with_index: bool = True) -> dict[str, Any]:
+    """The /healthz report (see module contract)."""
+    consumer = getattr(app, "_consumer", None)
+    assigned: list[str] = []
+    try:
+        assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment()) if consumer else []
+    except Exception:  # noqa: BLE001
+        assigned = []
+    kafka = {"ok": bool(assigned), "assigned_partitions": len(assigned), "partitions": assigned,
+             "rebalancing": bool(getattr(app, "rebalancing", False))}
+    es = await ping_elasticsearch(settings.es_url) if with_index else {"ok": True, "checked": False}
+    tables = table_recovery(app)
+    ok = kafka["ok"] and es["ok"] and tables["completed"]
+    return {"status": "ok" if ok else "degraded", "worker": settings.worker_id, "app_id": settings.app_id,
+            "kafka": kafka, "elasticsearch": es, "tables": tables}
+
+
+# --------------------------------------------------------------------------- JSON logs
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (UTC ISO), level, logger, message, pid, and exc when present."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        extra = getattr(record, "pingan", None)
+        if isinstance(extra, Mapping):
+            out.update(extra)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def json_logging_config(loglevel: str = "warning") -> dict[str, Any]:
+    """A `logging.config.dictConfig` dict that sends everything to stderr as JSON lines."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": loglevel.upper()},
+    }
