@@ -365,7 +365,7 @@ def run_ingest(options: IngestOptions, base: Settings | None = None,
     from simulator.model import build_world
     from simulator.writer import write_registry
     from infra.processes import isolated_settings
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
 
     rows: list[RateRow] = []
     with tempfile.TemporaryDirectory(prefix="pingan-bench-ingest-") as tmp_s:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from connectors.ingest.publish import publish_folder
 from infra.processes import WorkerProcess, isolated_settings, wait_for
-from infra.provision import provision_elasticsearch, provision_topics
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.domain.quality import QualityReport, evaluate
 from streams.settings import Settings
 

@@ -490,7 +490,7 @@ async def run_b1(ctx: Context, rnd: int) -> Measurement:
 
 async def run_normalize(ctx: Context, rnd: int) -> Measurement:
     """Ours: the real Faust app with only the normalize agent."""
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
     from schemas.catalogue import TOPICS
 
     ns = ctx.namespace()
@@ -543,7 +543,7 @@ async def run_b3(ctx: Context, rnd: int) -> Measurement:
 
 async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
     """Ours: the real worker (normalize, correlate, index) until ES holds every expected incident."""
-    from infra.provision import provision_elasticsearch, provision_topics
+    from streams.ops.provision import provision_elasticsearch, provision_topics
 
     ns = ctx.namespace()
     alias = f"{ns.es_index_prefix}-incidents"
@@ -684,7 +684,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
     """Produce at `rate` for `duration` s into a warm worker; time each event until searchable."""
-    from infra.provision import provision_elasticsearch, provision_topics
+    from streams.ops.provision import provision_elasticsearch, provision_topics
 
     ns = ctx.namespace()
     alias = f"{ns.es_index_prefix}-incidents"

@@ -102,7 +102,7 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
         feed: bool = typer.Option(True, help="keep a simulated feed flowing through the receivers")) -> None:
     """Run the demo until interrupted; prints the page address and three credentials."""
     from connectors.ingest.publish import publish_folder
-    from infra.provision import provision
+    from streams.ops.provision import provision
 
     base = Settings.from_env()
     demo_dir = base.run_dir / "demo"

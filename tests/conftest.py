@@ -22,7 +22,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
     """Real Kafka + Elasticsearch, ready, with the catalogue provisioned."""
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
     from infra.stack import Stack
 
     Stack(settings).up(timeout_s=240)

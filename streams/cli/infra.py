@@ -5,7 +5,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.provision import provision
+from streams.ops.provision import provision
 from infra.stack import Stack, StackError, engine_versions
 from streams.settings import Settings
 

@@ -387,7 +387,7 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
                     poll_s: float = 2.0, log_dir: Path | None = None,
                     progress: Callable[[int, int], None] | None = None) -> PipelineReplayReport:
     """Re-run normalize → correlate from the raw topics into `target_prefix`, then index + swap (see module)."""
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
     from streams.worker.stages import RAW_SOURCES
 
     stamp = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]

@@ -65,7 +65,7 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0)
 @pytest.fixture()
 def namespace(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     """Isolated prefix with the catalogue's topics (deleted afterwards), run dir under tmp_path."""
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
     from schemas.catalogue import TOPICS
 
     s = isolated_settings(stack, run_dir=tmp_path / "run")

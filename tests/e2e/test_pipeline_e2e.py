@@ -14,7 +14,7 @@ from elasticsearch import Elasticsearch
 from bench.quality import run_folder
 from connectors.ingest.files import load_truth
 from connectors.ingest.publish import publish_folder
-from infra.provision import provision_elasticsearch, provision_topics
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from tests.e2e.conftest import WorkerProcess, isolated_settings, wait_for
 

@@ -25,7 +25,7 @@ from elasticsearch import Elasticsearch
 from connectors.elasticsearch.admin import IndexNames
 from connectors.ingest.files import iter_deliveries
 from connectors.ingest.publish import publish_deliveries
-from infra.provision import provision_elasticsearch, provision_topics
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.ops.replay import Checkpoint, _end_offsets, _free_port, _group_offsets, checkpoint_path, replay_index
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES

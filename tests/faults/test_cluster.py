@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from infra.provision import provision_elasticsearch, provision_topics
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from tests.faults.conftest import (KafkaCluster, chunks, fault_settings, indexed_incidents, private_run_dir, publish,
                                    wait_for, wait_for_index, worker_log, worker_metrics)

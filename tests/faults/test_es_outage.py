@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.provision import provision_elasticsearch, provision_topics
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from infra.stack import port_open
 from streams.settings import Settings
 from tests.faults.conftest import (chunks, fault_settings, indexed_incidents, publish, read_topic, start_engine,

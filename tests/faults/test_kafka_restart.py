@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.provision import provision_elasticsearch, provision_topics
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from tests.faults.conftest import (chunks, fault_settings, indexed_incidents, publish, start_engine, wait_for,
                                    wait_for_index, worker_metrics)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from connectors.ingest.publish import make_producer, publish_deliveries
-from infra.provision import provision_elasticsearch, provision_topics
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from schemas.serde import default_store
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES

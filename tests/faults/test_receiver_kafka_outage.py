@@ -65,7 +65,7 @@ class Pusher:
 def test_acknowledged_events_survive_a_kafka_outage(private_kafka: KafkaEngine, tmp_path: Path) -> None:
     from simulator.model import build_world
     from simulator.writer import write_registry
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
     from schemas.serde import default_store
 
     engine = private_kafka

@@ -38,7 +38,7 @@ def _consume(settings: Settings, topic: str, min_count: int, timeout_s: float = 
 def dlq_settings(stack: Settings) -> Settings:
     """An isolated namespace holding three dead letters (see `letters`)."""
     from connectors.ingest.publish import make_producer
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
 
     settings = isolated_settings(stack)
     provision_topics(settings)

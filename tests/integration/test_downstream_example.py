@@ -45,7 +45,7 @@ def escalation(inc_id: str, to_tier: str) -> dict:
 
 def test_example_builds_the_latest_view_and_follows_merges(stack: Settings) -> None:
     from connectors.ingest.publish import make_producer
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
 
     settings = isolated_settings(stack)
     provision_topics(settings)

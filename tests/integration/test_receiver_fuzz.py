@@ -238,7 +238,7 @@ def malformed_inputs(n: int) -> tuple[list[Case], Counter[str]]:
 @pytest.fixture()
 def receivers(stack: Settings, tmp_path: Path) -> Iterator[tuple[ConnectorsProcess, Settings]]:
     """`pingan connectors run` on an isolated prefix (topics deleted afterwards)."""
-    from infra.provision import provision_topics
+    from streams.ops.provision import provision_topics
     from schemas.catalogue import TOPICS
 
     s = isolated_settings(stack, run_dir=tmp_path / "run")
