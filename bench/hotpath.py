@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench.throughput import prepare_payload
     from connectors.sources.devices import DeviceRegistry
     from schemas.serde import default_store
-    from streams.domain.normalize import Normalizer
+    from connectors.sources.registry import normalizer
     from streams.domain.pipeline import CountyProcessor, Stores
     from streams.worker.stages import NormalizeStage, decode_event
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     records = payload.records[: args.limit] if args.limit else payload.records
     store = default_store()
     registry = DeviceRegistry.from_csv(args.folder / "registry.csv")
-    stage = NormalizeStage(store, Normalizer(settings.person_key_secret.encode(), settings.timezone, registry))
+    stage = NormalizeStage(store, normalizer(settings.person_key_secret.encode(), settings.timezone, registry))
     show = dict(color=False, show_all=False, short_mode=False)
 
     prof = Profiler(interval=0.0005)

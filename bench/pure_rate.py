@@ -26,7 +26,7 @@ from pathlib import Path
 
 from connectors.ingest.files import iter_deliveries
 from connectors.sources.devices import DeviceRegistry
-from streams.domain.normalize import Normalizer
+from connectors.sources.registry import normalizer as make_normalizer
 from streams.domain.pipeline import CountyProcessor
 
 
@@ -54,7 +54,7 @@ class Rate:
 def measure(folder: Path, secret: bytes = b"bench") -> Rate:
     """Run the folder once through translate → normalize → correlate, timing each stage."""
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    normalizer = Normalizer(secret, "Asia/Shanghai", registry)
+    normalizer = make_normalizer(secret, "Asia/Shanghai", registry)
     processors: dict[str, CountyProcessor] = {}
     rate = Rate()
     clock = time.perf_counter

@@ -29,7 +29,7 @@ from rich.table import Table
 from connectors.ingest.files import iter_deliveries, load_truth
 from connectors.sources.devices import DeviceRegistry
 from streams.domain.correlate import partition_key
-from streams.domain.normalize import Normalizer
+from connectors.sources.registry import normalizer as make_normalizer
 from streams.domain.pipeline import CountyProcessor
 from streams.domain.quality import QualityReport, Scores, evaluate
 from streams.domain.rules import CorrelationRules, load_rules
@@ -64,7 +64,7 @@ def run_folder(folder: Path, *, secret: bytes = b"bench", rules: CorrelationRule
     """Replay a simulator folder through translate → normalize → per-county processors."""
     folder = Path(folder)
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    normalizer = Normalizer(secret, TIMEZONE, registry)
+    normalizer = make_normalizer(secret, TIMEZONE, registry)
     rules = rules or load_rules()
     run = OfflineRun(processors={})
     for delivery in iter_deliveries(folder, registry):

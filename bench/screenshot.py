@@ -65,11 +65,11 @@ def simulate_day(out: Path, seed: int = 1) -> Path:
 def _offline(folder: str, secret: str, timezone: str) -> tuple[dict[str, Any], ...]:
     from connectors.ingest.files import iter_deliveries
     from connectors.sources.devices import DeviceRegistry
-    from streams.domain.normalize import Normalizer
+    from connectors.sources.registry import normalizer
     from streams.domain.pipeline import CountyProcessor
 
     registry = DeviceRegistry.from_csv(Path(folder) / "registry.csv")
-    norm = Normalizer(secret.encode("utf-8"), timezone, registry)
+    norm = normalizer(secret.encode("utf-8"), timezone, registry)
     proc = CountyProcessor()
     for delivery in iter_deliveries(Path(folder), registry):
         for rec in delivery.result.records:

@@ -136,13 +136,13 @@ def prepare_payload(folder: Path, settings: Settings) -> Payload:
     from connectors.ingest.files import iter_deliveries
     from connectors.sources.devices import DeviceRegistry
     from schemas.serde import default_store
-    from streams.domain.normalize import Normalizer
+    from connectors.sources.registry import normalizer
     from streams.domain.pipeline import CountyProcessor
     from streams.worker.stages import NormalizeStage, decode_event
 
     store = default_store()
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    stage = NormalizeStage(store, Normalizer(settings.person_key_secret.encode(), settings.timezone, registry))
+    stage = NormalizeStage(store, normalizer(settings.person_key_secret.encode(), settings.timezone, registry))
     processor = CountyProcessor()
     latest: dict[str, dict[str, Any]] = {}
     records: list[RawRecord] = []

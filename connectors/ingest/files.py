@@ -8,26 +8,22 @@ payload file, run through the system's own `translate` function, and yielded in 
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from connectors.sources import registry as source_registry
 from connectors.sources.common import TranslateResult
 from connectors.sources.devices import DeviceRegistry
+from connectors.sources.spec import Payload, SourceSpec
 
-# the translate modules (the packages re-export their `translate` function under the same name)
-alarm110 = importlib.import_module("connectors.sources.alarm110.translate")
-door = importlib.import_module("connectors.sources.door.translate")
-gb28181 = importlib.import_module("connectors.sources.gb28181.translate")
-grid = importlib.import_module("connectors.sources.grid.translate")
-isapi = importlib.import_module("connectors.sources.isapi.translate")
-mediation = importlib.import_module("connectors.sources.mediation.translate")
+#: A payload file whose lines are recorded HTTP requests (``{"content_type", "body_b64"}``).
+REQUESTS_FILE = "requests.jsonl"
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class Delivery:
     @property
     def source(self) -> str:
         """The canonical source of the delivery's records (both camera feeds are "camera")."""
-        return "camera" if self.feed in ("gb28181", "isapi") else self.feed
+        return source_registry.source_of_feed(self.feed)
 
 
 class _Files:
@@ -57,21 +53,19 @@ class _Files:
     def _read_lines(self, name: str) -> list[bytes]:
         return (self.root / name).read_bytes().splitlines()
 
-    def _read_rows(self, name: str) -> list[dict[str, Any]]:
-        data = (self.root / name).read_bytes()
-        if name.endswith(".xlsx"):
-            return mediation.read_xlsx(data)
-        if name.startswith("alarm110/"):
-            return alarm110.read_csv(data)
-        return mediation.read_csv(data)
+    def _read_rows(self, feed: str, name: str) -> list[dict[str, Any]]:
+        spec = source_registry.feed(feed)
+        if spec.read_table is None:
+            raise ValueError(f"feed {feed!r} has no tabular form, but {name} is read as rows")
+        return spec.read_table((self.root / name).read_bytes(), name)
 
     def line(self, name: str, line: int) -> bytes:
         return self._lines(name)[line - 1]
 
-    def rows(self, name: str, numbers: list[int]) -> list[dict[str, Any]]:
+    def rows(self, feed: str, name: str, numbers: list[int]) -> list[dict[str, Any]]:
         """Data rows by number: CSV rows count from the first data row, XLSX rows are sheet rows
         (the header is sheet row 1), as the simulator's delivery log records them."""
-        rows = self._rows(name)
+        rows = self._rows(feed, name)
         first = 2 if name.endswith(".xlsx") else 1
         return [rows[n - first] for n in numbers]
 
@@ -97,37 +91,38 @@ def iter_deliveries(folder: Path, registry: DeviceRegistry | None = None, *,
 
 
 def _translate(d: dict[str, Any], files: _Files, registry: DeviceRegistry, at: int) -> Delivery:
-    feed, ref = d["feed"], d["payload"]
-    ctype: str | None = None
-    if feed == "gb28181":
-        raw = (files.root / ref["file"]).read_bytes()
-        result = gb28181.translate(raw, received_at_ms=at)
-        ctype = "Application/MANSCDP+xml"
-    elif feed == "isapi":
-        req = json.loads(files.line(ref["file"], ref["line"]))
-        raw = base64.b64decode(req["body_b64"])
-        ctype = req.get("content_type")
-        result = isapi.translate(raw, content_type=ctype, registry=registry, received_at_ms=at)
-    elif feed == "grid":
+    """One delivery-log entry → its raw bytes and the feed's translation of them.
+
+    The entry's payload reference says the form: ``rows``/``row`` of an export table, a ``line``
+    of a JSON-lines file (a recorded HTTP request in ``requests.jsonl``), or a whole ``file``."""
+    try:
+        spec = source_registry.feed(d["feed"])
+    except KeyError:
+        raise ValueError(f"unknown feed {d.get('feed')!r} in delivery {d.get('seq')}") from None
+    ref = d["payload"]
+    if "rows" in ref or "row" in ref:
+        return _table_delivery(d, spec, files, at)
+    ctype = spec.content_type
+    if "line" in ref:
         raw = files.line(ref["file"], ref["line"])
-        result = grid.translate(raw, received_at_ms=at)
-        ctype = "application/json"
-    elif feed == "door":
-        raw = files.line(ref["file"], ref["line"])
-        result = door.translate(raw, registry=registry, received_at_ms=at, content_type="application/json")
-        ctype = "application/json"
-    elif feed == "alarm110":
-        rows = files.rows(ref["file"], [ref["row"]])
-        raw = json.dumps(rows[0], ensure_ascii=False, sort_keys=True, default=str).encode()
-        result = alarm110.translate_row(rows[0], received_at_ms=at, raw_format="alarm110-csv")
-    elif feed == "mediation":
-        rows = files.rows(ref["file"], list(ref["rows"]))
-        raw = json.dumps(rows, ensure_ascii=False, sort_keys=True, default=str).encode()
-        fmt = "mediation-xlsx" if ref["file"].endswith(".xlsx") else "mediation-csv"
-        result = mediation.translate_rows(rows, received_at_ms=at, raw_format=fmt)
+        if Path(ref["file"]).name == REQUESTS_FILE:
+            req = json.loads(raw)
+            raw, ctype = base64.b64decode(req["body_b64"]), req.get("content_type")
     else:
-        raise ValueError(f"unknown feed {feed!r} in delivery {d.get('seq')}")
-    return Delivery(int(d["seq"]), feed, raw, ctype, result)
+        raw = (files.root / ref["file"]).read_bytes()
+    result = spec.translate(Payload(raw, ctype, at), registry)
+    return Delivery(int(d["seq"]), spec.feed, raw, ctype, result)
+
+
+def _table_delivery(d: dict[str, Any], spec: SourceSpec, files: _Files, at: int) -> Delivery:
+    ref = d["payload"]
+    if spec.translate_rows is None:
+        raise ValueError(f"feed {spec.feed!r} has no tabular form (delivery {d.get('seq')})")
+    many = "rows" in ref
+    rows = files.rows(spec.feed, ref["file"], list(ref["rows"]) if many else [ref["row"]])
+    raw = json.dumps(rows if many else rows[0], ensure_ascii=False, sort_keys=True, default=str).encode()
+    fmt = f"{spec.feed}-{'xlsx' if ref['file'].endswith('.xlsx') else 'csv'}"
+    return Delivery(int(d["seq"]), spec.feed, raw, None, spec.translate_rows(rows, at, fmt))
 
 
 def load_truth(folder: Path) -> dict[str, Any]:

@@ -27,13 +27,19 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from connectors.ingest.base import Source
 from connectors.ingest.producer import Item, RecordProducer, encode_key, is_retriable
+from connectors.sources.devices import DeviceRegistry
+from connectors.sources.mediation.spec import SPEC
+from connectors.sources.spec import Payload
+from schemas.deadletter import make_dead_letter
 
 if TYPE_CHECKING:  # pragma: no cover
     from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SOURCE = "mediation"
+SOURCE = SPEC.feed
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV_CONTENT_TYPE = "text/csv"
 SUFFIXES = (".csv", ".xlsx")
 
 
@@ -111,14 +117,12 @@ class MediationImporter(Source):
 
     async def import_bytes(self, data: bytes, *, name: str, xlsx: bool = False) -> ImportReport:
         """Import export bytes; returns what was sent, skipped and rejected."""
-        from connectors.sources.mediation.translate import translate_csv, translate_xlsx
-        from schemas.deadletter import make_dead_letter
-
         if not self._loaded:
             self.ledger.load()
             self._loaded = True
         now = time.time_ns() // 1_000_000
-        result = (translate_xlsx if xlsx else translate_csv)(data, received_at_ms=now)
+        ctype = XLSX_CONTENT_TYPE if xlsx else CSV_CONTENT_TYPE
+        result = SPEC.translate(Payload(data, ctype, now), DeviceRegistry())
         report = ImportReport(file=name, cases=len(result.records), rejected=[r.reason for r in result.rejected])
         items: list[Item] = []
         pending: dict[str, str] = {}
@@ -139,7 +143,7 @@ class MediationImporter(Source):
             items.append(self.producer.dead_letter_item(make_dead_letter(
                 source=SOURCE, stage="translate", raw=data, error="; ".join(report.rejected),
                 error_type=result.rejected[0].error_type if result.rejected else "SchemaViolation",
-                content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" if xlsx else "text/csv",
+                content_type=ctype,
                 at_ms=now)))
             report.dead_letters = 1
         if items:

@@ -3,7 +3,7 @@
 Contract
 --------
 * Each poll reads up to ``batch_size`` rows strictly after the cursor, ordered by ``(GXSJ, JJDBH)``,
-  translates them (pure ``translate_row``), sends records (key ``jjdbh``) and one dead letter per
+  translates them (the alarm110 source spec's pure ``translate_rows``), sends records (key ``jjdbh``) and one dead letter per
   bad row (raw = the row as JSON) and awaits Kafka's acknowledgement of all of them.
 * Only then is the cursor (the batch's last ``(GXSJ, JJDBH)``) saved to a JSON file by atomic
   write + fsync + rename. A crash between send and save re-sends the batch on restart:
@@ -34,13 +34,15 @@ from sqlalchemy.types import NullType
 
 from connectors.ingest.base import Source
 from connectors.ingest.producer import Item, RecordProducer, encode_key, is_retriable
+from connectors.sources.alarm110.spec import RAW_FORMAT_DB, SPEC
+from schemas.deadletter import make_dead_letter
 
 if TYPE_CHECKING:  # pragma: no cover
     from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SOURCE = "alarm110"
+SOURCE = SPEC.feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +198,6 @@ class Alarm110Poller(Source):
 
     async def poll_once(self) -> int:
         """One batch: fetch → translate → Kafka (acks) → save cursor. Returns rows processed."""
-        from connectors.sources.alarm110.translate import translate_row
-        from schemas.deadletter import make_dead_letter
-
         rows = await asyncio.to_thread(self.fetch, self.cursor)
         if not rows:
             return 0
@@ -206,7 +205,7 @@ class Alarm110Poller(Source):
         items: list[Item] = []
         dead = 0
         for row in rows:
-            result = translate_row(row, received_at_ms=now)
+            result = SPEC.translate_rows([row], now, RAW_FORMAT_DB)
             for record in result.records:
                 try:
                     items.append((self.settings.topic(result.topic), encode_key(result.key_of(record)),

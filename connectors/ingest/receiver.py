@@ -25,12 +25,12 @@ native payload to Kafka:
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from aiohttp import web
@@ -38,37 +38,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from connectors.ingest.base import Source
-from connectors.sources.common import Rejected, TranslateResult
 from connectors.ingest.producer import DeliveryError, Item, RecordProducer, encode_key, is_retriable
 from connectors.ingest.spool import Spool, SpoolRecord
+from connectors.sources import registry as source_registry
+from connectors.sources.common import Rejected, TranslateResult
+from connectors.sources.devices import DeviceRegistry
+from connectors.sources.spec import Payload, SourceSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from connectors.sources.devices import DeviceRegistry
     from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: source name -> URL path of its POST endpoint.
-ROUTES: Mapping[str, str] = {
-    "gb28181": "/gb28181/alarm",
-    "isapi": "/isapi/alert",
-    "grid": "/grid/reports",
-    "mediation": "/mediation/cases",
-    "door": "/door/events",
-}
-#: senders that honour 429/Retry-After and re-send.
-RETRYING_SOURCES: frozenset[str] = frozenset({"grid", "mediation"})
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """One pushed payload as the receiver saw it."""
-
-    body: bytes
-    content_type: str | None
-    received_at_ms: int
-    peer_ip: str | None = None
-
+#: feed name -> URL path of its POST endpoint (from the source registry).
+ROUTES: Mapping[str, str] = MappingProxyType({s.feed: s.route for s in source_registry.pushed() if s.route})
+#: senders that honour 429/Retry-After and re-send (from the source registry).
+RETRYING_SOURCES: frozenset[str] = frozenset(s.feed for s in source_registry.SOURCES if s.sender_retries)
 
 Translator = Callable[[Payload], TranslateResult]
 
@@ -94,53 +79,17 @@ class ReceiverConfig:
 
 
 # --------------------------------------------------------------------------- translators
-def default_translators(registry: "DeviceRegistry | None", *, check_peer: bool = False) -> dict[str, Translator]:
-    """The pure translate functions of every push source, adapted to :class:`Payload`.
+def default_translators(devices: DeviceRegistry | None, *, check_peer: bool = False) -> dict[str, Translator]:
+    """The translate function of every pushed feed of the source registry, bound to the device
+    registry; without `check_peer` the sender's IP is not matched against registered devices."""
+    reg = devices if devices is not None else DeviceRegistry()
 
-    Modules are imported here (not at module import) so a missing connector only disables its route."""
-    from connectors.sources.devices import DeviceRegistry
+    def bind(spec: SourceSpec) -> Translator:
+        def translate(p: Payload) -> TranslateResult:
+            return spec.translate(p if check_peer else replace(p, peer_ip=None), reg)
+        return translate
 
-    reg = registry if registry is not None else DeviceRegistry()
-    out: dict[str, Translator] = {}
-
-    def peer(p: Payload) -> str | None:
-        return p.peer_ip if check_peer else None
-
-    try:
-        gb = importlib.import_module("connectors.sources.gb28181.translate")
-
-        out["gb28181"] = lambda p: gb.translate(p.body, received_at_ms=p.received_at_ms)
-    except ModuleNotFoundError:
-        log.warning("gb28181 translate missing; /gb28181/alarm disabled")
-    try:
-        isapi = importlib.import_module("connectors.sources.isapi.translate")
-
-        out["isapi"] = lambda p: isapi.translate(
-            p.body, content_type=p.content_type, registry=reg, received_at_ms=p.received_at_ms, peer_ip=peer(p)
-        )
-    except ModuleNotFoundError:
-        log.warning("isapi translate missing; /isapi/alert disabled")
-    try:
-        grid = importlib.import_module("connectors.sources.grid.translate")
-
-        out["grid"] = lambda p: grid.translate(p.body, received_at_ms=p.received_at_ms)
-    except ModuleNotFoundError:
-        log.warning("grid translate missing; /grid/reports disabled")
-    try:
-        med = importlib.import_module("connectors.sources.mediation.translate")
-
-        out["mediation"] = lambda p: med.translate_json(p.body, received_at_ms=p.received_at_ms)
-    except ModuleNotFoundError:
-        log.warning("mediation translate missing; /mediation/cases disabled")
-    try:
-        door = importlib.import_module("connectors.sources.door.translate")
-
-        out["door"] = lambda p: door.translate(
-            p.body, content_type=p.content_type, registry=reg, received_at_ms=p.received_at_ms, peer_ip=peer(p)
-        )
-    except ModuleNotFoundError:
-        log.warning("door translate missing; /door/events disabled")
-    return out
+    return {spec.feed: bind(spec) for spec in source_registry.pushed()}
 
 
 # --------------------------------------------------------------------------- metrics
@@ -560,10 +509,6 @@ class HttpReceiver(Source):
             await runner.cleanup()
 
 
-def registry_from_path(path: Path | None) -> "DeviceRegistry | None":
+def registry_from_path(path: Path | None) -> DeviceRegistry | None:
     """Device registry CSV, or None."""
-    if path is None:
-        return None
-    from connectors.sources.devices import DeviceRegistry
-
-    return DeviceRegistry.from_csv(path)
+    return None if path is None else DeviceRegistry.from_csv(path)

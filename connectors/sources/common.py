@@ -21,28 +21,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring as _defused_fromstring
 
-# --- catalogue names (the topic catalogue in schemas/catalogue.py is the authority) -------------
-
-CAMERA_TOPIC: Final = "raw.camera.v1"
-GRID_TOPIC: Final = "raw.grid.v1"
-ALARM110_TOPIC: Final = "raw.alarm110.v1"
-MEDIATION_TOPIC: Final = "raw.mediation.v1"
-DOOR_TOPIC: Final = "raw.door.v1"
-
-CAMERA_SCHEMA: Final = "pingan.raw.CameraAlarm"
-GRID_SCHEMA: Final = "pingan.raw.GridReport"
-ALARM110_SCHEMA: Final = "pingan.raw.Alarm110"
-MEDIATION_SCHEMA: Final = "pingan.raw.MediationCase"
-DOOR_SCHEMA: Final = "pingan.raw.DoorAccess"
-
-#: topic -> the record field that is the Kafka key (contracts.md, "Topics").
-TOPIC_KEYS: Final[Mapping[str, str]] = {
-    CAMERA_TOPIC: "device_id",
-    GRID_TOPIC: "report_id",
-    ALARM110_TOPIC: "jjdbh",
-    MEDIATION_TOPIC: "case_no",
-    DOOR_TOPIC: "device_id",
-}
+from schemas.catalogue import topic as catalogue_topic
 
 #: Bodies larger than this are rejected by translate (receivers answer 413 earlier).
 MAX_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
@@ -87,10 +66,10 @@ class TranslateResult:
 
 
 def key_of(record: Mapping[str, Any], topic: str) -> str:
-    """Kafka key (UTF-8 string) of a raw record for its topic: device_id, report_id, jjdbh or case_no.
+    """Kafka key (UTF-8 string) of a raw record: its topic's key field in the catalogue.
 
     Raises KeyError for an unknown topic and ValueError when the key field is empty."""
-    field_name = TOPIC_KEYS[topic]
+    field_name = catalogue_topic(topic).key
     value = record.get(field_name)
     if value is None or str(value) == "":
         raise ValueError(f"record has no {field_name!r} for topic {topic}")

@@ -1,10 +1,13 @@
 """Raw source record → canonical Event dict (contracts.md, `pingan.Event`).
 
-Contract: `Normalizer(secret, timezone, devices).normalize(source, record, raw_topic=…,
+Contract: `Normalizer(secret, timezone, devices, mappers=…).normalize(source, record, raw_topic=…,
 raw_partition=…, raw_offset=…)` returns a dict with exactly the Event fields (event_id, source,
 kind, severity, occurred_at, received_at, location, persons, vehicles, text, text_original, refs,
-duplicate_of) for source in camera | grid | alarm110 | mediation | door, or raises
-`NormalizeError` naming the missing/invalid field. Output is a pure function of the inputs
+duplicate_of) for every source that has a mapper, or raises `NormalizeError` naming the
+missing/invalid field. The domain knows no source: each source's folder
+(`connectors/sources/<feed>/`) supplies a `Mapper` that reads its raw record into a `Draft`
+through a `RecordReader`; everything after that (devices, location, persons, redaction, ids) is
+here and is the same for every source. Output is a pure function of the inputs
 (same record → same dict, same event_id). Clear names, ID numbers, phone numbers and plates never
 appear in the output: persons carry HMAC keys and masked displays, and identifiers in free text
 (`text` and `text_original`) are replaced by their masked forms.
@@ -13,9 +16,9 @@ Rules:
 - time: local text (`YYYY-MM-DDTHH:MM:SS[.f][±HH:MM|Z]`, `YYYY-MM-DD HH:MM:SS`, `YYYY/MM/DD[ …]`,
   `YYYY-MM-DD`, `YYYYMMDD[HHMMSS]`, `YYYY年MM月DD日`) in the configured zone unless it has an
   offset → UTC epoch ms.
-- coordinates → WGS-84 (grid/110 `coord_system`; camera as sent; mediation none). Cameras and
-  doors take their position from the device registry when the device is known (a payload cannot
-  move a registered device).
+- coordinates → WGS-84 in the source's coordinate system (its mapper says which). A draft with a
+  `device_id` takes its position from the device registry when the device is known (a payload
+  cannot move a registered device).
 - admin code: a 12-digit code from the registry/record; else the nearest gazetteer village within
   5 km of the point (if consistent with a shorter known code); else a village named in the
   address; else the registry/record 9/6-digit code; else a town named in the address; else the
@@ -46,15 +49,11 @@ from streams.domain.identity import (
     normalize_phone,
     normalize_plate,
 )
-from streams.domain.ids import SOURCES, event_id
+from streams.domain.ids import event_id
 from streams.domain.text import clean_text, fold_width, to_simplified
 
 NEAREST_VILLAGE_MAX_M = 5000.0
 ACCURACY_REGISTRY_M = 10.0
-ACCURACY_DEVICE_GPS_M = 50.0
-ACCURACY_GRID_APP_M = 30.0
-ACCURACY_110 = {"manual": 50.0, "auto": 500.0}
-ACCURACY_110_DEFAULT_M = 200.0
 ACCURACY_VILLAGE_M = 2000.0
 ACCURACY_TOWN_M = 5000.0
 ACCURACY_COUNTY_M = 30000.0
@@ -144,14 +143,16 @@ def parse_local_time(text: Any, tz: ZoneInfo) -> int:
 
 
 # ---------------------------------------------------------------- helpers
-def _opt_str(v: Any) -> str | None:
+def opt_str(v: Any) -> str | None:
+    """Stripped text, or None for None/blank."""
     if v is None:
         return None
     s = str(v).strip()
     return s or None
 
 
-def _opt_float(v: Any) -> float | None:
+def opt_float(v: Any) -> float | None:
+    """A finite float, or None (booleans, blanks and junk are None)."""
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -161,7 +162,8 @@ def _opt_float(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _opt_int(v: Any) -> int | None:
+def opt_int(v: Any) -> int | None:
+    """An int, or None (booleans, blanks and junk are None)."""
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -170,7 +172,7 @@ def _opt_int(v: Any) -> int | None:
         return None
 
 
-def _clean_admin_code(code: Any) -> str | None:
+def clean_admin_code(code: Any) -> str | None:
     """6/9/12-digit admin code with zero padding removed, or None."""
     s = re.sub(r"\D", "", str(code or ""))
     if len(s) < 6:
@@ -184,7 +186,9 @@ def _clean_admin_code(code: Any) -> str | None:
 
 
 @dataclass(slots=True)
-class _Party:
+class Party:
+    """A person a record names, in clear; normalize keys and masks it (nothing clear leaves)."""
+
     role: str | None
     name: str | None = None
     id_number: str | None = None
@@ -193,7 +197,12 @@ class _Party:
 
 
 @dataclass(slots=True)
-class _Draft:
+class Draft:
+    """What a source's mapper reads out of one raw record; `Normalizer` makes the Event of it.
+
+    `admin_codes` are explicit codes, most trusted first; `device_id` makes the device registry's
+    position, admin code and address override the payload's (a payload cannot move a device)."""
+
     native_id: str
     occurred_at: int
     received_at: int
@@ -202,41 +211,156 @@ class _Draft:
     lat: float | None = None
     lon: float | None = None
     accuracy_m: float | None = None
-    admin_codes: list[str] = field(default_factory=list)  # explicit, most trusted first
+    admin_codes: list[str] = field(default_factory=list)
     address: str | None = None
     gb_device_id: str | None = None
     device_id: str | None = None
-    parties: list[_Party] = field(default_factory=list)
+    parties: list[Party] = field(default_factory=list)
     plates: list[str] = field(default_factory=list)
     related_ids: list[str] = field(default_factory=list)
 
+    def set_point(self, point: tuple[float | None, float | None], accuracy_m: float | None) -> None:
+        """Use a (lat, lon) from the payload, if it has one."""
+        lat, lon = point
+        if lat is not None and lon is not None:
+            self.lat, self.lon, self.accuracy_m = lat, lon, accuracy_m
+
+
+class RecordReader:
+    """Validating access to one raw record's fields, for source mappers.
+
+    Every failure is a `NormalizeError` whose message starts with the field name."""
+
+    __slots__ = ("record", "_tz")
+
+    def __init__(self, record: Mapping[str, Any], tz: ZoneInfo) -> None:
+        self.record = record
+        self._tz = tz
+
+    def get(self, name: str) -> Any:
+        """The raw value (or None)."""
+        return self.record.get(name)
+
+    def text(self, name: str) -> str | None:
+        """The stripped text of a field, or None when missing or blank."""
+        return opt_str(self.record.get(name))
+
+    def integer(self, name: str) -> int | None:
+        """The field as an int, or None."""
+        return opt_int(self.record.get(name))
+
+    def required(self, name: str) -> Any:
+        """The value of a required field; missing or blank raises."""
+        value = self.record.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise NormalizeError(f"{name}: required field is missing or empty")
+        return value
+
+    def present(self, name: str) -> str:
+        """A field that must be present (it may be empty text)."""
+        value = self.record.get(name)
+        if value is None:
+            raise NormalizeError(f"{name}: required field is missing")
+        return str(value)
+
+    def time(self, name: str) -> int:
+        """A required local time field → UTC epoch ms (the configured zone unless it has an offset)."""
+        value = self.required(name)
+        try:
+            return parse_local_time(value, self._tz)
+        except (ValueError, OverflowError) as exc:
+            raise NormalizeError(f"{name}: unparseable time {value!r} ({exc})") from exc
+
+    def received_at(self) -> int:
+        """The receiver's epoch-ms stamp (required)."""
+        value = self.required("received_at")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise NormalizeError(f"received_at: expected epoch milliseconds, got {value!r}")
+        return int(value)
+
+    def native_id(self, fallback: str | None = None) -> str:
+        """`native_id`, else the `fallback` field; one of them is required."""
+        nid = opt_str(self.record.get("native_id"))
+        if nid is None and fallback is not None:
+            nid = opt_str(self.record.get(fallback))
+        if nid is None:
+            names = "native_id" + (f" (or {fallback})" if fallback else "")
+            raise NormalizeError(f"{names}: required field is missing or empty")
+        return nid
+
+    def coords(self, coord_system: str | None) -> tuple[float | None, float | None]:
+        """`latitude`/`longitude` → WGS-84 (lat, lon), or (None, None) when absent or invalid."""
+        lat, lon = opt_float(self.record.get("latitude")), opt_float(self.record.get("longitude"))
+        if lat is not None and lon is not None and abs(lat) > 90 >= abs(lon):
+            lat, lon = lon, lat  # swapped columns are a common export mistake
+        if not geo.valid_latlon(lat, lon):
+            return None, None
+        assert lat is not None and lon is not None
+        try:
+            return geo.to_wgs84(lat, lon, coord_system)
+        except ValueError as exc:
+            raise NormalizeError(f"coord_system: {exc}") from exc
+
+    def admin_code(self, name: str) -> str | None:
+        """A 6/9/12-digit admin code field, zero padding removed, or None."""
+        return clean_admin_code(self.record.get(name))
+
+    def parties(self, name: str, default_role: str) -> list[Party]:
+        """A list field of party objects (role, name, id_number, phone, address)."""
+        value = self.record.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+            raise NormalizeError(f"{name}: expected a list of parties")
+        out: list[Party] = []
+        for i, p in enumerate(value):
+            if not isinstance(p, Mapping):
+                raise NormalizeError(f"{name}[{i}]: expected an object")
+            phone = opt_str(p.get("phone"))
+            out.append(Party(role=opt_str(p.get("role")) or default_role, name=opt_str(p.get("name")),
+                             id_number=opt_str(p.get("id_number")), phones=[phone] if phone else [],
+                             address=opt_str(p.get("address"))))
+        return out
+
+
+#: A source's mapping of its raw record (read through a `RecordReader`) to a `Draft`.
+Mapper = Callable[[RecordReader], Draft]
+
 
 class Normalizer:
-    """Turns raw source records into canonical Event dicts (see module contract)."""
+    """Turns raw source records into canonical Event dicts (see module contract).
 
-    def __init__(self, secret: bytes, timezone: str = "Asia/Shanghai",
-                 devices: DeviceLocator | None = None) -> None:
+    `mappers` (canonical source name → `Mapper`) come from the source registry
+    (`connectors.sources.registry.mappers()`); the domain itself knows no source."""
+
+    def __init__(self, secret: bytes, timezone: str, devices: DeviceLocator | None = None, *,
+                 mappers: Mapping[str, Mapper]) -> None:
         self._keyer = PersonKeyer(secret)
         try:
             self._tz = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown timezone {timezone!r}") from exc
         self._devices = devices
-        self._handlers: dict[str, Callable[[Mapping[str, Any]], _Draft]] = {
-            "camera": self._camera, "grid": self._grid, "alarm110": self._alarm110,
-            "mediation": self._mediation, "door": self._door,
-        }
+        self._mappers: dict[str, Mapper] = {name.strip().lower(): m for name, m in mappers.items()}
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """The canonical source names this normalizer maps."""
+        return frozenset(self._mappers)
 
     # ------------------------------------------------------------ public
     def normalize(self, source: str, record: Mapping[str, Any], *, raw_topic: str | None = None,
                   raw_partition: int | None = None, raw_offset: int | None = None) -> dict[str, Any]:
         """The canonical Event dict for one raw record; raises NormalizeError on bad input."""
         src = (source or "").strip().lower()
-        if src not in SOURCES:
+        mapper = self._mappers.get(src)
+        if mapper is None:
             raise NormalizeError(f"source: unknown source {source!r}")
         if not isinstance(record, Mapping):
             raise NormalizeError(f"record: expected a mapping, got {type(record).__name__}")
-        draft = self._handlers[src](record)
+        draft = mapper(RecordReader(record, self._tz))
+        if draft.device_id:
+            self._apply_device(draft, draft.device_id)
         location = self._locate(draft)
         persons, vehicles, text_original = self._people(draft, location.get("village_code"))
         return {
@@ -262,203 +386,22 @@ class Normalizer:
             "duplicate_of": None,
         }
 
-    # ------------------------------------------------------------ common fields
-    @staticmethod
-    def _required(record: Mapping[str, Any], name: str) -> Any:
-        value = record.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise NormalizeError(f"{name}: required field is missing or empty")
-        return value
-
-    def _time(self, record: Mapping[str, Any], name: str) -> int:
-        value = self._required(record, name)
-        try:
-            return parse_local_time(value, self._tz)
-        except (ValueError, OverflowError) as exc:
-            raise NormalizeError(f"{name}: unparseable time {value!r} ({exc})") from exc
-
-    def _received_at(self, record: Mapping[str, Any]) -> int:
-        value = self._required(record, "received_at")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise NormalizeError(f"received_at: expected epoch milliseconds, got {value!r}")
-        return int(value)
-
-    def _native_id(self, record: Mapping[str, Any], fallback: str | None = None) -> str:
-        nid = _opt_str(record.get("native_id"))
-        if nid is None and fallback is not None:
-            nid = _opt_str(record.get(fallback))
-        if nid is None:
-            names = "native_id" + (f" (or {fallback})" if fallback else "")
-            raise NormalizeError(f"{names}: required field is missing or empty")
-        return nid
-
-    @staticmethod
-    def _coords(record: Mapping[str, Any], coord_system: str | None) -> tuple[float | None, float | None]:
-        lat, lon = _opt_float(record.get("latitude")), _opt_float(record.get("longitude"))
-        if lat is not None and lon is not None and abs(lat) > 90 >= abs(lon):
-            lat, lon = lon, lat  # swapped columns are a common export mistake
-        if not geo.valid_latlon(lat, lon):
-            return None, None
-        assert lat is not None and lon is not None
-        try:
-            return geo.to_wgs84(lat, lon, coord_system)
-        except ValueError as exc:
-            raise NormalizeError(f"coord_system: {exc}") from exc
-
-    def _device(self, device_id: str) -> DeviceInfo | None:
-        return self._devices.lookup(device_id) if self._devices is not None else None
-
-    def _apply_device(self, draft: _Draft, device_id: str) -> None:
+    # ------------------------------------------------------------ devices
+    def _apply_device(self, draft: Draft, device_id: str) -> None:
         """Registry position and admin code override whatever the payload said."""
-        dev = self._device(device_id)
+        dev = self._devices.lookup(device_id) if self._devices is not None else None
         if dev is None:
             return
         if geo.valid_latlon(dev.lat, dev.lon):
             draft.lat, draft.lon, draft.accuracy_m = float(dev.lat), float(dev.lon), ACCURACY_REGISTRY_M  # type: ignore[arg-type]
-        code = _clean_admin_code(dev.admin_code)
+        code = clean_admin_code(dev.admin_code)
         if code:
             draft.admin_codes.insert(0, code)
         if dev.address:
             draft.address = dev.address
 
-    # ------------------------------------------------------------ per source
-    def _camera(self, r: Mapping[str, Any]) -> _Draft:
-        device_id = str(self._required(r, "device_id")).strip()
-        event_type = str(self._required(r, "event_type")).strip().lower()
-        if event_type not in kinds.CAMERA_EVENT_TYPES:
-            mapped = kinds.isapi_event_type(event_type)
-            if mapped == "other":
-                mapped = kinds.gb28181_event_type(_opt_int(r.get("alarm_method")), _opt_int(r.get("alarm_type")))
-            event_type = mapped
-        draft = _Draft(
-            native_id=self._native_id(r),
-            occurred_at=self._time(r, "occurred_at_local"),
-            received_at=self._received_at(r),
-            classification=kinds.camera_kind(event_type, _opt_int(r.get("alarm_priority"))),
-            text_original=str(r.get("description") or ""),
-            device_id=device_id,
-            gb_device_id=device_id if len(device_id) == 20 and device_id.isdigit() else None,
-        )
-        lat, lon = self._coords(r, "WGS84")
-        if lat is not None:
-            draft.lat, draft.lon, draft.accuracy_m = lat, lon, ACCURACY_DEVICE_GPS_M
-        self._apply_device(draft, device_id)
-        if r.get("person_name") or r.get("employee_no"):
-            draft.parties.append(_Party(role="subject", name=_opt_str(r.get("person_name"))))
-        plate = _opt_str(r.get("plate"))
-        if plate:
-            draft.plates.append(plate)
-        return draft
-
-    def _grid(self, r: Mapping[str, Any]) -> _Draft:
-        report_id = self._native_id(r, "report_id")
-        if r.get("description") is None:
-            raise NormalizeError("description: required field is missing")
-        description = str(r.get("description"))
-        draft = _Draft(
-            native_id=report_id,
-            occurred_at=self._time(r, "reported_at_local"),
-            received_at=self._received_at(r),
-            classification=kinds.grid_kind(_opt_str(r.get("category_code")),
-                                           clean_text(_opt_str(r.get("category_name"))),
-                                           clean_text(description)),
-            text_original=description,
-            address=_opt_str(r.get("address")),
-        )
-        lat, lon = self._coords(r, _opt_str(r.get("coord_system")) or "GCJ02")
-        if lat is not None:
-            draft.lat, draft.lon, draft.accuracy_m = lat, lon, ACCURACY_GRID_APP_M
-        grid_code = re.match(r"\d+", _opt_str(r.get("grid_code")) or "")
-        if grid_code and (code := _clean_admin_code(grid_code.group(0))):
-            draft.admin_codes.append(code)
-        draft.parties.extend(self._parties(r.get("persons"), "persons", default_role="party"))
-        return draft
-
-    def _alarm110(self, r: Mapping[str, Any]) -> _Draft:
-        jjdbh = self._native_id(r, "jjdbh")
-        if r.get("content") is None:
-            raise NormalizeError("content: required field is missing")
-        content = str(r.get("content"))
-        draft = _Draft(
-            native_id=jjdbh,
-            occurred_at=self._time(r, "bjsj_local"),
-            received_at=self._received_at(r),
-            classification=kinds.alarm110_kind(_opt_str(r.get("bjlb")), _opt_str(r.get("bjlx")),
-                                               _opt_str(r.get("bjxl")), clean_text(content),
-                                               _opt_int(r.get("jqjb"))),
-            text_original=content,
-            address=_opt_str(r.get("address")),
-        )
-        lat, lon = self._coords(r, _opt_str(r.get("coord_system")) or "WGS84")
-        if lat is not None:
-            draft.lat, draft.lon = lat, lon
-            draft.accuracy_m = ACCURACY_110.get(_opt_str(r.get("location_source")) or "", ACCURACY_110_DEFAULT_M)
-        if code := _clean_admin_code(r.get("xzqhbh")):
-            draft.admin_codes.append(code)
-        phones = [p for p in (_opt_str(r.get("caller_phone")), _opt_str(r.get("contact_phone"))) if p]
-        if r.get("caller_name") or r.get("caller_id_number") or phones:
-            draft.parties.append(_Party(role="caller", name=_opt_str(r.get("caller_name")),
-                                        id_number=_opt_str(r.get("caller_id_number")), phones=phones))
-        for rel in re.split(r"[\s,;，；、]+", _opt_str(r.get("gljjdbh")) or ""):
-            rid = f"alarm110:{rel}"
-            if rel and rel != jjdbh and rid not in draft.related_ids:
-                draft.related_ids.append(rid)
-        return draft
-
-    def _mediation(self, r: Mapping[str, Any]) -> _Draft:
-        case_no = self._native_id(r, "case_no")
-        dispute_type = str(self._required(r, "dispute_type"))
-        summary = _opt_str(r.get("summary"))
-        draft = _Draft(
-            native_id=case_no,
-            occurred_at=self._time(r, "accepted_date_local"),
-            received_at=self._received_at(r),
-            classification=kinds.mediation_kind(clean_text(dispute_type), clean_text(summary)),
-            text_original=summary or dispute_type,
-            address=_opt_str(r.get("address")),
-        )
-        if code := _clean_admin_code(r.get("admin_code")):
-            draft.admin_codes.append(code)
-        draft.parties.extend(self._parties(r.get("parties"), "parties", default_role="party"))
-        return draft
-
-    def _door(self, r: Mapping[str, Any]) -> _Draft:
-        device_id = str(self._required(r, "device_id")).strip()
-        direction = {"in": "进", "out": "出"}.get((_opt_str(r.get("direction")) or "").lower())
-        text = " ".join(p for p in ("门禁通行", _opt_str(r.get("community")), _opt_str(r.get("door")), direction) if p)
-        draft = _Draft(
-            native_id=self._native_id(r),
-            occurred_at=self._time(r, "occurred_at_local"),
-            received_at=self._received_at(r),
-            classification=kinds.door_kind(),
-            text_original=text,
-            device_id=device_id,
-            gb_device_id=device_id if len(device_id) == 20 and device_id.isdigit() else None,
-            address=_opt_str(r.get("community")),
-        )
-        self._apply_device(draft, device_id)
-        if r.get("person_name"):
-            draft.parties.append(_Party(role="resident", name=_opt_str(r.get("person_name"))))
-        return draft
-
-    @staticmethod
-    def _parties(value: Any, name: str, default_role: str) -> list[_Party]:
-        if value is None:
-            return []
-        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
-            raise NormalizeError(f"{name}: expected a list of parties")
-        out: list[_Party] = []
-        for i, p in enumerate(value):
-            if not isinstance(p, Mapping):
-                raise NormalizeError(f"{name}[{i}]: expected an object")
-            phone = _opt_str(p.get("phone"))
-            out.append(_Party(role=_opt_str(p.get("role")) or default_role, name=_opt_str(p.get("name")),
-                              id_number=_opt_str(p.get("id_number")), phones=[phone] if phone else [],
-                              address=_opt_str(p.get("address"))))
-        return out
-
     # ------------------------------------------------------------ location
-    def _locate(self, d: _Draft) -> dict[str, Any]:
+    def _locate(self, d: Draft) -> dict[str, Any]:
         explicit = [c for c in d.admin_codes if c]
         longest = max(explicit, key=len) if explicit else None
         address = normalize_address(d.address)
@@ -502,7 +445,7 @@ class Normalizer:
         }
 
     # ------------------------------------------------------------ persons, vehicles, redaction
-    def _people(self, d: _Draft, village_code: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    def _people(self, d: Draft, village_code: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
         persons: list[dict[str, Any]] = []
         seen_keys: set[str] = set()
         literals: dict[str, str] = {}  # clear value → masked replacement, for free-text redaction

@@ -28,6 +28,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.ingest.publish import make_producer
+from connectors.sources import registry as source_registry
+from connectors.sources.common import TranslateResult
+from connectors.sources.devices import DeviceRegistry
+from connectors.sources.spec import Payload
+from schemas.catalogue import topic as catalogue_topic
 from schemas.deadletter import make_dead_letter
 from schemas.serde import SchemaStore, default_store
 from streams.settings import Settings
@@ -129,8 +135,6 @@ def original_key(settings: Settings, topic: str, raw: bytes, store: SchemaStore)
     """The key the original message had, recomputed from its value by the catalogue (None if unknown).
 
     Keys matter: correlation state is partitioned by county, raw topics keep per-device order."""
-    from schemas.catalogue import topic as catalogue_topic
-
     name = topic[len(settings.topic_prefix):] if topic.startswith(settings.topic_prefix) else topic
     if settings.raw_topic_prefix and topic.startswith(settings.raw_topic_prefix):
         name = topic[len(settings.raw_topic_prefix):]
@@ -143,37 +147,17 @@ def original_key(settings: Settings, topic: str, raw: bytes, store: SchemaStore)
 
 
 # --------------------------------------------------------------------------- translate again
-def translate_payload(source: str, raw: bytes, content_type: str | None, registry: Any,
-                      received_at_ms: int) -> Any:
-    """Run the source's pure translate function on a rejected payload; returns a `TranslateResult`.
+def translate_payload(source: str, raw: bytes, content_type: str | None, registry: DeviceRegistry | None,
+                      received_at_ms: int) -> TranslateResult:
+    """Run the feed's own translate function (from the source registry) on a rejected payload.
 
-    ``gb28181``/``isapi``/``grid``/``door`` as the receiver does; ``mediation``: CSV/XLSX by content
-    type, JSON otherwise (the importer's row lists are JSON too); ``alarm110``: a JSON row (the
-    poller's and importer's form of a call sheet)."""
-    import importlib
-
-    from connectors.ingest.receiver import Payload, default_translators
-
-    if source == "alarm110":
-        alarm = importlib.import_module("connectors.sources.alarm110.translate")
-        row = json.loads(raw)
-        rows = row if isinstance(row, list) else [row]
-        return alarm.translate_rows(rows, received_at_ms=received_at_ms)
-    if source == "mediation":
-        med = importlib.import_module("connectors.sources.mediation.translate")
-        ctype = (content_type or "").lower()
-        if "csv" in ctype:
-            return med.translate_csv(raw, received_at_ms=received_at_ms)
-        if "sheet" in ctype or "xlsx" in ctype:
-            return med.translate_xlsx(raw, received_at_ms=received_at_ms)
-        doc = json.loads(raw)
-        if isinstance(doc, list) and doc and isinstance(doc[0], Mapping) and "案件编号" in doc[0]:
-            return med.translate_rows(doc, received_at_ms=received_at_ms)
-        return med.translate_json(doc, received_at_ms=received_at_ms)
-    translators = default_translators(registry)
-    if source not in translators:
-        raise ValueError(f"no translate function for source {source!r}")
-    return translators[source](Payload(raw, content_type, received_at_ms))
+    `source` is the dead letter's source: the feed whose delivery was rejected. ValueError for a
+    name the registry does not know."""
+    try:
+        spec = source_registry.feed(source)
+    except KeyError as exc:
+        raise ValueError(f"no translate function for source {source!r}") from exc
+    return spec.translate(Payload(raw, content_type, received_at_ms), registry or DeviceRegistry())
 
 
 # --------------------------------------------------------------------------- redrive
@@ -189,19 +173,13 @@ class RedriveOutcome:
     detail: str = ""
 
 
-def _load_registry(settings: Settings) -> Any:
-    if settings.registry_path is None:
-        return None
-    from connectors.sources.devices import DeviceRegistry
-
-    return DeviceRegistry.from_csv(settings.registry_path)
+def _load_registry(settings: Settings) -> DeviceRegistry | None:
+    return None if settings.registry_path is None else DeviceRegistry.from_csv(settings.registry_path)
 
 
 def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = False,
             store: SchemaStore | None = None, producer: Any = None) -> list[RedriveOutcome]:
     """Re-drive dead letters (see module contract); returns one outcome per letter, in order."""
-    from connectors.ingest.publish import make_producer
-
     store = store or default_store()
     own = producer is None and not dry_run
     producer = producer if producer is not None or dry_run else make_producer(settings)

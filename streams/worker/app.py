@@ -32,7 +32,7 @@ from schemas.catalogue import TOPICS
 from schemas.deadletter import ErrorClass, classify, make_dead_letter
 from schemas.serde import SchemaStore, default_store
 from streams.worker.consumer import PinganFaustApp
-from streams.domain.normalize import Normalizer
+from connectors.sources.registry import normalizer
 from streams.domain.pipeline import CountyProcessor, StepOutput, Stores
 from streams.settings import Settings
 from streams.worker.tables import CachedTable
@@ -140,7 +140,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
         for t in cached:
             t.clear_cache()
     processor = CountyProcessor(stores)
-    normalize_stage = NormalizeStage(store, Normalizer(settings.person_key_secret.encode(), settings.timezone,
+    normalize_stage = NormalizeStage(store, normalizer(settings.person_key_secret.encode(), settings.timezone,
                                                        _load_registry(settings)),
                                      topic_prefix=settings.raw_topic_prefix)
 

@@ -9,28 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+from connectors.sources import registry as source_registry
 from schemas.deadletter import ErrorClass, classify, make_dead_letter
 from schemas.serde import SchemaStore
 from streams.domain.normalize import Normalizer
 
-# raw topic (catalogue name) → canonical source name
-RAW_SOURCES: Mapping[str, str] = {
-    "raw.camera.v1": "camera",
-    "raw.grid.v1": "grid",
-    "raw.alarm110.v1": "alarm110",
-    "raw.mediation.v1": "mediation",
-    "raw.door.v1": "door",
-}
+# raw topic (catalogue name) → canonical source name, from the source registry
+RAW_SOURCES: Mapping[str, str] = MappingProxyType({s.topic: s.source for s in source_registry.SOURCES})
 # writer schema → canonical source name (used when the topic name does not say)
-SCHEMA_SOURCES: Mapping[str, str] = {
-    "pingan.raw.CameraAlarm": "camera",
-    "pingan.raw.GridReport": "grid",
-    "pingan.raw.Alarm110": "alarm110",
-    "pingan.raw.MediationCase": "mediation",
-    "pingan.raw.DoorAccess": "door",
-}
+SCHEMA_SOURCES: Mapping[str, str] = MappingProxyType({s.schema: s.source for s in source_registry.SOURCES})
 EVENT_SCHEMA = "pingan.Event"
 DEAD_LETTER_SCHEMA = "pingan.DeadLetter"
 

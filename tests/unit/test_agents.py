@@ -67,13 +67,13 @@ async def test_normalize_agent_publishes_events_and_dead_letters(app_and_sent, s
 async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent, sim_folder) -> None:  # noqa: ANN001
     from connectors.sources.devices import DeviceRegistry
     from connectors.ingest.files import load_truth
-    from streams.domain.normalize import Normalizer
+    from connectors.sources.registry import normalizer
 
     app, sent = app_and_sent
     store = default_store()
     truth = load_truth(sim_folder)
     dispute = {e["event_id"] for e in truth["events"] if e["scenario"] == "dispute_demolition"}
-    norm = Normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
+    norm = normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
     events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder)
               for r in d.result.records]
     chosen = [e for e in events if e["event_id"] in dispute]  # the grid report is delivered twice
@@ -111,7 +111,7 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
     body sets only the current-event context variable for table writes, never the stream's
     `current_event` attribute, which that background buffering reads.)"""
     from connectors.sources.devices import DeviceRegistry
-    from streams.domain.normalize import Normalizer
+    from connectors.sources.registry import normalizer
 
     settings = Settings(run_dir=tmp_path, registry_path=None, correlate_batch_size=20, correlate_batch_s=0.01)
     app = build_app(settings, with_index=False, table_store="memory://")
@@ -127,7 +127,7 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
         return delivered()
 
     app.producer.send = slow_send  # type: ignore[method-assign]
-    norm = Normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
+    norm = normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
     events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder) for r in d.result.records][:400]
     expected = {e["event_id"] for e in events}
     async with app.pingan_agents["correlate"].test_context() as agent:

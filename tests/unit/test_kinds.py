@@ -2,26 +2,39 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.sources import camera
+from connectors.sources.alarm110 import codes as alarm110_codes
+from connectors.sources.gb28181 import codes as gb28181_codes
+from connectors.sources.grid import codes as grid_codes
+from connectors.sources.isapi import codes as isapi_codes
+from connectors.sources.mediation import codes as mediation_codes
 from streams.domain import kinds
-from streams.domain.kinds import (
-    Classification,
-    alarm110_kind,
-    camera_kind,
-    door_kind,
-    gb28181_event_type,
-    grid_kind,
-    isapi_event_type,
-    mediation_kind,
-)
+from streams.domain.kinds import Classification
+
+alarm110_kind = alarm110_codes.kind
+camera_kind = camera.camera_kind
+gb28181_event_type = gb28181_codes.event_type
+grid_kind = grid_codes.kind
+isapi_event_type = isapi_codes.event_type
+mediation_kind = mediation_codes.kind
+
+
+def door_kind() -> Classification:
+    return kinds.default("person_sighting")
 
 
 def test_tables_only_use_canonical_kinds_and_severities() -> None:
-    tables = [kinds.CAMERA_KIND, kinds.GRID_CATEGORY, kinds.ALARM110_CODE, kinds.ALARM110_CLASS]
+    tables = [camera.KIND, grid_codes.CATEGORY, alarm110_codes.CODE, alarm110_codes.CLASS]
     for table in tables:
         for c in table.values():
             assert c.kind in kinds.KINDS and 1 <= c.severity <= 4
-    assert set(kinds.CAMERA_KIND) == set(kinds.CAMERA_EVENT_TYPES)
     assert set(kinds.DEFAULT_SEVERITY) == set(kinds.KINDS)
+
+
+def test_native_camera_tables_map_into_the_canonical_vocabulary() -> None:
+    assert set(isapi_codes.EVENT_TYPES.values()) <= set(camera.EVENT_TYPES)
+    assert set(gb28181_codes.ALARM_TYPES.values()) <= set(camera.EVENT_TYPES)
+    assert {e for _, e in gb28181_codes.ALARM_METHODS.values()} <= set(camera.EVENT_TYPES)
 
 
 @pytest.mark.parametrize(

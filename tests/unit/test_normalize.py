@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from connectors.sources.registry import normalizer
 from streams.domain import geo
 from streams.domain.identity import PersonKeyer
 from streams.domain.normalize import (
@@ -18,6 +19,13 @@ from streams.domain.normalize import (
 )
 
 SECRET = b"unit-test-secret"
+
+
+def make_normalizer(secret: bytes = SECRET, timezone: str = "Asia/Shanghai", devices: Any = None) -> Normalizer:
+    """A normalizer for every registered source."""
+    return normalizer(secret, timezone, devices)
+
+
 SH = ZoneInfo("Asia/Shanghai")
 RECEIVED = 1_784_017_000_000
 
@@ -45,7 +53,7 @@ def norm() -> Normalizer:
         DOOR_ID: StaticDevice(lat=31.4801, lon=103.5905, admin_code="513221100",
                               address="汶川县威州镇金竹苑1幢", name="金竹苑东门"),
     })
-    return Normalizer(SECRET, devices=devices)
+    return make_normalizer(devices=devices)
 
 
 def grid_record() -> dict[str, Any]:
@@ -348,14 +356,14 @@ def test_door_access(norm: Normalizer) -> None:
 def test_duplicate_delivery_gives_identical_event(norm: Normalizer, source: str, factory: Any) -> None:
     rec = factory()
     first = norm.normalize(source, rec)
-    second = Normalizer(SECRET, devices=norm._devices).normalize(source, copy.deepcopy(rec))
+    second = make_normalizer(devices=norm._devices).normalize(source, copy.deepcopy(rec))
     assert first == second
     assert rec == factory()  # input not mutated
 
 
 def test_other_secret_gives_other_keys(norm: Normalizer) -> None:
     a = norm.normalize("grid", grid_record())["persons"][0]["keys"]
-    b = Normalizer(b"another").normalize("grid", grid_record())["persons"][0]["keys"]
+    b = make_normalizer(b"another").normalize("grid", grid_record())["persons"][0]["keys"]
     assert set(a).isdisjoint(b)
 
 
@@ -408,7 +416,7 @@ def test_bad_inputs(norm: Normalizer) -> None:
         norm.normalize("grid", rec)
     assert issubclass(NormalizeError, ValueError)
     with pytest.raises(ValueError):
-        Normalizer(SECRET, timezone="Mars/Olympus")
+        make_normalizer(timezone="Mars/Olympus")
 
 
 def test_invalid_coordinates_ignored(norm: Normalizer) -> None:
@@ -440,6 +448,6 @@ def test_time_formats(text: str, expected: int) -> None:
 
 
 def test_time_other_zone() -> None:
-    n = Normalizer(SECRET, timezone="UTC")
+    n = make_normalizer(timezone="UTC")
     rec = grid_record()
     assert n.normalize("grid", rec)["occurred_at"] == ms(2026, 7, 14, 17, 12)

@@ -18,7 +18,7 @@ import pytest
 
 from connectors.ingest.files import iter_deliveries
 from connectors.sources.devices import DeviceRegistry
-from streams.domain.normalize import Normalizer
+from connectors.sources.registry import normalizer
 from streams.domain.pipeline import CountyProcessor
 
 
@@ -27,7 +27,7 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("sim")
     subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(out), "--days", "1", "--seed", "2",
                     "--quiet"], check=True, capture_output=True)
-    norm = Normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(Path(out) / "registry.csv"))
+    norm = normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(Path(out) / "registry.csv"))
     return [norm.normalize(d.source, r) for d in iter_deliveries(Path(out)) for r in d.result.records]
 
 

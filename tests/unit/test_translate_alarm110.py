@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.sources.alarm110.translate import read_csv, translate_csv, translate_row, translate_rows
-from connectors.sources.common import ALARM110_TOPIC, key_of
+from connectors.sources.alarm110.translate import TOPIC as ALARM110_TOPIC
+from connectors.sources.common import key_of
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "alarm110"
 ROWS = read_csv((FIX / "jjd_export_utf8.csv").read_bytes())

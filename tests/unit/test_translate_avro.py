@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sources import alarm110, door, gb28181, grid, isapi, mediation
-from connectors.sources.common import TOPIC_KEYS, TranslateResult, key_of
+from connectors.sources import registry
+from connectors.sources.common import TranslateResult, key_of
 from connectors.sources.devices import DeviceRegistry
+from connectors.sources.spec import Payload
 
 serde = pytest.importorskip("schemas.serde")
 catalogue = pytest.importorskip("schemas.catalogue")
@@ -20,19 +21,25 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def all_results() -> Iterator[tuple[str, TranslateResult]]:
+    """Every fixture payload through its feed's translate function in the source registry."""
     reg = DeviceRegistry.from_csv(FIX / "isapi" / "devices.csv")
+
+    def run(feed: str, path: Path, content_type: str | None) -> TranslateResult:
+        return registry.feed(feed).translate(Payload(path.read_bytes(), content_type, 1), reg)
+
     for p in sorted((FIX / "gb28181").glob("*.xml")):
-        yield p.name, gb28181.translate(p.read_bytes(), received_at_ms=1)
-    for sub, fn in (("isapi", isapi.translate), ("door", door.translate)):
+        yield p.name, run("gb28181", p, "Application/MANSCDP+xml")
+    for sub in ("isapi", "door"):
         for name, exp in json.loads((FIX / sub / "manifest.json").read_text(encoding="utf-8")).items():
-            yield name, fn((FIX / sub / name).read_bytes(), content_type=exp["content_type"], registry=reg, received_at_ms=1)
+            yield name, run(sub, FIX / sub / name, exp["content_type"])
     for p in sorted((FIX / "grid").glob("*.json")):
-        yield p.name, grid.translate(p.read_bytes(), received_at_ms=1)
+        yield p.name, run("grid", p, "application/json")
     for p in sorted((FIX / "alarm110").glob("*.csv")):
-        yield p.name, alarm110.translate_csv(p.read_bytes(), received_at_ms=1)
-    readers = {".csv": mediation.translate_csv, ".xlsx": mediation.translate_xlsx, ".json": mediation.translate_json}
+        yield p.name, run("alarm110", p, "text/csv")
+    ctypes = {".csv": "text/csv", ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+              ".json": "application/json"}
     for p in sorted((FIX / "mediation").iterdir()):
-        yield p.name, readers[p.suffix](p.read_bytes(), received_at_ms=1)
+        yield p.name, run("mediation", p, ctypes[p.suffix])
 
 
 RESULTS = list(all_results())
@@ -41,7 +48,7 @@ RESULTS = list(all_results())
 @pytest.mark.parametrize(("name", "res"), RESULTS, ids=[n for n, _ in RESULTS])
 def test_records_match_avro_and_catalogue(name: str, res: TranslateResult) -> None:
     topic = catalogue.topic(res.topic)
-    assert topic.value_schema == res.schema and topic.key == TOPIC_KEYS[res.topic]
+    assert topic.value_schema == res.schema and registry.for_topic(res.topic) is not None
     for rec in res.records:
         avsc = json.loads((SCHEMAS / (res.schema.rsplit(".", 1)[1] + ".avsc")).read_text(encoding="utf-8"))
         assert set(rec) == {f["name"] for f in avsc["fields"]}
@@ -51,4 +58,4 @@ def test_records_match_avro_and_catalogue(name: str, res: TranslateResult) -> No
 
 
 def test_fixtures_produce_records_on_every_topic() -> None:
-    assert {r.topic for _, r in RESULTS if r.records} == set(TOPIC_KEYS)
+    assert {r.topic for _, r in RESULTS if r.records} == set(registry.raw_topics())

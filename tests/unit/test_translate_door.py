@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.sources.common import DOOR_TOPIC, key_of
+from connectors.sources.common import key_of
+from connectors.sources.door.translate import TOPIC as DOOR_TOPIC
 from connectors.sources.door.translate import translate
 from connectors.sources.devices import DeviceRegistry
 

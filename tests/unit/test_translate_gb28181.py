@@ -8,9 +8,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.sources.common import CAMERA_SCHEMA, CAMERA_TOPIC, key_of
+from connectors.sources.camera import SCHEMA as CAMERA_SCHEMA
+from connectors.sources.camera import TOPIC as CAMERA_TOPIC
+from connectors.sources.common import key_of
 from connectors.sources.gb28181 import sip
-from connectors.sources.gb28181.translate import ALARM_METHODS, ALARM_TYPES, event_type_for, translate
+from connectors.sources.gb28181.codes import ALARM_METHODS, ALARM_TYPES
+from connectors.sources.gb28181.codes import event_type as event_type_for
+from connectors.sources.gb28181.translate import translate
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gb28181"
 MANIFEST = json.loads((FIX / "manifest.json").read_text(encoding="utf-8"))

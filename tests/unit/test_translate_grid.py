@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.sources.common import GRID_TOPIC, key_of
+from connectors.sources.common import key_of
+from connectors.sources.grid.translate import TOPIC as GRID_TOPIC
 from connectors.sources.grid.translate import translate
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "grid"

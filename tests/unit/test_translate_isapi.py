@@ -8,8 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.sources.common import CAMERA_TOPIC, parse_multipart
-from connectors.sources.isapi.translate import EVENT_TYPES, translate
+from connectors.sources.camera import TOPIC as CAMERA_TOPIC
+from connectors.sources.common import parse_multipart
+from connectors.sources.isapi.codes import EVENT_TYPES
+from connectors.sources.isapi.translate import translate
 from connectors.sources.devices import DeviceRegistry
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "isapi"

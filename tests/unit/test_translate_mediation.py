@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.sources.common import MEDIATION_TOPIC, key_of
+from connectors.sources.common import key_of
+from connectors.sources.mediation.translate import TOPIC as MEDIATION_TOPIC
 from connectors.sources.mediation.translate import (
     read_csv,
     read_xlsx,

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from connectors.sources.common import (
-    ALARM110_SCHEMA,
-    ALARM110_TOPIC,
     Rejected,
     TranslateError,
     TranslateResult,
@@ -28,6 +26,9 @@ from connectors.sources.common import (
     require,
     result,
 )
+
+TOPIC: Final = "raw.alarm110.v1"
+SCHEMA: Final = "pingan.raw.Alarm110"
 
 RAW_FORMAT_DB: Final = "alarm110-db"
 RAW_FORMAT_CSV: Final = "alarm110-csv"
@@ -99,13 +100,13 @@ def row_record(row: Mapping[str, Any], received_at_ms: int, raw_format: str = RA
     }
 
 
-@never_raises(ALARM110_TOPIC, ALARM110_SCHEMA)
+@never_raises(TOPIC, SCHEMA)
 def translate_row(row: Mapping[str, Any], *, received_at_ms: int, raw_format: str = RAW_FORMAT_DB) -> TranslateResult:
     """Translate one JJD row into an Alarm110 record (or a rejection naming the bad column)."""
-    return result(ALARM110_TOPIC, ALARM110_SCHEMA, [row_record(row, received_at_ms, raw_format)])
+    return result(TOPIC, SCHEMA, [row_record(row, received_at_ms, raw_format)])
 
 
-@never_raises(ALARM110_TOPIC, ALARM110_SCHEMA)
+@never_raises(TOPIC, SCHEMA)
 def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
                    raw_format: str = RAW_FORMAT_DB) -> TranslateResult:
     """Translate a batch of rows; each bad row becomes one Rejected prefixed with its JJDBH/index."""
@@ -118,7 +119,7 @@ def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
             ident = clean_str(row.get("JJDBH")) if isinstance(row, Mapping) and not isinstance(
                 row.get("JJDBH"), (dict, list)) else None
             rejected.append(Rejected(f"row {index + 1} (JJDBH {ident or '?'}): {exc.reason}", exc.error_type))
-    return result(ALARM110_TOPIC, ALARM110_SCHEMA, records, rejected)
+    return result(TOPIC, SCHEMA, records, rejected)
 
 
 def read_csv(data: bytes) -> list[dict[str, str]]:
@@ -134,7 +135,7 @@ def translate_csv(data: bytes, *, received_at_ms: int) -> TranslateResult:
     try:
         rows = read_csv(data)
     except TranslateError as exc:
-        return result(ALARM110_TOPIC, ALARM110_SCHEMA, rejected=[exc.rejected()])
+        return result(TOPIC, SCHEMA, rejected=[exc.rejected()])
     except csv.Error as exc:
-        return result(ALARM110_TOPIC, ALARM110_SCHEMA, rejected=[Rejected(f"malformed CSV: {exc}", "MalformedCsv")])
+        return result(TOPIC, SCHEMA, rejected=[Rejected(f"malformed CSV: {exc}", "MalformedCsv")])
     return translate_rows(rows, received_at_ms=received_at_ms, raw_format=RAW_FORMAT_CSV)

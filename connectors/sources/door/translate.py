@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from connectors.sources.common import (
-    DOOR_SCHEMA,
-    DOOR_TOPIC,
     Rejected,
     TranslateError,
     TranslateResult,
@@ -29,6 +27,9 @@ from connectors.sources.common import (
 )
 from connectors.sources.isapi.translate import Alert, alerts_from_body, is_heartbeat, resolve_device
 from connectors.sources.devices import DeviceInfo, DeviceRegistry
+
+TOPIC: Final = "raw.door.v1"
+SCHEMA: Final = "pingan.raw.DoorAccess"
 
 RAW_FORMAT_ISAPI: Final = "isapi-access"
 RAW_FORMAT_GAT1400: Final = "gat1400"
@@ -167,10 +168,10 @@ def _translate_gat1400(items: list[Any], registry: DeviceRegistry, received_at_m
         except TranslateError as exc:
             prefix = f"record[{index}]: " if len(items) > 1 else ""
             rejected.append(Rejected(prefix + exc.reason, exc.error_type))
-    return result(DOOR_TOPIC, DOOR_SCHEMA, records, rejected)
+    return result(TOPIC, SCHEMA, records, rejected)
 
 
-@never_raises(DOOR_TOPIC, DOOR_SCHEMA)
+@never_raises(TOPIC, SCHEMA)
 def translate(body: bytes | str | Mapping[str, Any] | list[Any], *, registry: DeviceRegistry, received_at_ms: int,
               content_type: str | None = None, peer_ip: str | None = None) -> TranslateResult:
     """Translate one door-access push (ISAPI or GA/T 1400) into DoorAccess records.
@@ -211,4 +212,4 @@ def translate(body: bytes | str | Mapping[str, Any] | list[Any], *, registry: De
             records.append(isapi_record(alert, device, received_at_ms))
         except TranslateError as exc:
             rejected.append(exc.rejected())
-    return result(DOOR_TOPIC, DOOR_SCHEMA, records, rejected, dropped, pictures)
+    return result(TOPIC, SCHEMA, records, rejected, dropped, pictures)

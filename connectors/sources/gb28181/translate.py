@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any, Final, Mapping
 
+from connectors.sources.camera import SCHEMA as CAMERA_SCHEMA
+from connectors.sources.camera import TOPIC as CAMERA_TOPIC
+from connectors.sources.gb28181 import codes
 from connectors.sources.common import (
-    CAMERA_SCHEMA,
-    CAMERA_TOPIC,
     TranslateError,
     TranslateResult,
     check_local_datetime,
@@ -27,52 +28,8 @@ from connectors.sources.common import (
 SOURCE_SYSTEM: Final = "gb28181"
 RAW_FORMAT: Final = "gb28181-xml"
 
-#: AlarmMethod → (name, event_type when the method has no AlarmType table or the type is unknown).
-ALARM_METHODS: Final[Mapping[int, tuple[str, str]]] = {
-    1: ("phone", "phone_alarm"),
-    2: ("device", "device_fault"),
-    3: ("sms", "sms_alarm"),
-    4: ("gps", "gps_alarm"),
-    5: ("video", "other"),
-    6: ("fault", "device_fault"),
-    7: ("other", "other"),
-}
-
-#: (AlarmMethod, AlarmType) → canonical camera event_type (contracts.md CameraAlarm.event_type).
-ALARM_TYPES: Final[Mapping[tuple[int, int], str]] = {
-    # 5 video analytics
-    (5, 1): "manual",
-    (5, 2): "moving_object",
-    (5, 3): "left_object",
-    (5, 4): "object_removed",
-    (5, 5): "tripwire",
-    (5, 6): "intrusion",
-    (5, 7): "wrong_way",
-    (5, 8): "loitering",
-    (5, 9): "flow_count",
-    (5, 10): "density",
-    (5, 11): "video_anomaly",
-    (5, 12): "fast_movement",
-    # 2 device alarms
-    (2, 1): "video_loss",
-    (2, 2): "tamper",
-    (2, 3): "device_fault",  # storage fault
-    (2, 4): "device_fault",  # over-temperature
-    (2, 5): "device_fault",  # fan fault
-    # 6 fault alarms
-    (6, 1): "device_fault",  # storage full
-    (6, 2): "device_fault",  # disk fault
-}
-
 _DEVICE_ID = re.compile(r"\d{20}")
 _SN = re.compile(r"\d{1,10}")
-
-
-def event_type_for(method: int, alarm_type: int | None) -> str:
-    """Canonical event_type of an AlarmMethod/AlarmType pair (unknown types fall back per method)."""
-    if alarm_type is not None and (method, alarm_type) in ALARM_TYPES:
-        return ALARM_TYPES[(method, alarm_type)]
-    return ALARM_METHODS[method][1]
 
 
 @never_raises(CAMERA_TOPIC, CAMERA_SCHEMA)
@@ -122,7 +79,7 @@ def alarm_record(root: Any, received_at_ms: int) -> dict[str, Any]:
         "alarm_method": method,
         "alarm_type": alarm_type,
         "alarm_event_type": event,
-        "event_type": event_type_for(method, alarm_type),
+        "event_type": codes.event_type(method, alarm_type),
         "event_state": None,
         "occurred_at_local": alarm_time,
         "description": child_text(root, "AlarmDescription"),

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from connectors.sources.common import (
-    GRID_SCHEMA,
-    GRID_TOPIC,
     Rejected,
     TranslateError,
     TranslateResult,
@@ -25,6 +23,9 @@ from connectors.sources.common import (
     require,
     result,
 )
+
+TOPIC: Final = "raw.grid.v1"
+SCHEMA: Final = "pingan.raw.GridReport"
 
 RAW_FORMAT: Final = "grid-json"
 MAX_REPORTS: Final = 1000
@@ -129,7 +130,7 @@ def report_record(obj: Any, received_at_ms: int) -> dict[str, Any]:
     }
 
 
-@never_raises(GRID_TOPIC, GRID_SCHEMA)
+@never_raises(TOPIC, SCHEMA)
 def translate(payload: bytes | str | Mapping[str, Any] | list[Any], *, received_at_ms: int) -> TranslateResult:
     """Translate a grid webhook body (one report object or a list of them) into GridReport records."""
     doc = payload if isinstance(payload, (Mapping, list)) else parse_json(payload)
@@ -146,4 +147,4 @@ def translate(payload: bytes | str | Mapping[str, Any] | list[Any], *, received_
         except TranslateError as exc:
             prefix = f"report[{index}]: " if len(items) > 1 else ""
             rejected.append(Rejected(prefix + exc.reason, exc.error_type))
-    return result(GRID_TOPIC, GRID_SCHEMA, records, rejected)
+    return result(TOPIC, SCHEMA, records, rejected)

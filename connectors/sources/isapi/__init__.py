@@ -1,4 +1,1 @@
 """Hikvision ISAPI EventNotificationAlert pushes: pure translate."""
-from connectors.sources.isapi.translate import translate
-
-__all__ = ["translate"]

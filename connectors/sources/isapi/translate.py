@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
+from connectors.sources.camera import SCHEMA as CAMERA_SCHEMA
+from connectors.sources.camera import TOPIC as CAMERA_TOPIC
+from connectors.sources.isapi import codes
 from connectors.sources.common import (
-    CAMERA_SCHEMA,
-    CAMERA_TOPIC,
     Part,
     Rejected,
     TranslateError,
@@ -37,33 +38,6 @@ from connectors.sources.common import (
 from connectors.sources.devices import DeviceInfo, DeviceRegistry, normalize_ip
 
 SOURCE_SYSTEM: Final = "isapi"
-
-#: ISAPI eventType (lower-case) → canonical camera event_type.
-EVENT_TYPES: Final[Mapping[str, str]] = {
-    "vmd": "vmd",
-    "motiondetection": "vmd",
-    "linedetection": "tripwire",
-    "fielddetection": "intrusion",
-    "regionentrance": "intrusion",
-    "regionexiting": "intrusion",
-    "facecapture": "face",
-    "facesnap": "face",
-    "facedetection": "face",
-    "anpr": "anpr",
-    "vehicledetection": "anpr",
-    "accesscontrollerevent": "access",
-    "videoloss": "video_loss",
-    "shelteralarm": "tamper",
-    "tamperdetection": "tamper",
-    "loitering": "loitering",
-    "unattendedbaggage": "left_object",
-    "attendedbaggage": "object_removed",
-    "peoplegathering": "density",
-    "fastmoving": "fast_movement",
-    "scenechangedetection": "video_anomaly",
-    "defocus": "video_anomaly",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Alert:
@@ -191,7 +165,7 @@ def alert_record(alert: Alert, device: DeviceInfo, received_at_ms: int) -> dict[
     """The CameraAlarm record of one alert for a registry device (raises TranslateError)."""
     fields = alert.fields
     native_type = require(_scalar(fields, "eventType"), "eventType")
-    event_type = EVENT_TYPES.get(native_type.lower(), "other")
+    event_type = codes.event_type(native_type)
     date_time = check_local_datetime(require(_scalar(fields, "dateTime"), "dateTime"), "dateTime")
     channel = _scalar(fields, "channelID", "dynChannelID", "channelId")
     if channel is not None and len(channel) > 32:

@@ -16,8 +16,6 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from connectors.sources.common import (
-    MEDIATION_SCHEMA,
-    MEDIATION_TOPIC,
     Rejected,
     TranslateError,
     TranslateResult,
@@ -30,10 +28,14 @@ from connectors.sources.common import (
     result,
 )
 
+TOPIC: Final = "raw.mediation.v1"
+SCHEMA: Final = "pingan.raw.MediationCase"
+
 RAW_FORMAT_CSV: Final = "mediation-csv"
 RAW_FORMAT_XLSX: Final = "mediation-xlsx"
 RAW_FORMAT_JSON: Final = "mediation-json"
 MAX_ROWS: Final = 100_000
+CASE_NUMBER_COLUMN: Final = "案件编号"  # the export column that groups party rows into cases
 
 #: Export column → record field (case-level columns).
 CASE_COLUMNS: Final[Mapping[str, str]] = {
@@ -145,7 +147,7 @@ def _case_record(case: Mapping[str, Any], parties: list[dict[str, Any]], receive
     }
 
 
-@never_raises(MEDIATION_TOPIC, MEDIATION_SCHEMA)
+@never_raises(TOPIC, SCHEMA)
 def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
                    raw_format: str = RAW_FORMAT_CSV) -> TranslateResult:
     """Group export rows (one per party) by 案件编号 into MediationCase records.
@@ -164,7 +166,7 @@ def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
             continue
         clean = {str(k).strip().lstrip("\ufeff"): v for k, v in row.items() if k is not None}
         try:
-            case_no = clean_str(clean.get("案件编号"))
+            case_no = clean_str(clean.get(CASE_NUMBER_COLUMN))
         except TranslateError as exc:
             rejected.append(Rejected(f"row {index + 1}: {exc.reason}", exc.error_type))
             continue
@@ -190,7 +192,7 @@ def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
             records.append(_case_record(case, parties.get(case_no, []), received_at_ms, raw_format))
         except TranslateError as exc:
             rejected.append(Rejected(f"case {case_no}: {exc.reason}", exc.error_type))
-    return result(MEDIATION_TOPIC, MEDIATION_SCHEMA, records, rejected)
+    return result(TOPIC, SCHEMA, records, rejected)
 
 
 def read_csv(data: bytes) -> list[dict[str, Any]]:
@@ -201,7 +203,7 @@ def read_csv(data: bytes) -> list[dict[str, Any]]:
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = [f.strip() for f in (reader.fieldnames or [])]
-        if "案件编号" not in fields:
+        if CASE_NUMBER_COLUMN not in fields:
             raise TranslateError("mediation CSV has no 案件编号 column (wrong encoding or not an export?)",
                                  "MissingField")
         return [dict(r) for r in reader]
@@ -232,7 +234,7 @@ def read_xlsx(data: bytes) -> list[dict[str, Any]]:
         for values in sheet.iter_rows(values_only=True):
             if header is None:
                 cells = [str(v).strip() if v is not None else "" for v in values]
-                if "案件编号" in cells:
+                if CASE_NUMBER_COLUMN in cells:
                     header = cells
                 continue
             if len(rows) >= MAX_ROWS:
@@ -252,7 +254,7 @@ def translate_csv(data: bytes, *, received_at_ms: int) -> TranslateResult:
     try:
         rows = read_csv(data)
     except TranslateError as exc:
-        return result(MEDIATION_TOPIC, MEDIATION_SCHEMA, rejected=[exc.rejected()])
+        return result(TOPIC, SCHEMA, rejected=[exc.rejected()])
     return translate_rows(rows, received_at_ms=received_at_ms, raw_format=RAW_FORMAT_CSV)
 
 
@@ -261,7 +263,7 @@ def translate_xlsx(data: bytes, *, received_at_ms: int) -> TranslateResult:
     try:
         rows = read_xlsx(data)
     except TranslateError as exc:
-        return result(MEDIATION_TOPIC, MEDIATION_SCHEMA, rejected=[exc.rejected()])
+        return result(TOPIC, SCHEMA, rejected=[exc.rejected()])
     return translate_rows(rows, received_at_ms=received_at_ms, raw_format=RAW_FORMAT_XLSX)
 
 
@@ -289,7 +291,7 @@ def _json_case(obj: Any, received_at_ms: int) -> dict[str, Any]:
     return _case_record(case, parties, received_at_ms, RAW_FORMAT_JSON)
 
 
-@never_raises(MEDIATION_TOPIC, MEDIATION_SCHEMA)
+@never_raises(TOPIC, SCHEMA)
 def translate_json(obj: bytes | str | Mapping[str, Any] | list[Any], *, received_at_ms: int) -> TranslateResult:
     """Translate the REST form (`POST /mediation/cases`): one case object or a list of them."""
     doc = obj if isinstance(obj, (Mapping, list)) else parse_json(obj)
@@ -304,4 +306,4 @@ def translate_json(obj: bytes | str | Mapping[str, Any] | list[Any], *, received
         except TranslateError as exc:
             prefix = f"case[{index}]: " if len(items) > 1 else ""
             rejected.append(Rejected(prefix + exc.reason, exc.error_type))
-    return result(MEDIATION_TOPIC, MEDIATION_SCHEMA, records, rejected)
+    return result(TOPIC, SCHEMA, records, rejected)

@@ -1,0 +1,91 @@
+"""110 alarm desk (接处警): call sheets (JJD rows) polled from the desk's database, or its CSV
+export. Rows are mappings keyed by the desk's column names (JJDBH, BJSJ, BJNR …)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from connectors.sources.alarm110 import codes
+from connectors.sources.alarm110.translate import (
+    RAW_FORMAT_CSV,
+    RAW_FORMAT_DB,
+    SCHEMA,
+    TOPIC,
+    read_csv,
+    translate_csv,
+)
+from connectors.sources.alarm110.translate import translate_rows as translate_row_batch
+from connectors.sources.common import TranslateResult, never_raises, parse_json
+from connectors.sources.devices import DeviceRegistry
+from connectors.sources.spec import Payload, SourceSpec
+from streams.domain.normalize import Draft, Party, RecordReader
+from streams.domain.text import clean_text
+
+#: Location accuracy by `location_source` (auto: the carrier's cell fix; manual: the operator's pin).
+ACCURACY_M: Final[Mapping[str, float]] = {"manual": 50.0, "auto": 500.0}
+ACCURACY_DEFAULT_M: Final = 200.0
+
+
+def translate_rows(rows: Sequence[Mapping[str, Any]], received_at_ms: int, raw_format: str) -> TranslateResult:
+    """A batch of JJD rows → Alarm110 records; each bad row is one rejection naming its JJDBH."""
+    return translate_row_batch(rows, received_at_ms=received_at_ms, raw_format=raw_format)
+
+
+@never_raises(TOPIC, SCHEMA)
+def translate(payload: Payload, devices: DeviceRegistry) -> TranslateResult:
+    """A CSV export (by content type), or a JSON row or list of rows (the poller's form)."""
+    if "csv" in (payload.content_type or "").lower():
+        return translate_csv(payload.body, received_at_ms=payload.received_at_ms)
+    doc = parse_json(payload.body)
+    rows = doc if isinstance(doc, list) else [doc]
+    return translate_rows(rows, payload.received_at_ms, RAW_FORMAT_DB)
+
+
+def read_table(data: bytes, name: str) -> list[dict[str, Any]]:
+    """Rows of a CSV export (UTF-8, UTF-8-BOM or GBK)."""
+    return read_csv(data)
+
+
+def map_record(r: RecordReader) -> Draft:
+    """An Alarm110 record → Draft (caller as a party, GLJJDBH as related call sheets)."""
+    jjdbh = r.native_id("jjdbh")
+    content = r.present("content")
+    draft = Draft(
+        native_id=jjdbh,
+        occurred_at=r.time("bjsj_local"),
+        received_at=r.received_at(),
+        classification=codes.kind(r.text("bjlb"), r.text("bjlx"), r.text("bjxl"), clean_text(content),
+                                  r.integer("jqjb")),
+        text_original=content,
+        address=r.text("address"),
+    )
+    draft.set_point(r.coords(r.text("coord_system") or "WGS84"),
+                    ACCURACY_M.get(r.text("location_source") or "", ACCURACY_DEFAULT_M))
+    if code := r.admin_code("xzqhbh"):
+        draft.admin_codes.append(code)
+    phones = [p for p in (r.text("caller_phone"), r.text("contact_phone")) if p]
+    if r.get("caller_name") or r.get("caller_id_number") or phones:
+        draft.parties.append(Party(role="caller", name=r.text("caller_name"),
+                                   id_number=r.text("caller_id_number"), phones=phones))
+    for rel in re.split(r"[\s,;，；、]+", r.text("gljjdbh") or ""):
+        rid = f"alarm110:{rel}"
+        if rel and rel != jjdbh and rid not in draft.related_ids:
+            draft.related_ids.append(rid)
+    return draft
+
+
+SPEC = SourceSpec(
+    feed="alarm110",
+    source="alarm110",
+    title="110 alarm desk call sheets (接处警)",
+    topic=TOPIC,
+    required=("jjdbh", "content", "bjsj_local", "received_at"),
+    mapper=map_record,
+    translate=translate,
+    content_type="application/json",
+    translate_rows=translate_rows,
+    read_table=read_table,
+)
+
+__all__ = ["SPEC", "RAW_FORMAT_CSV", "RAW_FORMAT_DB"]
