@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from connectors.sources.registry import source_of_feed
 from streams.domain import gazetteer as gz
 
 from .noise import haversine_m, make_id_number, offset_m
@@ -161,7 +162,7 @@ class SimEvent:
     @property
     def source(self) -> str:
         """The canonical source name."""
-        return "camera" if self.feed in ("gb28181", "isapi") else self.feed
+        return source_of_feed(self.feed)
 
     @property
     def event_id(self) -> str:

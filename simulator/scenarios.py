@@ -18,7 +18,8 @@ from .model import (
     COMMUNITIES, Counters, Device, GridWorker, Person, SimEvent, World, make_person, offset_m, poisson,
 )
 from .noise import (
-    PHONE_STYLES, NoiseRates, TextNoise, format_phone, haversine_m, id_to_legacy15, noisy_id, noisy_text, to_fullwidth,
+    PHONE_STYLES, NoiseRates, TextNoise, format_phone, haversine_m, id_to_legacy15, id_wrong_check, noisy_id, noisy_text,
+    to_fullwidth,
     wgs84_to_bd09, wgs84_to_gcj02,
 )
 
@@ -187,7 +188,6 @@ class Builder:
         """The ID number as recorded."""
         if mode is None or mode == "noisy":
             return noisy_id(rng, p.id_number, self.rates)
-        from .noise import id_wrong_check
         return {"full": p.id_number, "missing": "", "legacy15": id_to_legacy15(p.id_number),
                 "wrong": id_wrong_check(p.id_number), "lower": p.id_number.lower()}[mode]
 

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerClosed
 
+from schemas.deadletter import make_dead_letter
+from schemas.serde import SchemaStore, default_store
+
 if TYPE_CHECKING:  # pragma: no cover
     from aiokafka.structs import RecordMetadata
 
-    from schemas.serde import SchemaStore
     from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,8 +120,6 @@ class RecordProducer:
     def store(self) -> "SchemaStore":
         """The schema store (``schemas.serde.default_store()`` unless one was given)."""
         if self._store is None:
-            from schemas.serde import default_store
-
             self._store = default_store()
         return self._store
 
@@ -266,8 +266,6 @@ class RecordProducer:
         except DeliveryError as exc:
             if exc.retriable or not exc.failures:
                 raise
-            from schemas.deadletter import make_dead_letter
-
             poison: list[Item] = []
             for idx, err in exc.failures:
                 topic, key, value = items[idx]

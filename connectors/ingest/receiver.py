@@ -44,6 +44,7 @@ from connectors.sources import registry as source_registry
 from connectors.sources.common import Rejected, TranslateResult
 from connectors.sources.devices import DeviceRegistry
 from connectors.sources.spec import Payload, SourceSpec
+from schemas.deadletter import make_dead_letter
 
 if TYPE_CHECKING:  # pragma: no cover
     from streams.settings import Settings
@@ -304,8 +305,6 @@ class IngestGateway(Source):
     def _dead_letter_item(self, *, source: str, stage: str, raw: bytes, error: BaseException | str,
                           error_type: str | None = None, topic: str | None = None,
                           content_type: str | None = None) -> Item:
-        from schemas.deadletter import make_dead_letter
-
         record = make_dead_letter(source=source, stage=stage, raw=raw, error=error, error_type=error_type,
                                   topic=topic, content_type=content_type, at_ms=self.clock())
         return self.producer.dead_letter_item(record)

@@ -5,8 +5,16 @@ configs; installs the Elasticsearch template, the first versioned index and its 
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
+from elasticsearch import AsyncElasticsearch
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
+from schemas.catalogue import TOPICS
 from streams.settings import Settings
 
 
@@ -22,12 +30,6 @@ class ProvisionReport:
 
 def provision_topics(settings: Settings, report: ProvisionReport | None = None) -> ProvisionReport:
     """Make every catalogue topic exist with at least its partitions and its configs."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    from schemas.catalogue import TOPICS
-
     report = report or ProvisionReport()
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-provision",
                              request_timeout_ms=15000)
@@ -64,12 +66,6 @@ def provision_topics(settings: Settings, report: ProvisionReport | None = None) 
 
 def provision_elasticsearch(settings: Settings, report: ProvisionReport | None = None) -> ProvisionReport:
     """Install the index template and make sure the incidents alias points at a versioned index."""
-    import asyncio
-
-    from elasticsearch import AsyncElasticsearch
-
-    from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
-
     report = report or ProvisionReport()
 
     async def run() -> str:
