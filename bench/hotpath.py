@@ -30,7 +30,17 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from elasticsearch import AsyncElasticsearch
+
+from bench.throughput import prepare_payload
+from connectors.elasticsearch.admin import IndexNames, drop_all, ensure_incident_index
+from connectors.elasticsearch.sink import IncidentSink
+from connectors.sources.devices import DeviceRegistry
+from schemas.serde import default_store
+from connectors.sources.registry import normalizer
+from streams.domain.pipeline import CountyProcessor, Stores
 from streams.settings import Settings
+from streams.worker.stages import NormalizeStage, decode_event
 
 
 class JsonTable(MutableMapping[str, Any]):
@@ -69,14 +79,7 @@ class JsonTable(MutableMapping[str, Any]):
 
 def main(argv: list[str] | None = None) -> None:
     """Run the phases under pyinstrument and print where the time goes."""
-    from pyinstrument import Profiler
-
-    from bench.throughput import prepare_payload
-    from connectors.sources.devices import DeviceRegistry
-    from schemas.serde import default_store
-    from connectors.sources.registry import normalizer
-    from streams.domain.pipeline import CountyProcessor, Stores
-    from streams.worker.stages import NormalizeStage, decode_event
+    from pyinstrument import Profiler  # optional (the test extra): only this profile needs it
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -140,11 +143,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _profile_sink(settings: Settings, incidents: list[dict[str, Any]], show: dict[str, Any]) -> None:
-    from elasticsearch import AsyncElasticsearch
-    from pyinstrument import Profiler
-
-    from connectors.elasticsearch.admin import IndexNames, drop_all, ensure_incident_index
-    from connectors.elasticsearch.sink import IncidentSink
+    from pyinstrument import Profiler  # optional, as above
 
     client = AsyncElasticsearch(settings.es_url, timeout=60)
     names = IndexNames(f"pingan-hotpath-{uuid.uuid4().hex[:8]}")

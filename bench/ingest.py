@@ -12,28 +12,45 @@ For every connector the same payloads are measured twice:
 
 Payloads come from the simulator (``seed``), so they are realistic and valid against its device
 registry; only payloads whose pure translation yields at least one record are used (heartbeats are
-left out). ``ConnectorsProcess`` (the subprocess wrapper) is reused by the connector tests.
+left out). The receivers run as `infra.processes.ConnectorsProcess`.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import shlex
-import socket
-import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from infra.processes import ChildProcess, settings_env
+import aiohttp
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import drop_kafka_namespace, fit_table, number_column, text_column
+from connectors.ingest.importer import MediationImporter
+from connectors.ingest.poller import Alarm110Poller, PollerConfig
+from connectors.ingest.producer import RecordProducer
+from connectors.ingest.receiver import Payload, default_translators
+from connectors.sources.alarm110.translate import translate_row
+from connectors.sources.devices import DeviceRegistry
+from connectors.sources.mediation.translate import translate_csv
+from infra.processes import ConnectorsProcess, isolated_settings
+from simulator.formats import ALARM110_COLUMNS, MEDIATION_COLUMNS, alarm110_row, http_request, mediation_rows
+from simulator.model import build_world
+from simulator.sender import Alarm110Sink, delivery_stream
+from simulator.writer import write_registry
+from streams.ops.provision import provision_topics
 from streams.settings import Settings
 
 #: HTTP connectors measured, with the simulator feed/form that feeds them.
@@ -46,83 +63,6 @@ HTTP_CONNECTORS: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
 )
 #: feed → receiver source name (the translator key)
 SOURCE_OF_FEED = {"gb28181": "gb28181", "isapi": "isapi", "grid": "grid", "door": "door", "mediation": "mediation"}
-
-
-# --------------------------------------------------------------------------------------------
-# the receivers as a subprocess
-# --------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ConnectorsProcess(ChildProcess):
-    """`pingan connectors run` (no SIP listener) as a subprocess with the given settings.
-
-    ``settings`` travel through ``PINGAN_*`` (topic prefix, Kafka, run dir for the spool and the
-    110 cursor); the HTTP port, registry and 110 URL are options."""
-
-    def __init__(self, settings: Settings, *, registry: Path, log_path: Path, port: int | None = None,
-                 alarm110_url: str | None = None, alarm110_interval: float = 0.5,
-                 extra_args: Sequence[str] = ()) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.log_path = log_path
-        self.port = port or free_port()
-        self.alarm110_url = alarm110_url
-        self.alarm110_interval = alarm110_interval
-        self.extra_args = list(extra_args)
-        env = settings_env(settings)
-        env.pop("PINGAN_DEVICE_REGISTRY", None)
-        env.pop("PINGAN_ALARM110_URL", None)
-        super().__init__(self.command(), env, log_path)
-
-    @property
-    def url(self) -> str:
-        """Base URL of the receivers."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        """The command line started."""
-        cmd = [sys.executable, "-m", "streams.cli", "connectors", "run", "--port", str(self.port), "--no-sip",
-               "--registry", str(self.registry), "--log-level", "WARNING"]
-        if self.alarm110_url:
-            cmd += ["--alarm110-url", self.alarm110_url, "--alarm110-interval", str(self.alarm110_interval)]
-        return cmd + self.extra_args
-
-    def start(self, timeout_s: float = 60.0) -> "ConnectorsProcess":
-        """Start and wait until /healthz answers 200."""
-        super().start()
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"connectors exited ({self.proc.returncode}) during start-up:\n{self.log_tail()}")
-            if self.healthz() is not None:
-                return self
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"connectors not healthy after {timeout_s:.0f}s:\n{self.log_tail()}")
-
-    def healthz(self) -> dict[str, Any] | None:
-        """The /healthz JSON when it answers 200, else None."""
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as resp:  # noqa: S310 - loopback
-                return json.load(resp) if resp.status == 200 else None
-        except Exception:  # noqa: BLE001 - not up (yet), or degraded
-            return None
-
-    def metrics(self) -> str:
-        """The /metrics text."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:  # noqa: S310 - loopback
-            return resp.read().decode()
-
-    def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGTERM (then SIGKILL) the process group; returns the exit code."""
-        return super().stop(timeout_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,10 +85,6 @@ def simulator_payloads(seed: int, count: int, *, max_deliveries: int = 60_000,
     """Up to ``count`` distinct record-producing payloads per HTTP connector label (simulator order).
 
     With ``registry`` given, payloads whose pure translation yields no record are skipped."""
-    from connectors.ingest.receiver import Payload, default_translators
-    from simulator.formats import http_request
-    from simulator.sender import delivery_stream
-
     translators = default_translators(registry) if registry is not None else None
     out: dict[str, list[HttpPayload]] = {label: [] for label, _, _ in HTTP_CONNECTORS}
     for d in islice(delivery_stream(seed, 1.0), max_deliveries):
@@ -197,8 +133,6 @@ def pure_rate(fn: Callable[[Any], Any], items: Sequence[Any], *, min_seconds: fl
 async def post_all(url: str, payloads: Sequence[HttpPayload], concurrency: int,
                    timeout_s: float = 30.0) -> tuple[Counter[str], float]:
     """POST every payload with at most ``concurrency`` in flight; (status counts, wall seconds)."""
-    import aiohttp
-
     statuses: Counter[str] = Counter()
     sem = asyncio.Semaphore(concurrency)
     conn = aiohttp.TCPConnector(limit=concurrency)
@@ -220,11 +154,6 @@ async def post_all(url: str, payloads: Sequence[HttpPayload], concurrency: int,
 
 def alarm110_rows(seed: int, n: int) -> list[dict[str, str]]:
     """``n`` JJD rows: the simulator's 110 rows cycled, with unique JJDBH and a monotonic GXSJ."""
-    from datetime import datetime, timedelta
-
-    from simulator.formats import ALARM110_COLUMNS, alarm110_row
-    from simulator.sender import delivery_stream
-
     base: list[dict[str, str]] = []
     for d in islice(delivery_stream(seed, 1.0), 20_000):
         if d.event.feed == "alarm110" and not d.duplicate:
@@ -241,9 +170,6 @@ def alarm110_rows(seed: int, n: int) -> list[dict[str, str]]:
 
 def mediation_csv(seed: int, cases: int) -> bytes:
     """A mediation CSV export (UTF-8 with BOM) of ``cases`` cases (simulator cases, unique case numbers)."""
-    from simulator.formats import MEDIATION_COLUMNS, mediation_rows
-    from simulator.sender import delivery_stream
-
     base = [d.event.payload for d in islice(delivery_stream(seed, 1.0), 40_000)
             if d.event.feed == "mediation" and not d.duplicate][:200]
     buf = io.StringIO()
@@ -257,12 +183,6 @@ def mediation_csv(seed: int, cases: int) -> bytes:
 
 async def measure_alarm110(settings: Settings, rows: list[dict[str, str]], db_path: Path) -> tuple[int, float, dict[str, int]]:
     """Poll a fresh SQLite JJD table of ``rows`` until caught up; (rows, seconds, poller stats)."""
-    import sqlalchemy as sa
-
-    from connectors.ingest.poller import Alarm110Poller, PollerConfig
-    from connectors.ingest.producer import RecordProducer
-    from simulator.sender import Alarm110Sink
-
     url = f"sqlite:///{db_path}"
     sink = Alarm110Sink(url)
     with sink.engine.begin() as conn:
@@ -284,9 +204,6 @@ async def measure_alarm110(settings: Settings, rows: list[dict[str, str]], db_pa
 
 async def measure_mediation_csv(settings: Settings, data: bytes) -> tuple[int, float, int]:
     """Import one CSV export with a fresh ledger; (cases sent, seconds, dead letters)."""
-    from connectors.ingest.importer import MediationImporter
-    from connectors.ingest.producer import RecordProducer
-
     producer = RecordProducer.from_settings(settings)
     imp = MediationImporter(settings, producer)
     await imp.setup()
@@ -338,35 +255,9 @@ class RateRow:
         return self.baseline_events / self.baseline_seconds if self.baseline_seconds > 0 else 0.0
 
 
-def _delete_topics(settings: Settings) -> None:
-    from kafka import KafkaAdminClient
-
-    from schemas.catalogue import TOPICS
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-bench-ingest")
-    try:
-        existing = set(admin.list_topics())
-        mine = [settings.topic(t.name) for t in TOPICS if settings.topic(t.name) in existing]
-        if mine:
-            admin.delete_topics(mine)
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
-    finally:
-        admin.close()
-
-
 def run_ingest(options: IngestOptions, base: Settings | None = None,
                progress: Callable[[str], None] = lambda _: None) -> list[RateRow]:
     """Measure every connector (see module doc); topics are created under a fresh prefix and deleted."""
-    from connectors.sources.alarm110.translate import translate_row
-    from connectors.sources.mediation.translate import translate_csv
-    from connectors.ingest.receiver import Payload, default_translators
-    from connectors.sources.devices import DeviceRegistry
-    from simulator.model import build_world
-    from simulator.writer import write_registry
-    from infra.processes import isolated_settings
-    from streams.ops.provision import provision_topics
-
     rows: list[RateRow] = []
     with tempfile.TemporaryDirectory(prefix="pingan-bench-ingest-") as tmp_s:
         tmp = Path(tmp_s)
@@ -413,7 +304,8 @@ def run_ingest(options: IngestOptions, base: Settings | None = None,
             rows.append(RateRow("mediation CSV importer", "file → Kafka", sent, secs, b_events, b_secs,
                                 {"dead_letters": dead, "bytes": len(data)}))
         finally:
-            _delete_topics(settings)
+            with contextlib.suppress(Exception):  # cleanup only
+                drop_kafka_namespace(settings, client_id="pingan-bench-ingest", wait_s=0.0)
     if options.json_path is not None:
         options.json_path.write_text(json.dumps(
             [{**asdict(r), "rate": r.rate, "baseline_rate": r.baseline_rate} for r in rows],
@@ -421,29 +313,30 @@ def run_ingest(options: IngestOptions, base: Settings | None = None,
     return rows
 
 
-def render(rows: Sequence[RateRow], command_line: str) -> Any:
-    """A rich table of the rates (ingest vs bare translate)."""
-    from rich.table import Table
+#: columns left out first when the terminal is narrow
+NARROW_DROP = ("outcomes", "seconds", "shell", "events")
 
+
+def render(rows: Sequence[RateRow], command_line: str, width: int | None = None) -> Table:
+    """A rich table of the rates (ingest vs bare translate), fitted to `width` when given."""
     t = Table(title="Ingest rate per connector (events/s)", caption=command_line)
-    for col, just in (("connector", "left"), ("shell", "left"), ("events", "right"), ("seconds", "right"),
-                      ("ingest ev/s", "right"), ("translate ev/s", "right"), ("overhead ×", "right"),
-                      ("outcomes", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    text_column(t, "connector")
+    text_column(t, "shell")
+    for col in ("events", "seconds", "ingest/s", "translate/s", "overhead ×"):
+        number_column(t, col)
+    text_column(t, "outcomes")
     for r in rows:
         ratio = f"{r.baseline_rate / r.rate:.1f}" if r.rate > 0 else "—"
         t.add_row(r.connector, r.shell, str(r.events), f"{r.seconds:.2f}", f"{r.rate:,.0f}", f"{r.baseline_rate:,.0f}",
                   ratio, ", ".join(f"{k}={v}" for k, v in sorted(r.statuses.items())))
-    return t
+    return t if width is None else fit_table(t, width, NARROW_DROP)
 
 
 def run_and_print(options: IngestOptions) -> list[RateRow]:
     """Run the benchmark and print the table (with the command line that produced it)."""
-    from rich.console import Console
-
-    console = Console(width=max(Console().width, 150))
+    console = Console()
     cmd = (f"pingan bench ingest --count {options.count} --concurrency {options.concurrency} "
            f"--alarm110-rows {options.alarm110_rows} --mediation-cases {options.mediation_cases} --seed {options.seed}")
     rows = run_ingest(options, progress=lambda m: console.log(m))
-    console.print(render(rows, cmd))
+    console.print(render(rows, cmd, console.width))
     return rows

@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench.common import fit_table, number_column, text_column
 from connectors.ingest.files import iter_deliveries, load_truth
 from connectors.sources.devices import DeviceRegistry
 from streams.domain.correlate import partition_key
@@ -118,17 +119,24 @@ def _row(name: str, s: Scores) -> list[str]:
             _pct(s.bcubed.precision), _pct(s.bcubed.recall), _pct(s.bcubed.f1)]
 
 
-def render(report: QualityReport, title: str = "Correlation quality (%)") -> Table:
-    """A rich table: one row per scenario, then the overall row."""
-    table = Table(title=title)
-    for col in ("scenario", "events", "true pairs", "pred pairs", "correct"):
-        table.add_column(col, justify="left" if col == "scenario" else "right")
-    for col in ("pair P", "pair R", "pair F1", "B³ P", "B³ R", "B³ F1"):
-        table.add_column(col, justify="right")
+#: columns left out first when the terminal is narrow (the pair counts are behind the percentages)
+NARROW_DROP = ("true", "pred", "correct")
+
+
+def render(report: QualityReport, title: str = "Correlation quality (%)", width: int | None = None) -> Table:
+    """A rich table: one row per scenario, then the overall row (fitted to `width` when given)."""
+    table = Table(title=title, caption="true / pred / correct: pairs of events linked")
+    text_column(table, "scenario")
+    for col in ("events", *NARROW_DROP, "pair P", "pair R", "pair F1", "B³ P", "B³ R", "B³ F1"):
+        number_column(table, col)
     for name, scores in sorted(report.per_scenario.items()):
         table.add_row(*_row(name, scores))
     table.add_section()
     table.add_row(*_row("overall", report.overall), style="bold")
+    if width is not None:
+        fit_table(table, width, NARROW_DROP)
+        if not {str(c.header) for c in table.columns} & set(NARROW_DROP):
+            table.caption = None
     return table
 
 

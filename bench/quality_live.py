@@ -13,10 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from elasticsearch import Elasticsearch
+
+from bench.common import drop_indices, drop_kafka_namespace
+from bench.quality import run_folder, truth_maps
 from connectors.ingest.publish import publish_folder
 from infra.processes import WorkerProcess, isolated_settings, wait_for
-from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.domain.quality import QualityReport, evaluate
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 
 
@@ -32,8 +36,6 @@ class LiveQuality:
 
 
 def _indexed(settings: Settings) -> dict[str, list[str]]:
-    from elasticsearch import Elasticsearch
-
     es = Elasticsearch(settings.es_url)
     alias = f"{settings.es_index_prefix}-incidents"
     try:
@@ -52,35 +54,12 @@ def _indexed(settings: Settings) -> dict[str, list[str]]:
 
 def _drop(settings: Settings) -> None:
     """Delete the namespace's topics and indices."""
-    import asyncio
-
-    from elasticsearch import AsyncElasticsearch
-    from kafka import KafkaAdminClient
-
-    from connectors.elasticsearch.admin import IndexNames, drop_all
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        ours = [t for t in admin.list_topics() if t.startswith(settings.topic_prefix) or t.startswith(settings.app_id)]
-        if ours:
-            admin.delete_topics(ours)
-    finally:
-        admin.close()
-
-    async def drop() -> None:
-        client = AsyncElasticsearch(settings.es_url)
-        try:
-            await drop_all(client, IndexNames(settings.es_index_prefix))
-        finally:
-            await client.close()
-
-    asyncio.run(drop())
+    drop_kafka_namespace(settings, client_id="pingan-quality-live", wait_s=0.0)
+    drop_indices(settings)
 
 
 def evaluate_live(base: Settings, folder: Path, *, timeout_s: float = 600.0, keep: bool = False) -> LiveQuality:
     """Run the folder through the real pipeline and score the index against truth.json."""
-    from bench.quality import run_folder, truth_maps
-
     settings = isolated_settings(base, registry=folder / "registry.csv")
     provision_topics(settings)
     provision_elasticsearch(settings)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import bench.quality_live as quality_live
+from infra.processes import simulate_folder
 from streams.ops.replay import replay_index, replay_pipeline
 from streams.settings import Settings
 
@@ -26,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or Path(tmp) / "sim"
         if not (folder / "truth.json").exists():
-            subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(folder), "--days", "1",
-                            "--seed", "3", "--scale", "3", "--quiet"], check=True, capture_output=True)
+            simulate_folder(folder, seed=3, scale=3)
         made: list[Settings] = []
         isolated = quality_live.isolated_settings
 

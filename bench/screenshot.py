@@ -25,19 +25,21 @@ import asyncio
 import contextlib
 import functools
 import json
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from infra.processes import settings_env
+from elasticsearch import AsyncElasticsearch
+
+from bench.common import drop_indices
+from bench.quality import run_folder
+from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
+from connectors.elasticsearch.sink import IncidentSink
+from infra.processes import ChildProcess, free_port, pingan_command, settings_env, simulate_folder
 from streams.settings import Settings
+from streams.web.auth import hash_token
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "screenshot-search.png"
@@ -56,39 +58,23 @@ VILLAGE_TOKEN, TOWN_TOKEN, COUNTY_TOKEN = CREDENTIALS
 
 def simulate_day(out: Path, seed: int = 1) -> Path:
     """One simulated county day in native formats (the `sim_day` fixture does the same)."""
-    subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(out), "--days", "1",
-                    "--seed", str(seed), "--quiet"], check=True, capture_output=True, cwd=ROOT)
-    return out
+    return simulate_folder(out, seed=seed)
 
 
 @functools.lru_cache(maxsize=4)
-def _offline(folder: str, secret: str, timezone: str) -> tuple[dict[str, Any], ...]:
-    from connectors.ingest.files import iter_deliveries
-    from connectors.sources.devices import DeviceRegistry
-    from connectors.sources.registry import normalizer
-    from streams.domain.pipeline import CountyProcessor
-
-    registry = DeviceRegistry.from_csv(Path(folder) / "registry.csv")
-    norm = normalizer(secret.encode("utf-8"), timezone, registry)
-    proc = CountyProcessor()
-    for delivery in iter_deliveries(Path(folder), registry):
-        for rec in delivery.result.records:
-            proc.process(norm.normalize(delivery.source, rec))
-    return tuple(proc.state.live().values())
+def _offline(folder: str, secret: str) -> tuple[dict[str, Any], ...]:
+    run = run_folder(Path(folder), secret=secret.encode("utf-8"))
+    return tuple(inc for proc in run.processors.values() for inc in proc.state.live().values())
 
 
 def offline_incidents(folder: Path, settings: Settings) -> list[dict[str, Any]]:
-    """The live incidents the pure pipeline computes for a simulator folder (cached per folder)."""
-    return [dict(i) for i in _offline(str(Path(folder).resolve()), settings.person_key_secret, settings.timezone)]
+    """The live incidents the pure pipeline computes for a simulator folder (`bench.quality.run_folder`,
+    cached per folder)."""
+    return [dict(i) for i in _offline(str(Path(folder).resolve()), settings.person_key_secret)]
 
 
 def index_incidents(settings: Settings, incidents: list[Mapping[str, Any]]) -> int:
     """Create ``<prefix>-incidents`` and index `incidents` through the real sink (refreshed)."""
-    from elasticsearch import AsyncElasticsearch
-
-    from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
-    from connectors.elasticsearch.sink import IncidentSink
-
     async def run() -> int:
         es = AsyncElasticsearch([settings.es_url])
         try:
@@ -110,70 +96,31 @@ def index_incidents(settings: Settings, incidents: list[Mapping[str, Any]]) -> i
 
 def drop_index(settings: Settings) -> None:
     """Delete the prefix's indices and template."""
-    from elasticsearch import AsyncElasticsearch
-
-    from connectors.elasticsearch.admin import IndexNames, drop_all
-
-    async def run() -> None:
-        es = AsyncElasticsearch([settings.es_url])
-        try:
-            await drop_all(es, IndexNames(settings.es_index_prefix))
-        finally:
-            await es.close()
-
-    asyncio.run(run())
+    drop_indices(settings)
 
 
 def write_credentials(path: Path, credentials: Mapping[str, tuple[str, str]] = CREDENTIALS) -> Path:
     """A JSON credentials file (only SHA-256 digests of the tokens, as auth.py allows)."""
-    from streams.web.auth import hash_token
-
     data = {"tokens": {f"sha256:{hash_token(t)}": {"user": u, "admin_code": c} for t, (u, c) in credentials.items()}}
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
 def search_server(settings: Settings, credentials_file: Path, workdir: Path,
                   timeout_s: float = 30) -> Iterator[str]:
     """``pingan search serve`` on a free port; yields its base URL, stops it at exit."""
-    port = _free_port()
-    log_path = workdir / "search-server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "search", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--credentials", str(credentials_file), "--audit-log", str(workdir / "search-audit.jsonl")],
-            env=settings_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    port = free_port()
+    server = ChildProcess(pingan_command("search", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                         "--credentials", str(credentials_file),
+                                         "--audit-log", str(workdir / "search-audit.jsonl")),
+                          settings_env(settings), workdir / "search-server.log").start()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"search server exited {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"search server not healthy:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.2)
+        server.wait_healthy(base + "/healthz", timeout_s, 0.2)
         yield base
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        server.stop(10)
 
 
 def launch_chromium(playwright: Any) -> Any:
@@ -218,7 +165,7 @@ def capture(base_url: str, out: Path, *, token: str = COUNTY_TOKEN, query: str =
 
     Launches Chromium unless a Playwright `browser` is given (a test's own)."""
     if browser is None:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # optional: only the screenshot needs it
 
         with sync_playwright() as pw:
             own = launch_chromium(pw)

@@ -54,25 +54,40 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from elasticsearch import AsyncElasticsearch
+from elasticsearch.helpers import async_bulk, async_streaming_bulk
+from fastavro import schemaless_reader, schemaless_writer
+from faust import Worker
 from rich.console import Console
 from rich.table import Table
 
-from infra.processes import ChildProcess as Child
-from infra.processes import settings_env
+from bench.common import drop_indices_async, drop_kafka_namespace, fit_table, number_column, text_column
+from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
+from connectors.elasticsearch.documents import DocumentError, incident_document
+from connectors.elasticsearch.sink import IncidentSink
+from connectors.ingest.files import iter_deliveries
+from connectors.sources.devices import DeviceRegistry
+from infra.processes import ChildProcess, free_port, isolated_settings, pingan_command, settings_env, simulate_folder
+from infra.stack import Elasticsearch, Kafka
+from schemas.catalogue import TOPICS
+from schemas.serde import default_store
+from connectors.sources.registry import normalizer
+from streams.domain.pipeline import CountyProcessor
+from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
-from streams.worker.stages import RAW_SOURCES
+from streams.worker.app import build_app
+from streams.worker.stages import RAW_SOURCES, NormalizeStage, decode_event
 
 RAW_TOPICS: tuple[str, ...] = tuple(RAW_SOURCES)
 EVENTS = "events.v1"
@@ -123,23 +138,8 @@ class Payload:
         return len(self.records)
 
 
-def simulate(folder: Path, *, seed: int, scale: float) -> Path:
-    """``pingan simulate --out folder --seed S --days 1 --scale N`` (a subprocess, like an operator)."""
-    subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(folder), "--days", "1",
-                    "--seed", str(seed), "--scale", str(scale), "--quiet"], check=True, capture_output=True)
-    return folder
-
-
 def prepare_payload(folder: Path, settings: Settings) -> Payload:
     """Translate + encode every record once; compute the expected outputs offline."""
-    from connectors.elasticsearch.documents import DocumentError, incident_document
-    from connectors.ingest.files import iter_deliveries
-    from connectors.sources.devices import DeviceRegistry
-    from schemas.serde import default_store
-    from connectors.sources.registry import normalizer
-    from streams.domain.pipeline import CountyProcessor
-    from streams.worker.stages import NormalizeStage, decode_event
-
     store = default_store()
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
     stage = NormalizeStage(store, normalizer(settings.person_key_secret.encode(), settings.timezone, registry))
@@ -181,19 +181,11 @@ def prepare_payload(folder: Path, settings: Settings) -> Payload:
 # namespaces, processes, CPU
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def isolated(base: Settings, run_dir: Path, registry: Path | None) -> Settings:
-    """Settings with a topic prefix, app id (= consumer group) and index prefix of their own."""
-    tag = uuid.uuid4().hex[:8]
-    return Settings(**{**base.model_dump(), "topic_prefix": f"bench{tag}.", "app_id": f"pingan-bench-{tag}",
-                       "es_index_prefix": f"pingan-bench-{tag}", "run_dir": run_dir, "registry_path": registry,
-                       "worker_web_port": free_port(), "worker_id": 0, "deadline_check_s": 3600.0})
+    """Settings with a topic prefix (``bench…``), app id (= consumer group) and index prefix
+    (``pingan-bench-…``) of their own."""
+    return isolated_settings(base, registry, topic_tag="bench", name="pingan-bench", run_dir=run_dir,
+                             worker_web_port=free_port(), worker_id=0)
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -206,15 +198,6 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def read_pid(path: Path) -> int | None:
-    """A pid file's pid, if the file exists and the process is alive."""
-    try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if Path(f"/proc/{pid}").exists() else None
 
 
 @dataclass
@@ -233,65 +216,6 @@ class CpuProbe:
 # Kafka and Elasticsearch helpers
 
 
-def create_topics(settings: Settings, names: Iterable[str]) -> None:
-    """Create catalogue topics (by catalogue name) under the settings' prefix."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    from schemas.catalogue import TOPICS
-
-    catalogue = {t.name: t for t in TOPICS}
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-bench")
-    try:
-        admin.create_topics([NewTopic(settings.topic(n), catalogue[n].partitions, settings.replication_factor,
-                                      topic_configs=dict(catalogue[n].config)) for n in names], timeout_ms=30000)
-    finally:
-        admin.close()
-
-
-def cleanup_kafka(settings: Settings, groups: Iterable[str]) -> list[str]:
-    """Delete every topic of the namespace (prefix or app id) and the given consumer groups."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-bench")
-    try:
-        ours = [t for t in admin.list_topics() if t.startswith(settings.topic_prefix) or t.startswith(settings.app_id)]
-        if ours:
-            admin.delete_topics(ours, timeout_ms=30000, raise_errors=False)
-            deadline = time.monotonic() + 20.0  # deletion is asynchronous: wait until they are gone
-            while time.monotonic() < deadline and set(ours) & set(admin.list_topics()):
-                time.sleep(0.5)
-        wanted = set(groups)
-        for attempt in range(5):
-            existing = {_group_id(g) for g in admin.list_groups()}
-            left = sorted(wanted & existing)
-            if not left:
-                break
-            try:
-                admin.delete_groups(left)
-            except Exception:  # noqa: BLE001 - a member may still be leaving; retry
-                time.sleep(1.0 + attempt)
-        return ours
-    finally:
-        admin.close()
-
-
-async def cleanup_es(client: Any, settings: Settings) -> None:
-    """Delete the namespace's indices and template."""
-    from connectors.elasticsearch.admin import IndexNames, drop_all
-
-    await drop_all(client, IndexNames(settings.es_index_prefix))
-    await client.indices.delete(index=f"{settings.es_index_prefix}-*", ignore_unavailable=True,
-                                allow_no_indices=True)
-
-
-def _group_id(entry: Any) -> str:
-    """The group id of a `list_groups` entry (a dict in kafka-python 3, a tuple before)."""
-    if isinstance(entry, Mapping):
-        return str(entry.get("group_id"))
-    return str(entry[0] if isinstance(entry, tuple) else entry)
-
-
 class Offsets:
     """Sums end offsets of topics (one aiokafka consumer, no group)."""
 
@@ -300,8 +224,6 @@ class Offsets:
         self._consumer: Any = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await self._consumer.start()
 
@@ -310,8 +232,6 @@ class Offsets:
             await self._consumer.stop()
 
     async def total(self, topic: str, partitions: int) -> int:
-        from aiokafka.structs import TopicPartition
-
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         offsets = await asyncio.wait_for(self._consumer.end_offsets(tps), 10)
         return sum(offsets.values())
@@ -329,7 +249,7 @@ async def es_count(client: Any, index: str, *, with_sum: bool = False) -> tuple[
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], *, what: str, timeout: float = WAIT_S,
-                     interval: float = 0.05, child: Child | None = None) -> None:
+                     interval: float = 0.05, child: ChildProcess | None = None) -> None:
     """Poll an async predicate until true; fail with `what` (and the child's log) on timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -356,20 +276,9 @@ async def produce(producer: Any, settings: Settings, records: Sequence[RawRecord
     await asyncio.gather(*futures)
 
 
-async def wait_web(port: int, child: Child) -> None:
+async def wait_web(port: int, child: ChildProcess) -> None:
     """Wait for the worker's /pingan/metrics page."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        async def up() -> bool:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/pingan/metrics",
-                                       timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    return resp.status == 200
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                return False
-
-        await wait_until(up, what="the worker's /pingan/metrics page", interval=0.5, child=child)
+    await asyncio.to_thread(child.wait_healthy, f"http://127.0.0.1:{port}/pingan/metrics", WAIT_S, 0.5)
 
 
 # ------------------------------------------------------------------------------------------
@@ -417,8 +326,6 @@ class Context:
 
     async def start_clients(self) -> None:
         """A producer and an offsets reader for the current variant (see `stop_clients`)."""
-        from aiokafka import AIOKafkaProducer
-
         await self.stop_clients()
         self.producer = AIOKafkaProducer(bootstrap_servers=self.base.kafka_bootstrap, acks="all",
                                          enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
@@ -440,12 +347,12 @@ class Context:
         await self.stop_clients()
         for s, groups in list(self.namespaces):
             if s is ns:
-                await asyncio.to_thread(cleanup_kafka, s, groups)
-                await cleanup_es(self.es, s)
+                await asyncio.to_thread(drop_kafka_namespace, s, groups)
+                await drop_indices_async(self.es, s)
                 self.namespaces.remove((s, groups))
 
 
-async def _timed_kafka_run(ctx: Context, ns: Settings, child: Child, variant: str, rnd: int,
+async def _timed_kafka_run(ctx: Context, ns: Settings, child: ChildProcess, variant: str, rnd: int,
                            done: Callable[[], Awaitable[bool]], warm: Callable[[], Awaitable[bool]],
                            copies: int = 1) -> Measurement:
     """Warm-up record → wait → start the clock → produce everything (`copies` times) → wait for `done`."""
@@ -469,8 +376,8 @@ async def run_b1(ctx: Context, rnd: int) -> Measurement:
     ns = ctx.namespace(("-b1",))
     try:
         await ctx.start_clients()
-        await asyncio.to_thread(create_topics, ns, [*RAW_TOPICS, EVENTS, BY_COUNTY])
-        child = Child(_py("_b1", "--bootstrap", ns.kafka_bootstrap, "--prefix", ns.topic_prefix,
+        await asyncio.to_thread(provision_topics, ns, only=[*RAW_TOPICS, EVENTS, BY_COUNTY])
+        child = ChildProcess(_py("_b1", "--bootstrap", ns.kafka_bootstrap, "--prefix", ns.topic_prefix,
                           "--group", ns.app_id + "-b1"), os.environ, ctx.run_dir / f"b1-{rnd}.log").start()
         try:
             parts = 6
@@ -490,14 +397,11 @@ async def run_b1(ctx: Context, rnd: int) -> Measurement:
 
 async def run_normalize(ctx: Context, rnd: int) -> Measurement:
     """Ours: the real Faust app with only the normalize agent."""
-    from streams.ops.provision import provision_topics
-    from schemas.catalogue import TOPICS
-
     ns = ctx.namespace()
     try:
         await asyncio.to_thread(provision_topics, ns)
         await ctx.start_clients()
-        child = Child(_py("_normalize_worker"), settings_env(ns), ctx.run_dir / f"normalize-{rnd}.log").start()
+        child = ChildProcess(_py("_normalize_worker"), settings_env(ns), ctx.run_dir / f"normalize-{rnd}.log").start()
         try:
             await wait_web(ns.worker_web_port, child)
             parts = {t.name: t.partitions for t in TOPICS}[EVENTS]
@@ -522,11 +426,11 @@ async def run_b3(ctx: Context, rnd: int) -> Measurement:
     index = f"{ns.es_index_prefix}-b3"
     try:
         await ctx.start_clients()
-        await asyncio.to_thread(create_topics, ns, RAW_TOPICS)
+        await asyncio.to_thread(provision_topics, ns, only=RAW_TOPICS)
         await ctx.es.indices.create(index=index, body={"settings": {
             "number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": ns.es_refresh_interval,
             "index.mapping.total_fields.limit": 2000}})
-        child = Child(_py("_b3", "--bootstrap", ns.kafka_bootstrap, "--prefix", ns.topic_prefix,
+        child = ChildProcess(_py("_b3", "--bootstrap", ns.kafka_bootstrap, "--prefix", ns.topic_prefix,
                           "--group", ns.app_id + "-b3", "--es-url", ns.es_url, "--index", index),
                       os.environ, ctx.run_dir / f"b3-{rnd}.log").start()
         try:
@@ -543,8 +447,6 @@ async def run_b3(ctx: Context, rnd: int) -> Measurement:
 
 async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
     """Ours: the real worker (normalize, correlate, index) until ES holds every expected incident."""
-    from streams.ops.provision import provision_elasticsearch, provision_topics
-
     ns = ctx.namespace()
     alias = f"{ns.es_index_prefix}-incidents"
     try:
@@ -575,9 +477,8 @@ async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
         await ctx.cleanup(ns)
 
 
-def _worker(ns: Settings, log_path: Path) -> Child:
-    return Child([sys.executable, "-m", "streams.cli", "worker", "run", "--loglevel", "warning"],
-                 settings_env(ns), log_path)
+def _worker(ns: Settings, log_path: Path) -> ChildProcess:
+    return ChildProcess(pingan_command("worker", "run", "--loglevel", "warning"), settings_env(ns), log_path)
 
 
 def _copies(payload: Payload, min_docs: int) -> int:
@@ -586,10 +487,6 @@ def _copies(payload: Payload, min_docs: int) -> int:
 
 async def run_b2(ctx: Context, rnd: int, min_docs: int) -> Measurement:
     """B2: bare async_streaming_bulk of the pre-built incident documents (fresh templated index)."""
-    from elasticsearch.helpers import async_streaming_bulk
-
-    from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
-
     ns = ctx.namespace(())
     names = IndexNames(ns.es_index_prefix)
     try:
@@ -614,9 +511,6 @@ async def run_b2(ctx: Context, rnd: int, min_docs: int) -> Measurement:
 
 async def run_sink(ctx: Context, rnd: int, min_docs: int) -> Measurement:
     """Ours: IncidentSink over the same incident records, batched like the index agent."""
-    from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
-    from connectors.elasticsearch.sink import IncidentSink
-
     ns = ctx.namespace(())
     names = IndexNames(ns.es_index_prefix)
     try:
@@ -684,8 +578,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
     """Produce at `rate` for `duration` s into a warm worker; time each event until searchable."""
-    from streams.ops.provision import provision_elasticsearch, provision_topics
-
     ns = ctx.namespace()
     alias = f"{ns.es_index_prefix}-incidents"
     n = max(1, min(ctx.payload.n, math.ceil(rate * duration)))
@@ -840,19 +732,24 @@ class Result:
                 "wall_seconds": self.wall_seconds}
 
 
-def render(result: Result) -> Table:
-    """The one table: medians per variant, ratios beside their targets, then latency."""
+#: columns left out first when the terminal is narrow
+NARROW_DROP = ("Kafka CPU", "ES CPU", "py CPU", "target", "items")
+
+
+def render(result: Result, width: int | None = None) -> Table:
+    """The one table: medians per variant, ratios beside their targets, then latency (fitted to
+    `width` when given: the CPU columns go first)."""
     m = result.machine
     table = Table(title=f"Ping'an Bus throughput — scale {result.options['scale']}, {result.options['rounds']} "
                         f"round(s), medians; {m['cores']} cores, {m['python']}",
                   caption=f"{result.payload['raw_records']} raw records → {result.payload['events']} events → "
                           f"{result.payload['incidents']} incidents; index variants load "
-                          f"{result.payload['index_docs']} docs; CPU s per 1,000 items (python = the measured "
-                          f"process); wall {result.wall_seconds:.0f} s")
-    for col, justify in (("variant", "left"), ("items", "right"), ("median s", "right"), ("rate /s", "right"),
-                         ("py CPU s/1k", "right"), ("Kafka CPU s/1k", "right"), ("ES CPU s/1k", "right"),
-                         ("ratio", "right"), ("target", "right"), ("ok", "center")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+                          f"{result.payload['index_docs']} docs; s = median seconds; CPU = CPU s per 1,000 items "
+                          f"(py = the measured process); wall {result.wall_seconds:.0f} s")
+    text_column(table, "variant")
+    for col in ("items", "s", "rate/s", "py CPU", "Kafka CPU", "ES CPU", "ratio", "target"):
+        number_column(table, col)
+    table.add_column("ok", justify="center", no_wrap=True)
     for base, ours in PAIRS:
         for variant in (base, ours):
             runs = result.runs_of(variant)
@@ -881,14 +778,12 @@ def render(result: Result) -> Table:
         table.add_row(f"end-to-end latency p99 (max {lat.max:.2f} s, {lat.missing} not seen)",
                       f"{lat.measured} events", f"{lat.p99:.2f}", f"{lat.rate:,.0f}", "", "", "", "",
                       f"≤ {lat.target_s:.1f} s", "[green]yes" if met else "[red]no", style="bold")
-    return table
+    return table if width is None else fit_table(table, width, NARROW_DROP)
 
 
 async def run_throughput(opts: Options, *, settings: Settings | None = None,
                          log: Callable[[str], None] = lambda s: None) -> Result:
     """Run every variant `opts.rounds` times (alternating order), then the latency probe."""
-    from elasticsearch import AsyncElasticsearch
-
     started = time.perf_counter()
     base = settings or Settings.from_env()
     work = Path(tempfile.mkdtemp(prefix="pingan-bench-"))
@@ -896,11 +791,10 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
     ctx: Context | None = None
     es = AsyncElasticsearch(base.es_url, timeout=60)
     try:
-        folder = simulate(work / "sim", seed=opts.seed, scale=opts.scale)
+        folder = simulate_folder(work / "sim", seed=opts.seed, scale=opts.scale)
         payload = await asyncio.to_thread(prepare_payload, folder, base)
         log(f"payload: {payload.n} raw records, {payload.events_out} events, {len(payload.docs)} incidents")
-        probe = CpuProbe(read_pid(base.run_dir / "kafka" / "kafka.pid"),
-                         read_pid(base.run_dir / "elasticsearch" / "elasticsearch.pid"))
+        probe = CpuProbe(Kafka(base).pid(), Elasticsearch(base).pid())
         copies = max(1, math.ceil(opts.min_events / payload.n))
         ctx = Context(base, payload, work, folder / "registry.csv", es, probe, log, copies)
         runners: dict[str, Callable[[Context, int], Awaitable[Measurement]]] = {
@@ -957,10 +851,10 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
 
 def run_and_print(opts: Options, console: Console | None = None) -> Result:
     """Run the benchmark, print the table, write the JSON if asked."""
-    console = console or Console(width=160)
+    console = console or Console()
     err = Console(stderr=True, style="dim")
     result = asyncio.run(run_throughput(opts, log=err.print))
-    console.print(render(result))
+    console.print(render(result, console.width))
     for failure in result.failures:
         err.print(f"[red]{failure}")
     if opts.json_path is not None:
@@ -974,15 +868,11 @@ def run_and_print(opts: Options, console: Console | None = None) -> Result:
 
 
 def _writers() -> dict[bytes, Any]:
-    from schemas.serde import default_store
-
     return {sv.fingerprint: sv.parsed for sv in default_store().writer_versions()}
 
 
 async def _baseline_loop(args: argparse.Namespace, handle: Callable[[list[Any]], Awaitable[None]]) -> None:
     """Consume the raw topics in batches; `handle` each batch; commit once per batch; stop on SIGTERM."""
-    from aiokafka import AIOKafkaConsumer
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -1002,9 +892,6 @@ async def _baseline_loop(args: argparse.Namespace, handle: Callable[[list[Any]],
 
 
 async def _b1(args: argparse.Namespace) -> None:
-    from aiokafka import AIOKafkaProducer
-    from fastavro import schemaless_reader, schemaless_writer
-
     writers = _writers()
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
@@ -1043,10 +930,6 @@ def _flat(record: Mapping[str, Any], topic: str) -> dict[str, Any]:
 
 
 async def _b3(args: argparse.Namespace) -> None:
-    from elasticsearch import AsyncElasticsearch
-    from elasticsearch.helpers import async_bulk
-    from fastavro import schemaless_reader
-
     writers = _writers()
     client = AsyncElasticsearch(args.es_url, timeout=60)
 
@@ -1067,10 +950,6 @@ async def _b3(args: argparse.Namespace) -> None:
 
 def _normalize_worker(loglevel: str) -> None:
     """The real Faust app with only the normalize agent (index agent off, correlate removed)."""
-    from faust import Worker
-
-    from streams.worker.app import build_app
-
     app = build_app(Settings.from_env(), with_index=False)
     del app.agents["correlate"]
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,8 +1,8 @@
 """Real-world noise: coordinate systems, character forms, phone and ID-number formats.
 
 The coordinate transforms are the standard published forward transforms (WGS-84 → GCJ-02 of the
-Chinese "Mars" offset, GCJ-02 → BD-09 of Baidu). `streams/domain/geo.py` is not present when this
-module was written, so the simulator keeps its own private copy.
+Chinese "Mars" offset, GCJ-02 → BD-09 of Baidu); they and the great-circle distance are
+`streams/domain/geo.py`'s, re-exported here for the simulator's modules.
 """
 from __future__ import annotations
 
@@ -12,19 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # the apps' forward transforms (WGS-84 → GCJ-02 → BD-09) are the ones the normalizer inverts
-from streams.domain.geo import gcj02_to_bd09, wgs84_to_bd09, wgs84_to_gcj02  # noqa: F401 - re-exported
+from streams.domain.geo import gcj02_to_bd09, haversine_m, wgs84_to_bd09, wgs84_to_gcj02  # noqa: F401 - re-exported
 
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371008.8 * math.asin(math.sqrt(h))
 
 
 def offset_m(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float, float]:

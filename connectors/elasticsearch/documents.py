@@ -4,10 +4,11 @@ Contract:
 - `incident_document(incident)` returns ``(incident_id, document)`` for an incident record shaped
   like ``pingan.Incident`` (docs/contracts.md). The document holds only what the record holds
   (masked displays and pseudonymous keys, never clear identifiers), plus derived fields:
-  ``admin_path`` (every prefix 2/4/6/9/12 digits of every admin code the incident touches, used
-  for jurisdiction filtering), ``search_text`` (event texts, time-ordered), ``location`` (mean of
-  the event points), ``event_locations`` (all event points), ``event_count``, ``sources``,
-  ``event_kinds``. Raises `DocumentError` for a record that cannot be indexed (no id, merged).
+  ``admin_path`` (`incident_admin_path`: every prefix 2/4/6/9/12 digits of every admin code the
+  incident touches, by `streams.domain.admin.levels_of`; used for jurisdiction filtering),
+  ``search_text`` (event texts, time-ordered), ``location`` (mean of the event points),
+  ``event_locations`` (all event points), ``event_count``, ``sources``, ``event_kinds``.
+  Raises `DocumentError` for a record that cannot be indexed (no id, merged).
 - Merged incidents: the retired id is **deleted** from the index (`incident_action` returns a
   delete action). The surviving incident's own record carries every event, so a search never
   shows the same events twice; a stale link to the retired id answers 404.
@@ -17,35 +18,26 @@ Contract:
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-ADMIN_LEVELS: tuple[int, ...] = (2, 4, 6, 9, 12)
-"""Lengths of province, prefecture, county, town and village codes."""
+from streams.domain import admin
 
 
 class DocumentError(ValueError):
     """The incident record cannot become an index document (a dead letter, not retriable)."""
 
 
-def is_admin_code(code: object) -> bool:
-    """True for a digit string of a known admin level length (2, 4, 6, 9 or 12)."""
-    return isinstance(code, str) and code.isdigit() and len(code) in ADMIN_LEVELS
+def incident_admin_path(incident: Mapping[str, Any]) -> list[str]:
+    """Every ancestor-or-self admin code of every area the incident touches (its ``admin_path``)."""
+    return admin.levels_of(
+        [incident.get("admin_code"), incident.get("county_code"), *(incident.get("town_codes") or []),
+         *(incident.get("village_codes") or [])] + [e.get("admin_code") for e in incident.get("events") or []]
+    )
 
 
-def admin_path(code: str | None) -> list[str]:
-    """Every ancestor-or-self code of `code`: ``513221107201`` → 51, 5132, 513221, 513221107, 513221107201."""
-    if not code or not code.isdigit():
-        return []
-    return [code[:n] for n in ADMIN_LEVELS if n <= len(code)]
-
-
-def admin_paths(codes: Iterable[str | None]) -> list[str]:
-    """Sorted union of `admin_path` over several codes."""
-    out: set[str] = set()
-    for code in codes:
-        out.update(admin_path(code))
-    return sorted(out, key=lambda c: (len(c), c))
+# the name the e2e tests (and older callers) use for `admin.levels_of`
+admin_paths = admin.levels_of
 
 
 def _point(lat: Any, lon: Any) -> dict[str, float] | None:
@@ -110,10 +102,7 @@ def incident_document(incident: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
     )
     town_codes = sorted(set(incident.get("town_codes") or []))
     village_codes = sorted(set(incident.get("village_codes") or []))
-    path = admin_paths(
-        [incident.get("admin_code"), incident.get("county_code"), *town_codes, *village_codes]
-        + [e.get("admin_code") for e in events]
-    )
+    path = incident_admin_path(incident)
     doc: dict[str, Any] = {
         "incident_id": inc_id,
         "status": incident.get("status"),

@@ -44,28 +44,28 @@ def quality(out: Path = typer.Option(None, help="simulator folder to use (defaul
             offline: bool = typer.Option(False, help="pure pipeline only (no Kafka, no Elasticsearch)")) -> None:
     """Pairwise link precision/recall and B-cubed F1 of incidents against the simulator's ground truth,
     through the real pipeline (real Kafka, a real worker, the real index) unless --offline."""
-    import subprocess
-    import sys
     import tempfile
 
     from rich.console import Console
 
     from bench.quality import evaluate_folder, render
+    from infra.processes import simulate_folder
     from streams.settings import Settings
 
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
         folder = out or Path(tmp) / "sim"
         if not (folder / "truth.json").exists():
-            subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(folder), "--days", str(days),
-                            "--seed", str(seed), "--quiet"], check=True, capture_output=True)
+            simulate_folder(folder, seed=seed, days=days)
         if offline:
-            console.print(render(evaluate_folder(folder), f"Correlation quality, offline (%) — seed {seed}"))
+            console.print(render(evaluate_folder(folder), f"Correlation quality, offline (%) — seed {seed}",
+                                 width=console.width))
             return
         from bench.quality_live import evaluate_live
 
         live = evaluate_live(Settings.from_env(), folder)
-        console.print(render(live.report, f"Correlation quality through Kafka + worker + index (%) — seed {seed}"))
+        console.print(render(live.report, f"Correlation quality through Kafka + worker + index (%) — seed {seed}",
+                             width=console.width))
         console.print(f"{live.events} events in {live.incidents} indexed incidents, {live.seconds:.1f}s from publish "
                       f"to fully indexed; index equals the offline pipeline: {live.equals_offline}")
         if not live.equals_offline:

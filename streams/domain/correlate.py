@@ -22,18 +22,18 @@ Contracts
 """
 from __future__ import annotations
 
-import hashlib
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, MutableMapping
 
 import h3
 
+from . import admin
+from .geo import haversine_m
+from .ids import link_id
 from .rules import BlockingLevel, CorrelationRules, PairRule
 
 Event = Mapping[str, Any]
 
-_EARTH_RADIUS_M = 6_371_008.8
 _WATERMARK_KEY = "~watermark"
 _LEVEL_PREFIX = {"fine": "g", "area": "a", "near": "n"}
 _KEY_KINDS = ("id", "phone", "plate", "name_village")
@@ -49,8 +49,8 @@ def _loc(event: Event) -> Mapping[str, Any]:
 def county_of(event: Event) -> str | None:
     """County code of an event (location.county_code, else the first 6 digits of admin_code)."""
     loc = _loc(event)
-    code = loc.get("county_code") or (loc.get("admin_code") or "")[:6]
-    return code or None
+    code = loc.get("admin_code") or ""
+    return loc.get("county_code") or admin.prefix(code, admin.COUNTY) or code or None
 
 
 def partition_key(event: Event) -> str:
@@ -60,12 +60,12 @@ def partition_key(event: Event) -> str:
 
 def _town(event: Event) -> str | None:
     loc = _loc(event)
-    return loc.get("town_code") or ((loc.get("admin_code") or "")[:9] if len(loc.get("admin_code") or "") >= 9 else None)
+    return loc.get("town_code") or admin.prefix(loc.get("admin_code"), admin.TOWN)
 
 
 def _village(event: Event) -> str | None:
     loc = _loc(event)
-    return loc.get("village_code") or ((loc.get("admin_code") or "")[:12] if len(loc.get("admin_code") or "") >= 12 else None)
+    return loc.get("village_code") or admin.prefix(loc.get("admin_code"), admin.VILLAGE)
 
 
 def entity_keys(event: Event) -> set[str]:
@@ -85,13 +85,6 @@ def _latlon(event: Event) -> tuple[float, float] | None:
     if lat is None or lon is None:
         return None
     return float(lat), float(lon)
-
-
-def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance in metres between two (lat, lon) points in degrees."""
-    la1, lo1, la2, lo2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
-    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def _cell(event: Event, res: int) -> str | None:
@@ -178,12 +171,6 @@ class LinkDecision:
         }
 
 
-def link_id(a: str, b: str) -> str:
-    """Deterministic link id of an unordered event pair."""
-    lo, hi = sorted((a, b))
-    return hashlib.sha1(f"{lo}|{hi}".encode()).hexdigest()[:20]
-
-
 def _fmt_distance(m: float) -> str:
     return f"{round(m)}米" if m < 1000 else f"{m / 1000:.1f}公里"
 
@@ -236,7 +223,7 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
         if not rule.link or gap > window:
             return None
     la, lb = _latlon(a), _latlon(b)
-    dist = haversine_m(la, lb) if la and lb else None
+    dist = haversine_m(*la, *lb) if la and lb else None
     addr_a, addr_b = _loc(a).get("address"), _loc(b).get("address")
     same_addr = bool(addr_a) and addr_a == addr_b
     va, vb, ta, tb = _village(a), _village(b), _town(a), _town(b)

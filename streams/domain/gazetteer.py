@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.domain import admin
+
 PROVINCE_CODE = "51"        # 四川省
 PREFECTURE_CODE = "5132"    # 阿坝藏族羌族自治州
 COUNTY_CODE = "513221"      # 汶川县
@@ -80,14 +82,9 @@ def villages_of(town_code: str) -> tuple[Place, ...]:
     return tuple(v for v in VILLAGES if v.parent == town_code)
 
 
-def split_admin_code(code: str | None) -> tuple[str | None, str | None, str | None]:
-    """(county, town, village) codes contained in an admin code of 6, 9 or 12 digits."""
-    if not code or not code.isdigit():
-        return None, None, None
-    county = code[:6] if len(code) >= 6 else None
-    town = code[:9] if len(code) >= 9 else None
-    village = code[:12] if len(code) >= 12 else None
-    return county, town, village
+# Deprecated alias of `admin.split` (the admin-code module is the one home of that logic), kept
+# only while normalize.py still calls it; remove it when normalize calls `admin.split`.
+split_admin_code = admin.split
 
 
 def name_of(code: str | None) -> str | None:

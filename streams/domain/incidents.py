@@ -20,9 +20,10 @@ Contracts
 from __future__ import annotations
 
 import bisect
-import hashlib
 from typing import Any, Callable, Mapping, MutableMapping
 
+from . import admin
+from .ids import incident_id
 from .tiers import TierRules, load_tier_rules, route
 
 Event = Mapping[str, Any]
@@ -54,20 +55,14 @@ def _link_key(link: Mapping[str, Any]) -> str:
     return link["link_id"]
 
 
-def incident_id_for(min_event_id: str) -> str:
-    """Deterministic incident id of a component whose smallest event id is given."""
-    return "inc-" + hashlib.sha1(min_event_id.encode()).hexdigest()[:16]
-
-
 def _codes(event: Event) -> tuple[str | None, str | None, str | None, str | None]:
     """(admin_code, county, town, village) of an event, deriving missing levels from admin_code."""
     loc = event.get("location") or {}
-    admin = loc.get("admin_code") or loc.get("village_code") or loc.get("town_code") or loc.get("county_code")
-    a = admin or ""
-    county = loc.get("county_code") or (a[:6] if len(a) >= 6 else None)
-    town = loc.get("town_code") or (a[:9] if len(a) >= 9 else None)
-    village = loc.get("village_code") or (a[:12] if len(a) >= 12 else None)
-    return admin, county, town, village
+    code = loc.get("admin_code") or loc.get("village_code") or loc.get("town_code") or loc.get("county_code")
+    county = loc.get("county_code") or admin.prefix(code, admin.COUNTY)
+    town = loc.get("town_code") or admin.prefix(code, admin.TOWN)
+    village = loc.get("village_code") or admin.prefix(code, admin.VILLAGE)
+    return code, county, town, village
 
 
 def _person_display(person: Mapping[str, Any]) -> str:
@@ -79,22 +74,18 @@ def _person_display(person: Mapping[str, Any]) -> str:
 def event_summary(event: Event) -> dict[str, Any]:
     """The EventSummary an incident carries for one event."""
     loc = event.get("location") or {}
-    admin, _, _, _ = _codes(event)
+    code, _, _, _ = _codes(event)
     return {
         "event_id": event["event_id"], "source": event.get("source"), "kind": event.get("kind"),
         "occurred_at": int(event["occurred_at"]), "text": (event.get("text") or "")[:_TEXT_MAX],
-        "lat": loc.get("lat"), "lon": loc.get("lon"), "admin_code": admin,
+        "lat": loc.get("lat"), "lon": loc.get("lon"), "admin_code": code,
         "persons": [d for d in (_person_display(p) for p in event.get("persons") or ()) if d],
     }
 
 
 def lowest_common_admin(codes: list[str], county_code: str | None) -> str:
     """Deepest admin code (12 village, 9 town, 6 county digits) shared by all codes."""
-    codes = [c for c in codes if c]
-    for level in (12, 9, 6):
-        if codes and all(len(c) >= level for c in codes) and len({c[:level] for c in codes}) == 1:
-            return codes[0][:level]
-    return county_code or ""
+    return admin.common(codes) or county_code or ""
 
 
 def _contains(sorted_ids: list[str], eid: str) -> bool:
@@ -131,7 +122,7 @@ class IncidentState:
         inc = self.incidents.get(iid)
         if inc is not None and _contains(inc["event_ids"], eid):
             return True
-        own = self.incidents.get(incident_id_for(eid))  # the incident it started (or kept) as the first event
+        own = self.incidents.get(incident_id(eid))  # the incident it started (or kept) as the first event
         if own is not None and _contains(own["event_ids"], eid):
             self.event_incident[eid] = own["incident_id"]
             return True
@@ -143,7 +134,7 @@ class IncidentState:
         eid = event["event_id"]
         if self.registered(eid):
             return []
-        existing = self.incidents.get(incident_id_for(eid))
+        existing = self.incidents.get(incident_id(eid))
         if existing is not None and _contains(existing["event_ids"], eid):
             # its incident survived a partial write but the mapping did not: restore the mapping
             self.event_incident[eid] = existing["incident_id"]
@@ -337,7 +328,7 @@ class IncidentState:
         event_ids = sorted(set(inc.get("event_ids") or ()) | {e["event_id"] for e in events})
         kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
         out: Incident = {
-            "incident_id": incident_id_for(event_ids[0]),
+            "incident_id": incident_id(event_ids[0]),
             "status": inc["status"], "merged_into": inc.get("merged_into"),
             "merged_from": sorted(set(inc.get("merged_from") or ())),
             "kind": kind, "severity": inc["severity"],

@@ -13,11 +13,12 @@ Contracts (all pure and deterministic; rules come from ``tier_rules.toml``):
 """
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping, Sequence
+
+from .ids import sha1_hex
 
 DEFAULT_TIER_RULES_PATH = Path(__file__).with_name("tier_rules.toml")
 TIER_NAMES_CN = {"village": "村级", "town": "镇级", "county": "县级"}
@@ -122,7 +123,7 @@ def route(incident: Mapping[str, Any], rules: TierRules) -> str:
 
 def escalation_id(incident_id: str, to_tier: str, reason_code: str) -> str:
     """sha1(incident_id|to_tier|reason_code) hex."""
-    return hashlib.sha1(f"{incident_id}|{to_tier}|{reason_code}".encode()).hexdigest()
+    return sha1_hex(incident_id, to_tier, reason_code)
 
 
 def _escalation(incident: Mapping[str, Any], from_tier: str, to_tier: str, code: str, reason: str,

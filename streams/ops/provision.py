@@ -6,6 +6,7 @@ configs; installs the Elasticsearch template, the first versioned index and its 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from elasticsearch import AsyncElasticsearch
@@ -28,14 +29,17 @@ class ProvisionReport:
     es: list[str] = field(default_factory=list)
 
 
-def provision_topics(settings: Settings, report: ProvisionReport | None = None) -> ProvisionReport:
-    """Make every catalogue topic exist with at least its partitions and its configs."""
+def provision_topics(settings: Settings, report: ProvisionReport | None = None, *,
+                     only: Iterable[str] | None = None) -> ProvisionReport:
+    """Make every catalogue topic (or those named in `only`, by catalogue name) exist with at least
+    its partitions and its configs."""
     report = report or ProvisionReport()
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-provision",
                              request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
-        wanted = {settings.topic(t.name): t for t in TOPICS}
+        names = None if only is None else set(only)
+        wanted = {settings.topic(t.name): t for t in TOPICS if names is None or t.name in names}
         new = [NewTopic(name, t.partitions, settings.replication_factor, topic_configs=dict(t.config))
                for name, t in wanted.items() if name not in existing]
         if new:

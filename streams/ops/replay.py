@@ -38,11 +38,11 @@ from typing import Any
 
 from schemas.serde import SchemaStore, default_store
 from streams.settings import Settings
+from streams.worker.topology import BY_COUNTY
 
 log = logging.getLogger(__name__)
 
 INCIDENTS = "incidents.v1"
-BY_COUNTY = "internal.events-by-county.v1"
 
 
 # --------------------------------------------------------------------------- plan
@@ -361,7 +361,8 @@ def pipeline_settings(settings: Settings, target_prefix: str, app_id: str) -> Se
                        "worker_web_port": _free_port(), "deadline_check_s": 10 * 365 * 86400.0})
 
 
-def _group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """(topic, partition) → committed offset of consumer group `group` (partitions it never committed left out)."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin")
@@ -372,7 +373,8 @@ def _group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
-def _end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) → end offset now, for every partition of `topics`."""
     from kafka import TopicPartition
 
     consumer = make_consumer(settings, "pingan-replay-ends")
@@ -398,7 +400,7 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
     replay_settings = pipeline_settings(settings, target_prefix, app_id)
     provision_topics(replay_settings)
     raw_topics = [settings.input_topic(n) for n in RAW_SOURCES]
-    raw_ends = _end_offsets(settings, raw_topics)
+    raw_ends = end_offsets(settings, raw_topics)
     raw_total = sum(raw_ends.values())
     log_dir = log_dir or settings.run_dir / "replay"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -420,13 +422,13 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
                 raise RuntimeError(f"replay worker exited with {proc.returncode}; see {log_path}")
             if time.perf_counter() - t0 > timeout_s:
                 raise TimeoutError(f"pipeline replay not caught up after {timeout_s:.0f}s; see {log_path}")
-            committed = _group_offsets(settings, app_id)
+            committed = group_offsets(settings, app_id)
             new_done = sum(min(committed.get(k, 0), end) for k, end in raw_ends.items())
             if progress and new_done > done_raw:
                 progress(new_done - done_raw, raw_total)
             done_raw = new_done
             if done_raw >= raw_total:
-                county_ends = _end_offsets(settings, [by_county])
+                county_ends = end_offsets(settings, [by_county])
                 if all(committed.get(k, 0) >= end for k, end in county_ends.items()):
                     break
             time.sleep(poll_s)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.elasticsearch.documents import is_admin_code
+from streams.domain import admin
+
 
 ENV_FILE = "PINGAN_SEARCH_CREDENTIALS"
 ENV_TOKENS = "PINGAN_SEARCH_TOKENS"
@@ -79,7 +80,7 @@ class Credentials:
             user, code = entry.get("user"), str(entry.get("admin_code", ""))
             if not isinstance(user, str) or not user.strip():
                 raise CredentialsError("credential without user")
-            if not is_admin_code(code):
+            if not admin.is_code(code):
                 raise CredentialsError(f"credential for {user!r}: invalid admin_code {code!r}")
             key = str(key)
             if key.startswith("sha256:"):

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.elasticsearch.documents import admin_path, admin_paths, is_admin_code
+from connectors.elasticsearch.documents import incident_admin_path as _derived_admin_path
+from streams.domain import admin
 
 ADMIN_PATH_FIELD = "admin_path"
 
@@ -23,7 +24,7 @@ class JurisdictionError(ValueError):
 
 
 def _checked(admin_code: str) -> str:
-    if not is_admin_code(admin_code):
+    if not admin.is_code(admin_code):
         raise JurisdictionError(f"invalid jurisdiction admin code: {admin_code!r}")
     return admin_code
 
@@ -35,7 +36,7 @@ def jurisdiction_filter(admin_code: str) -> dict[str, Any]:
 
 def within(admin_code: str, code: str | None) -> bool:
     """True when `code` lies at or below the credential's `admin_code`."""
-    return bool(code) and _checked(admin_code) in admin_path(code)
+    return bool(code) and admin.within(code, _checked(admin_code))
 
 
 def incident_admin_path(incident: Mapping[str, Any]) -> list[str]:
@@ -43,11 +44,7 @@ def incident_admin_path(incident: Mapping[str, Any]) -> list[str]:
     path = incident.get(ADMIN_PATH_FIELD)
     if isinstance(path, list):
         return [str(c) for c in path]
-    events = incident.get("events") or []
-    return admin_paths(
-        [incident.get("admin_code"), incident.get("county_code"), *(incident.get("town_codes") or []),
-         *(incident.get("village_codes") or [])] + [e.get("admin_code") for e in events]
-    )
+    return _derived_admin_path(incident)
 
 
 def can_see(admin_code: str, incident: Mapping[str, Any]) -> bool:

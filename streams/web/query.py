@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from connectors.elasticsearch.documents import is_admin_code
+from streams.domain import admin
 from streams.domain.text import clean_text
 from streams.web.jurisdiction import ADMIN_PATH_FIELD, jurisdiction_filter
 
@@ -174,7 +174,7 @@ def parse_search_params(raw: Mapping[str, str]) -> SearchParams:
     if time_from is not None and time_to is not None and time_from > time_to:
         raise QueryError("from is after to")
     admin_code = (raw.get("admin_code") or "").strip() or None
-    if admin_code is not None and not is_admin_code(admin_code):
+    if admin_code is not None and not admin.is_code(admin_code):
         raise QueryError("admin_code must be a 2, 4, 6, 9 or 12 digit admin division code")
     near = None
     radius_m = DEFAULT_RADIUS_M

@@ -26,7 +26,8 @@ from connectors.elasticsearch.admin import IndexNames
 from connectors.ingest.files import iter_deliveries
 from connectors.ingest.publish import publish_deliveries
 from streams.ops.provision import provision_elasticsearch, provision_topics
-from streams.ops.replay import Checkpoint, _end_offsets, _free_port, _group_offsets, checkpoint_path, replay_index
+from infra.processes import free_port
+from streams.ops.replay import Checkpoint, checkpoint_path, end_offsets, group_offsets, replay_index
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES
 from tests.e2e.conftest import WorkerProcess, isolated_settings, wait_for
@@ -73,7 +74,7 @@ def alias_target(es: Elasticsearch, settings: Settings) -> list[str]:
 def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDay]:
     """A simulated day published and indexed by one live worker, which is then stopped."""
     settings = isolated_settings(stack, registry=sim_day / "registry.csv",
-                                 run_dir=tmp_path_factory.mktemp("replay-run"), worker_web_port=_free_port(),
+                                 run_dir=tmp_path_factory.mktemp("replay-run"), worker_web_port=free_port(),
                                  log_json=True)
     provision_topics(settings)
     provision_elasticsearch(settings)
@@ -94,8 +95,8 @@ def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFa
         def caught_up() -> bool:
             if worker.proc is not None and worker.proc.poll() is not None:
                 raise AssertionError(f"the live worker exited:\n{worker.log_tail()}")
-            committed = _group_offsets(settings, settings.app_id)
-            ends = _end_offsets(settings, [*topics, settings.topic("incidents.v1")])
+            committed = group_offsets(settings, settings.app_id)
+            ends = end_offsets(settings, [*topics, settings.topic("incidents.v1")])
             return bool(committed) and all(committed.get(k, 0) >= v for k, v in ends.items())
 
         try:
@@ -109,7 +110,7 @@ def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFa
         worker.stop()
         live_index = alias_target(es, settings)[0]
         hashes = doc_hashes(es, live_index)
-        incident_records = sum(_end_offsets(settings, [settings.topic("incidents.v1")]).values())
+        incident_records = sum(end_offsets(settings, [settings.topic("incidents.v1")]).values())
         assert len(hashes) > 50
         yield LiveDay(settings, live_index, hashes, report.records, live_seconds, incident_records, metrics_text,
                       healthz, worker.log_path)

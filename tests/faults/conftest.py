@@ -355,11 +355,11 @@ def wait_for_index(settings: Settings, expected: dict[str, frozenset[str]], work
 
 def lag_report(settings: Settings) -> str:
     """The worker group's committed offset against the log end, for every partition that lags."""
-    from streams.ops.replay import _end_offsets, _group_offsets
+    from streams.ops.replay import end_offsets, group_offsets
 
     try:
-        committed = _group_offsets(settings, settings.app_id)
-        ends = _end_offsets(settings, sorted({topic for topic, _ in committed}))
+        committed = group_offsets(settings, settings.app_id)
+        ends = end_offsets(settings, sorted({topic for topic, _ in committed}))
     except Exception as exc:  # noqa: BLE001 - a diagnostic only
         return f"lag report unavailable: {exc!r}"
     lagging = sorted(f"{topic}[{part}] committed {off} end {ends.get((topic, part))}"

@@ -23,7 +23,7 @@ def _leftovers(settings: Settings) -> tuple[list[str], list[str], list[str]]:
     from elasticsearch import Elasticsearch
     from kafka import KafkaAdminClient
 
-    from bench.throughput import _group_id
+    from bench.common import group_id as _group_id
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:

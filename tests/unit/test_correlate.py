@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from streams.domain.correlate import (
-    CandidateIndex, blocking_keys, haversine_m, index_keys, links_for, probe_keys, score_pair,
+    CandidateIndex, blocking_keys, index_keys, links_for, probe_keys, score_pair,
 )
+from streams.domain.geo import haversine_m
 from streams.domain.rules import load_rules, parse_rules
 
 RULES = load_rules()
@@ -72,7 +73,7 @@ def test_110_person_in_river_and_riverside_camera_link():
     d = score_pair(call, cam, RULES)
     assert d is not None and d.rule == "emergency_x_camera"
     link = d.as_link()
-    assert 190 <= haversine_m((lat, lon), (lat2, lon2)) <= 210
+    assert 190 <= haversine_m(lat, lon, lat2, lon2) <= 210
     assert link["reasons"][0] == "相距200米、间隔3分钟"
     assert link["event_a"] == "alarm110:J2" < link["event_b"]
     assert link["link_id"] == hashlib.sha1(b"alarm110:J2|camera:34020000001320000001:7:x").hexdigest()[:20]
@@ -157,7 +158,7 @@ def test_vehicle_plate_and_theft():
 def test_disaster_reports_cluster_across_towns():
     a = ev("grid:f1", "disaster", T0, lat=31.0540, lon=103.4870, village="513221102202", severity=4)
     b = ev("alarm110:F2", "disaster", T0 + 3 * 60 * MIN, lat=30.9990, lon=103.4650, village="513221106202")
-    assert 5000 < haversine_m((31.054, 103.487), (30.999, 103.465)) < 8000
+    assert 5000 < haversine_m(31.054, 103.487, 30.999, 103.465) < 8000
     links = links_for([a, b], RULES)
     assert len(links) == 1 and links[0]["rule"] == "disaster_area"
 

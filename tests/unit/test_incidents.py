@@ -7,7 +7,8 @@ import random
 from hypothesis import given, settings, strategies as st
 
 from streams.domain.correlate import links_for
-from streams.domain.incidents import IncidentState, incident_id_for, lowest_common_admin
+from streams.domain.ids import incident_id
+from streams.domain.incidents import IncidentState, lowest_common_admin
 from streams.domain.rules import load_rules
 
 RULES = load_rules()
@@ -50,7 +51,7 @@ def test_dispute_trio_becomes_one_incident_over_weeks():
     live = state.live()
     assert len(live) == 1
     inc = next(iter(live.values()))
-    assert inc["incident_id"] == incident_id_for("alarm110:J1") == "inc-" + hashlib.sha1(b"alarm110:J1").hexdigest()[:16]
+    assert inc["incident_id"] == incident_id("alarm110:J1") == "inc-" + hashlib.sha1(b"alarm110:J1").hexdigest()[:16]
     assert inc["event_ids"] == ["alarm110:J1", "grid:g1", "mediation:M1"]
     assert [e["event_id"] for e in inc["events"]] == ["grid:g1", "alarm110:J1", "mediation:M1"]
     assert inc["kind"] == "dispute" and inc["tier"] == "village" and inc["status"] == "open"
@@ -70,14 +71,14 @@ def test_bridge_event_merges_two_incidents_with_redirect():
         state.apply_event(e)
     state.apply_link(link("grid:a", "grid:b"))
     state.apply_link(link("grid:c", "grid:d"))
-    assert set(state.live()) == {incident_id_for("grid:a"), incident_id_for("grid:c"), incident_id_for("alarm110:z")}
+    assert set(state.live()) == {incident_id("grid:a"), incident_id("grid:c"), incident_id("alarm110:z")}
     state.apply_link(link("alarm110:z", "grid:b"))
     out = state.apply_link(link("alarm110:z", "grid:c"))
-    survivor = incident_id_for("alarm110:z")  # smallest event id of the merged component
+    survivor = incident_id("alarm110:z")  # smallest event id of the merged component
     assert set(state.live()) == {survivor}
     by_id = {r["incident_id"]: r for r in out}
     assert by_id[survivor]["status"] == "open" and len(by_id[survivor]["event_ids"]) == 5
-    redirect = by_id[incident_id_for("grid:c")]
+    redirect = by_id[incident_id("grid:c")]
     assert redirect["status"] == "merged" and redirect["merged_into"] == survivor
     merged = state.live()[survivor]
     assert merged["kind"] == "theft" and merged["severity"] == 3
@@ -90,7 +91,7 @@ def test_link_before_events_is_parked_then_applied():
     assert state.apply_link(link("grid:a", "grid:b")) == []
     state.apply_event(ev("grid:b", "dispute", T0, "513221107201"))
     out = state.apply_event(ev("grid:a", "dispute", T0, "513221107201"))
-    assert [r["incident_id"] for r in out if r["status"] == "open"] == [incident_id_for("grid:a")]
+    assert [r["incident_id"] for r in out if r["status"] == "open"] == [incident_id("grid:a")]
     assert len(state.live()) == 1 and not state.pending
 
 

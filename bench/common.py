@@ -1,0 +1,131 @@
+"""Helpers the benchmarks share (and the tests reuse): dropping an isolated namespace from the shared
+Kafka and Elasticsearch, and rich tables that stay readable in a narrow terminal.
+
+Processes, settings environments, free ports and `pingan simulate` are in `infra.processes`;
+provisioning in `streams.ops.provision`; group and end offsets in `streams.ops.replay`.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+from kafka import KafkaAdminClient
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+from connectors.elasticsearch.admin import IndexNames, drop_all
+from streams.settings import Settings
+
+
+# ------------------------------------------------------------------------------------------
+# namespaces on the shared engines
+
+
+def group_id(entry: Any) -> str:
+    """The group id of a `list_groups` entry (a dict in kafka-python 3, a tuple before)."""
+    if isinstance(entry, Mapping):
+        return str(entry.get("group_id"))
+    return str(entry[0] if isinstance(entry, tuple) else entry)
+
+
+def namespace_topics(admin: Any, settings: Settings) -> list[str]:
+    """Every topic of the namespace: the settings' topic prefix, or the app id (Faust's changelogs)."""
+    return [t for t in admin.list_topics() if t.startswith(settings.topic_prefix) or t.startswith(settings.app_id)]
+
+
+def drop_kafka_namespace(settings: Settings, groups: Iterable[str] = (), *, client_id: str = "pingan-bench",
+                         wait_s: float = 20.0) -> list[str]:
+    """Delete every topic of the namespace (`namespace_topics`) and the given consumer groups;
+    waits up to `wait_s` until the topics are gone (deletion is asynchronous). Returns the topics."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id=client_id)
+    try:
+        ours = namespace_topics(admin, settings)
+        if ours:
+            admin.delete_topics(ours, timeout_ms=30000, raise_errors=False)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and set(ours) & set(admin.list_topics()):
+                time.sleep(0.5)
+        wanted = set(groups)
+        for attempt in range(5):
+            left = sorted(wanted & {group_id(g) for g in admin.list_groups()})
+            if not left:
+                break
+            try:
+                admin.delete_groups(left)
+            except Exception:  # noqa: BLE001 - a member may still be leaving; retry
+                time.sleep(1.0 + attempt)
+        return ours
+    finally:
+        admin.close()
+
+
+async def drop_indices_async(client: Any, settings: Settings) -> None:
+    """Delete the namespace's indices (every ``<es prefix>-*``) and its template."""
+    await drop_all(client, IndexNames(settings.es_index_prefix))
+    await client.indices.delete(index=f"{settings.es_index_prefix}-*", ignore_unavailable=True,
+                                allow_no_indices=True)
+
+
+def drop_indices(settings: Settings) -> None:
+    """`drop_indices_async` with a client of its own."""
+    async def run() -> None:
+        client = AsyncElasticsearch(settings.es_url)
+        try:
+            await drop_indices_async(client, settings)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
+def drop_namespace(settings: Settings, groups: Iterable[str] = ()) -> None:
+    """Topics and consumer groups (`drop_kafka_namespace`), then indices (`drop_indices`)."""
+    drop_kafka_namespace(settings, groups)
+    drop_indices(settings)
+
+
+# ------------------------------------------------------------------------------------------
+# tables that fit the terminal
+
+
+def number_column(table: Table, header: str, **kwargs: Any) -> None:
+    """A right-aligned column that is never wrapped or cut (numbers, short codes)."""
+    table.add_column(header, justify="right", no_wrap=True, **kwargs)
+
+
+def text_column(table: Table, header: str, **kwargs: Any) -> None:
+    """A left-aligned text column that folds long values onto more lines instead of cutting them."""
+    table.add_column(header, overflow="fold", **kwargs)
+
+
+FOLD_MIN = 10  # a folding text column still gets this many characters (or its whole text if shorter)
+
+
+def table_min_width(table: Table, console: Console) -> int:
+    """The width the table needs without cutting a cell: no-wrap columns at their widest cell,
+    folding text columns at `FOLD_MIN` at least, plus borders and padding."""
+    options = console.options.update(width=10_000)
+    need = 0
+    for col in table.columns:
+        widest = max(Measurement.get(console, options, cell).maximum for cell in (col.header, *col.cells))
+        need += widest if col.no_wrap else min(widest, FOLD_MIN)
+    _top, right, _bottom, left = table.padding
+    per_column = left + right + (1 if table.box else 0)
+    return need + per_column * len(table.columns) + (1 if table.box and table.show_edge else 0)
+
+
+def fit_table(table: Table, width: int, drop: Sequence[str] = ()) -> Table:
+    """Remove the columns named in `drop` (by header, in that order) while the table is still wider
+    than `width` (see `table_min_width`), so rich never has to cut every cell to "…".
+
+    Columns not in `drop` are always kept; text columns are expected to fold (`text_column`)."""
+    console = Console(width=max(width, 20))
+    for header in drop:
+        if table_min_width(table, console) <= width:
+            break
+        table.columns[:] = [c for c in table.columns if str(c.header) != header]
+    return table
