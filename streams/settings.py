@@ -1,22 +1,36 @@
 """One settings object for the whole bus.
 
-`Settings.from_env()` is the only place the environment is read (prefix ``PINGAN_``);
-everything else receives a `Settings` instance explicitly. The object is frozen.
+`Settings.from_env()` is the only place the environment is read: one variable per setting,
+``PINGAN_<FIELD>`` (``PINGAN_SIP_PORT``, ``PINGAN_REGISTRY_PATH`` …); everything else — the
+worker, the receivers, the search server, the CLI (whose options only override a setting
+explicitly) — receives a `Settings` instance. The object is frozen; secrets (``person_key_secret``,
+``sip_password``, ``search_tokens``, ``alarm110_url``, which may carry a database password) stay
+out of its repr.
+
+Deprecated names still read (each logs a warning; `DEPRECATED_ENV`): ``PINGAN_DEVICE_REGISTRY``
+→ ``PINGAN_REGISTRY_PATH`` (the new name wins when both are set).
 """
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+"""Local time of the Chinese sources (no offset in their timestamps): the one default of ``timezone``."""
+DEPRECATED_ENV: Mapping[str, str] = {"PINGAN_DEVICE_REGISTRY": "PINGAN_REGISTRY_PATH"}
+"""Old variable → the one name in force (still accepted through the field's validation alias)."""
 
 
 class Settings(BaseSettings):
     """Environment-driven configuration (``PINGAN_<FIELD>``), frozen after construction."""
 
-    model_config = SettingsConfigDict(env_prefix="PINGAN_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PINGAN_", frozen=True, extra="ignore", populate_by_name=True)
 
     # --- where things run -------------------------------------------------
     run_dir: Path = Field(default=PROJECT_ROOT / ".run", description="logs, data and pid files of the local stack")
@@ -41,7 +55,7 @@ class Settings(BaseSettings):
     es_index_prefix: str = "pingan"
     es_refresh_interval: str = "1s"
     # --- domain ------------------------------------------------------------------
-    timezone: str = "Asia/Shanghai"
+    timezone: str = Field(default=DEFAULT_TIMEZONE, description="IANA zone of the sources' local (offset-less) times")
     person_key_secret: str = Field(default="dev-only-person-key-secret-change-me", repr=False)
     county_code: str = "513221"
     # --- processing -------------------------------------------------------------
@@ -49,9 +63,20 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     search_port: int = 8080
     receiver_port: int = 8090
+    # --- receivers (`pingan connectors run`) ----------------------------------
+    sip_port: int = Field(default=5060, description="GB/T 28181 SIP listener port (UDP and TCP)")
+    sip_password: str = Field(default="12345678", repr=False, description="SIP digest password of the platform")
+    alarm110_url: str | None = Field(default=None, repr=False,
+                                     description="SQLAlchemy URL of the 110 desk database; None: no 110 poller")
+    # --- search (`pingan search serve`) ----------------------------------------
+    search_credentials: Path | None = Field(default=None, description="JSON/TOML file: token → {user, admin_code}")
+    search_tokens: str | None = Field(default=None, repr=False,
+                                      description="the credentials JSON mapping itself (when no file is given)")
     max_lateness_s: int = 6 * 3600
     worker_id: int = Field(default=0, description="several workers on one host need distinct ids (data dir, web port)")
-    registry_path: Path | None = Field(default=None, description="device registry CSV (cameras, door controllers)")
+    registry_path: Path | None = Field(
+        default=None, validation_alias=AliasChoices("PINGAN_REGISTRY_PATH", "PINGAN_DEVICE_REGISTRY"),
+        description="device registry CSV (cameras, door controllers); PINGAN_DEVICE_REGISTRY is a deprecated alias")
     sink_batch_size: int = 500
     sink_chunk_size: int = 500
     counties: str = Field(default="513221", description="comma-separated county codes served (deadline ticks)")
@@ -63,6 +88,10 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
         """Read ``PINGAN_*`` from the environment; explicit overrides win."""
+        for old, new in DEPRECATED_ENV.items():
+            if old in os.environ:
+                logging.getLogger(__name__).warning("%s is deprecated: set %s instead%s", old, new,
+                                                    " (it is set and wins)" if new in os.environ else "")
         return cls(**overrides)  # type: ignore[arg-type]
 
     def topic(self, name: str) -> str:

@@ -2,7 +2,9 @@
 
 Contract
 --------
-* ``SipServer(gateway, config)`` listens on ``config.host:config.port`` over UDP and TCP.
+* ``SipServer(gateway, config)`` listens on ``config.host:config.port`` over UDP and TCP;
+  ``SipConfig.from_settings(settings, **overrides)`` takes the port, password and timezone from the
+  `Settings` (``PINGAN_SIP_PORT``, ``PINGAN_SIP_PASSWORD``, ``PINGAN_TIMEZONE``).
 * REGISTER: without credentials → 401 with a fresh digest challenge (MD5, realm = ``config.realm``);
   with a valid digest over a nonce this server issued (and not expired) → 200 with ``Expires``
   (the requested value capped at ``expires_max``; 0 unregisters) and a GB-style ``Date``
@@ -24,7 +26,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Callable
@@ -41,6 +43,7 @@ from connectors.sources.gb28181.sip import (
     parse_sip,
     verify_digest,
 )
+from streams.settings import DEFAULT_TIMEZONE, Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from connectors.ingest.receiver import IngestGateway
@@ -57,18 +60,26 @@ class SipConfig:
     """Listener and authentication settings of the platform."""
 
     host: str = "127.0.0.1"
-    port: int = 5060
+    port: int = Settings.model_fields["sip_port"].default
     platform_id: str = "51322100002000000001"
     realm: str = "5132210000"
-    password: str = "12345678"
+    password: str = field(default=Settings.model_fields["sip_password"].default, repr=False)
     expires_max: int = 3600
     nonce_ttl_s: float = 300.0
     max_nonces: int = 10_000
     transaction_cache: int = 4096
     require_registration: bool = False
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     retry_after_s: int = 5
     tcp_idle_timeout_s: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "SipConfig":
+        """Port, password and timezone from `settings`; overrides (e.g. CLI options) that are not None win."""
+        values: dict[str, Any] = {"port": settings.sip_port, "password": settings.sip_password,
+                                  "timezone": settings.timezone}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)

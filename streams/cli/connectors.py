@@ -1,7 +1,8 @@
 """`pingan connectors …`: run the receivers and pollers, or import one mediation export.
 
-This is the edge: options (and ``PINGAN_*`` variables through ``Settings.from_env`` and the
-``envvar`` of a few options) are read here and passed down explicitly.
+This is the edge: ``PINGAN_*`` variables are read only through `Settings.from_env` (registry path,
+SIP port and password, 110 desk URL, timezone …); an option given on the command line overrides its
+setting explicitly, and everything is passed down.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ async def _serve(components: list[Any], gateway: Any) -> None:
 def run(
     host: str = typer.Option("127.0.0.1", help="HTTP listen address"),
     port: Optional[int] = typer.Option(None, help="HTTP port (default: settings.receiver_port)"),
-    registry: Optional[Path] = typer.Option(None, envvar="PINGAN_DEVICE_REGISTRY", help="device registry CSV"),
+    registry: Optional[Path] = typer.Option(None, help="device registry CSV (default: settings.registry_path)"),
     spool_max_mb: int = typer.Option(512, help="local spool bound (MiB)"),
     high_water: float = typer.Option(0.5, help="spool fill ratio above which retrying senders get 429"),
     kafka_timeout: float = typer.Option(2.0, help="seconds to wait for Kafka acks before spooling"),
@@ -50,13 +51,14 @@ def run(
     isapi_check_peer: bool = typer.Option(False, help="ISAPI/door devices must post from their registered IP"),
     sip: bool = typer.Option(True, help="run the GB/T 28181 SIP listener"),
     sip_host: str = typer.Option("127.0.0.1"),
-    sip_port: int = typer.Option(5060),
+    sip_port: Optional[int] = typer.Option(None, help="SIP port (default: settings.sip_port)"),
     sip_platform_id: str = typer.Option("51322100002000000001"),
     sip_realm: str = typer.Option("5132210000"),
-    sip_password: str = typer.Option("12345678", envvar="PINGAN_SIP_PASSWORD"),
+    sip_password: Optional[str] = typer.Option(None, help="SIP digest password (default: settings.sip_password; "
+                                                          "prefer PINGAN_SIP_PASSWORD over a visible argument)"),
     sip_require_registration: bool = typer.Option(False),
-    alarm110_url: Optional[str] = typer.Option(None, envvar="PINGAN_ALARM110_URL",
-                                               help="SQLAlchemy URL of the 110 desk database (poller off when absent)"),
+    alarm110_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the 110 desk database "
+                                                          "(default: settings.alarm110_url; poller off when absent)"),
     alarm110_table: str = typer.Option("JJD"),
     alarm110_interval: float = typer.Option(2.0),
     mediation_watch: Optional[Path] = typer.Option(None, help="folder to watch for mediation CSV/XLSX exports"),
@@ -74,12 +76,14 @@ def run(
     cfg = ReceiverConfig(host=host, port=port, max_body_bytes=max_body_mb << 20, kafka_timeout_s=kafka_timeout,
                          spool_max_bytes=spool_max_mb << 20, spool_high_water=high_water,
                          isapi_check_peer=isapi_check_peer)
+    registry = registry if registry is not None else settings.registry_path
+    alarm110_url = alarm110_url if alarm110_url is not None else settings.alarm110_url
     gateway = IngestGateway.from_settings(settings, cfg, registry=registry_from_path(registry))
     components: list[Any] = [gateway, HttpReceiver(gateway)]
     if sip:
-        components.append(SipServer(gateway, SipConfig(
-            host=sip_host, port=sip_port, platform_id=sip_platform_id, realm=sip_realm, password=sip_password,
-            require_registration=sip_require_registration, timezone=settings.timezone)))
+        components.append(SipServer(gateway, SipConfig.from_settings(
+            settings, host=sip_host, port=sip_port, platform_id=sip_platform_id, realm=sip_realm,
+            password=sip_password, require_registration=sip_require_registration)))
     if alarm110_url:
         components.append(Alarm110Poller(settings, gateway.producer, PollerConfig(
             url=alarm110_url, table=alarm110_table, interval_s=alarm110_interval)))
@@ -116,7 +120,7 @@ def import_mediation(files: list[Path] = typer.Argument(..., exists=True, dir_ok
 
 @app.command("poll-alarm110")
 def poll_alarm110(
-    url: str = typer.Option(..., envvar="PINGAN_ALARM110_URL", help="SQLAlchemy URL"),
+    url: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default: settings.alarm110_url)"),
     table: str = typer.Option("JJD"),
     once: bool = typer.Option(False, help="poll until caught up, then exit"),
 ) -> None:
@@ -126,6 +130,9 @@ def poll_alarm110(
     from streams.settings import Settings
 
     settings = Settings.from_env()
+    url = url if url is not None else settings.alarm110_url
+    if not url:
+        raise typer.BadParameter("no 110 desk database: set PINGAN_ALARM110_URL or pass --url", param_hint="--url")
 
     async def go() -> None:
         producer = RecordProducer.from_settings(settings)

@@ -1,7 +1,8 @@
 """`pingan search …`: run the search API and page; initialise the index.
 
 Contract: ``serve`` reads `Settings.from_env()`, credentials from ``--credentials`` (JSON/TOML)
-or ``$PINGAN_SEARCH_CREDENTIALS`` / ``$PINGAN_SEARCH_TOKENS``, appends audit records to
+or the settings ``search_credentials`` / ``search_tokens`` (``PINGAN_SEARCH_CREDENTIALS`` /
+``PINGAN_SEARCH_TOKENS``), appends audit records to
 ``--audit-log`` (default ``<run_dir>/audit/search-audit.jsonl``) and listens on 127.0.0.1 by
 default. ``init-index`` creates the template, ``…-incidents-v000001`` and the alias if missing.
 ``verify-audit`` checks the audit hash chain (exit 1 if broken).
@@ -22,7 +23,8 @@ app = typer.Typer(help="事件检索 API 与页面 (search API and page)", no_ar
 def serve(
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: Optional[int] = typer.Option(None, help="port (default: settings.search_port)"),
-    credentials: Optional[Path] = typer.Option(None, help="JSON/TOML file: token → {user, admin_code}"),
+    credentials: Optional[Path] = typer.Option(None, help="JSON/TOML file: token → {user, admin_code} "
+                                                           "(default: settings.search_credentials, else search_tokens)"),
     audit_log: Optional[Path] = typer.Option(None, help="audit JSONL path"),
 ) -> None:
     """Serve the search API and page until interrupted."""
@@ -31,12 +33,12 @@ def serve(
 
     from streams.settings import Settings
     from streams.web.audit import AuditLog
-    from streams.web.auth import load_credentials
+    from streams.web.auth import credentials_from_settings
     from streams.web.server import PathOnlyAccessLogger, make_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
-    creds = load_credentials(credentials)
+    creds = credentials_from_settings(settings, credentials)
     audit = AuditLog(audit_log or settings.run_dir / "audit" / "search-audit.jsonl")
 
     async def build() -> web.Application:

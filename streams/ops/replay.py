@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.serde import SchemaStore, default_store
-from streams.settings import Settings
+from streams.settings import DEFAULT_TIMEZONE, Settings
 from streams.worker.topology import BY_COUNTY
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,14 @@ class PartitionPlan:
         return max(0, self.end - self.start)
 
 
-def parse_timestamp(text: str) -> int:
-    """ISO 8601 (``2026-07-14T08:00``, ``…+08:00``, ``…Z``) → UTC epoch ms; naive text is Asia/Shanghai."""
+def parse_timestamp(text: str, local_tz: str = DEFAULT_TIMEZONE) -> int:
+    """ISO 8601 (``2026-07-14T08:00``, ``…+08:00``, ``…Z``) → UTC epoch ms; naive text is in `local_tz`
+    (pass ``settings.timezone``)."""
     from zoneinfo import ZoneInfo
 
     dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+        dt = dt.replace(tzinfo=ZoneInfo(local_tz))
     return int(dt.astimezone(timezone.utc).timestamp() * 1000)
 
 

@@ -2,9 +2,10 @@
 
 Contract: a credentials source maps a token to ``{"user": …, "admin_code": …}``. Sources: a JSON
 or TOML file (``{"tokens": {token: {...}}}`` or the mapping at top level; a key may be the clear
-token or ``sha256:<hex of the token>`` so the file need not hold clear tokens), or the
-environment: ``PINGAN_SEARCH_CREDENTIALS`` (a file path) or ``PINGAN_SEARCH_TOKENS`` (the JSON
-mapping itself). Only SHA-256 digests of tokens are kept in memory; lookups compare digests.
+token or ``sha256:<hex of the token>`` so the file need not hold clear tokens), or the JSON mapping
+itself — `credentials_from_settings` reads ``settings.search_credentials`` (a file path,
+``PINGAN_SEARCH_CREDENTIALS``) else ``settings.search_tokens`` (``PINGAN_SEARCH_TOKENS``); this module
+reads no environment. Only SHA-256 digests of tokens are kept in memory; lookups compare digests.
 Tokens must be at least 16 characters; admin codes must be 2/4/6/9/12 digits.
 """
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from streams.domain import admin
+from streams.settings import Settings
 
-
-ENV_FILE = "PINGAN_SEARCH_CREDENTIALS"
-ENV_TOKENS = "PINGAN_SEARCH_TOKENS"
 MIN_TOKEN_LEN = 16
 
 
@@ -115,16 +113,18 @@ def load_credentials_file(path: Path) -> Credentials:
     return Credentials.from_mapping(parsed)
 
 
-def load_credentials(path: Path | None = None, env: Mapping[str, str] | None = None) -> Credentials:
-    """Credentials from `path`, else ``$PINGAN_SEARCH_CREDENTIALS``, else ``$PINGAN_SEARCH_TOKENS``."""
-    environ = os.environ if env is None else env
-    if path is None and environ.get(ENV_FILE):
-        path = Path(environ[ENV_FILE])
+def load_credentials(path: Path | None = None, tokens: str | None = None) -> Credentials:
+    """Credentials from the file `path`, else from `tokens` (the JSON mapping itself)."""
     if path is not None:
         return load_credentials_file(path)
-    if environ.get(ENV_TOKENS):
+    if tokens:
         try:
-            return Credentials.from_mapping(json.loads(environ[ENV_TOKENS]))
+            return Credentials.from_mapping(json.loads(tokens))
         except ValueError as exc:
-            raise CredentialsError(f"{ENV_TOKENS}: {exc}") from exc
-    raise CredentialsError(f"no credentials: pass a file or set {ENV_FILE} / {ENV_TOKENS}")
+            raise CredentialsError(f"search_tokens (PINGAN_SEARCH_TOKENS): {exc}") from exc
+    raise CredentialsError("no credentials: pass a file or set PINGAN_SEARCH_CREDENTIALS / PINGAN_SEARCH_TOKENS")
+
+
+def credentials_from_settings(settings: Settings, path: Path | None = None) -> Credentials:
+    """Credentials from `path` (a CLI option), else ``settings.search_credentials``, else ``settings.search_tokens``."""
+    return load_credentials(path or settings.search_credentials, settings.search_tokens)

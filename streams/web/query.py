@@ -6,18 +6,22 @@ credential's jurisdiction filter is the first, unconditional filter, and whateve
 says only adds further clauses (so it can narrow, never widen). Free text ``q`` is searched as
 plain text with ``match`` (no query-string syntax, so ``admin_code:… OR *`` is just words),
 after full-width folding and traditional→simplified conversion (OpenCC t2s), so ``糾紛`` finds
-``纠纷``. Invalid parameters raise `QueryError` (the API answers 400).
+``纠纷``. Dates and times without an offset are local times of ``local_tz`` (``settings.timezone``,
+default Asia/Shanghai). Invalid parameters raise `QueryError` (the API answers 400).
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from streams.domain import admin
 from streams.domain.text import clean_text
+from streams.settings import DEFAULT_TIMEZONE
 from streams.web.jurisdiction import ADMIN_PATH_FIELD, jurisdiction_filter
 
 MAX_SIZE = 100
@@ -29,7 +33,6 @@ MAX_Q_LEN = 200
 TIERS = frozenset({"village", "town", "county"})
 STATUSES = frozenset({"open", "escalated", "closed", "merged"})
 SORTS = frozenset({"relevance", "last_seen", "first_seen", "severity"})
-CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _KIND_RE = re.compile(r"^[a-z][a-z_]{0,39}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
@@ -98,8 +101,13 @@ def normalize_q(q: str) -> str:
     return clean_text(q)
 
 
-def _parse_time(value: str, *, end: bool) -> int:
-    """Epoch ms from epoch-ms digits, an ISO 8601 datetime (no offset = Asia/Shanghai) or a date."""
+@lru_cache(maxsize=8)
+def _zone(name: str) -> tzinfo:
+    return ZoneInfo(name)
+
+
+def _parse_time(value: str, *, end: bool, tz: tzinfo) -> int:
+    """Epoch ms from epoch-ms digits, an ISO 8601 datetime (no offset = local time in `tz`) or a date."""
     v = value.strip()
     if re.fullmatch(r"\d{10,13}", v):
         n = int(v)
@@ -107,13 +115,13 @@ def _parse_time(value: str, *, end: bool) -> int:
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
             d = date.fromisoformat(v)
-            dt = datetime.combine(d, time.max if end else time.min, CHINA_TZ)
+            dt = datetime.combine(d, time.max if end else time.min, tz)
             return _ms(dt)
         dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError as exc:
         raise QueryError(f"invalid time {value!r}: use epoch milliseconds, YYYY-MM-DD or ISO 8601") from exc
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=CHINA_TZ)
+        dt = dt.replace(tzinfo=tz)
     return _ms(dt)
 
 
@@ -164,13 +172,17 @@ def _int(value: str | None, default: int, name: str, lo: int, hi: int) -> int:
     return n
 
 
-def parse_search_params(raw: Mapping[str, str]) -> SearchParams:
-    """Validate request query parameters (names as in openapi.yaml) into `SearchParams`."""
+def parse_search_params(raw: Mapping[str, str], local_tz: str = DEFAULT_TIMEZONE) -> SearchParams:
+    """Validate request query parameters (names as in openapi.yaml) into `SearchParams`.
+
+    `local_tz` (``settings.timezone``) is the zone of dates and of times without an offset.
+    """
     q = (raw.get("q") or "").strip() or None
     if q is not None and len(q) > MAX_Q_LEN:
         raise QueryError(f"q longer than {MAX_Q_LEN} characters")
-    time_from = _parse_time(raw["from"], end=False) if raw.get("from") else None
-    time_to = _parse_time(raw["to"], end=True) if raw.get("to") else None
+    tz = _zone(local_tz)
+    time_from = _parse_time(raw["from"], end=False, tz=tz) if raw.get("from") else None
+    time_to = _parse_time(raw["to"], end=True, tz=tz) if raw.get("to") else None
     if time_from is not None and time_to is not None and time_from > time_to:
         raise QueryError("from is after to")
     admin_code = (raw.get("admin_code") or "").strip() or None

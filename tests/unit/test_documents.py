@@ -144,6 +144,8 @@ def test_pure_modules_import_no_io_libraries(rel: str) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("connectors", "streams")):
             assert node.module in {"connectors.elasticsearch.documents", "streams.domain", "streams.domain.text",
-                                   "streams.web.jurisdiction"}, node.module
+                                   "streams.settings", "streams.web.jurisdiction"}, node.module
+            if node.module == "streams.settings":  # only the time-zone default, not the environment
+                assert [a.name for a in node.names] == ["DEFAULT_TIMEZONE"], node.module
             if node.module == "streams.domain":  # only the pure admin-code module from the domain package
                 assert [a.name for a in node.names] == ["admin"], node.module

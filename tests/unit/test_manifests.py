@@ -22,7 +22,7 @@ import yaml
 from infra.k8s import gen_topics
 from schemas.catalogue import TOPICS
 from streams.settings import Settings
-from infra.k8s.env import SECRET_ENV, known_env
+from infra.k8s.env import SECRET_ENV, cli_env, known_env
 
 KNOWN_ENV = known_env()
 
@@ -318,12 +318,20 @@ def test_workloads_env_secrets_resources_and_probes(rendered: dict[str, Any], ov
                     ref = e["valueFrom"]["secretKeyRef"]
                     assert "value" not in e and ref["name"] == "pingan-secrets" and ref["key"] in secret_keys
     # receivers and search: httpGet /healthz on their port; worker: exec probe (web binds 127.0.0.1)
-    ports = {"pingan-receivers": Settings().receiver_port, "pingan-search": Settings().search_port}
+    settings = Settings(**{k[len("PINGAN_"):].lower(): v for k, v in
+                           one(docs, "ConfigMap", "pingan-settings")["data"].items()})
+    ports = {"pingan-receivers": settings.receiver_port, "pingan-search": settings.search_port}
     for name, port in ports.items():
         c = one(docs, "StatefulSet", name)["spec"]["template"]["spec"]["containers"][0]
         probe = c["readinessProbe"]["httpGet"]
         assert probe == {"path": "/healthz", "port": port}
         assert any(p["containerPort"] == port for p in c["ports"])
+        assert not any(a.startswith(("--port", "--sip-port", "--registry")) for a in c.get("args", [])), \
+            f"{name}: ports and the registry come from the settings (ConfigMap), not from arguments"
+    receivers = one(docs, "StatefulSet", "pingan-receivers")["spec"]["template"]["spec"]["containers"][0]
+    assert {"containerPort": settings.sip_port, "name": "sip", "protocol": "UDP"} in receivers["ports"]
+    assert settings.registry_path is not None and any(
+        str(settings.registry_path).startswith(m["mountPath"]) for m in receivers["volumeMounts"])
     worker = one(docs, "StatefulSet", "pingan-worker")
     wc = worker["spec"]["template"]["spec"]["containers"][0]
     assert wc["args"][:2] == ["worker", "run"]
@@ -375,7 +383,12 @@ def test_kubectl_kustomize_renders_the_same(rendered: dict[str, Any], overlay: s
             assert doc[field] == mine[field], key
 
 
-def test_cli_envvars_are_found() -> None:
-    # the helper must really see the CLI options' envvars, not an empty set
-    assert {"PINGAN_DEVICE_REGISTRY", "PINGAN_SIP_PASSWORD", "PINGAN_SEARCH_TOKENS"} <= KNOWN_ENV
+def test_known_env_is_the_settings_one_name_each() -> None:
+    # every variable a deployment sets is a Settings field; the CLI options read no environment
+    assert cli_env() == frozenset(), "CLI options must default from Settings, not from an envvar"
+    assert {"PINGAN_REGISTRY_PATH", "PINGAN_SIP_PORT", "PINGAN_SIP_PASSWORD", "PINGAN_ALARM110_URL",
+            "PINGAN_SEARCH_TOKENS", "PINGAN_SEARCH_CREDENTIALS", "PINGAN_TIMEZONE"} <= KNOWN_ENV
     assert "PINGAN_KAFKA_BOOTSTRAP" in KNOWN_ENV and "PINGAN_NOT_A_SETTING" not in KNOWN_ENV
+    assert "PINGAN_DEVICE_REGISTRY" not in KNOWN_ENV  # the deprecated alias of PINGAN_REGISTRY_PATH
+    assert SECRET_ENV == {"PINGAN_PERSON_KEY_SECRET", "PINGAN_SIP_PASSWORD", "PINGAN_SEARCH_TOKENS",
+                          "PINGAN_ALARM110_URL"}
