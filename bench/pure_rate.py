@@ -28,6 +28,7 @@ from connectors.ingest.files import iter_deliveries
 from connectors.sources.devices import DeviceRegistry
 from connectors.sources.registry import normalizer as make_normalizer
 from streams.domain.pipeline import CountyProcessor
+from streams.settings import DEFAULT_TIMEZONE
 
 
 
@@ -54,7 +55,7 @@ class Rate:
 def measure(folder: Path, secret: bytes = b"bench") -> Rate:
     """Run the folder once through translate → normalize → correlate, timing each stage."""
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    normalizer = make_normalizer(secret, "Asia/Shanghai", registry)
+    normalizer = make_normalizer(secret, DEFAULT_TIMEZONE, registry)
     processors: dict[str, CountyProcessor] = {}
     rate = Rate()
     clock = time.perf_counter

@@ -34,8 +34,8 @@ from connectors.sources.registry import normalizer as make_normalizer
 from streams.domain.pipeline import CountyProcessor
 from streams.domain.quality import QualityReport, Scores, evaluate
 from streams.domain.rules import CorrelationRules, load_rules
+from streams.settings import DEFAULT_TIMEZONE
 
-TIMEZONE = "Asia/Shanghai"
 
 
 @dataclass
@@ -61,11 +61,12 @@ class OfflineRun:
         return out
 
 
-def run_folder(folder: Path, *, secret: bytes = b"bench", rules: CorrelationRules | None = None) -> OfflineRun:
+def run_folder(folder: Path, *, secret: bytes = b"bench", rules: CorrelationRules | None = None,
+               timezone: str = DEFAULT_TIMEZONE) -> OfflineRun:
     """Replay a simulator folder through translate → normalize → per-county processors."""
     folder = Path(folder)
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    normalizer = make_normalizer(secret, TIMEZONE, registry)
+    normalizer = make_normalizer(secret, timezone, registry)
     rules = rules or load_rules()
     run = OfflineRun(processors={})
     for delivery in iter_deliveries(folder, registry):

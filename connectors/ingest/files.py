@@ -21,6 +21,7 @@ from connectors.sources import registry as source_registry
 from connectors.sources.common import TranslateResult
 from connectors.sources.devices import DeviceRegistry
 from connectors.sources.spec import Payload, SourceSpec
+from streams.settings import DEFAULT_TIMEZONE
 
 #: A payload file whose lines are recorded HTTP requests (``{"content_type", "body_b64"}``).
 REQUESTS_FILE = "requests.jsonl"
@@ -71,18 +72,21 @@ class _Files:
 
 
 def iter_deliveries(folder: Path, registry: DeviceRegistry | None = None, *,
-                    received_at_ms: int | None = None) -> Iterator[Delivery]:
+                    received_at_ms: int | None = None, timezone: str = DEFAULT_TIMEZONE) -> Iterator[Delivery]:
     """Translate every delivery of a simulator folder, in delivery order.
 
     ``received_at_ms`` defaults to a deterministic value per delivery (the simulator's delivery
-    offset), so the same folder always yields the same records.
+    offset from the manifest's ``base_date``; a date without an offset is in ``timezone``), so the
+    same folder always yields the same records.
     """
     folder = Path(folder)
     registry = registry or DeviceRegistry.from_csv(folder / "registry.csv")
     files = _Files(folder)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     base = datetime.fromisoformat(str(manifest.get("base_date") or "2026-07-14"))
-    base_ms = int(base.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp() * 1000)
+    if base.tzinfo is None:
+        base = base.replace(tzinfo=ZoneInfo(timezone))
+    base_ms = int(base.timestamp() * 1000)
     with open(folder / "delivery.jsonl", encoding="utf-8") as fh:
         for line in fh:
             d = json.loads(line)

@@ -42,7 +42,7 @@ def _print_plans(report: Any) -> None:
 
 
 @app.command("index")
-def index(from_timestamp: str = typer.Option(None, "--from-timestamp", help="ISO 8601; naive = Asia/Shanghai"),
+def index(from_timestamp: str = typer.Option(None, "--from-timestamp", help="ISO 8601; naive = local time (PINGAN_TIMEZONE)"),
           from_beginning: bool = typer.Option(False, "--from-beginning", help="replay every retained record"),
           dry_run: bool = typer.Option(False, "--dry-run", help="report per partition what would be reprocessed"),
           seed: bool = typer.Option(True, help="with --from-timestamp: start the new index as a copy of the current one"),
@@ -56,7 +56,7 @@ def index(from_timestamp: str = typer.Option(None, "--from-timestamp", help="ISO
     if bool(from_timestamp) == from_beginning:
         raise typer.BadParameter("give exactly one of --from-timestamp or --from-beginning")
     settings = Settings.from_env()
-    from_ms = parse_timestamp(from_timestamp) if from_timestamp else None
+    from_ms = parse_timestamp(from_timestamp, settings.timezone) if from_timestamp else None
     bar = None if (dry_run or as_json) else _progress()
     task = None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.domain import admin
 
 PROVINCE_CODE = "51"        # 四川省
 PREFECTURE_CODE = "5132"    # 阿坝藏族羌族自治州
@@ -80,11 +79,6 @@ def place(code: str) -> Place | None:
 def villages_of(town_code: str) -> tuple[Place, ...]:
     """Villages under a town, in code order."""
     return tuple(v for v in VILLAGES if v.parent == town_code)
-
-
-# Deprecated alias of `admin.split` (the admin-code module is the one home of that logic), kept
-# only while normalize.py still calls it; remove it when normalize calls `admin.split`.
-split_admin_code = admin.split
 
 
 def name_of(code: str | None) -> str | None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 
-SOURCES: frozenset[str] = frozenset({"camera", "grid", "alarm110", "mediation", "door"})
-
 
 def event_id(source: str, native_id: str) -> str:
     """The canonical event id: ``<source>:<native_id>``."""

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from streams.domain import admin as admin_codes
 from streams.domain import gazetteer, geo, kinds
 from streams.domain.address import normalize_address, village_in_address
 from streams.domain.extract import find_identifier_spans
@@ -172,19 +173,6 @@ def opt_int(v: Any) -> int | None:
         return None
 
 
-def clean_admin_code(code: Any) -> str | None:
-    """6/9/12-digit admin code with zero padding removed, or None."""
-    s = re.sub(r"\D", "", str(code or ""))
-    if len(s) < 6:
-        return None
-    s = s[:12] if len(s) >= 12 else s[:9] if len(s) >= 9 else s[:6]
-    if len(s) == 12 and s[9:] == "000":
-        s = s[:9]
-    if len(s) == 9 and s[6:] == "000":
-        s = s[:6]
-    return s
-
-
 @dataclass(slots=True)
 class Party:
     """A person a record names, in clear; normalize keys and masks it (nothing clear leaves)."""
@@ -303,7 +291,7 @@ class RecordReader:
 
     def admin_code(self, name: str) -> str | None:
         """A 6/9/12-digit admin code field, zero padding removed, or None."""
-        return clean_admin_code(self.record.get(name))
+        return admin_codes.clean(self.record.get(name))
 
     def parties(self, name: str, default_role: str) -> list[Party]:
         """A list field of party objects (role, name, id_number, phone, address)."""
@@ -394,7 +382,7 @@ class Normalizer:
             return
         if geo.valid_latlon(dev.lat, dev.lon):
             draft.lat, draft.lon, draft.accuracy_m = float(dev.lat), float(dev.lon), ACCURACY_REGISTRY_M  # type: ignore[arg-type]
-        code = clean_admin_code(dev.admin_code)
+        code = admin_codes.clean(dev.admin_code)
         if code:
             draft.admin_codes.insert(0, code)
         if dev.address:
@@ -430,7 +418,7 @@ class Normalizer:
             if ref is not None:
                 lat, lon = ref.lat, ref.lon
                 acc = ACCURACY_VILLAGE_M if len(admin) == 12 else ACCURACY_TOWN_M
-        county, town, village = gazetteer.split_admin_code(admin)
+        county, town, village = admin_codes.split(admin)
         has_point = lat is not None and lon is not None
         return {
             "lat": round(lat, 7) if has_point else None,  # type: ignore[arg-type]

@@ -6,8 +6,8 @@ credential's jurisdiction filter is the first, unconditional filter, and whateve
 says only adds further clauses (so it can narrow, never widen). Free text ``q`` is searched as
 plain text with ``match`` (no query-string syntax, so ``admin_code:… OR *`` is just words),
 after full-width folding and traditional→simplified conversion (OpenCC t2s), so ``糾紛`` finds
-``纠纷``. Dates and times without an offset are local times of ``local_tz`` (``settings.timezone``,
-default Asia/Shanghai). Invalid parameters raise `QueryError` (the API answers 400).
+``纠纷``. Dates and times without an offset are local times of ``local_tz`` (``settings.timezone``;
+Asia/Shanghai unless configured). Invalid parameters raise `QueryError` (the API answers 400).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from aiohttp.abc import AbstractAccessLogger
 from elasticsearch import AsyncElasticsearch, NotFoundError, TransportError
 
 from connectors.elasticsearch.admin import IndexNames
-from streams.domain import gazetteer
+from streams.domain import admin, gazetteer
 from streams.domain.identity import PersonKeyer
 from streams.settings import Settings
 from streams.web.audit import AuditLog
@@ -161,8 +161,8 @@ def present_detail(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]
         "kind": doc.get("kind"), "severity": doc.get("severity"), "tier": doc.get("tier"),
         "admin_code": doc.get("admin_code"), "admin_name": area_name(doc.get("admin_code")),
         "county_code": doc.get("county_code"),
-        "town_codes": [c for c in doc.get("town_codes") or [] if c.startswith(admin_code)],
-        "village_codes": [c for c in doc.get("village_codes") or [] if c.startswith(admin_code)],
+        "town_codes": [c for c in doc.get("town_codes") or [] if admin.within(c, admin_code)],
+        "village_codes": [c for c in doc.get("village_codes") or [] if admin.within(c, admin_code)],
         "first_seen": doc.get("first_seen"), "last_seen": doc.get("last_seen"),
         "updated_at": doc.get("updated_at"), "version": doc.get("version"),
         "event_count": len(events), "hidden_events": doc["hidden_events"], "events": events,
@@ -178,7 +178,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     """GET /api/incidents."""
     principal = _principal(request)
     try:
-        params = parse_search_params(request.query)
+        params = parse_search_params(request.query, request.app[SETTINGS_KEY].timezone)
         body = build_search(params, principal.admin_code)
     except QueryError as exc:
         _audit(request, "search", {"q": mask_digits(request.query.get("q", ""))[:200], "error": str(exc)}, 0, 400)
@@ -282,7 +282,7 @@ async def stats(request: web.Request) -> web.Response:
     """GET /api/stats — counts per area (× kind), kind, tier and status within the jurisdiction."""
     principal = _principal(request)
     try:
-        params = parse_search_params(request.query)
+        params = parse_search_params(request.query, request.app[SETTINGS_KEY].timezone)
         body = build_stats(params, principal.admin_code)
     except QueryError as exc:
         return _json_error(400, str(exc))

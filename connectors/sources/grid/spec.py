@@ -10,7 +10,8 @@ from connectors.sources.grid import codes
 from connectors.sources.grid.translate import TOPIC
 from connectors.sources.grid.translate import translate as translate_body
 from connectors.sources.spec import Payload, SourceSpec
-from streams.domain.normalize import Draft, RecordReader, clean_admin_code
+from streams.domain import admin
+from streams.domain.normalize import Draft, RecordReader
 from streams.domain.text import clean_text
 
 ACCURACY_GRID_APP_M: Final = 30.0  # the app's GPS fix
@@ -37,7 +38,7 @@ def map_record(r: RecordReader) -> Draft:
     )
     draft.set_point(r.coords(r.text("coord_system") or DEFAULT_COORD_SYSTEM), ACCURACY_GRID_APP_M)
     grid_code = re.match(r"\d+", r.text("grid_code") or "")
-    if grid_code and (code := clean_admin_code(grid_code.group(0))):
+    if grid_code and (code := admin.clean(grid_code.group(0))):
         draft.admin_codes.append(code)
     draft.parties.extend(r.parties("persons", default_role="party"))
     return draft
