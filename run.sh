@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ping'an Bus — the two commands of the README.
 #   ./run.sh demo   set up everything, start the local stack and run the Wenchuan demo
-#   ./run.sh test   set up everything, start the local stack, run the whole test suite, stop the stack
+#   ./run.sh test   set up everything, check the import layers, start the local stack, run the whole
+#                  test suite, stop the stack
 # Needs: Python 3.11+, Java 17+, Maven. Everything else is installed by this script.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -59,6 +60,8 @@ case "$cmd" in
     ;;
   test)
     check_prereqs; setup_python; setup_test_peers
+    log "checking the import layers (lint-imports; contracts in pyproject.toml, docs/architecture.md)"
+    "$VENV/bin/lint-imports" --no-cache
     "$VENV/bin/pingan" infra up
     trap '"$VENV/bin/pingan" infra down' EXIT
     "$VENV/bin/python" -m pytest "$@"
