@@ -1,21 +1,19 @@
 """Helpers the benchmarks share (and the tests reuse): dropping an isolated namespace from the shared
-Kafka and Elasticsearch, and rich tables that stay readable in a narrow terminal.
+Kafka and Elasticsearch.
 
 Processes, settings environments, free ports and `pingan simulate` are in `infra.processes`;
-provisioning in `streams.ops.provision`; group and end offsets in `streams.ops.replay`.
+provisioning in `streams.ops.provision`; group and end offsets in `streams.ops.replay`; tables that
+fit the terminal in `bench.tables`.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 from kafka import KafkaAdminClient
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
 
 from connectors.elasticsearch.admin import IndexNames, drop_all
 from streams.settings import Settings
@@ -86,46 +84,3 @@ def drop_namespace(settings: Settings, groups: Iterable[str] = ()) -> None:
     """Topics and consumer groups (`drop_kafka_namespace`), then indices (`drop_indices`)."""
     drop_kafka_namespace(settings, groups)
     drop_indices(settings)
-
-
-# ------------------------------------------------------------------------------------------
-# tables that fit the terminal
-
-
-def number_column(table: Table, header: str, **kwargs: Any) -> None:
-    """A right-aligned column that is never wrapped or cut (numbers, short codes)."""
-    table.add_column(header, justify="right", no_wrap=True, **kwargs)
-
-
-def text_column(table: Table, header: str, **kwargs: Any) -> None:
-    """A left-aligned text column that folds long values onto more lines instead of cutting them."""
-    table.add_column(header, overflow="fold", **kwargs)
-
-
-FOLD_MIN = 10  # a folding text column still gets this many characters (or its whole text if shorter)
-
-
-def table_min_width(table: Table, console: Console) -> int:
-    """The width the table needs without cutting a cell: no-wrap columns at their widest cell,
-    folding text columns at `FOLD_MIN` at least, plus borders and padding."""
-    options = console.options.update(width=10_000)
-    need = 0
-    for col in table.columns:
-        widest = max(Measurement.get(console, options, cell).maximum for cell in (col.header, *col.cells))
-        need += widest if col.no_wrap else min(widest, FOLD_MIN)
-    _top, right, _bottom, left = table.padding
-    per_column = left + right + (1 if table.box else 0)
-    return need + per_column * len(table.columns) + (1 if table.box and table.show_edge else 0)
-
-
-def fit_table(table: Table, width: int, drop: Sequence[str] = ()) -> Table:
-    """Remove the columns named in `drop` (by header, in that order) while the table is still wider
-    than `width` (see `table_min_width`), so rich never has to cut every cell to "…".
-
-    Columns not in `drop` are always kept; text columns are expected to fold (`text_column`)."""
-    console = Console(width=max(width, 20))
-    for header in drop:
-        if table_min_width(table, console) <= width:
-            break
-        table.columns[:] = [c for c in table.columns if str(c.header) != header]
-    return table

@@ -37,7 +37,8 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import drop_kafka_namespace, fit_table, number_column, text_column
+from bench.common import drop_kafka_namespace
+from bench.tables import fit_table, number_column, text_column
 from connectors.ingest.importer import MediationImporter
 from connectors.ingest.poller import Alarm110Poller, PollerConfig
 from connectors.ingest.producer import RecordProducer

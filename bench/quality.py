@@ -26,7 +26,7 @@ from typing import Any
 
 from rich.table import Table
 
-from bench.common import fit_table, number_column, text_column
+from bench.tables import fit_table, number_column, text_column
 from connectors.ingest.files import iter_deliveries, load_truth
 from connectors.sources.devices import DeviceRegistry
 from streams.domain.correlate import partition_key

@@ -72,7 +72,8 @@ from faust import Worker
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import drop_indices_async, drop_kafka_namespace, fit_table, number_column, text_column
+from bench.common import drop_indices_async, drop_kafka_namespace
+from bench.tables import fit_table, number_column, text_column
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
 from connectors.elasticsearch.documents import DocumentError, incident_document
 from connectors.elasticsearch.sink import IncidentSink
@@ -733,7 +734,7 @@ class Result:
 
 
 #: columns left out first when the terminal is narrow
-NARROW_DROP = ("Kafka CPU", "ES CPU", "py CPU", "target", "items")
+NARROW_DROP = ("Kafka CPU", "ES CPU", "py CPU", "items", "target")
 
 
 def render(result: Result, width: int | None = None) -> Table:
@@ -778,7 +779,7 @@ def render(result: Result, width: int | None = None) -> Table:
         table.add_row(f"end-to-end latency p99 (max {lat.max:.2f} s, {lat.missing} not seen)",
                       f"{lat.measured} events", f"{lat.p99:.2f}", f"{lat.rate:,.0f}", "", "", "", "",
                       f"≤ {lat.target_s:.1f} s", "[green]yes" if met else "[red]no", style="bold")
-    return table if width is None else fit_table(table, width, NARROW_DROP)
+    return table if width is None else fit_table(table, width, NARROW_DROP, fold_min=24)
 
 
 async def run_throughput(opts: Options, *, settings: Settings | None = None,

@@ -308,14 +308,11 @@ class Kafka(_Engine):
     def ports(self) -> tuple[int, ...]:
         return (self.settings.kafka_port, self.settings.kafka_controller_port)
 
-    def prepare(self) -> None:
+    def server_properties(self) -> dict[str, str]:
+        """The broker's server.properties (a cluster node overrides the node id, quorum and replication)."""
         s = self.settings
-        cfg = self.home / "config"
         data = self.home / "data"
-        cfg.mkdir(parents=True, exist_ok=True)
-        data.mkdir(parents=True, exist_ok=True)
-        (self.home / "logs").mkdir(parents=True, exist_ok=True)
-        props = {
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{s.kafka_controller_port}",
@@ -337,6 +334,19 @@ class Kafka(_Engine):
             "log.retention.check.interval.ms": "60000",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+
+    def storage_cluster_id(self) -> str:
+        """The cluster id the storage is formatted with (a new one; a cluster node shares its cluster's)."""
+        return kafka_cluster_id()
+
+    def prepare(self) -> None:
+        s = self.settings
+        cfg = self.home / "config"
+        data = self.home / "data"
+        cfg.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        props = self.server_properties()
         (cfg / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (cfg / "log4j2.properties").write_text(
             "status = warn\n"
@@ -354,7 +364,7 @@ class Kafka(_Engine):
             "logger.state.name = state.change.logger\nlogger.state.level = WARN\n"
         )
         if not (data / "meta.properties").exists():
-            cluster_id = kafka_cluster_id()
+            cluster_id = self.storage_cluster_id()
             java = java_binary()
             cp = classpath(s, self.name)
             proc = subprocess.run(
@@ -364,7 +374,7 @@ class Kafka(_Engine):
                 capture_output=True, text=True, check=False,
             )
             if proc.returncode != 0:
-                raise StackError(f"kafka storage format failed: {proc.stdout}{proc.stderr}")
+                raise StackError(f"{self.name} storage format failed: {proc.stdout}{proc.stderr}")
 
     def command(self, java: str, cp: str) -> list[str]:
         h = self.settings.kafka_heap

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from infra.stack import Stack
+from streams.ops.provision import provision_topics
 from streams.settings import Settings
 
 
@@ -22,9 +24,6 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
     """Real Kafka + Elasticsearch, ready, with the catalogue provisioned."""
-    from streams.ops.provision import provision_topics
-    from infra.stack import Stack
-
     Stack(settings).up(timeout_s=240)
     provision_topics(settings)
     yield settings

@@ -27,6 +27,7 @@ def list_(source: str = typer.Option(None, help="only this source (camera, grid,
     from rich.console import Console
     from rich.table import Table
 
+    from bench.tables import fit_table, text_column
     from streams.ops.dlq import REDRIVE_HEADER, read_dead_letters
 
     letters = read_dead_letters(Settings.from_env(), source=source, stage=stage, reason_contains=reason_contains,
@@ -37,9 +38,10 @@ def list_(source: str = typer.Option(None, help="only this source (camera, grid,
             typer.echo(json.dumps({**rec, "raw_bytes": len(letter.record.get("raw") or b""),
                                    "redrive_header": letter.header(REDRIVE_HEADER)}, ensure_ascii=False))
         return
-    table = Table(title=f"{len(letters)} dead letter(s)")
-    for col in ("id", "source", "stage", "class", "type", "reason", "topic/partition/offset", "at"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"{len(letters)} dead letter(s)", caption="origin: topic/partition/offset")
+    table.add_column("id", no_wrap=True)
+    for col in ("source", "stage", "class", "type", "reason", "origin", "at"):
+        text_column(table, col)
     for letter in letters:
         r = letter.record
         origin = f"{r.get('topic') or '-'}/{r.get('partition') if r.get('partition') is not None else '-'}/" \
@@ -47,7 +49,8 @@ def list_(source: str = typer.Option(None, help="only this source (camera, grid,
         reason = str(r.get("reason") or "")
         table.add_row(letter.id[:12], str(r.get("source")), str(r.get("stage")), str(r.get("error_class")),
                       str(r.get("error_type")), reason[:80] + ("…" if len(reason) > 80 else ""), origin, _at(r.get("at")))
-    Console().print(table)
+    console = Console()
+    console.print(fit_table(table, console.width, ("class", "stage", "origin")))
 
 
 def _find(settings: Settings, dl_id: str) -> list:

@@ -5,8 +5,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.ops.provision import provision
+from bench.tables import fit_table, number_column, text_column
 from infra.stack import Stack, StackError, engine_versions
+from streams.ops.provision import provision
 from streams.settings import Settings
 
 app = typer.Typer(help="Local Kafka (KRaft) and Elasticsearch on 127.0.0.1, from pinned Maven Central artifacts")
@@ -51,12 +52,17 @@ def down() -> None:
 def status() -> None:
     """Pids, ports, readiness and resident memory of each engine."""
     settings = Settings.from_env()
-    table = Table("engine", "pid", "ports", "state", "RSS MB")
+    table = Table()
+    text_column(table, "engine")
+    number_column(table, "pid")
+    text_column(table, "ports")
+    text_column(table, "state")
+    number_column(table, "RSS MB")
     rows = Stack(settings).status()
     for st in rows:
-        table.add_row(st.name, str(st.pid or "-"), ",".join(map(str, st.ports)), st.detail,
+        table.add_row(st.name, str(st.pid or "-"), ", ".join(map(str, st.ports)), st.detail,
                       f"{st.rss_mb:.0f}" if st.rss_mb else "-")
-    console.print(table)
+    console.print(fit_table(table, console.width))
     console.print(f"versions: {engine_versions()}; run dir {settings.run_dir}")
     if not all(st.ready for st in rows):
         raise typer.Exit(1)

@@ -32,9 +32,11 @@ def _print_plans(report: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from bench.tables import number_column
+
     table = Table(title=f"{report.topic} → {report.target_index}" + (" (resuming)" if report.resumed else ""))
     for col in ("partition", "from offset", "to offset", "records"):
-        table.add_column(col, justify="right")
+        number_column(table, col)
     for p in report.plans:
         table.add_row(str(p.partition), str(p.start), str(p.end), str(p.count))
     table.add_row("all", "", "", str(report.total), style="bold")

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.tables import number_column, text_column
 from simulator.model import BASE_DATE, CST
 
 app = typer.Typer(help="Simulate Wenchuan county's native feeds (deterministic under --seed).",
@@ -20,9 +21,9 @@ app = typer.Typer(help="Simulate Wenchuan county's native feeds (deterministic u
 def mix_table(summary: dict[str, Any]) -> Table:
     """The event mix per source feed and kind (duplicates and heartbeats listed apart)."""
     t = Table(title="Simulated event mix")
-    t.add_column("feed")
-    t.add_column("kind")
-    t.add_column("events", justify="right")
+    text_column(t, "feed")
+    text_column(t, "kind")
+    number_column(t, "events")
     mix: dict[tuple[str, str], int] = summary["mix"]
     for (feed, kind), n in sorted(mix.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
         t.add_row(feed, kind, str(n))
@@ -40,9 +41,9 @@ def mix_table(summary: dict[str, Any]) -> Table:
 def sent_table(counts: Counter[tuple[str, str]]) -> Table:
     """What was sent, per endpoint and status."""
     t = Table(title="Sent")
-    t.add_column("endpoint")
-    t.add_column("status")
-    t.add_column("count", justify="right")
+    text_column(t, "endpoint")
+    text_column(t, "status")
+    number_column(t, "count")
     for (ep, status), n in sorted(counts.items()):
         t.add_row(ep, status, str(n))
     t.add_section()

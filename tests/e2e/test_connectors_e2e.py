@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from bench.ingest import ConnectorsProcess
-from infra.processes import isolated_settings
-from tests.integration.connector_kafka_helpers import delete_topics
+from infra.processes import ConnectorsProcess, isolated_settings
+from tests.harness.kafka import delete_topics
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

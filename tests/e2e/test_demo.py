@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import Settings
-from tests.e2e.conftest import isolated_settings, settings_env, wait_for
+from infra.processes import isolated_settings, settings_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -26,7 +26,7 @@ from streams.web.audit import AuditLog
 from streams.web.auth import Credentials
 from streams.web.jurisdiction import can_see
 from streams.web.server import make_app
-from tests.e2e.conftest import isolated_settings
+from infra.processes import isolated_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -16,7 +16,7 @@ from connectors.ingest.files import load_truth
 from connectors.ingest.publish import publish_folder
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
-from tests.e2e.conftest import WorkerProcess, isolated_settings, wait_for
+from infra.processes import WorkerProcess, isolated_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

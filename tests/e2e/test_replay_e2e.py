@@ -26,11 +26,10 @@ from connectors.elasticsearch.admin import IndexNames
 from connectors.ingest.files import iter_deliveries
 from connectors.ingest.publish import publish_deliveries
 from streams.ops.provision import provision_elasticsearch, provision_topics
-from infra.processes import free_port
+from infra.processes import WorkerProcess, free_port, isolated_settings, wait_for
 from streams.ops.replay import Checkpoint, checkpoint_path, end_offsets, group_offsets, replay_index
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES
-from tests.e2e.conftest import WorkerProcess, isolated_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -37,8 +37,8 @@ from connectors.elasticsearch.documents import incident_document
 from streams.settings import Settings
 from streams.web.jurisdiction import can_see
 from streams.web.server import area_name
-from tests.e2e.conftest import isolated_settings
-from tests.peers import chromium_missing
+from infra.processes import isolated_settings
+from tests.harness.peers import chromium_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,8 +12,9 @@ import pytest
 
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
-from tests.faults.conftest import (KafkaCluster, chunks, fault_settings, indexed_incidents, private_run_dir, publish,
-                                   wait_for, wait_for_index, worker_log, worker_metrics)
+from infra.processes import wait_for
+from tests.harness.pipeline import chunks, indexed_incidents, publish, wait_for_index, worker_log, worker_metrics
+from tests.harness.stack import KafkaCluster, fault_settings, private_run_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

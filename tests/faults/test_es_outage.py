@@ -14,8 +14,10 @@ import pytest
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from infra.stack import port_open
 from streams.settings import Settings
-from tests.faults.conftest import (chunks, fault_settings, indexed_incidents, publish, read_topic, start_engine,
-                                   wait_for, wait_for_index, worker_log, worker_metrics)
+from infra.processes import wait_for
+from tests.harness.kafka import read_topic
+from tests.harness.pipeline import chunks, indexed_incidents, publish, wait_for_index, worker_log, worker_metrics
+from tests.harness.stack import fault_settings, start_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

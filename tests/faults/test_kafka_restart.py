@@ -12,8 +12,9 @@ import pytest
 
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
-from tests.faults.conftest import (chunks, fault_settings, indexed_incidents, publish, start_engine, wait_for,
-                                   wait_for_index, worker_metrics)
+from infra.processes import wait_for
+from tests.harness.pipeline import chunks, indexed_incidents, publish, wait_for_index, worker_metrics
+from tests.harness.stack import fault_settings, start_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

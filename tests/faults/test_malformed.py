@@ -19,7 +19,10 @@ from streams.ops.provision import provision_elasticsearch, provision_topics
 from schemas.serde import default_store
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES
-from tests.faults.conftest import chunks, fault_settings, read_topic, wait_for, wait_for_index, worker_metrics
+from infra.processes import wait_for
+from tests.harness.kafka import read_topic
+from tests.harness.pipeline import chunks, wait_for_index, worker_metrics
+from tests.harness.stack import fault_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -18,11 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bench.ingest import ConnectorsProcess, HttpPayload, simulator_payloads
+from bench.ingest import HttpPayload, simulator_payloads
+from infra.processes import ConnectorsProcess, wait_for
 from infra.stack import Kafka as KafkaEngine
 from infra.stack import java_binary
 from streams.settings import Settings
-from tests.faults.conftest import read_topic, wait_for
+from tests.harness.kafka import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,7 +21,8 @@ import pytest
 
 from infra.stack import port_open
 from streams.settings import Settings
-from tests.faults.conftest import free_ports, settings_env, wait_for
+from infra.processes import settings_env, wait_for
+from tests.harness.stack import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 

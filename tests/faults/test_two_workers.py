@@ -8,7 +8,9 @@ import pytest
 
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
-from tests.faults.conftest import fault_settings, publish, wait_for, wait_for_index, worker_log, worker_metrics
+from infra.processes import wait_for
+from tests.harness.pipeline import publish, wait_for_index, worker_log, worker_metrics
+from tests.harness.stack import fault_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 

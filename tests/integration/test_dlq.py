@@ -11,7 +11,7 @@ from schemas.deadletter import make_dead_letter
 from schemas.serde import default_store
 from streams.ops.dlq import REDRIVE_HEADER, read_dead_letters, redrive
 from streams.settings import Settings
-from tests.e2e.conftest import isolated_settings, settings_env
+from infra.processes import isolated_settings, settings_env
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 
 from schemas.serde import default_store
 from streams.settings import Settings
-from tests.e2e.conftest import isolated_settings
+from infra.processes import isolated_settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from connector_kafka_helpers import consume, count_records, create_topics, delete_topics, require_kafka, tmp_settings, unique_prefix
+from tests.harness.kafka import (
+    consume,
+    count_records,
+    create_topics,
+    delete_topics,
+    require_kafka,
+    tmp_settings,
+    unique_prefix,
+)
 from connectors.ingest.importer import MediationImporter
 from connectors.ingest.producer import RecordProducer
 from schemas.serde import default_store

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connector_kafka_helpers import (
+from tests.harness.kafka import (
     CLOSED_BOOTSTRAP,
     consume,
     count_records,

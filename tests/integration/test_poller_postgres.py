@@ -1,4 +1,4 @@
-"""110 poller against a real PostgreSQL (a private cluster from the Debian package, tests/peers.py)
+"""110 poller against a real PostgreSQL (a private cluster from the Debian package, tests/harness/peers.py)
 into the real Kafka, through SQLAlchemy + psycopg 3.
 
 PostgreSQL folds unquoted names to lower case, so ``CREATE TABLE JJD (JJDBH …)`` is the table
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from connector_kafka_helpers import (
+from tests.harness.kafka import (
     CLOSED_BOOTSTRAP,
     consume,
     count_records,
@@ -31,7 +31,7 @@ from connector_kafka_helpers import (
 from connectors.ingest.poller import Alarm110Poller, Cursor, CursorStore, PollerConfig
 from connectors.ingest.producer import DeliveryError, ProducerConfig, RecordProducer
 from schemas.serde import default_store
-from tests.peers import PostgresCluster, postgres_cluster, postgres_missing
+from tests.harness.peers import PostgresCluster, postgres_cluster, postgres_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

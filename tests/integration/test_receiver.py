@@ -8,7 +8,7 @@ from typing import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from connector_kafka_helpers import (
+from tests.harness.kafka import (
     CLOSED_BOOTSTRAP,
     DOOR_JSON,
     GRID_JSON,

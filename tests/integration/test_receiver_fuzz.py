@@ -28,11 +28,10 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
 
-from bench.ingest import ConnectorsProcess
-from connector_kafka_helpers import delete_topics
+from infra.processes import ConnectorsProcess, isolated_settings
+from tests.harness.kafka import delete_topics
 from connectors.ingest.receiver import ROUTES, Payload, default_translators
 from connectors.sources.devices import DeviceRegistry
-from infra.processes import isolated_settings
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -279,7 +278,7 @@ async def post_cases(url: str, cases: list[Case]) -> list[tuple[int, Any]]:
 
 def test_ten_thousand_malformed_inputs(receivers: tuple[ConnectorsProcess, Settings]) -> None:
     from schemas.serde import default_store
-    from tests.faults.conftest import read_topic
+    from tests.harness.kafka import read_topic
 
     proc, settings = receivers
     t0 = time.monotonic()

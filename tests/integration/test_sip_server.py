@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from connector_kafka_helpers import (
+from tests.harness.kafka import (
     consume,
     count_records,
     create_topics,
@@ -160,7 +160,7 @@ async def test_tcp_alarm_and_options(sip: tuple[SipServer, IngestGateway, str]) 
 
 async def test_require_registration(tmp_path: Path) -> None:
     """No Kafka needed: an unregistered device's MESSAGE is refused before anything is published."""
-    from connector_kafka_helpers import CLOSED_BOOTSTRAP
+    from tests.harness.kafka import CLOSED_BOOTSTRAP
 
     gateway = IngestGateway.from_settings(tmp_settings(tmp_path, unique_prefix(), bootstrap=CLOSED_BOOTSTRAP),
                                           registry=registry())

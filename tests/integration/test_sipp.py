@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from connector_kafka_helpers import (
+from tests.harness.kafka import (
     consume,
     count_records,
     create_topics,
@@ -29,12 +29,12 @@ from connector_kafka_helpers import (
 from connectors.ingest.sip_server import SipConfig, SipServer
 from connectors.ingest.receiver import IngestGateway, ReceiverConfig
 from schemas.serde import default_store
-from tests.peers import free_port, sipp_missing
+from tests.harness.peers import free_port, sipp_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "fixtures" / "sipp"
-DEVICE = "51322110001320000123"  # the camera in connector_kafka_helpers.registry()
+DEVICE = "51322110001320000123"  # the camera in tests.harness.kafka.registry()
 PLATFORM = "51322100002000000001"
 REALM = "5132210000"
 PASSWORD = "s3cret-28181"

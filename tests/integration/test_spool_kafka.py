@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from connector_kafka_helpers import (
+from tests.harness.kafka import (
     BOOTSTRAP,
     CLOSED_BOOTSTRAP,
     GRID_JSON,

@@ -1,15 +1,20 @@
-"""Helpers for the connector integration tests: reach the real broker, make unique topics, consume back."""
+"""Kafka helpers of the tests: reach the real broker, make unique topics, consume back; sample
+native payloads and a two-device registry for the connector tests."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
 
 from connectors.sources.devices import DeviceRegistry
+from infra.stack import port_open
+from streams.settings import Settings
 
 BOOTSTRAP = "127.0.0.1:19092"
 CLOSED_BOOTSTRAP = "127.0.0.1:1"  # nothing listens there: Kafka "unreachable"
@@ -30,11 +35,7 @@ def registry() -> DeviceRegistry:
 def kafka_reachable(bootstrap: str = BOOTSTRAP, timeout: float = 2.0) -> bool:
     """True when the broker's port accepts a TCP connection."""
     host, port = bootstrap.rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return port_open(int(port), host, timeout)
 
 
 def require_kafka() -> str:
@@ -51,9 +52,6 @@ def unique_prefix() -> str:
 
 def create_topics(prefix: str, names: Iterable[str] = RAW_TOPICS, partitions: int = 1) -> list[str]:
     """Create prefixed topics (single partition by default so order is total); returns their names."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
     full = [prefix + n for n in names]
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="pingan-test-admin")
     try:
@@ -65,8 +63,6 @@ def create_topics(prefix: str, names: Iterable[str] = RAW_TOPICS, partitions: in
 
 def delete_topics(topics: list[str]) -> None:
     """Best-effort cleanup of test topics."""
-    from kafka import KafkaAdminClient
-
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="pingan-test-admin")
     try:
         admin.delete_topics(topics)
@@ -78,8 +74,6 @@ def delete_topics(topics: list[str]) -> None:
 
 async def consume(topic: str, n: int, timeout: float = 20.0) -> list[Any]:
     """Read ``n`` records from the start of ``topic`` (raises AssertionError if fewer arrive)."""
-    from aiokafka import AIOKafkaConsumer
-
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
@@ -99,8 +93,6 @@ async def consume(topic: str, n: int, timeout: float = 20.0) -> list[Any]:
 
 async def count_records(topic: str, wait: float = 2.0) -> int:
     """How many records ``topic`` holds after waiting ``wait`` seconds for stragglers."""
-    from aiokafka import AIOKafkaConsumer
-
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
@@ -169,8 +161,19 @@ DOOR_JSON = """{"ipAddress": "10.51.40.2", "macAddress": "44:19:b6:0a:22:01", "d
  "attendanceStatus": "checkIn"}}""".encode()
 
 
-def tmp_settings(tmp_path: Path, prefix: str, bootstrap: str = BOOTSTRAP) -> Any:
+def tmp_settings(tmp_path: Path, prefix: str, bootstrap: str = BOOTSTRAP) -> Settings:
     """Settings isolated to ``tmp_path`` and the test topic prefix."""
-    from streams.settings import Settings
-
     return Settings(run_dir=tmp_path, topic_prefix=prefix, kafka_bootstrap=bootstrap)
+
+
+def read_topic(bootstrap: str, topic: str, idle_s: float = 5.0) -> list[Any]:
+    """Every message of a topic from the beginning (stops after idle_s without new messages)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                             consumer_timeout_ms=int(idle_s * 1000))
+    try:
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        return list(consumer)
+    finally:
+        consumer.close()

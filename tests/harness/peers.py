@@ -25,18 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.screenshot import CHROMIUM
+from infra.processes import free_port
+
 PG_SUPERUSER = "pingan"
 PG_SYSTEM_USER = "postgres"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that was free a moment ago (TCP by default, UDP with SOCK_DGRAM)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port", "PostgresCluster", "postgres_cluster", "postgres_missing", "sipp_missing", "chromium_missing"]
 
 
 # ---------------------------------------------------------------------------------- PostgreSQL
