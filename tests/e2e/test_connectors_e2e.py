@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from infra.processes import ConnectorsProcess, isolated_settings
+from infra.processes import ConnectorsProcess, isolated_settings, simulate_folder
 from tests.harness.kafka import delete_topics
 from streams.settings import Settings
 
@@ -79,8 +79,7 @@ def test_simulate_send_counts_equal_topics(namespace: Settings, tmp_path: Path) 
 
     # the registry of a simulator folder (the registry does not depend on the seed)
     sim = tmp_path / "sim"
-    subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(sim), "--days", "1",
-                    "--scale", "0.01", "--seed", "7", "--quiet"], check=True, capture_output=True)
+    simulate_folder(sim, seed=7, scale=0.01)
     db_url = f"sqlite:///{tmp_path / 'jjd.db'}"
     Alarm110Sink(db_url).close()  # the desk's table exists before the poller starts (it refuses a missing table)
 

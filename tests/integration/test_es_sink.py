@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from elasticsearch.serializer import JSONSerializer
 
 from connectors.elasticsearch.admin import IndexNames, drop_all, ensure_incident_index
 from connectors.elasticsearch.sink import IncidentSink, Outcome, SinkUnavailable, classify_item
+from infra.processes import free_port
 from streams.settings import Settings
 
 ES_URL = Settings().es_url
@@ -208,17 +208,11 @@ async def test_setup_fails_on_missing_alias(names: IndexNames) -> None:
         await es.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.integration
 async def test_outage_is_backlog_not_loss(names: IndexNames) -> None:
     """The sink points at a closed port; after two failed rounds a proxy to ES opens there."""
     es_port = int(ES_URL.rsplit(":", 1)[1].split("/")[0])
-    port = _free_port()
+    port = free_port()
     servers: list[asyncio.AbstractServer] = []
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

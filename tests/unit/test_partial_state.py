@@ -10,8 +10,6 @@ record that never reached its changelog.
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,16 @@ import pytest
 from connectors.ingest.files import iter_deliveries
 from connectors.sources.devices import DeviceRegistry
 from connectors.sources.registry import normalizer
+from infra.processes import simulate_folder
 from streams.domain.pipeline import CountyProcessor
+from streams.settings import DEFAULT_TIMEZONE
 
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("sim")
-    subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(out), "--days", "1", "--seed", "2",
-                    "--quiet"], check=True, capture_output=True)
-    norm = normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(Path(out) / "registry.csv"))
+    simulate_folder(out, seed=2)
+    norm = normalizer(b"test", DEFAULT_TIMEZONE, DeviceRegistry.from_csv(Path(out) / "registry.csv"))
     return [norm.normalize(d.source, r) for d in iter_deliveries(Path(out)) for r in d.result.records]
 
 
