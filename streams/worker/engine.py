@@ -1,0 +1,568 @@
+"""The Faust engine room: every faust-streaming specific patch of the worker, in one module.
+
+The worker's at-least-once guarantee rests on a few overrides of faust-streaming *private* hooks.
+They live here, and only here; the rest of the worker (streams/worker/app.py) uses this small
+interface:
+
+- `PinganFaustApp` — `faust.App` with the consumer below, `TrackedTable` tables and
+  ``publish(topic, key, value)``: a send straight to the producer (bytes in, the sensors still
+  see it) that joins the commit barrier (``watch_send``).
+- `StateTables(app, partitions)` — the agent's state tables: ``table(name)`` gives a
+  `CachedTable` (streams/worker/tables.py) over a Faust table; caches are cleared on every
+  rebalance; ``begin_batch()`` / ``at(event)`` / ``flush()`` write each key once per batch with
+  the event that wrote it current, so the changelog record goes to that event's partition.
+- `consumer_of(app)` / `consumer_offsets(consumer)` — the running consumer (never created just to
+  look) and its committed and read offsets, for the lag metric and /healthz.
+- `FAUST_HOOKS` — every private (or relied-upon internal) Faust attribute this module overrides,
+  calls or reads, with the parameters it expects. tests/unit/test_engine.py checks each against
+  the installed faust-streaming (`inspect.signature`), docs/faults.md lists the same names.
+
+Importing this module fails with a clear error unless the installed faust-streaming is
+`SUPPORTED_FAUST_VERSION` (the version pinned in pyproject.toml): on an upgrade, re-read each
+hook of `FAUST_HOOKS` in the new faust source, run tests/unit/test_engine.py and
+tests/faults/test_cluster.py, then change the constant and the pin together.
+
+The consumer
+------------
+A consumer whose offset bookkeeping cannot skip a message across a rebalance.
+
+Found by the three-broker fault test (tests/faults/test_cluster.py), which lost 1 to 119 events
+in about one run in three. faust-streaming 0.15's `Consumer` has three defects that combine:
+
+1. Recovery resumes the stream partitions and the fetcher *before* `perform_seek()` has moved
+   them back to the committed offsets, so a batch fetched from the old position (ahead of the
+   committed offset, e.g. after commits failed while the group coordinator was down) reaches
+   the drain loop after the seek.
+2. The drain loop then treats the distance between the seek target and that stale record as a
+   compacted-away *gap* (including the record itself), and drops every record below it as
+   "already read" — the refetched records between the committed offset and the stale one are
+   never delivered, yet the gap makes them committable.
+3. `_new_offset` lets the commit pass exactly one unacknowledged record at the head of a
+   partition (`min(acked) - committed > 1` instead of `> 0`).
+
+This subclass keeps Faust's ack lists and interval tree but replaces the three decisions:
+
+- Seeks (`seek`, `seek_wait`, `perform_seek`) run one at a time and bump a *seek epoch* when
+  they start and when they end; nothing is fetched while one runs. A record is delivered only if
+  no seek is in progress and the epoch is the one its batch was fetched in; otherwise it is not
+  delivered, and its partition is sought back (under the same lock, in the consumer's thread) to
+  the next offset this consumer owes its streams (`_next_offset`, set by every seek and advanced
+  by every delivery). Faust's `getmany` is inlined so that the records it would drop (a partition
+  paused mid-batch, flow stopped) are sought back to as well: nothing fetched is ever skipped.
+- A gap is recorded only between records of fresh batches, and excludes the record that
+  revealed it: offsets ``[next, offset)`` do not exist in the log (compaction).
+- The commit advances only over a consecutive run of acknowledged (or gap) offsets that starts
+  exactly at the committed offset (`committable_offset`, pure and unit-tested).
+
+Duplicates are possible (a stale record that was already delivered is delivered again after the
+seek); every stage downstream is idempotent, so at-least-once stays effectively exactly-once.
+"""
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import version as installed_version
+from types import ModuleType, SimpleNamespace
+from typing import Any, NamedTuple, cast
+
+from streams.worker.tables import CachedTable
+
+#: The faust-streaming release whose internals every override below was written against.
+SUPPORTED_FAUST_VERSION = "0.15.3"
+
+
+class UnsupportedFaustVersion(ImportError):
+    """The installed faust-streaming is not the one the engine room was checked against."""
+
+
+def check_faust_version(found: str) -> None:
+    """Raise `UnsupportedFaustVersion` unless `found` is `SUPPORTED_FAUST_VERSION`."""
+    if found != SUPPORTED_FAUST_VERSION:
+        raise UnsupportedFaustVersion(
+            f"streams/worker/engine.py supports faust-streaming {SUPPORTED_FAUST_VERSION} (pinned in "
+            f"pyproject.toml), but {found} is installed. The worker overrides private Faust hooks "
+            "(Consumer._drain_messages, _new_offset, _commit_offsets, App._new_transport, the "
+            "faust.streams._current_event context variable, ...: the full list is FAUST_HOOKS in that "
+            "module). Before changing SUPPORTED_FAUST_VERSION, re-check each hook against the new "
+            "faust-streaming source, then run tests/unit/test_engine.py and tests/faults/test_cluster.py.")
+
+
+check_faust_version(installed_version("faust-streaming"))
+
+# Faust is imported only once its version is known to be the supported one (a renamed private
+# module would otherwise fail with a bare ImportError instead of the message above).
+import faust  # noqa: E402
+from faust import streams as faust_streams  # noqa: E402
+from faust.sensors.base import SensorDelegate  # noqa: E402
+from faust.sensors.monitor import Monitor  # noqa: E402
+from faust.tables.recovery import Recovery  # noqa: E402
+from faust.transport import consumer as faust_consumer  # noqa: E402
+from faust.transport.conductor import Conductor  # noqa: E402
+from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP  # noqa: E402
+from faust.transport.drivers import aiokafka as faust_aiokafka  # noqa: E402
+from faust.transport.utils import DefaultSchedulingStrategy  # noqa: E402
+from faust.types import TP  # noqa: E402
+
+
+class Hook(NamedTuple):
+    """A Faust attribute the engine relies on: where, its name, its parameters (None: not a method)."""
+
+    owner: type | ModuleType
+    name: str
+    params: tuple[str, ...] | None
+    use: str  # "overrides" | "calls" | "uses" (reads or writes) | "sets"
+
+    @property
+    def label(self) -> str:
+        """``module.Class.name`` (or ``module.name``), as docs/faults.md lists it."""
+        owner = self.owner
+        where = owner.__name__ if isinstance(owner, ModuleType) else f"{owner.__module__}.{owner.__qualname__}"
+        return f"{where}.{self.name}"
+
+
+_Consumer = faust_aiokafka.Consumer  # the class SafeOffsetsConsumer extends
+_BaseConsumer = faust_consumer.Consumer  # where Faust's bookkeeping attributes are set (__init__)
+
+#: Every Faust private hook or internal attribute this module overrides, calls or reads.
+FAUST_HOOKS: tuple[Hook, ...] = (
+    # SafeOffsetsConsumer overrides
+    Hook(_Consumer, "__post_init__", ("self",), "overrides"),
+    Hook(_Consumer, "seek", ("self", "partition", "offset"), "overrides"),
+    Hook(_Consumer, "seek_wait", ("self", "partitions"), "overrides"),
+    Hook(_Consumer, "perform_seek", ("self",), "overrides"),
+    Hook(_Consumer, "on_partitions_revoked", ("self", "revoked"), "overrides"),
+    Hook(_Consumer, "_drain_messages", ("self", "fetcher"), "overrides"),
+    Hook(_Consumer, "_new_offset", ("self", "tp"), "overrides"),
+    Hook(_Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction"), "overrides"),
+    # ... what those overrides call
+    Hook(_Consumer, "_wait_next_records", ("self", "timeout"), "calls"),
+    Hook(_Consumer, "_to_message", ("self", "tp", "record"), "calls"),
+    Hook(_Consumer, "_is_changelog_tp", ("self", "tp"), "calls"),
+    Hook(_Consumer, "seek_to_committed", ("self",), "calls"),
+    Hook(_Consumer, "earliest_offsets", ("self", "partitions"), "calls"),
+    Hook(_Consumer, "position", ("self", "tp"), "calls"),
+    Hook(_Consumer, "assignment", ("self",), "calls"),
+    Hook(_Consumer, "highwater", ("self", "tp"), "calls"),
+    Hook(_Consumer, "commit", ("self", "topics", "start_new_transaction"), "calls"),
+    Hook(_Consumer, "wait_first", ("self", "coros", "timeout"), "calls"),
+    Hook(_Consumer, "crash", ("self", "reason"), "calls"),
+    Hook(DefaultSchedulingStrategy, "iterate", ("self", "records"), "calls"),
+    Hook(Conductor, "acks_enabled_for", ("self", "topic"), "calls"),
+    Hook(Monitor, "track_tp_end_offset", ("self", "tp", "offset"), "calls"),
+    # ... and the consumer state they read and write
+    Hook(_BaseConsumer, "_read_offset", None, "uses"),
+    Hook(_BaseConsumer, "_committed_offset", None, "uses"),
+    Hook(_BaseConsumer, "_acked", None, "uses"),
+    Hook(_BaseConsumer, "_acked_index", None, "uses"),
+    Hook(_BaseConsumer, "_gap", None, "uses"),
+    Hook(_BaseConsumer, "_n_acked", None, "uses"),
+    Hook(_BaseConsumer, "_commit_every", None, "uses"),
+    Hook(_BaseConsumer, "_buffered_partitions", None, "uses"),
+    Hook(_BaseConsumer, "_stopped", None, "uses"),
+    Hook(_BaseConsumer, "flow_active", None, "uses"),
+    Hook(_BaseConsumer, "suspend_flow", None, "uses"),
+    Hook(_BaseConsumer, "callback", None, "uses"),
+    Hook(_Consumer, "consumer_stopped_errors", None, "uses"),
+    Hook(faust_consumer.Fetcher, "_stopped", None, "uses"),
+    Hook(faust.App, "consumer_generation_id", None, "uses"),
+    # PinganFaustApp, TrackedTable, publish
+    Hook(faust.App, "_new_transport", ("self",), "overrides"),
+    Hook(faust.Table, "send_changelog",
+         ("self", "partition", "key", "value", "key_serializer", "value_serializer"), "overrides"),
+    Hook(faust_aiokafka.Producer, "send",
+         ("self", "topic", "key", "value", "partition", "timestamp", "headers", "transactional_id"), "calls"),
+    Hook(SensorDelegate, "on_send_initiated", ("self", "producer", "topic", "message", "keysize", "valsize"),
+         "calls"),
+    # StateTables: table writes go to the changelog partition of the current event
+    Hook(faust_streams, "_current_event", None, "sets"),
+    # consumer_of / consumer_offsets / table_recovery (observability)
+    Hook(faust.App, "_consumer", None, "uses"),
+    Hook(Recovery, "active_remaining_total", ("self",), "calls"),
+    Hook(Recovery, "completed", None, "uses"),
+    Hook(Recovery, "in_recovery", None, "uses"),
+)
+
+
+#: How long a commit waits for the sends started before it (then it is skipped, not forced).
+COMMIT_BARRIER_S = 30.0
+
+
+def committable_offset(committed: int | None, acked: list[int]) -> tuple[int | None, list[int]]:
+    """The offset to commit next and the acked offsets it consumes.
+
+    `acked` is sorted; offsets below `committed` are stale and consumed without effect. The
+    commit moves only over a consecutive run that starts at `committed` (or at the first acked
+    offset when nothing was committed yet); otherwise ``(None, stale)``."""
+    start = 0
+    if committed is not None:
+        while start < len(acked) and acked[start] < committed:
+            start += 1
+        if start == len(acked) or acked[start] != committed:
+            return None, acked[:start]
+    if start == len(acked):
+        return None, acked[:start]
+    end = start + 1
+    while end < len(acked) and acked[end] <= acked[end - 1] + 1:
+        end += 1
+    return acked[end - 1] + 1, acked[:end]
+
+
+class SafeOffsetsConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer with epoch-checked delivery and a strict commit (module doc)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._seek_epoch = 0  # bumped when a seek starts and when it ends
+        self._seeking = 0  # seeks in progress: nothing fetched meanwhile is delivered
+        self._next_offset: dict[TP, int] = {}  # next offset owed to the streams, per partition
+        self._reseek: dict[TP, int | None] = {}  # partitions whose fetched records were discarded
+        self._seek_lock = asyncio.Lock()  # seeks never interleave (`_next_offset` follows the last one)
+
+    # -- seeks ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _seeking_window(self) -> AsyncIterator[None]:
+        """Run one seek at a time; batches fetched before or during it are stale."""
+        async with self._seek_lock:
+            self._seeking += 1
+            self._seek_epoch += 1
+            try:
+                yield
+            finally:
+                self._seeking -= 1
+                self._seek_epoch += 1
+
+    def _owe(self, tp: TP, offset: int) -> None:
+        self._next_offset[tp] = offset
+        self._reseek.pop(tp, None)
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        async with self._seeking_window():
+            await super().seek(partition, offset)
+            self._owe(partition, offset)
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        async with self._seeking_window():
+            await super().seek_wait(partitions)
+            for tp, offset in partitions.items():
+                self._owe(tp, offset)
+
+    async def perform_seek(self) -> None:
+        """Seek every stream partition to its committed offset.
+
+        aiokafka's `seek_to_committed` leaves a partition without a committed offset (or with
+        offset 0) where it was, possibly past records that were fetched but never processed;
+        with ``auto_offset_reset=earliest`` such a partition is sought to its first offset."""
+        async with self._seeking_window():
+            committed = {ensure_TP(tp): off for tp, off in (await self.seek_to_committed()).items()}
+            streams = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
+            targets = {tp: off for tp, off in committed.items() if tp in streams and off}
+            unset = sorted(streams - set(targets))
+            if unset and self.app.conf.consumer_auto_offset_reset == "earliest":
+                earliest = await self.earliest_offsets(*unset)
+                await super().seek_wait({tp: earliest[tp] for tp in unset if earliest.get(tp) is not None})
+            for tp in unset:
+                targets[tp] = await self.position(tp)
+            for tp, target in targets.items():
+                self._read_offset[tp] = target or None
+                if target is not None:
+                    self._owe(tp, target)
+            self._committed_offset.update({tp: off for tp, off in committed.items() if off})
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._next_offset.pop(tp, None)
+            self._reseek.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    async def _seek_back(self) -> None:
+        """Seek partitions whose fetched records were discarded back to the next offset owed.
+
+        Runs under the seek lock, so it never undoes a `perform_seek` that ran meanwhile: the
+        targets are read after any such seek has set `_next_offset` (and cleared `_reseek`)."""
+        async with self._seeking_window():
+            pending, self._reseek = self._reseek, {}
+            assigned = self.assignment()
+            targets = {tp: self._next_offset.get(tp, first) for tp, first in pending.items()
+                       if tp in assigned and self._next_offset.get(tp, first) is not None}
+            if targets:
+                self.log.info("Refetching records fetched before a seek and not delivered: %s", ", ".join(
+                    f"{tp.topic}[{tp.partition}] from {off}" for tp, off in sorted(targets.items())))
+                await super().seek_wait(targets)  # in the consumer's thread (Faust's `seek` is not)
+                for tp, offset in targets.items():
+                    self._owe(tp, offset)
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised on the real stack
+        """Faust's fetch → conductor loop, with its `getmany` inlined, in lockstep with the position.
+
+        Every record aiokafka returns is either delivered, advancing `_next_offset`, or not
+        delivered (a seek or rebalance intervened, flow stopped, the partition was paused), and
+        then its partition is sought back to `_next_offset` before the next fetch. (Faust's own
+        `getmany` silently skips records of a partition paused mid-batch and stops a batch when
+        flow stops, after aiokafka's position has moved past them.) So at every fetch the position
+        equals `_next_offset`, and a record above it proves the offsets in between are absent
+        from the log (a compaction gap)."""
+        callback = self.callback
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set  # noqa: SLF001 - same check as Faust's loop
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                if self._seeking:  # a seek is running: whatever is fetched now is stale
+                    await asyncio.sleep(0.02)
+                    continue
+                if self._reseek:
+                    await self._seek_back()
+                    continue
+                self.diag.set_flag(CONSUMER_FETCHING)
+                epoch, generation = self._seek_epoch, self.app.consumer_generation_id
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    self.diag.unset_flag(CONSUMER_FETCHING)
+                    await asyncio.sleep(0)
+                    continue
+                since_yield = 0
+                for tp, record in self.scheduler.iterate(records):
+                    offset = record.offset
+                    if (tp in self._reseek or self._seeking or self._seek_epoch != epoch or not self.flow_active
+                            or self.app.consumer_generation_id != generation
+                            or not (active is None or tp in active or tp in self._buffered_partitions)):
+                        self._reseek.setdefault(tp, offset)  # not delivered: refetch from _next_offset
+                        continue
+                    since_yield += 1
+                    if since_yield > 100:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    message = self._to_message(tp, record)
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    expected = self._next_offset.get(tp)
+                    if expected is not None and offset > expected and acks_enabled_for(message.topic):
+                        self._mark_gap(tp, expected, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    delivery = callback(message)
+                    result = await self.wait_first(delivery, self.suspend_flow.wait())
+                    if delivery not in result.done or self._seeking or self._seek_epoch != epoch:
+                        self._reseek.setdefault(tp, offset)
+                        continue
+                    self._next_offset[tp] = offset + 1
+                    self._read_offset[tp] = offset
+                self.diag.unset_flag(CONSUMER_FETCHING)
+                await asyncio.sleep(0)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _mark_gap(self, tp: TP, start: int, end: int) -> None:
+        """Offsets [start, end) are absent from the log (compaction): committable once reached."""
+        gaps = self._gap[tp]
+        gaps.addi(start, end)
+        gaps.merge_overlaps()
+
+    # -- commits ---------------------------------------------------------------------------------
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        gaps = self._gap[tp]
+        if gaps:
+            top = max(acked)
+            fill = [o for iv in sorted(gaps.overlap(0, top + 1), key=lambda iv: iv.begin)
+                    for o in range(iv.begin, iv.end) if o not in self._acked_index[tp]]
+            if fill:
+                acked.extend(fill)
+                gaps.chop(0, max(fill[-1] + 1, top + 1))
+        acked.sort()
+        offset, consumed = committable_offset(self._committed_offset[tp], acked)
+        if consumed:
+            del acked[:len(consumed)]
+            self._acked_index[tp].difference_update(consumed)
+        return offset
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        """Commit only once every send started before this commit is acknowledged.
+
+        Faust flushes the producer first, but its buffer flush gives up after 0.1 s without
+        progress (e.g. while a changelog partition has no leader), so a commit could pass table
+        writes still in the buffer, lost if the worker then dies. Here the sends this worker
+        started (outputs and changelog records, `PinganFaustApp.outstanding`) are a barrier: if
+        they are not acknowledged within `COMMIT_BARRIER_S`, this commit is skipped (the next one
+        retries). Once any send has failed the worker crashes instead of committing, and the
+        records are processed again after a restart."""
+        app = cast(PinganFaustApp, self.app)
+        barrier = list(getattr(app, "outstanding", ()))
+        if barrier:  # (Faust's commit below flushes the producer; these complete on their own)
+            _done, pending = await asyncio.wait(barrier, timeout=COMMIT_BARRIER_S)
+            if pending:
+                self.log.warning("Commit postponed: %d sends not acknowledged after %.0f s",
+                                 len(pending), COMMIT_BARRIER_S)
+                return False
+        failed = getattr(app, "failed_send", None)
+        if failed is not None:
+            self.log.error("Not committing %r: a send failed: %r", dict(offsets), failed)
+            await self.crash(failed)
+            return False
+        return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+
+
+class SafeOffsetsTransport(faust_aiokafka.Transport):
+    """The aiokafka transport with `SafeOffsetsConsumer`."""
+
+    Consumer = SafeOffsetsConsumer
+
+
+class TrackedTable(faust.Table):
+    """`faust.Table` whose changelog sends join the app's commit barrier (`watch_send`)."""
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        fut = super().send_changelog(*args, **kwargs)
+        watch = getattr(self.app, "watch_send", None)
+        if watch is not None:
+            watch(fut)
+        return fut
+
+
+class PinganFaustApp(faust.App):
+    """`faust.App` whose consumer is `SafeOffsetsConsumer` and whose tables are `TrackedTable`s."""
+
+    #: The first send of this worker that failed for good (see `watch_send`); set once.
+    failed_send: BaseException | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("Table", TrackedTable)
+        super().__init__(*args, **kwargs)
+        self.outstanding: set[asyncio.Future] = set()  # sends not yet acknowledged (commit barrier)
+
+    def _new_transport(self) -> Any:
+        return SafeOffsetsTransport(self.conf.broker_consumer, self)
+
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send `value` under `key` to `topic` (a full topic name), straight to the producer.
+
+        Bytes in, no Faust channel machinery per message; the sensors still see every send, and
+        the send joins the commit barrier: the consumer's commit waits for it and never commits
+        again once a send has failed (`SafeOffsetsConsumer._commit_offsets`)."""
+        self.sensors.on_send_initiated(self.producer, topic, SimpleNamespace(key=key, value=value),
+                                       len(key), len(value))
+        self.watch_send(await self.producer.send(topic, key, value, None, None, None))
+
+    def watch_send(self, fut: asyncio.Future) -> None:
+        """Track a producer send: commits wait for it, and a failure stops all commits."""
+        if fut.done():
+            self._on_sent(fut)
+            return
+        self.outstanding.add(fut)
+        fut.add_done_callback(self._on_sent)
+
+    def _on_sent(self, fut: asyncio.Future) -> None:
+        self.outstanding.discard(fut)
+        if fut.cancelled():
+            exc: BaseException | None = asyncio.CancelledError("producer send cancelled")
+        else:
+            exc = fut.exception()
+        if exc is not None and self.failed_send is None:
+            self.failed_send = exc
+
+
+def hooks_markdown() -> str:
+    """`FAUST_HOOKS` as the Markdown list docs/faults.md carries (a unit test keeps them equal)."""
+    lines = []
+    for h in FAUST_HOOKS:
+        sig = "" if h.params is None else "(" + ", ".join(h.params) + ")"
+        lines.append(f"- {h.use} `{h.label}`{sig}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- state tables
+def set_current_event(event: Any) -> None:
+    """Make `event` the task's current event, so table writes go to its store and changelog partition.
+
+    Only Faust's context variable (`faust.streams.current_event()`) is set: the stream's own
+    `current_event` attribute belongs to `take_events`' background buffering, which reads it for
+    the next event while the agent's body is suspended."""
+    faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001 - FAUST_HOOKS
+
+
+class StateTables:
+    """An agent's state tables: `CachedTable`s over Faust tables, flushed once per batch.
+
+    Every table is created with `partitions` partitions (co-partitioned with the agent's input).
+    The caches are cleared whenever partitions are revoked or assigned (the tables may then hold
+    other partitions' state). In a batch: `begin_batch()`, `at(event)` before processing each
+    event, `flush()` at the end: each key is written once, with the event that last wrote it
+    current (`set_current_event`)."""
+
+    def __init__(self, app: faust.App, partitions: int) -> None:
+        self.app = app
+        self.partitions = partitions
+        self.cached: list[CachedTable] = []
+        app.on_partitions_revoked.connect(self._forget)
+        app.on_partitions_assigned.connect(self._forget)
+
+    async def _forget(self, _app: Any, _partitions: Any, **_: Any) -> None:
+        for t in self.cached:
+            t.clear_cache()
+
+    def table(self, name: str) -> CachedTable:
+        """A new cached table `name` (the Faust table name, which also names its changelog topic)."""
+        cached = CachedTable(self.app.Table(name, partitions=self.partitions))
+        self.cached.append(cached)
+        return cached
+
+    def begin_batch(self) -> None:
+        for t in self.cached:
+            t.begin_batch()
+
+    def at(self, event: Any) -> None:
+        """`event` is the one being processed: reads and writes from now on are on its behalf."""
+        set_current_event(event)
+        for t in self.cached:
+            t.current = event
+
+    def flush(self) -> None:
+        """Write the batch's state (before its outputs are sent and its events acknowledged)."""
+        for t in self.cached:
+            t.flush(set_current_event)
+
+
+# --------------------------------------------------------------------------- introspection
+def consumer_of(app: Any) -> Any | None:
+    """The app's consumer if it was created; never creates one just to report on it."""
+    return getattr(app, "_consumer", None)  # mode's cached_property keeps `consumer` there (FAUST_HOOKS)
+
+
+def consumer_offsets(consumer: Any) -> tuple[Mapping[TP, int | None], Mapping[TP, int | None]]:
+    """The consumer's committed offsets and last read offsets, per partition (empty if unknown)."""
+    return getattr(consumer, "_committed_offset", {}), getattr(consumer, "_read_offset", {})
+
+
+def table_recovery(app: Any) -> dict[str, Any]:
+    """Recovery state of the app's tables (faust ``app.tables.recovery``)."""
+    tables = getattr(app, "tables", None)
+    try:
+        recovery = tables.recovery  # type: ignore[union-attr]
+        remaining = int(recovery.active_remaining_total())
+        return {"tables": sorted(tables.keys()), "completed": bool(recovery.completed.is_set()),
+                "in_recovery": bool(recovery.in_recovery), "active_remaining": remaining}
+    except Exception as exc:  # noqa: BLE001 - not started yet
+        return {"tables": [], "completed": False, "in_recovery": False, "active_remaining": -1,
+                "error": f"{type(exc).__name__}: {exc}"}
