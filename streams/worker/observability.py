@@ -31,8 +31,15 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import faust
+from elasticsearch import AsyncElasticsearch
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from schemas.serde import default_store
 from streams.settings import Settings
-from streams.worker.stages import RAW_SOURCES
+from streams.worker.engine import consumer_of, consumer_offsets, table_recovery
+from streams.worker.topology import AGENTS, DEAD_LETTERS, deployed_inputs, input_sources
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +47,21 @@ BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 
 class _Classifier:
-    """Topic name → (stage, source) for consumed and produced messages of this app's namespace."""
+    """Topic name → (stage, source) for consumed and produced messages of this app's namespace
+    (from the topology: agent inputs, and the outputs each agent is counted for)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.inputs: dict[str, tuple[str, str]] = {settings.input_topic(n): ("normalize", s)
-                                                   for n, s in RAW_SOURCES.items()}
-        self.inputs[settings.topic("internal.events-by-county.v1")] = ("correlate", "events")
-        self.inputs[settings.topic("incidents.v1")] = ("index", "incidents")
-        self.outputs: dict[str, str] = {settings.topic("events.v1"): "normalize",
-                                        settings.topic("links.v1"): "correlate",
-                                        settings.topic("incidents.v1"): "correlate",
-                                        settings.topic("escalations.v1"): "correlate"}
-        self.names = {settings.topic(n): n for n in ("links.v1", "incidents.v1", "escalations.v1")}
-        self.dead_letters = settings.topic("deadletters.v1")
+        self.inputs: dict[str, tuple[str, str]] = {}
+        for agent in AGENTS:
+            sources = input_sources(agent)
+            for deployed, name in deployed_inputs(agent, settings).items():
+                self.inputs[deployed] = (agent.name, sources[name])
+        self.outputs: dict[str, str] = {settings.topic(n): a.name for a in AGENTS for n in a.outputs}
+        self.names = {settings.topic(n): n for a in AGENTS for n in a.outputs}
+        self.dead_letters = settings.topic(DEAD_LETTERS)
 
 
 def _make_sensor(classifier: _Classifier, events_in: Any, events_out: Any, dead_letters: Any) -> Any:
-    import faust
-
-    from schemas.serde import default_store
-
     class PinganSensor(faust.Sensor):
         """Counts consumed/produced messages by stage and source (cheap: topic and key only)."""
 
@@ -90,14 +92,13 @@ def _make_sensor(classifier: _Classifier, events_in: Any, events_out: Any, dead_
 def consumer_lag(app: Any) -> dict[tuple[str, int], int]:
     """(topic, partition) → highwater − committed offset, for every input partition assigned to this worker.
 
-    Uses faust's consumer: ``assignment()``, ``highwater(tp)`` (the fetcher's cached log-end offset)
-    and its committed offsets (``_committed_offset``, falling back to the read position)."""
-    consumer = getattr(app, "_consumer", None)  # do not create a consumer just to report on it
+    Uses faust's consumer (streams/worker/engine.py): ``assignment()``, ``highwater(tp)`` (the
+    fetcher's cached log-end offset) and its committed offsets, falling back to the read position."""
+    consumer = consumer_of(app)  # do not create a consumer just to report on it
     if consumer is None:
         return {}
     out: dict[tuple[str, int], int] = {}
-    committed = getattr(consumer, "_committed_offset", {})
-    read = getattr(consumer, "_read_offset", {})
+    committed, read = consumer_offsets(consumer)
     try:
         assigned = consumer.assignment()
     except Exception:  # noqa: BLE001 - not started / rebalancing
@@ -119,19 +120,6 @@ def consumer_lag(app: Any) -> dict[tuple[str, int], int]:
     return out
 
 
-def table_recovery(app: Any) -> dict[str, Any]:
-    """Recovery state of the app's tables (faust ``app.tables.recovery``)."""
-    tables = getattr(app, "tables", None)
-    try:
-        recovery = tables.recovery  # type: ignore[union-attr]
-        remaining = int(recovery.active_remaining_total())
-        return {"tables": sorted(tables.keys()), "completed": bool(recovery.completed.is_set()),
-                "in_recovery": bool(recovery.in_recovery), "active_remaining": remaining}
-    except Exception as exc:  # noqa: BLE001 - not started yet
-        return {"tables": [], "completed": False, "in_recovery": False, "active_remaining": -1,
-                "error": f"{type(exc).__name__}: {exc}"}
-
-
 class _Collector:
     """Reads the app's `Metrics`, consumer lag and recovery state at scrape time."""
 
@@ -143,8 +131,6 @@ class _Collector:
         return []
 
     def collect(self) -> Iterable[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         m = self.metrics
         for name, attr, text in (("links", "links", "links published"),
                                  ("incidents", "incidents", "incident records published"),
@@ -169,8 +155,6 @@ class _Collector:
 
 def install(app: Any, settings: Settings, metrics: Any, *, with_index: bool = True) -> Any:
     """Add the registry, sensor, /metrics and /healthz to `app` (see module contract); returns the registry."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-
     registry = CollectorRegistry(auto_describe=False)
     events_in = Counter("pingan_events_in", "messages consumed per stage and source", ["stage", "source"],
                         registry=registry)
@@ -215,8 +199,6 @@ def observe_bulk(app: Any, seconds: float, retried: int = 0) -> None:
 
 async def ping_elasticsearch(url: str, timeout_s: float = 2.0) -> dict[str, Any]:
     """``{"ok": bool, "ms": float}`` (or an error) for the cluster at `url`."""
-    from elasticsearch import AsyncElasticsearch
-
     client = AsyncElasticsearch(url, timeout=timeout_s, max_retries=0)
     t0 = time.perf_counter()
     try:
@@ -230,7 +212,7 @@ async def ping_elasticsearch(url: str, timeout_s: float = 2.0) -> dict[str, Any]
 
 async def health(app: Any, settings: Settings, *, with_index: bool = True) -> dict[str, Any]:
     """The /healthz report (see module contract)."""
-    consumer = getattr(app, "_consumer", None)
+    consumer = consumer_of(app)
     assigned: list[str] = []
     try:
         assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment()) if consumer else []

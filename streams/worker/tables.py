@@ -8,7 +8,9 @@ immutable (the domain re-assigns, never mutates in place).
 
 Writes go straight to the table, except inside a batch (`begin_batch` … `flush`): then the last
 value per key is kept with the stream event that wrote it, and `flush(set_current)` writes each
-key once, with that event made current so the changelog record goes to the event's partition.
+key once, with that event made current so the changelog record goes to the event's partition
+(`set_current` and the batch around it are Faust specifics: `StateTables` in
+streams/worker/engine.py). This module itself knows nothing of Faust.
 A flood incident updated by 200 events of one batch is then serialized and changelogged once, not
 200 times. The batch's events are acknowledged only after the flush (Faust's take_events), so a
 crash mid-batch replays the whole batch against the last flushed state.

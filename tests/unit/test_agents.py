@@ -6,14 +6,20 @@ The same agents run against the real broker in tests/e2e.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from connectors.ingest.files import iter_deliveries
+from connectors.ingest.files import iter_deliveries, load_truth
+from connectors.sources.devices import DeviceRegistry
 from schemas.serde import default_store
-from streams.worker.app import build_app
+from connectors.sources.registry import normalizer
+from streams.settings import DEFAULT_TIMEZONE
 from streams.settings import Settings
+from streams.worker import topology
+from streams.worker.app import build_app
 
 
 @pytest.fixture()
@@ -23,8 +29,9 @@ def app_and_sent(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     app.finalize()
     sent: list[tuple[str, bytes, bytes]] = []
     short = {settings.topic(n): alias for alias, n in (
-        ("events", "events.v1"), ("by_county", "internal.events-by-county.v1"), ("links", "links.v1"),
-        ("incidents", "incidents.v1"), ("escalations", "escalations.v1"), ("deadletters", "deadletters.v1"))}
+        ("events", topology.EVENTS), ("by_county", topology.BY_COUNTY), ("links", topology.LINKS),
+        ("incidents", topology.INCIDENTS), ("escalations", topology.ESCALATIONS),
+        ("deadletters", topology.DEAD_LETTERS))}
 
     async def send(topic: str, key: bytes, value: bytes, *_: Any, **__: Any) -> asyncio.Future:
         sent.append((short[topic], key, value))
@@ -65,15 +72,11 @@ async def test_normalize_agent_publishes_events_and_dead_letters(app_and_sent, s
 
 
 async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent, sim_folder) -> None:  # noqa: ANN001
-    from connectors.sources.devices import DeviceRegistry
-    from connectors.ingest.files import load_truth
-    from connectors.sources.registry import normalizer
-
     app, sent = app_and_sent
     store = default_store()
     truth = load_truth(sim_folder)
     dispute = {e["event_id"] for e in truth["events"] if e["scenario"] == "dispute_demolition"}
-    norm = normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
+    norm = normalizer(b"test", DEFAULT_TIMEZONE, DeviceRegistry.from_csv(sim_folder / "registry.csv"))
     events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder)
               for r in d.result.records]
     chosen = [e for e in events if e["event_id"] in dispute]  # the grid report is delivered twice
@@ -96,9 +99,6 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
 
 @pytest.fixture(scope="module")
 def sim_folder(tmp_path_factory):  # noqa: ANN001, ANN201
-    import subprocess
-    import sys
-
     out = tmp_path_factory.mktemp("sim")
     subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(out), "--days", "1", "--seed", "1",
                     "--quiet"], check=True, capture_output=True)
@@ -110,14 +110,11 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
     buffering the next events in the background; every one of them must still be processed. (The
     body sets only the current-event context variable for table writes, never the stream's
     `current_event` attribute, which that background buffering reads.)"""
-    from connectors.sources.devices import DeviceRegistry
-    from connectors.sources.registry import normalizer
-
     settings = Settings(run_dir=tmp_path, registry_path=None, correlate_batch_size=20, correlate_batch_s=0.01)
     app = build_app(settings, with_index=False, table_store="memory://")
     app.finalize()
     store = default_store()
-    incidents_topic = settings.topic("incidents.v1")
+    incidents_topic = settings.topic(topology.INCIDENTS)
     seen: set[str] = set()
 
     async def slow_send(topic: str, key: bytes, value: bytes, *_: Any, **__: Any) -> asyncio.Future:
@@ -127,7 +124,7 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
         return delivered()
 
     app.producer.send = slow_send  # type: ignore[method-assign]
-    norm = normalizer(b"test", "Asia/Shanghai", DeviceRegistry.from_csv(sim_folder / "registry.csv"))
+    norm = normalizer(b"test", DEFAULT_TIMEZONE, DeviceRegistry.from_csv(sim_folder / "registry.csv"))
     events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder) for r in d.result.records][:400]
     expected = {e["event_id"] for e in events}
     async with app.pingan_agents["correlate"].test_context() as agent:

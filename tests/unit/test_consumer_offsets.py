@@ -1,4 +1,4 @@
-"""The commit rule of `streams.worker.consumer.SafeOffsetsConsumer` (pure bookkeeping, no broker).
+"""The commit rule of `streams.worker.engine.SafeOffsetsConsumer` (pure bookkeeping, no broker).
 
 The delivery side (seek epochs, refetch after discarded batches) is exercised on the real
 three-broker cluster by tests/faults/test_cluster.py."""
@@ -10,7 +10,7 @@ import pytest
 from intervaltree import IntervalTree
 
 from faust.types import TP
-from streams.worker.consumer import SafeOffsetsConsumer, committable_offset
+from streams.worker.engine import SafeOffsetsConsumer, committable_offset
 
 T = TP("raw.grid.v1", 0)
 
@@ -99,7 +99,7 @@ async def test_a_failed_send_is_remembered_for_the_commit(tmp_path) -> None:  # 
 
 def test_tables_are_tracked(tmp_path) -> None:  # noqa: ANN001
     from streams.worker.app import build_app
-    from streams.worker.consumer import TrackedTable
+    from streams.worker.engine import TrackedTable
     from streams.settings import Settings
 
     app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="memory://")

@@ -1,4 +1,30 @@
-"""A Faust consumer whose offset bookkeeping cannot skip a message across a rebalance.
+"""The Faust engine room: every faust-streaming specific patch of the worker, in one module.
+
+The worker's at-least-once guarantee rests on a few overrides of faust-streaming *private* hooks.
+They live here, and only here; the rest of the worker (streams/worker/app.py) uses this small
+interface:
+
+- `PinganFaustApp` — `faust.App` with the consumer below, `TrackedTable` tables and
+  ``publish(topic, key, value)``: a send straight to the producer (bytes in, the sensors still
+  see it) that joins the commit barrier (``watch_send``).
+- `StateTables(app, partitions)` — the agent's state tables: ``table(name)`` gives a
+  `CachedTable` (streams/worker/tables.py) over a Faust table; caches are cleared on every
+  rebalance; ``begin_batch()`` / ``at(event)`` / ``flush()`` write each key once per batch with
+  the event that wrote it current, so the changelog record goes to that event's partition.
+- `consumer_of(app)` / `consumer_offsets(consumer)` — the running consumer (never created just to
+  look) and its committed and read offsets, for the lag metric and /healthz.
+- `FAUST_HOOKS` — every private (or relied-upon internal) Faust attribute this module overrides,
+  calls or reads, with the parameters it expects. tests/unit/test_engine.py checks each against
+  the installed faust-streaming (`inspect.signature`), docs/faults.md lists the same names.
+
+Importing this module fails with a clear error unless the installed faust-streaming is
+`SUPPORTED_FAUST_VERSION` (the version pinned in pyproject.toml): on an upgrade, re-read each
+hook of `FAUST_HOOKS` in the new faust source, run tests/unit/test_engine.py and
+tests/faults/test_cluster.py, then change the constant and the pin together.
+
+The consumer
+------------
+A consumer whose offset bookkeeping cannot skip a message across a rebalance.
 
 Found by the three-broker fault test (tests/faults/test_cluster.py), which lost 1 to 119 events
 in about one run in three. faust-streaming 0.15's `Consumer` has three defects that combine:
@@ -34,18 +60,133 @@ seek); every stage downstream is idempotent, so at-least-once stays effectively 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from importlib.metadata import version as installed_version
+from types import ModuleType, SimpleNamespace
+from typing import Any, NamedTuple, cast
 
-import faust
-from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from streams.worker.tables import CachedTable
+
+#: The faust-streaming release whose internals every override below was written against.
+SUPPORTED_FAUST_VERSION = "0.15.3"
+
+
+class UnsupportedFaustVersion(ImportError):
+    """The installed faust-streaming is not the one the engine room was checked against."""
+
+
+def check_faust_version(found: str) -> None:
+    """Raise `UnsupportedFaustVersion` unless `found` is `SUPPORTED_FAUST_VERSION`."""
+    if found != SUPPORTED_FAUST_VERSION:
+        raise UnsupportedFaustVersion(
+            f"streams/worker/engine.py supports faust-streaming {SUPPORTED_FAUST_VERSION} (pinned in "
+            f"pyproject.toml), but {found} is installed. The worker overrides private Faust hooks "
+            "(Consumer._drain_messages, _new_offset, _commit_offsets, App._new_transport, the "
+            "faust.streams._current_event context variable, ...: the full list is FAUST_HOOKS in that "
+            "module). Before changing SUPPORTED_FAUST_VERSION, re-check each hook against the new "
+            "faust-streaming source, then run tests/unit/test_engine.py and tests/faults/test_cluster.py.")
+
+
+check_faust_version(installed_version("faust-streaming"))
+
+# Faust is imported only once its version is known to be the supported one (a renamed private
+# module would otherwise fail with a bare ImportError instead of the message above).
+import faust  # noqa: E402
+from faust import streams as faust_streams  # noqa: E402
+from faust.sensors.base import SensorDelegate  # noqa: E402
+from faust.sensors.monitor import Monitor  # noqa: E402
+from faust.tables.recovery import Recovery  # noqa: E402
+from faust.transport import consumer as faust_consumer  # noqa: E402
+from faust.transport.conductor import Conductor  # noqa: E402
+from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP  # noqa: E402
+from faust.transport.drivers import aiokafka as faust_aiokafka  # noqa: E402
+from faust.transport.utils import DefaultSchedulingStrategy  # noqa: E402
+from faust.types import TP  # noqa: E402
+
+
+class Hook(NamedTuple):
+    """A Faust attribute the engine relies on: where, its name, its parameters (None: not a method)."""
+
+    owner: type | ModuleType
+    name: str
+    params: tuple[str, ...] | None
+    use: str  # "overrides" | "calls" | "uses" (reads or writes) | "sets"
+
+    @property
+    def label(self) -> str:
+        """``module.Class.name`` (or ``module.name``), as docs/faults.md lists it."""
+        owner = self.owner
+        where = owner.__name__ if isinstance(owner, ModuleType) else f"{owner.__module__}.{owner.__qualname__}"
+        return f"{where}.{self.name}"
+
+
+_Consumer = faust_aiokafka.Consumer  # the class SafeOffsetsConsumer extends
+_BaseConsumer = faust_consumer.Consumer  # where Faust's bookkeeping attributes are set (__init__)
+
+#: Every Faust private hook or internal attribute this module overrides, calls or reads.
+FAUST_HOOKS: tuple[Hook, ...] = (
+    # SafeOffsetsConsumer overrides
+    Hook(_Consumer, "__post_init__", ("self",), "overrides"),
+    Hook(_Consumer, "seek", ("self", "partition", "offset"), "overrides"),
+    Hook(_Consumer, "seek_wait", ("self", "partitions"), "overrides"),
+    Hook(_Consumer, "perform_seek", ("self",), "overrides"),
+    Hook(_Consumer, "on_partitions_revoked", ("self", "revoked"), "overrides"),
+    Hook(_Consumer, "_drain_messages", ("self", "fetcher"), "overrides"),
+    Hook(_Consumer, "_new_offset", ("self", "tp"), "overrides"),
+    Hook(_Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction"), "overrides"),
+    # ... what those overrides call
+    Hook(_Consumer, "_wait_next_records", ("self", "timeout"), "calls"),
+    Hook(_Consumer, "_to_message", ("self", "tp", "record"), "calls"),
+    Hook(_Consumer, "_is_changelog_tp", ("self", "tp"), "calls"),
+    Hook(_Consumer, "seek_to_committed", ("self",), "calls"),
+    Hook(_Consumer, "earliest_offsets", ("self", "partitions"), "calls"),
+    Hook(_Consumer, "position", ("self", "tp"), "calls"),
+    Hook(_Consumer, "assignment", ("self",), "calls"),
+    Hook(_Consumer, "highwater", ("self", "tp"), "calls"),
+    Hook(_Consumer, "commit", ("self", "topics", "start_new_transaction"), "calls"),
+    Hook(_Consumer, "wait_first", ("self", "coros", "timeout"), "calls"),
+    Hook(_Consumer, "crash", ("self", "reason"), "calls"),
+    Hook(DefaultSchedulingStrategy, "iterate", ("self", "records"), "calls"),
+    Hook(Conductor, "acks_enabled_for", ("self", "topic"), "calls"),
+    Hook(Monitor, "track_tp_end_offset", ("self", "tp", "offset"), "calls"),
+    # ... and the consumer state they read and write
+    Hook(_BaseConsumer, "_read_offset", None, "uses"),
+    Hook(_BaseConsumer, "_committed_offset", None, "uses"),
+    Hook(_BaseConsumer, "_acked", None, "uses"),
+    Hook(_BaseConsumer, "_acked_index", None, "uses"),
+    Hook(_BaseConsumer, "_gap", None, "uses"),
+    Hook(_BaseConsumer, "_n_acked", None, "uses"),
+    Hook(_BaseConsumer, "_commit_every", None, "uses"),
+    Hook(_BaseConsumer, "_buffered_partitions", None, "uses"),
+    Hook(_BaseConsumer, "_stopped", None, "uses"),
+    Hook(_BaseConsumer, "flow_active", None, "uses"),
+    Hook(_BaseConsumer, "suspend_flow", None, "uses"),
+    Hook(_BaseConsumer, "callback", None, "uses"),
+    Hook(_Consumer, "consumer_stopped_errors", None, "uses"),
+    Hook(faust_consumer.Fetcher, "_stopped", None, "uses"),
+    Hook(faust.App, "consumer_generation_id", None, "uses"),
+    # PinganFaustApp, TrackedTable, publish
+    Hook(faust.App, "_new_transport", ("self",), "overrides"),
+    Hook(faust.Table, "send_changelog",
+         ("self", "partition", "key", "value", "key_serializer", "value_serializer"), "overrides"),
+    Hook(faust_aiokafka.Producer, "send",
+         ("self", "topic", "key", "value", "partition", "timestamp", "headers", "transactional_id"), "calls"),
+    Hook(SensorDelegate, "on_send_initiated", ("self", "producer", "topic", "message", "keysize", "valsize"),
+         "calls"),
+    # StateTables: table writes go to the changelog partition of the current event
+    Hook(faust_streams, "_current_event", None, "sets"),
+    # consumer_of / consumer_offsets / table_recovery (observability)
+    Hook(faust.App, "_consumer", None, "uses"),
+    Hook(Recovery, "active_remaining_total", ("self",), "calls"),
+    Hook(Recovery, "completed", None, "uses"),
+    Hook(Recovery, "in_recovery", None, "uses"),
+)
+
 
 #: How long a commit waits for the sends started before it (then it is skipped, not forced).
 COMMIT_BARRIER_S = 30.0
-
 
 
 def committable_offset(committed: int | None, acked: list[int]) -> tuple[int | None, list[int]]:
@@ -257,7 +398,6 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             self._acked_index[tp].difference_update(consumed)
         return offset
 
-
     async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         """Commit only once every send started before this commit is acknowledged.
 
@@ -315,6 +455,16 @@ class PinganFaustApp(faust.App):
     def _new_transport(self) -> Any:
         return SafeOffsetsTransport(self.conf.broker_consumer, self)
 
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send `value` under `key` to `topic` (a full topic name), straight to the producer.
+
+        Bytes in, no Faust channel machinery per message; the sensors still see every send, and
+        the send joins the commit barrier: the consumer's commit waits for it and never commits
+        again once a send has failed (`SafeOffsetsConsumer._commit_offsets`)."""
+        self.sensors.on_send_initiated(self.producer, topic, SimpleNamespace(key=key, value=value),
+                                       len(key), len(value))
+        self.watch_send(await self.producer.send(topic, key, value, None, None, None))
+
     def watch_send(self, fut: asyncio.Future) -> None:
         """Track a producer send: commits wait for it, and a failure stops all commits."""
         if fut.done():
@@ -331,3 +481,88 @@ class PinganFaustApp(faust.App):
             exc = fut.exception()
         if exc is not None and self.failed_send is None:
             self.failed_send = exc
+
+
+def hooks_markdown() -> str:
+    """`FAUST_HOOKS` as the Markdown list docs/faults.md carries (a unit test keeps them equal)."""
+    lines = []
+    for h in FAUST_HOOKS:
+        sig = "" if h.params is None else "(" + ", ".join(h.params) + ")"
+        lines.append(f"- {h.use} `{h.label}`{sig}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- state tables
+def set_current_event(event: Any) -> None:
+    """Make `event` the task's current event, so table writes go to its store and changelog partition.
+
+    Only Faust's context variable (`faust.streams.current_event()`) is set: the stream's own
+    `current_event` attribute belongs to `take_events`' background buffering, which reads it for
+    the next event while the agent's body is suspended."""
+    faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001 - FAUST_HOOKS
+
+
+class StateTables:
+    """An agent's state tables: `CachedTable`s over Faust tables, flushed once per batch.
+
+    Every table is created with `partitions` partitions (co-partitioned with the agent's input).
+    The caches are cleared whenever partitions are revoked or assigned (the tables may then hold
+    other partitions' state). In a batch: `begin_batch()`, `at(event)` before processing each
+    event, `flush()` at the end: each key is written once, with the event that last wrote it
+    current (`set_current_event`)."""
+
+    def __init__(self, app: faust.App, partitions: int) -> None:
+        self.app = app
+        self.partitions = partitions
+        self.cached: list[CachedTable] = []
+        app.on_partitions_revoked.connect(self._forget)
+        app.on_partitions_assigned.connect(self._forget)
+
+    async def _forget(self, _app: Any, _partitions: Any, **_: Any) -> None:
+        for t in self.cached:
+            t.clear_cache()
+
+    def table(self, name: str) -> CachedTable:
+        """A new cached table `name` (the Faust table name, which also names its changelog topic)."""
+        cached = CachedTable(self.app.Table(name, partitions=self.partitions))
+        self.cached.append(cached)
+        return cached
+
+    def begin_batch(self) -> None:
+        for t in self.cached:
+            t.begin_batch()
+
+    def at(self, event: Any) -> None:
+        """`event` is the one being processed: reads and writes from now on are on its behalf."""
+        set_current_event(event)
+        for t in self.cached:
+            t.current = event
+
+    def flush(self) -> None:
+        """Write the batch's state (before its outputs are sent and its events acknowledged)."""
+        for t in self.cached:
+            t.flush(set_current_event)
+
+
+# --------------------------------------------------------------------------- introspection
+def consumer_of(app: Any) -> Any | None:
+    """The app's consumer if it was created; never creates one just to report on it."""
+    return getattr(app, "_consumer", None)  # mode's cached_property keeps `consumer` there (FAUST_HOOKS)
+
+
+def consumer_offsets(consumer: Any) -> tuple[Mapping[TP, int | None], Mapping[TP, int | None]]:
+    """The consumer's committed offsets and last read offsets, per partition (empty if unknown)."""
+    return getattr(consumer, "_committed_offset", {}), getattr(consumer, "_read_offset", {})
+
+
+def table_recovery(app: Any) -> dict[str, Any]:
+    """Recovery state of the app's tables (faust ``app.tables.recovery``)."""
+    tables = getattr(app, "tables", None)
+    try:
+        recovery = tables.recovery  # type: ignore[union-attr]
+        remaining = int(recovery.active_remaining_total())
+        return {"tables": sorted(tables.keys()), "completed": bool(recovery.completed.is_set()),
+                "in_recovery": bool(recovery.in_recovery), "active_remaining": remaining}
+    except Exception as exc:  # noqa: BLE001 - not started yet
+        return {"tables": [], "completed": False, "in_recovery": False, "active_remaining": -1,
+                "error": f"{type(exc).__name__}: {exc}"}

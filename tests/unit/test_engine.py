@@ -1,0 +1,100 @@
+"""The Faust engine room (streams/worker/engine.py) against the installed faust-streaming, offline.
+
+Every private hook or internal attribute the engine overrides, calls or reads is listed once, in
+`engine.FAUST_HOOKS`; each must still exist with the parameters the engine was written against.
+A faust-streaming upgrade that renames or reshapes one fails here, in a second, instead of as lost
+records in tests/faults/test_cluster.py."""
+from __future__ import annotations
+
+import contextvars
+import inspect
+from pathlib import Path
+from types import ModuleType
+
+import faust
+import pytest
+from faust.transport.consumer import Fetcher
+
+from streams.settings import Settings
+from streams.worker import engine
+from streams.worker.app import build_app
+from streams.worker.engine import FAUST_HOOKS, Hook, PinganFaustApp, SafeOffsetsConsumer, TrackedTable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _id(hook: Hook) -> str:
+    return hook.label
+
+
+@pytest.fixture(scope="module")
+def instances(tmp_path_factory: pytest.TempPathFactory) -> list[object]:
+    """A real app, its consumer (created, never started: no network), a fetcher and the recovery."""
+    app = build_app(Settings(run_dir=tmp_path_factory.mktemp("engine"), registry_path=None), with_index=False,
+                    table_store="memory://")
+    return [app, app.consumer, Fetcher(app), app.tables.recovery]
+
+
+def test_the_installed_faust_is_the_supported_one() -> None:
+    assert faust.__version__ == engine.SUPPORTED_FAUST_VERSION
+    pin = f'"faust-streaming=={engine.SUPPORTED_FAUST_VERSION}"'
+    assert pin in (ROOT / "pyproject.toml").read_text(), "the engine's version and the pin move together"
+
+
+def test_another_faust_version_is_refused_with_what_to_recheck() -> None:
+    engine.check_faust_version(engine.SUPPORTED_FAUST_VERSION)
+    with pytest.raises(engine.UnsupportedFaustVersion) as err:
+        engine.check_faust_version("0.16.0")
+    text = str(err.value)
+    assert "0.15.3" in text and "0.16.0" in text and "FAUST_HOOKS" in text and "test_cluster.py" in text
+
+
+def test_each_hook_is_listed_once() -> None:
+    keys = [(h.owner, h.name) for h in FAUST_HOOKS]
+    assert len(keys) == len(set(keys))
+    assert {h.use for h in FAUST_HOOKS} <= {"overrides", "calls", "uses", "sets"}
+
+
+@pytest.mark.parametrize("hook", [h for h in FAUST_HOOKS if h.params is not None], ids=_id)
+def test_method_hook_has_the_expected_parameters(hook: Hook) -> None:
+    fn = getattr(hook.owner, hook.name, None)
+    assert callable(fn), f"{_id(hook)} no longer exists in faust-streaming {faust.__version__}"
+    assert tuple(inspect.signature(fn).parameters) == hook.params
+
+
+@pytest.mark.parametrize("hook", [h for h in FAUST_HOOKS if h.params is None], ids=_id)
+def test_attribute_hook_exists(hook: Hook, instances: list[object]) -> None:
+    if isinstance(hook.owner, ModuleType):
+        assert hasattr(hook.owner, hook.name), f"{_id(hook)} is gone"
+        return
+    owners = [obj for obj in instances if isinstance(obj, hook.owner)]
+    assert owners, f"the test builds no {hook.owner.__qualname__}"
+    for obj in owners:
+        assert hasattr(obj, hook.name), f"{_id(hook)} is gone (faust-streaming {faust.__version__})"
+
+
+def test_current_event_is_a_context_variable() -> None:
+    assert isinstance(faust.streams._current_event, contextvars.ContextVar)  # noqa: SLF001
+
+
+@pytest.mark.parametrize("hook", [h for h in FAUST_HOOKS if h.use == "overrides" and h.params is not None],
+                         ids=_id)
+def test_our_overrides_keep_faust_signatures(hook: Hook) -> None:
+    ours = {engine.faust_aiokafka.Consumer: SafeOffsetsConsumer, faust.App: PinganFaustApp,
+            faust.Table: TrackedTable}[hook.owner]
+    mine = inspect.signature(getattr(ours, hook.name))
+    if any(p.kind is p.VAR_POSITIONAL for p in mine.parameters.values()):
+        return  # a pass-through (*args, **kwargs): takes whatever Faust passes
+    assert tuple(mine.parameters) == hook.params
+
+
+def test_the_app_uses_the_engine_classes(instances: list[object]) -> None:
+    app, consumer = instances[0], instances[1]
+    assert isinstance(app, PinganFaustApp) and isinstance(consumer, SafeOffsetsConsumer)
+    assert engine.consumer_of(app) is consumer  # the cached consumer, read without creating one
+    assert app.tables and all(isinstance(t, TrackedTable) for t in app.tables.values())
+
+
+def test_docs_list_exactly_these_hooks() -> None:
+    assert engine.hooks_markdown() in (ROOT / "docs" / "faults.md").read_text(), \
+        "docs/faults.md: paste streams.worker.engine.hooks_markdown() under 'The engine room'"
