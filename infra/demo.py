@@ -21,7 +21,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from connectors.ingest.publish import publish_folder
 from infra.processes import ChildProcess, pingan_command, settings_env
+from streams.ops.provision import provision
 from streams.settings import Settings
 
 app = typer.Typer(help="The Wenchuan demo: workers, receivers, a simulated feed and the search page")
@@ -101,9 +103,6 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
         duration: float = typer.Option(0.0, help="stop after this many seconds (0 = until Ctrl-C)"),
         feed: bool = typer.Option(True, help="keep a simulated feed flowing through the receivers")) -> None:
     """Run the demo until interrupted; prints the page address and three credentials."""
-    from connectors.ingest.publish import publish_folder
-    from streams.ops.provision import provision
-
     base = Settings.from_env()
     demo_dir = base.run_dir / "demo"
     day = demo_dir / "day"

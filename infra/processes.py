@@ -41,11 +41,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess see these settings."""
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        if value is not None:
-            env[f"PINGAN_{key.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings.as_env()}
 
 
 class ChildProcess:

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
                                                     " (it is set and wins)" if new in os.environ else "")
         return cls(**overrides)  # type: ignore[arg-type]
 
+    def as_env(self) -> dict[str, str]:
+        """The ``PINGAN_*`` variables that give a subprocess these settings (unset fields left out)."""
+        return {f"PINGAN_{key.upper()}": str(value) for key, value in self.model_dump().items() if value is not None}
+
     def topic(self, name: str) -> str:
         """Full topic name for a catalogue name (applies the optional prefix)."""
         return f"{self.topic_prefix}{name}"

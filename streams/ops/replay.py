@@ -35,9 +35,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from elasticsearch import AsyncElasticsearch
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from connectors.elasticsearch import admin
+from connectors.elasticsearch.sink import IncidentSink
 from schemas.serde import SchemaStore, default_store
+from streams.ops.provision import provision_topics
 from streams.settings import DEFAULT_TIMEZONE, Settings
+from streams.worker.stages import RAW_SOURCES
 from streams.worker.topology import BY_COUNTY
 
 log = logging.getLogger(__name__)
@@ -63,8 +71,6 @@ class PartitionPlan:
 def parse_timestamp(text: str, local_tz: str = DEFAULT_TIMEZONE) -> int:
     """ISO 8601 (``2026-07-14T08:00``, ``…+08:00``, ``…Z``) → UTC epoch ms; naive text is in `local_tz`
     (pass ``settings.timezone``)."""
-    from zoneinfo import ZoneInfo
-
     dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=ZoneInfo(local_tz))
@@ -73,8 +79,6 @@ def parse_timestamp(text: str, local_tz: str = DEFAULT_TIMEZONE) -> int:
 
 def make_consumer(settings: Settings, client_id: str = "pingan-replay"):  # noqa: ANN201 - kafka.KafkaConsumer
     """A group-less kafka-python consumer (manual assignment, nothing committed)."""
-    from kafka import KafkaConsumer
-
     return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", client_id=client_id, max_poll_records=500,
                          fetch_max_wait_ms=200, request_timeout_ms=30000)
@@ -82,8 +86,6 @@ def make_consumer(settings: Settings, client_id: str = "pingan-replay"):  # noqa
 
 def plan_partitions(consumer: Any, topic: str, from_ms: int | None) -> list[PartitionPlan]:
     """Per partition of `topic`: start offset for `from_ms` (None: the beginning) and end offset now."""
-    from kafka import TopicPartition
-
     parts = consumer.partitions_for_topic(topic)
     if not parts:
         raise ValueError(f"topic {topic!r} does not exist (or has no partitions)")
@@ -186,11 +188,6 @@ async def replay_index(settings: Settings, *, from_ms: int | None = None, dry_ru
                        progress: ProgressFn | None = None, store: SchemaStore | None = None,
                        es_client: Any = None) -> ReplayReport:
     """Rebuild the incidents index from the incidents topic into a new version, then swap (see module)."""
-    from elasticsearch import AsyncElasticsearch
-
-    from connectors.elasticsearch import admin
-    from connectors.elasticsearch.sink import IncidentSink
-
     store = store or default_store()
     prefix = settings.topic_prefix if source_topic_prefix is None else source_topic_prefix
     topic = f"{prefix}{INCIDENTS}"
@@ -287,8 +284,6 @@ def _batches(consumer: Any, cp: Checkpoint, batch_size: int):  # noqa: ANN202 - 
 
     A compacted partition may have no records left before its end offset; the consumer's position
     (which skips such gaps) then moves the checkpoint forward."""
-    from kafka import TopicPartition
-
     tps = {p: TopicPartition(cp.topic, p) for p in cp.ends if cp.positions.get(p, 0) < cp.ends[p]}
     if not tps:
         return
@@ -321,8 +316,6 @@ def _batches(consumer: Any, cp: Checkpoint, batch_size: int):  # noqa: ANN202 - 
 
 async def _seed_from_alias(client: Any, names: Any, target: str) -> None:
     """Copy the alias's current documents (keeping their external versions) into `target`."""
-    from connectors.elasticsearch import admin
-
     sources = [i for i in await admin.alias_targets(client, names) if i != target]
     if not sources:
         return
@@ -364,20 +357,16 @@ def pipeline_settings(settings: Settings, target_prefix: str, app_id: str) -> Se
 
 def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     """(topic, partition) → committed offset of consumer group `group` (partitions it never committed left out)."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin")
+    kafka_admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin")
     try:
-        offsets = admin.list_group_offsets({group: None}).get(group) or {}
+        offsets = kafka_admin.list_group_offsets({group: None}).get(group) or {}
     finally:
-        admin.close()
+        kafka_admin.close()
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
 def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
     """(topic, partition) → end offset now, for every partition of `topics`."""
-    from kafka import TopicPartition
-
     consumer = make_consumer(settings, "pingan-replay-ends")
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
@@ -390,9 +379,6 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
                     poll_s: float = 2.0, log_dir: Path | None = None,
                     progress: Callable[[int, int], None] | None = None) -> PipelineReplayReport:
     """Re-run normalize → correlate from the raw topics into `target_prefix`, then index + swap (see module)."""
-    from streams.ops.provision import provision_topics
-    from streams.worker.stages import RAW_SOURCES
-
     stamp = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
     target_prefix = target_prefix or f"{settings.topic_prefix}replay{stamp}."
     if target_prefix == settings.raw_topic_prefix:
@@ -406,10 +392,7 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
     log_dir = log_dir or settings.run_dir / "replay"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"pipeline-{app_id}.log"
-    env = dict(os.environ)
-    for key, value in replay_settings.model_dump().items():
-        if value is not None:
-            env[f"PINGAN_{key.upper()}"] = str(value)
+    env = {**os.environ, **replay_settings.as_env()}
     t0 = time.perf_counter()
     with open(log_path, "ab") as log_fh:
         proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "run", "--no-index",
