@@ -89,10 +89,9 @@ from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from streams.worker.app import build_app
 from streams.worker.stages import RAW_SOURCES, NormalizeStage, decode_event
+from streams.worker.topology import BY_COUNTY, EVENTS
 
 RAW_TOPICS: tuple[str, ...] = tuple(RAW_SOURCES)
-EVENTS = "events.v1"
-BY_COUNTY = "internal.events-by-county.v1"
 TARGETS: Mapping[str, float] = {"normalize": 0.7, "sink": 0.9, "pipeline": 0.5}
 BASELINE_OF: Mapping[str, str] = {"normalize": "B1", "sink": "B2", "pipeline": "B3"}
 LABELS: Mapping[str, str] = {

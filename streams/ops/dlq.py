@@ -37,10 +37,11 @@ from schemas.catalogue import topic as catalogue_topic
 from schemas.deadletter import make_dead_letter
 from schemas.serde import SchemaStore, default_store
 from streams.settings import Settings
+from streams.worker.topology import BY_COUNTY, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
-DLQ_TOPIC = "deadletters.v1"
+DLQ_TOPIC = DEAD_LETTERS
 REDRIVE_HEADER = "pingan-redrive-of"
 DEAD_LETTER_SCHEMA = "pingan.DeadLetter"
 
@@ -143,7 +144,7 @@ def original_key(settings: Settings, topic: str, raw: bytes, store: SchemaStore)
         _schema, record = store.decode(raw)
         return entry.key_bytes(record)
     except Exception:  # noqa: BLE001 - undecodable or keyless: no key (the stage dead-letters it again)
-        return settings.county_code.encode() if name == "internal.events-by-county.v1" else None
+        return settings.county_code.encode() if name == BY_COUNTY else None
 
 
 # --------------------------------------------------------------------------- translate again

@@ -46,11 +46,9 @@ from schemas.serde import SchemaStore, default_store
 from streams.ops.provision import provision_topics
 from streams.settings import DEFAULT_TIMEZONE, Settings
 from streams.worker.stages import RAW_SOURCES
-from streams.worker.topology import BY_COUNTY
+from streams.worker.topology import BY_COUNTY, INCIDENTS
 
 log = logging.getLogger(__name__)
-
-INCIDENTS = "incidents.v1"
 
 
 # --------------------------------------------------------------------------- plan
