@@ -38,7 +38,7 @@ def _camera() -> dict[str, Any]:
         "longitude": 103.5912,
         "latitude": 31.4788,
         "plate": None, "plate_color": None, "vehicle_type": None, "direction": None, "confidence": None,
-        "person_name": None, "employee_no": None, "card_no": None,
+        "person_name": None, "employee_no": None, "card_no": None, "quality": [],
     }
 
 
@@ -61,6 +61,7 @@ def _grid() -> dict[str, Any]:
                                "phone": "13990421188", "address": None}],
         "reported_at_local": "2026-07-14 16:25:40",
         "status": "submitted",
+        "quality": [],
     }
 
 
@@ -87,6 +88,7 @@ def _alarm110() -> dict[str, Any]:
         "latitude": 31.0935,
         "location_source": "auto",
         "coord_system": "WGS84",
+        "quality": [],
     }
 
 
@@ -109,6 +111,7 @@ def _mediation() -> dict[str, Any]:
         "compensation": 1500.0,
         "performance": "已履行",
         "judicial_confirmation": False,
+        "quality": [_quality_flag()],
     }
 
 
@@ -126,7 +129,13 @@ def _door() -> dict[str, Any]:
         "direction": "in",
         "occurred_at_local": "2026-07-14T16:28:11+08:00",
         "event_code": "5:75",
+        "quality": [],
     }
+
+
+def _quality_flag() -> dict[str, Any]:
+    return {"field": "履行情况", "reason": "unknown performance wording '部分履行，余款年底前付清' (kept as written)",
+            "value": "部分履行，余款年底前付清"}
 
 
 def _location() -> dict[str, Any]:
@@ -166,6 +175,7 @@ def _event() -> dict[str, Any]:
         "text_original": "报警人称与邻居因宅基地发生纠纷，对方动手推搡",
         "refs": _refs(),
         "duplicate_of": None,
+        "quality": [{"field": "ZDDWJD", "reason": "longitude 1035.77 is outside -180..180", "value": None}],
     }
 
 
@@ -242,6 +252,7 @@ _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "pingan.Incident": _incident,
     "pingan.Escalation": _escalation,
     "pingan.DeadLetter": _dead_letter,
+    "pingan.QualityFlag": _quality_flag,
 }
 EXAMPLE_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     registry_path: Path | None = Field(
         default=None, validation_alias=AliasChoices("PINGAN_REGISTRY_PATH", "PINGAN_DEVICE_REGISTRY"),
         description="device registry CSV (cameras, door controllers); PINGAN_DEVICE_REGISTRY is a deprecated alias")
+    profile_dir: Path | None = Field(
+        default=None, description="folder of deployment profiles (<feed>.toml) extending each feed's built-in "
+                                  "variants: field aliases, code tables, enum wording (connectors/sources/profile.py)")
     sink_batch_size: int = 500
     sink_chunk_size: int = 500
     counties: str = Field(default="513221", description="comma-separated county codes served (deadline ticks)")

@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 from connectors.sources import registry as source_registry
 from connectors.sources.common import TranslateResult
 from connectors.sources.devices import DeviceRegistry
-from connectors.sources.spec import Payload, SourceSpec
+from connectors.sources.registry import context as source_context
+from connectors.sources.spec import Payload, SourceContext, SourceSpec
 from streams.settings import DEFAULT_TIMEZONE
 
 #: A payload file whose lines are recorded HTTP requests (``{"content_type", "body_b64"}``).
@@ -71,7 +72,7 @@ class _Files:
         return [rows[n - first] for n in numbers]
 
 
-def iter_deliveries(folder: Path, registry: DeviceRegistry | None = None, *,
+def iter_deliveries(folder: Path, registry: DeviceRegistry | None = None, *, profile_dir: Path | None = None,
                     received_at_ms: int | None = None, timezone: str = DEFAULT_TIMEZONE) -> Iterator[Delivery]:
     """Translate every delivery of a simulator folder, in delivery order.
 
@@ -81,6 +82,7 @@ def iter_deliveries(folder: Path, registry: DeviceRegistry | None = None, *,
     """
     folder = Path(folder)
     registry = registry or DeviceRegistry.from_csv(folder / "registry.csv")
+    ctx = source_context(registry, profile_dir)
     files = _Files(folder)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     base = datetime.fromisoformat(str(manifest.get("base_date") or "2026-07-14"))
@@ -91,10 +93,10 @@ def iter_deliveries(folder: Path, registry: DeviceRegistry | None = None, *,
         for line in fh:
             d = json.loads(line)
             at = received_at_ms if received_at_ms is not None else base_ms + int(d["offset_s"]) * 1000
-            yield _translate(d, files, registry, at)
+            yield _translate(d, files, ctx, at)
 
 
-def _translate(d: dict[str, Any], files: _Files, registry: DeviceRegistry, at: int) -> Delivery:
+def _translate(d: dict[str, Any], files: _Files, ctx: SourceContext, at: int) -> Delivery:
     """One delivery-log entry → its raw bytes and the feed's translation of them.
 
     The entry's payload reference says the form: ``rows``/``row`` of an export table, a ``line``
@@ -105,7 +107,7 @@ def _translate(d: dict[str, Any], files: _Files, registry: DeviceRegistry, at: i
         raise ValueError(f"unknown feed {d.get('feed')!r} in delivery {d.get('seq')}") from None
     ref = d["payload"]
     if "rows" in ref or "row" in ref:
-        return _table_delivery(d, spec, files, at)
+        return _table_delivery(d, spec, files, ctx, at)
     ctype = spec.content_type
     if "line" in ref:
         raw = files.line(ref["file"], ref["line"])
@@ -114,11 +116,11 @@ def _translate(d: dict[str, Any], files: _Files, registry: DeviceRegistry, at: i
             raw, ctype = base64.b64decode(req["body_b64"]), req.get("content_type")
     else:
         raw = (files.root / ref["file"]).read_bytes()
-    result = spec.translate(Payload(raw, ctype, at), registry)
+    result = spec.translate(Payload(raw, ctype, at), ctx)
     return Delivery(int(d["seq"]), spec.feed, raw, ctype, result)
 
 
-def _table_delivery(d: dict[str, Any], spec: SourceSpec, files: _Files, at: int) -> Delivery:
+def _table_delivery(d: dict[str, Any], spec: SourceSpec, files: _Files, ctx: SourceContext, at: int) -> Delivery:
     ref = d["payload"]
     if spec.translate_rows is None:
         raise ValueError(f"feed {spec.feed!r} has no tabular form (delivery {d.get('seq')})")
@@ -126,7 +128,7 @@ def _table_delivery(d: dict[str, Any], spec: SourceSpec, files: _Files, at: int)
     rows = files.rows(spec.feed, ref["file"], list(ref["rows"]) if many else [ref["row"]])
     raw = json.dumps(rows if many else rows[0], ensure_ascii=False, sort_keys=True, default=str).encode()
     fmt = f"{spec.feed}-{'xlsx' if ref['file'].endswith('.xlsx') else 'csv'}"
-    return Delivery(int(d["seq"]), spec.feed, raw, None, spec.translate_rows(rows, at, fmt))
+    return Delivery(int(d["seq"]), spec.feed, raw, None, spec.translate_rows(rows, at, fmt, ctx))
 
 
 def load_truth(folder: Path) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from connectors.ingest.base import Source
 from connectors.ingest.producer import Item, RecordProducer, encode_key, is_retriable
-from connectors.sources.devices import DeviceRegistry
 from connectors.sources.mediation.spec import SPEC
-from connectors.sources.spec import Payload
+from connectors.sources.registry import context as source_context
+from connectors.sources.spec import Payload, SourceContext
 from schemas.deadletter import make_dead_letter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,9 +91,11 @@ class MediationImporter(Source):
     name = "mediation-importer"
 
     def __init__(self, settings: "Settings", producer: RecordProducer, *, watch_dir: Path | None = None,
-                 interval_s: float = 5.0, ledger_path: Path | None = None, send_timeout_s: float = 30.0) -> None:
+                 interval_s: float = 5.0, ledger_path: Path | None = None, send_timeout_s: float = 30.0,
+                 context: SourceContext | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.context = context if context is not None else source_context(profile_dir=settings.profile_dir)
         self.producer = producer
         self.watch_dir = Path(watch_dir) if watch_dir else None
         self.interval_s = interval_s
@@ -122,7 +124,7 @@ class MediationImporter(Source):
             self._loaded = True
         now = time.time_ns() // 1_000_000
         ctype = XLSX_CONTENT_TYPE if xlsx else CSV_CONTENT_TYPE
-        result = SPEC.translate(Payload(data, ctype, now), DeviceRegistry())
+        result = SPEC.translate(Payload(data, ctype, now), self.context)
         report = ImportReport(file=name, cases=len(result.records), rejected=[r.reason for r in result.rejected])
         items: list[Item] = []
         pending: dict[str, str] = {}

@@ -35,6 +35,8 @@ from sqlalchemy.types import NullType
 from connectors.ingest.base import Source
 from connectors.ingest.producer import Item, RecordProducer, encode_key, is_retriable
 from connectors.sources.alarm110.spec import RAW_FORMAT_DB, SPEC
+from connectors.sources.registry import context as source_context
+from connectors.sources.spec import SourceContext
 from schemas.deadletter import make_dead_letter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,9 +138,11 @@ class Alarm110Poller(Source):
     name = "alarm110-poller"
 
     def __init__(self, settings: "Settings", producer: RecordProducer, config: PollerConfig, *,
-                 cursor_store: CursorStore | None = None, engine: Engine | None = None) -> None:
+                 cursor_store: CursorStore | None = None, engine: Engine | None = None,
+                 context: SourceContext | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.context = context if context is not None else source_context(profile_dir=settings.profile_dir)
         self.producer = producer
         self.config = config
         self.cursor_store = cursor_store or CursorStore(
@@ -205,7 +209,7 @@ class Alarm110Poller(Source):
         items: list[Item] = []
         dead = 0
         for row in rows:
-            result = SPEC.translate_rows([row], now, RAW_FORMAT_DB)
+            result = SPEC.translate_rows([row], now, RAW_FORMAT_DB, self.context)
             for record in result.records:
                 try:
                     items.append((self.settings.topic(result.topic), encode_key(result.key_of(record)),

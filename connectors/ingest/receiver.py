@@ -80,14 +80,16 @@ class ReceiverConfig:
 
 
 # --------------------------------------------------------------------------- translators
-def default_translators(devices: DeviceRegistry | None, *, check_peer: bool = False) -> dict[str, Translator]:
+def default_translators(devices: DeviceRegistry | None, *, check_peer: bool = False,
+                        profile_dir: Path | None = None) -> dict[str, Translator]:
     """The translate function of every pushed feed of the source registry, bound to the device
-    registry; without `check_peer` the sender's IP is not matched against registered devices."""
-    reg = devices if devices is not None else DeviceRegistry()
+    registry and the deployment's profiles; without `check_peer` the sender's IP is not matched
+    against registered devices."""
+    ctx = source_registry.context(devices, profile_dir)
 
     def bind(spec: SourceSpec) -> Translator:
         def translate(p: Payload) -> TranslateResult:
-            return spec.translate(p if check_peer else replace(p, peer_ip=None), reg)
+            return spec.translate(p if check_peer else replace(p, peer_ip=None), ctx)
         return translate
 
     return {spec.feed: bind(spec) for spec in source_registry.pushed()}
@@ -210,7 +212,8 @@ class IngestGateway(Source):
             settings,
             producer=producer or RecordProducer.from_settings(settings),
             spool=spool,
-            translators=translators if translators is not None else default_translators(registry, check_peer=cfg.isapi_check_peer),
+            translators=translators if translators is not None else default_translators(
+                registry, check_peer=cfg.isapi_check_peer, profile_dir=settings.profile_dir),
             config=cfg,
         )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import wraps
-from typing import Any, Final, ParamSpec
+from typing import Any, Final, ParamSpec, TypeVar
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
@@ -78,8 +78,32 @@ def key_of(record: Mapping[str, Any], topic: str) -> str:
 
 def result(topic: str, schema: str, records: Iterable[dict[str, Any]] = (),
            rejected: Iterable[Rejected] = (), dropped: int = 0, attachments: int = 0) -> TranslateResult:
-    """Build a TranslateResult (copies the iterables into fresh lists)."""
-    return TranslateResult(list(records), list(rejected), dropped, topic, schema, attachments)
+    """Build a TranslateResult (copies the iterables into fresh lists); every record gets its
+    ``quality`` list (empty when nothing was flagged)."""
+    out = list(records)
+    for record in out:
+        record.setdefault("quality", [])
+    return TranslateResult(out, list(rejected), dropped, topic, schema, attachments)
+
+
+T = TypeVar("T")
+MAX_FLAG_VALUE = 200  # characters of a flagged raw value kept in the raw record
+
+
+def quality_flag(field_name: str, reason: str, value: Any = None) -> dict[str, Any]:
+    """A `pingan.QualityFlag`: an optional field kept with a problem (the record is still accepted)."""
+    text = None if value is None else str(value)[:MAX_FLAG_VALUE]
+    return {"field": field_name, "reason": reason, "value": text}
+
+
+def optional(flags: list[dict[str, Any]], field_name: str, read: Callable[[], T], value: Any = None) -> T | None:
+    """`read()` an optional field; a `TranslateError` becomes a quality flag (and None) instead of
+    rejecting the record. Required fields are read directly, so their errors still reject."""
+    try:
+        return read()
+    except TranslateError as exc:
+        flags.append(quality_flag(field_name, exc.reason, value))
+        return None
 
 
 class TranslateError(ValueError):

@@ -8,6 +8,7 @@ here (`feed()`, `for_schema()`, `for_topic()`, `mappers()`); adding a feed means
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 
 from connectors.sources.alarm110.spec import SPEC as ALARM110
@@ -17,8 +18,10 @@ from connectors.sources.gb28181.spec import SPEC as GB28181
 from connectors.sources.grid.spec import SPEC as GRID
 from connectors.sources.isapi.spec import SPEC as ISAPI
 from connectors.sources.mediation.spec import SPEC as MEDIATION
-from connectors.sources.spec import SourceSpec
+from connectors.sources.profile import load_profiles
+from connectors.sources.spec import SourceContext, SourceSpec
 from streams.domain.normalize import Mapper, Normalizer
+from streams.settings import Settings
 
 SOURCES: tuple[SourceSpec, ...] = (GB28181, ISAPI, GRID, ALARM110, MEDIATION, DOOR)
 
@@ -81,3 +84,16 @@ def mappers() -> dict[str, Mapper]:
 def normalizer(secret: bytes, timezone: str, devices: DeviceRegistry | None = None) -> Normalizer:
     """A `Normalizer` for every registered source."""
     return Normalizer(secret, timezone, devices, mappers=mappers())
+
+
+def context(devices: DeviceRegistry | None = None, profile_dir: Path | None = None) -> SourceContext:
+    """What translate reads besides the payload: the device registry and every feed's profile
+    (built-in defaults extended by ``profile_dir/<feed>.toml``)."""
+    return SourceContext(devices if devices is not None else DeviceRegistry(),
+                         MappingProxyType(load_profiles(feeds(), profile_dir)))
+
+
+def context_from_settings(settings: Settings) -> SourceContext:
+    """`context()` for a deployment: its device registry CSV and its profile folder."""
+    devices = DeviceRegistry.from_csv(settings.registry_path) if settings.registry_path is not None else None
+    return context(devices, settings.profile_dir)

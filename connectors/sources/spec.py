@@ -8,11 +8,12 @@ facts from its spec (`connectors/sources/<feed>/spec.py`), collected by
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.sources.common import TranslateResult
 from connectors.sources.devices import DeviceRegistry
+from connectors.sources.profile import Profile, load_profile
 from schemas.catalogue import topic as catalogue_topic
 from streams.domain.normalize import Mapper
 
@@ -27,10 +28,24 @@ class Payload:
     peer_ip: str | None = None
 
 
-#: A delivery → records or rejections (never raises). The device registry is read-only.
-Translate = Callable[[Payload, DeviceRegistry], TranslateResult]
+@dataclass(frozen=True)
+class SourceContext:
+    """What translate may read besides the payload: the device registry and the deployment's
+    profiles (read-only; a payload can change neither)."""
+
+    devices: DeviceRegistry = field(default_factory=DeviceRegistry)
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+
+    def profile(self, feed: str) -> Profile:
+        """The feed's profile (its built-in defaults when the context was given none)."""
+        found = self.profiles.get(feed)
+        return found if found is not None else load_profile(feed)
+
+
+#: A delivery → records or rejections (never raises).
+Translate = Callable[[Payload, SourceContext], TranslateResult]
 #: Table rows (an export or a database batch) → records or rejections (never raises).
-TranslateRows = Callable[[Sequence[Mapping[str, Any]], int, str], TranslateResult]
+TranslateRows = Callable[[Sequence[Mapping[str, Any]], int, str, SourceContext], TranslateResult]
 #: An export file's bytes and name → its rows (raises TranslateError on an unreadable file).
 ReadTable = Callable[[bytes, str], list[dict[str, Any]]]
 

@@ -206,6 +206,11 @@ class Draft:
     parties: list[Party] = field(default_factory=list)
     plates: list[str] = field(default_factory=list)
     related_ids: list[str] = field(default_factory=list)
+    quality: list[tuple[str, str]] = field(default_factory=list)  # (field, reason) of optional fields not used
+
+    def flag(self, field_name: str, reason: str) -> None:
+        """Note an optional field that could not be used (the event is still made)."""
+        self.quality.append((field_name, reason))
 
     def set_point(self, point: tuple[float | None, float | None], accuracy_m: float | None) -> None:
         """Use a (lat, lon) from the payload, if it has one."""
@@ -372,7 +377,22 @@ class Normalizer:
                 "raw_offset": raw_offset,
             },
             "duplicate_of": None,
+            "quality": self._quality(record, draft),
         }
+
+    @staticmethod
+    def _quality(record: Mapping[str, Any], draft: Draft) -> list[dict[str, Any]]:
+        """The record's translate flags and the mapper's, as Event quality notes (values left out)."""
+        notes: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        raw = record.get("quality")
+        pairs = [(str(f.get("field")), str(f.get("reason"))) for f in raw if isinstance(f, Mapping)] \
+            if isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)) else []
+        for pair in [*pairs, *draft.quality]:
+            if pair not in seen:
+                seen.add(pair)
+                notes.append({"field": pair[0], "reason": pair[1], "value": None})
+        return notes
 
     # ------------------------------------------------------------ devices
     def _apply_device(self, draft: Draft, device_id: str) -> None:

@@ -31,8 +31,7 @@ from typing import Any
 from connectors.ingest.publish import make_producer
 from connectors.sources import registry as source_registry
 from connectors.sources.common import TranslateResult
-from connectors.sources.devices import DeviceRegistry
-from connectors.sources.spec import Payload
+from connectors.sources.spec import Payload, SourceContext
 from schemas.catalogue import topic as catalogue_topic
 from schemas.deadletter import make_dead_letter
 from schemas.serde import SchemaStore, default_store
@@ -148,7 +147,7 @@ def original_key(settings: Settings, topic: str, raw: bytes, store: SchemaStore)
 
 
 # --------------------------------------------------------------------------- translate again
-def translate_payload(source: str, raw: bytes, content_type: str | None, registry: DeviceRegistry | None,
+def translate_payload(source: str, raw: bytes, content_type: str | None, ctx: SourceContext | None,
                       received_at_ms: int) -> TranslateResult:
     """Run the feed's own translate function (from the source registry) on a rejected payload.
 
@@ -158,7 +157,7 @@ def translate_payload(source: str, raw: bytes, content_type: str | None, registr
         spec = source_registry.feed(source)
     except KeyError as exc:
         raise ValueError(f"no translate function for source {source!r}") from exc
-    return spec.translate(Payload(raw, content_type, received_at_ms), registry or DeviceRegistry())
+    return spec.translate(Payload(raw, content_type, received_at_ms), ctx or source_registry.context())
 
 
 # --------------------------------------------------------------------------- redrive
@@ -172,10 +171,6 @@ class RedriveOutcome:
     records: int = 0
     new_dead_letter_id: str | None = None
     detail: str = ""
-
-
-def _load_registry(settings: Settings) -> DeviceRegistry | None:
-    return None if settings.registry_path is None else DeviceRegistry.from_csv(settings.registry_path)
 
 
 def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = False,
@@ -200,7 +195,7 @@ def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = Fa
             stage = rec.get("stage")
             if stage == "translate" or not rec.get("topic"):
                 if registry is None:
-                    registry = _load_registry(settings)
+                    registry = source_registry.context_from_settings(settings)
                 now = int(time.time() * 1000)
                 try:
                     result = translate_payload(str(rec["source"]), raw, rec.get("content_type"), registry, now)

@@ -31,7 +31,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
 
 def sample_record(spec: SourceSpec) -> dict[str, Any]:
     name, ctype = SAMPLES[spec.feed]
-    result = spec.translate(Payload((FIX / name).read_bytes(), ctype, 1_784_017_000_000), DEVICES)
+    result = spec.translate(Payload((FIX / name).read_bytes(), ctype, 1_784_017_000_000), registry.context(DEVICES))
     assert result.records, result.rejected
     return dict(result.records[0])
 

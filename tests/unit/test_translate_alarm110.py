@@ -26,7 +26,7 @@ def test_first_row_exact() -> None:
         "caller_name": "王德学", "caller_id_number": "513221196805120312", "address": "三江镇柒山村3组",
         "content": "两户村民因拆迁补偿争吵，有推搡", "bjlb": "200000", "bjlx": "200200", "bjxl": "200201", "jqjb": 2,
         "longitude": 103.3421, "latitude": 31.1079, "location_source": "auto", "coord_system": "WGS84",
-        "received_at": 9, "raw_format": "alarm110-db"}
+        "received_at": 9, "raw_format": "alarm110-db", "quality": []}
     assert key_of(res.records[0], ALARM110_TOPIC) == "513221202607140001"
 
 

@@ -22,10 +22,10 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 def all_results() -> Iterator[tuple[str, TranslateResult]]:
     """Every fixture payload through its feed's translate function in the source registry."""
-    reg = DeviceRegistry.from_csv(FIX / "isapi" / "devices.csv")
+    ctx = registry.context(DeviceRegistry.from_csv(FIX / "isapi" / "devices.csv"))
 
     def run(feed: str, path: Path, content_type: str | None) -> TranslateResult:
-        return registry.feed(feed).translate(Payload(path.read_bytes(), content_type, 1), reg)
+        return registry.feed(feed).translate(Payload(path.read_bytes(), content_type, 1), ctx)
 
     for p in sorted((FIX / "gb28181").glob("*.xml")):
         yield p.name, run("gb28181", p, "Application/MANSCDP+xml")

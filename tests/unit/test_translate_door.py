@@ -47,7 +47,7 @@ def test_isapi_exact_record() -> None:
     assert rec == {"device_id": "51322110001190000011", "native_id": "51322110001190000011:2026-07-14T16:25:10+08:00:4521",
                    "community": None, "door": "1", "person_name": "王德学", "card_no": "3091234567",
                    "employee_no": "1023", "direction": "in", "occurred_at_local": "2026-07-14T16:25:10+08:00",
-                   "event_code": "5-75", "received_at": 3, "raw_format": "isapi-access"}
+                   "event_code": "5-75", "received_at": 3, "raw_format": "isapi-access", "quality": []}
     assert key_of(rec, DOOR_TOPIC) == "51322110001190000011"
 
 
@@ -57,7 +57,7 @@ def test_gat1400_exact_record_and_dict_input() -> None:
     assert rec == {"device_id": "51322110001190000011", "native_id": "513221100011900000112026071416251000001",
                    "community": "金竹苑小区", "door": "东门", "person_name": "王德学", "card_no": "3091234567",
                    "employee_no": None, "direction": "in", "occurred_at_local": "2026-07-14T16:25:10",
-                   "event_code": None, "received_at": 3, "raw_format": "gat1400"}
+                   "event_code": None, "received_at": 3, "raw_format": "gat1400", "quality": []}
 
 
 def test_gat1400_list_names_bad_index() -> None:

@@ -64,7 +64,7 @@ def test_gb2312_record_fields_exact() -> None:
         "occurred_at_local": "2026-07-14T16:23:32", "description": "岷江河堤区域入侵", "longitude": 103.5912,
         "latitude": 31.4788, "plate": None, "plate_color": None, "vehicle_type": None, "direction": None,
         "confidence": None, "person_name": None, "employee_no": None, "card_no": None, "received_at": 42,
-        "raw_format": "gb28181-xml"}
+        "raw_format": "gb28181-xml", "quality": []}
     assert key_of(rec, CAMERA_TOPIC) == "51322110001320000123"
 
 

@@ -33,7 +33,7 @@ def test_doc_example_exact_record() -> None:
             {"role": "party", "name": "王德学", "id_number": "513221196805120312", "phone": "138 8888 1234", "address": None},
             {"role": "party", "name": "李秀英", "id_number": "51322119700303002X", "phone": "139-0837-5678",
              "address": "三江镇柒山村3组12号"}],
-        "reported_at_local": "2026-07-14 09:12:00", "status": "reported", "received_at": 7, "raw_format": "grid-json"}
+        "reported_at_local": "2026-07-14 09:12:00", "status": "reported", "received_at": 7, "raw_format": "grid-json", "quality": []}
     assert key_of(rec, GRID_TOPIC) == "WG20260714000123"
 
 

@@ -88,7 +88,7 @@ def test_rest_json() -> None:
                      "address": "三江镇柒山村3组8号"},
                     {"role": "respondent", "name": "何建国", "id_number": None, "phone": "13700001111", "address": None}],
         "mediator": "赵明", "result": "agreement", "compensation": 3500.5, "performance": "未履行",
-        "judicial_confirmation": False, "received_at": 5, "raw_format": "mediation-json"}
+        "judicial_confirmation": False, "received_at": 5, "raw_format": "mediation-json", "quality": []}
     bad = translate_json((FIX / "case_rest_bad.json").read_bytes(), received_at_ms=5)
     assert bad.records == [] and bad.rejected[0].reason == "missing 受理日期"
 

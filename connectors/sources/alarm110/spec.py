@@ -17,8 +17,7 @@ from connectors.sources.alarm110.translate import (
 )
 from connectors.sources.alarm110.translate import translate_rows as translate_row_batch
 from connectors.sources.common import TranslateResult, never_raises, parse_json
-from connectors.sources.devices import DeviceRegistry
-from connectors.sources.spec import Payload, SourceSpec
+from connectors.sources.spec import Payload, SourceContext, SourceSpec
 from streams.domain.normalize import Draft, Party, RecordReader
 from streams.domain.text import clean_text
 
@@ -27,19 +26,20 @@ ACCURACY_M: Final[Mapping[str, float]] = {"manual": 50.0, "auto": 500.0}
 ACCURACY_DEFAULT_M: Final = 200.0
 
 
-def translate_rows(rows: Sequence[Mapping[str, Any]], received_at_ms: int, raw_format: str) -> TranslateResult:
+def translate_rows(rows: Sequence[Mapping[str, Any]], received_at_ms: int, raw_format: str,
+                   ctx: SourceContext) -> TranslateResult:
     """A batch of JJD rows → Alarm110 records; each bad row is one rejection naming its JJDBH."""
     return translate_row_batch(rows, received_at_ms=received_at_ms, raw_format=raw_format)
 
 
 @never_raises(TOPIC, SCHEMA)
-def translate(payload: Payload, devices: DeviceRegistry) -> TranslateResult:
+def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
     """A CSV export (by content type), or a JSON row or list of rows (the poller's form)."""
     if "csv" in (payload.content_type or "").lower():
         return translate_csv(payload.body, received_at_ms=payload.received_at_ms)
     doc = parse_json(payload.body)
     rows = doc if isinstance(doc, list) else [doc]
-    return translate_rows(rows, payload.received_at_ms, RAW_FORMAT_DB)
+    return translate_rows(rows, payload.received_at_ms, RAW_FORMAT_DB, ctx)
 
 
 def read_table(data: bytes, name: str) -> list[dict[str, Any]]:

@@ -3,10 +3,9 @@ records. Controllers never re-send; their identity and place come from the devic
 from __future__ import annotations
 
 from connectors.sources.common import TranslateResult
-from connectors.sources.devices import DeviceRegistry
 from connectors.sources.door.translate import TOPIC
 from connectors.sources.door.translate import translate as translate_body
-from connectors.sources.spec import Payload, SourceSpec
+from connectors.sources.spec import Payload, SourceContext, SourceSpec
 from streams.domain.kinds import default
 from streams.domain.normalize import Draft, Party, RecordReader
 
@@ -14,9 +13,9 @@ from streams.domain.normalize import Draft, Party, RecordReader
 DIRECTION_TEXT = {"in": "进", "out": "出"}
 
 
-def translate(payload: Payload, devices: DeviceRegistry) -> TranslateResult:
+def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
     """A door push (ISAPI XML/JSON/multipart or GA/T 1400 JSON) → DoorAccess records."""
-    return translate_body(payload.body, registry=devices, received_at_ms=payload.received_at_ms,
+    return translate_body(payload.body, registry=ctx.devices, received_at_ms=payload.received_at_ms,
                           content_type=payload.content_type, peer_ip=payload.peer_ip)
 
 

@@ -3,13 +3,12 @@ gateway to the receiver or taken by the SIP listener. Senders never re-send (no 
 from __future__ import annotations
 
 from connectors.sources import camera
-from connectors.sources.devices import DeviceRegistry
 from connectors.sources.common import TranslateResult
 from connectors.sources.gb28181.translate import translate as translate_body
-from connectors.sources.spec import Payload, SourceSpec
+from connectors.sources.spec import Payload, SourceContext, SourceSpec
 
 
-def translate(payload: Payload, devices: DeviceRegistry) -> TranslateResult:
+def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
     """A MANSCDP+xml body (any declared encoding) → one CameraAlarm record, dropped keepalives."""
     return translate_body(payload.body, received_at_ms=payload.received_at_ms)
 

@@ -5,11 +5,10 @@ import re
 from typing import Final
 
 from connectors.sources.common import TranslateResult
-from connectors.sources.devices import DeviceRegistry
 from connectors.sources.grid import codes
 from connectors.sources.grid.translate import TOPIC
 from connectors.sources.grid.translate import translate as translate_body
-from connectors.sources.spec import Payload, SourceSpec
+from connectors.sources.spec import Payload, SourceContext, SourceSpec
 from streams.domain import admin
 from streams.domain.normalize import Draft, RecordReader
 from streams.domain.text import clean_text
@@ -18,7 +17,7 @@ ACCURACY_GRID_APP_M: Final = 30.0  # the app's GPS fix
 DEFAULT_COORD_SYSTEM: Final = "GCJ02"  # what the app sends when it does not say
 
 
-def translate(payload: Payload, devices: DeviceRegistry) -> TranslateResult:
+def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
     """One report object or a list of them → GridReport records."""
     return translate_body(payload.body, received_at_ms=payload.received_at_ms)
 

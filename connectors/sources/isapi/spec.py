@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from connectors.sources import camera
 from connectors.sources.common import TranslateResult
-from connectors.sources.devices import DeviceRegistry
 from connectors.sources.isapi.translate import translate as translate_body
-from connectors.sources.spec import Payload, SourceSpec
+from connectors.sources.spec import Payload, SourceContext, SourceSpec
 
 
-def translate(payload: Payload, devices: DeviceRegistry) -> TranslateResult:
+def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
     """An alert push → CameraAlarm records (heartbeats dropped, pictures counted as attachments)."""
-    return translate_body(payload.body, content_type=payload.content_type, registry=devices,
+    return translate_body(payload.body, content_type=payload.content_type, registry=ctx.devices,
                           received_at_ms=payload.received_at_ms, peer_ip=payload.peer_ip)
 
 

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.sources.common import TranslateResult, never_raises, parse_json
-from connectors.sources.devices import DeviceRegistry
 from connectors.sources.mediation import codes
 from connectors.sources.mediation.translate import (
     CASE_NUMBER_COLUMN,
@@ -19,18 +18,19 @@ from connectors.sources.mediation.translate import (
     translate_xlsx,
 )
 from connectors.sources.mediation.translate import translate_rows as translate_row_batch
-from connectors.sources.spec import Payload, SourceSpec
+from connectors.sources.spec import Payload, SourceContext, SourceSpec
 from streams.domain.normalize import Draft, RecordReader
 from streams.domain.text import clean_text
 
 
-def translate_rows(rows: Sequence[Mapping[str, Any]], received_at_ms: int, raw_format: str) -> TranslateResult:
+def translate_rows(rows: Sequence[Mapping[str, Any]], received_at_ms: int, raw_format: str,
+                   ctx: SourceContext) -> TranslateResult:
     """Export rows (one per party) → MediationCase records, grouped by 案件编号."""
     return translate_row_batch(rows, received_at_ms=received_at_ms, raw_format=raw_format)
 
 
 @never_raises(TOPIC, SCHEMA)
-def translate(payload: Payload, devices: DeviceRegistry) -> TranslateResult:
+def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
     """CSV or XLSX exports by content type; JSON: export rows (keyed by 案件编号) or REST cases."""
     ctype = (payload.content_type or "").lower()
     if "csv" in ctype:
