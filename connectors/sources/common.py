@@ -11,7 +11,7 @@ import json
 import re
 import xml.etree.ElementTree as _stdlib_et
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import wraps
@@ -46,7 +46,8 @@ class TranslateResult:
     ready for Avro; `rejected`: what could not be translated, with reasons; `dropped`: inputs
     deliberately discarded (heartbeats/keepalives); `topic`/`schema`: catalogue topic and Avro full
     name of the records; `attachments`: binary parts ignored (e.g. JPEG pictures of a multipart
-    ISAPI push)."""
+    ISAPI push); `unmapped`: native field names present in the input that no mapping reads (name →
+    how many records had it), so a county's extra or renamed column is counted, never silent."""
 
     records: list[dict[str, Any]]
     rejected: list[Rejected]
@@ -54,6 +55,7 @@ class TranslateResult:
     topic: str
     schema: str
     attachments: int = 0
+    unmapped: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +90,17 @@ def result(topic: str, schema: str, records: Iterable[dict[str, Any]] = (),
 
 T = TypeVar("T")
 MAX_FLAG_VALUE = 200  # characters of a flagged raw value kept in the raw record
+
+
+def with_unmapped(res: TranslateResult, unmapped: Mapping[str, int]) -> TranslateResult:
+    """`res` with the native fields that no mapping read (see `TranslateResult.unmapped`)."""
+    return replace(res, unmapped={k: v for k, v in unmapped.items() if v})
+
+
+def unmapped_names(present: Iterable[str], known: Iterable[str]) -> list[str]:
+    """Names in `present` that are not in `known` (compared case- and space-insensitively)."""
+    norm = {str(k).strip().lower() for k in known}
+    return [p for p in present if str(p).strip().lower().lstrip("\ufeff") not in norm]
 
 
 def quality_flag(field_name: str, reason: str, value: Any = None) -> dict[str, Any]:
