@@ -1,9 +1,18 @@
 """Correlation rules: typed, validated view of ``correlation_rules.toml``.
 
 Contract: ``load_rules(path=None) -> CorrelationRules`` reads the TOML (default: the file next to
-this module) and raises ``ValueError`` when a rule is malformed or a location-only window is not
-covered by a blocking level (so blocking can never silently miss a pair the rules would link).
-``CorrelationRules.rule_for(kind_a, kind_b)`` returns the most specific kind-pair rule.
+this module) and raises ``ValueError`` when a rule is malformed, a location-only window is not
+covered by a blocking level (so blocking can never silently miss a pair the rules would link), or
+the rules do not state a stance for every pair of kinds:
+- coverage: every unordered pair of ``kinds`` (default ``streams.domain.kinds.KINDS``, same-kind
+  pairs included) is named by exactly one rule with both kinds listed explicitly (a ``"*"``
+  wildcard is no stance; it only serves kinds outside the vocabulary), and rules name no kind
+  outside the vocabulary. So a new kind cannot be added silently.
+- reasons: a linking rule carries ``why.<field>`` for each limit in force (``max_gap_minutes``,
+  ``max_distance_m``, and ``loc_gap_minutes``/``loc_distance_m`` when ``location_only``); a rule
+  with ``link = false`` (a "never") carries ``why.never``. Its numbers may then be omitted.
+``CorrelationRules.rule_for(kind_a, kind_b)`` returns the most specific kind-pair rule;
+``CorrelationRules.stances(kinds)`` the coverage table (one row per unordered pair).
 Pure: no I/O except the explicit file read in ``load_rules``.
 """
 from __future__ import annotations
@@ -11,14 +20,20 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import h3
+
+from .kinds import KINDS
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("correlation_rules.toml")
 # blocking levels: "fine" is [blocking] itself (every kind), the others are optional sub-tables
 LEVEL_NAMES = ("fine", "area", "near")
 WILDCARD = "*"
+NEVER = "never"
+#: the limits a linking rule must explain (``why.<field>``); the loc_* ones only when location_only
+LIMIT_FIELDS = ("max_gap_minutes", "max_distance_m")
+LOC_LIMIT_FIELDS = ("loc_gap_minutes", "loc_distance_m")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,16 @@ class PairRule:
     loc_gap_minutes: float = 0.0
     loc_distance_m: float = 0.0
     order: int = 0
+    why: tuple[tuple[str, str], ...] = ()   # (field or "never", what it is derived from)
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """``why`` as a mapping: limit field (or ``"never"``) → what it is derived from."""
+        return dict(self.why)
+
+    def names_exactly(self, kind_a: str, kind_b: str) -> bool:
+        """Whether the rule lists both kinds explicitly (no wildcard), in either order."""
+        return (kind_a in self.a and kind_b in self.b) or (kind_b in self.a and kind_a in self.b)
 
     def specificity(self, kind_a: str, kind_b: str) -> int | None:
         """2 exact/exact, 1 one wildcard, 0 both wildcards; None when the rule does not match."""
@@ -130,6 +155,11 @@ class CorrelationRules:
         self._chosen[(kind_a, kind_b)] = chosen
         return chosen
 
+    def stances(self, kinds: Iterable[str] = KINDS) -> list[tuple[str, str, PairRule]]:
+        """The coverage table: (kind_a, kind_b, rule) for every unordered pair of ``kinds``."""
+        ks = list(kinds)
+        return [(a, b, self.rule_for(a, b)) for i, a in enumerate(ks) for b in ks[i:]]
+
 
 def _level(name: str, raw: Mapping[str, Any], factor: float, kinds: frozenset[str],
            partners: frozenset[str] = frozenset()) -> BlockingLevel:
@@ -144,8 +174,19 @@ def _level(name: str, raw: Mapping[str, Any], factor: float, kinds: frozenset[st
     return BlockingLevel(name, res, ring, int(raw["bucket_minutes"]), kinds, factor * edge * ring, partners)
 
 
-def parse_rules(doc: Mapping[str, Any]) -> CorrelationRules:
-    """Build and validate rules from an already parsed TOML document."""
+def _why(name: str, raw: Any) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"rule {name}: why must be a table of field = reason")
+    return tuple(sorted((str(k), str(v)) for k, v in raw.items()))
+
+
+def parse_rules(doc: Mapping[str, Any], kinds: Iterable[str] = KINDS) -> CorrelationRules:
+    """Build and validate rules from an already parsed TOML document.
+
+    ``kinds`` is the vocabulary whose every pair needs a stance (default: ``KINDS``).
+    """
     blk = doc["blocking"]
     factor = float(blk.get("guarantee_factor", 0.9))
     levels = [_level("fine", blk, factor, frozenset({WILDCARD}))]
@@ -155,13 +196,19 @@ def parse_rules(doc: Mapping[str, Any]) -> CorrelationRules:
             levels.append(_level(name, raw, factor, frozenset(raw["kinds"]), frozenset(raw.get("partner_kinds", ()))))
     pairs = []
     for i, p in enumerate(doc.get("pair", [])):
+        link = bool(p.get("link", True))
+
+        def num(key: str, default: float, p: Mapping[str, Any] = p, link: bool = link) -> float:
+            # a linking rule needs every number; a "never" rule links nothing and may omit them
+            return float(p[key]) if link or key in p else default
+
         rule = PairRule(
             name=str(p["name"]), a=frozenset(p["a"]), b=frozenset(p["b"]),
-            max_gap_minutes=float(p["max_gap_minutes"]), max_distance_m=float(p["max_distance_m"]),
-            min_score=float(p["min_score"]), link=bool(p.get("link", True)),
+            max_gap_minutes=num("max_gap_minutes", 0.0), max_distance_m=num("max_distance_m", 0.0),
+            min_score=num("min_score", 1.0), link=link,
             location_only=bool(p.get("location_only", False)),
             loc_gap_minutes=float(p.get("loc_gap_minutes", 0)),
-            loc_distance_m=float(p.get("loc_distance_m", 0)), order=i,
+            loc_distance_m=float(p.get("loc_distance_m", 0)), order=i, why=_why(str(p["name"]), p.get("why")),
         )
         if not 0.0 <= rule.min_score <= 1.0:
             raise ValueError(f"rule {rule.name}: min_score outside [0, 1]")
@@ -174,7 +221,51 @@ def parse_rules(doc: Mapping[str, Any]) -> CorrelationRules:
         name_village_max_gap_minutes=float(doc.get("name_village", {}).get("max_gap_minutes", 1440)),
     )
     _validate(rules)
+    _validate_reasons(rules)
+    _validate_coverage(rules, tuple(kinds))
     return rules
+
+
+def _validate_reasons(rules: CorrelationRules) -> None:
+    """Every limit in force says what it is derived from; every never says why."""
+    for p in rules.pairs:
+        why = p.reasons
+        if p.link:
+            need = LIMIT_FIELDS + (LOC_LIMIT_FIELDS if p.location_only else ())
+        else:
+            need = (NEVER,)
+        missing = [f for f in need if not why.get(f, "").strip()]
+        if missing:
+            raise ValueError(f"rule {p.name}: missing why." + ", why.".join(missing)
+                             + (" (a never rule says why it never links)" if not p.link
+                                else " (say what each limit is derived from)"))
+        extra = sorted(set(why) - set(need))
+        if extra:
+            raise ValueError(f"rule {p.name}: why.{', why.'.join(extra)} does not apply to this rule"
+                             f" (expected why.{', why.'.join(need)})")
+
+
+def _validate_coverage(rules: CorrelationRules, kinds: tuple[str, ...]) -> None:
+    """Every unordered pair of kinds has exactly one explicit stance; rules name known kinds only."""
+    known = set(kinds) | {WILDCARD}
+    for p in rules.pairs:
+        unknown = sorted((p.a | p.b) - known)
+        if unknown:
+            raise ValueError(f"rule {p.name}: unknown kind(s) {unknown} (vocabulary: streams.domain.kinds.KINDS)")
+    missing: list[str] = []
+    for i, ka in enumerate(kinds):
+        for kb in kinds[i:]:
+            named = [p.name for p in rules.pairs if p.names_exactly(ka, kb)]
+            if len(named) > 1:
+                raise ValueError(f"kind pair {ka} x {kb} has more than one stance: rules {named}")
+            if not named:
+                missing.append(f"{ka} x {kb}")
+    if missing:
+        raise ValueError(
+            f"{len(missing)} kind pair(s) have no stance in the correlation rules: {', '.join(missing)}."
+            " Add each to a [[pair]] rule (with why.<limit> for its limits) or to a never rule"
+            " (link = false, why.never); a \"*\" wildcard does not count"
+        )
 
 
 def _validate(rules: CorrelationRules) -> None:
