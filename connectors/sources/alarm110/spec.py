@@ -1,5 +1,6 @@
-"""110 alarm desk (接处警): call sheets (JJD rows) polled from the desk's database, or its CSV
-export. Rows are mappings keyed by the desk's column names (JJDBH, BJSJ, BJNR …)."""
+"""110 alarm desk (接处警): call sheets (JJD rows) polled from the desk's database, or its CSV/XLSX
+export. Rows are mappings keyed by the desk's column names (JJDBH, BJSJ, BJNR … or the aliases of the
+deployment's profile, ``[aliases]`` in ``alarm110.toml``)."""
 from __future__ import annotations
 
 import re
@@ -8,12 +9,14 @@ from typing import Any, Final
 
 from connectors.sources.alarm110 import codes
 from connectors.sources.alarm110.translate import (
+    FEED,
     RAW_FORMAT_CSV,
     RAW_FORMAT_DB,
+    RAW_FORMAT_XLSX,
     SCHEMA,
     TOPIC,
-    read_csv,
-    translate_csv,
+    read_export,
+    translate_export,
 )
 from connectors.sources.alarm110.translate import translate_rows as translate_row_batch
 from connectors.sources.common import TranslateResult, never_raises, parse_json
@@ -28,23 +31,30 @@ ACCURACY_DEFAULT_M: Final = 200.0
 
 def translate_rows(rows: Sequence[Mapping[str, Any]], received_at_ms: int, raw_format: str,
                    ctx: SourceContext) -> TranslateResult:
-    """A batch of JJD rows → Alarm110 records; each bad row is one rejection naming its JJDBH."""
-    return translate_row_batch(rows, received_at_ms=received_at_ms, raw_format=raw_format)
+    """A batch of JJD rows → Alarm110 records (read with the deployment's profile); each bad row is
+    one rejection naming its JJDBH; columns no alias names are reported in ``unmapped``."""
+    return translate_row_batch(rows, received_at_ms=received_at_ms, raw_format=raw_format,
+                               profile=ctx.profile(FEED))
 
 
 @never_raises(TOPIC, SCHEMA)
 def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
-    """A CSV export (by content type), or a JSON row or list of rows (the poller's form)."""
-    if "csv" in (payload.content_type or "").lower():
-        return translate_csv(payload.body, received_at_ms=payload.received_at_ms)
+    """A CSV or XLSX export (by content type), or a JSON row or list of rows (the poller's form)."""
+    ctype = (payload.content_type or "").lower()
+    if "sheet" in ctype or "xlsx" in ctype or "excel" in ctype:
+        return translate_export(payload.body, "export.xlsx", received_at_ms=payload.received_at_ms,
+                                profile=ctx.profile(FEED))
+    if "csv" in ctype:
+        return translate_export(payload.body, "export.csv", received_at_ms=payload.received_at_ms,
+                                profile=ctx.profile(FEED))
     doc = parse_json(payload.body)
     rows = doc if isinstance(doc, list) else [doc]
     return translate_rows(rows, payload.received_at_ms, RAW_FORMAT_DB, ctx)
 
 
 def read_table(data: bytes, name: str) -> list[dict[str, Any]]:
-    """Rows of a CSV export (UTF-8, UTF-8-BOM or GBK)."""
-    return read_csv(data)
+    """Rows of a CSV (UTF-8, UTF-8-BOM or GBK) or XLSX export, by file name."""
+    return read_export(data, name)
 
 
 def map_record(r: RecordReader) -> Draft:
@@ -88,4 +98,4 @@ SPEC = SourceSpec(
     read_table=read_table,
 )
 
-__all__ = ["SPEC", "RAW_FORMAT_CSV", "RAW_FORMAT_DB"]
+__all__ = ["SPEC", "RAW_FORMAT_CSV", "RAW_FORMAT_DB", "RAW_FORMAT_XLSX"]
