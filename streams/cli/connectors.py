@@ -118,6 +118,34 @@ def import_mediation(files: list[Path] = typer.Argument(..., exists=True, dir_ok
     asyncio.run(go())
 
 
+@app.command("import-alarm110")
+def import_alarm110(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+    """Import 110 call-sheet CSV/XLSX exports once (mapped with the alarm110 profile) and print what was sent."""
+    from connectors.ingest.importer import Alarm110Importer
+    from connectors.ingest.producer import RecordProducer
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+
+    async def go() -> None:
+        producer = RecordProducer.from_settings(settings)
+        imp = Alarm110Importer(settings, producer)
+        try:
+            for path in files:
+                report = await imp.import_file(path)
+                typer.echo(f"{path.name}: {report.rows} row(s), {report.sent} sent ({report.flagged} with quality "
+                           f"flags), {len(report.rejected)} rejected → {report.dead_letters} dead letter(s)")
+                for reason in report.rejected:
+                    typer.echo(f"  rejected: {reason}", err=True)
+                for column, count in sorted(report.unmapped.items()):
+                    typer.echo(f"  unmapped column {column} ({count} row(s)): add it to an alias or to ignore "
+                               f"in alarm110.toml", err=True)
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+
+
 @app.command("poll-alarm110")
 def poll_alarm110(
     url: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default: settings.alarm110_url)"),
