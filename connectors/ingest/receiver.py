@@ -96,6 +96,11 @@ def default_translators(devices: DeviceRegistry | None, *, check_peer: bool = Fa
 
 
 # --------------------------------------------------------------------------- metrics
+MAX_FIELD_LABELS = 500        # distinct (source, field) label pairs per metric family
+MAX_FIELD_LABEL_CHARS = 64
+OTHER_FIELD_LABEL = "_other"
+
+
 class ReceiverMetrics:
     """Per-instance counters (own CollectorRegistry, never the global one)."""
 
@@ -115,10 +120,38 @@ class ReceiverMetrics:
         self.drain_failures = Counter("pingan_receiver_drain_failures", "drain attempts that failed", registry=r)
         self.spool_pending = Gauge("pingan_receiver_spool_pending_records", "records waiting in the spool", registry=r)
         self.spool_bytes = Gauge("pingan_receiver_spool_pending_bytes", "bytes waiting in the spool", registry=r)
+        self.unmapped_fields = Counter("pingan_receiver_unmapped_fields",
+                                       "records with a native field no mapping reads, per source and field",
+                                       ["source", "field"], registry=r)
+        self.quality_flags = Counter("pingan_receiver_quality_flags",
+                                     "optional fields kept with a problem (quality flags of records translated)",
+                                     ["source", "field"], registry=r)
+        self._field_labels: set[tuple[str, str]] = set()
 
-    def value(self, name: str, source: str | None = None) -> float:
+    def _field(self, source: str, name: object) -> str:
+        """A field label, bounded: a sender cannot grow the registry without limit with made-up names."""
+        label = str(name)[:MAX_FIELD_LABEL_CHARS]
+        if (source, label) not in self._field_labels:
+            if len(self._field_labels) >= MAX_FIELD_LABELS:
+                return OTHER_FIELD_LABEL
+            self._field_labels.add((source, label))
+        return label
+
+    def observe_translation(self, source: str, result: TranslateResult) -> None:
+        """Count what one translation left unmapped and flagged (never silent: see docs/onboarding.md)."""
+        for name, count in result.unmapped.items():
+            if count:
+                self.unmapped_fields.labels(source=source, field=self._field(source, name)).inc(count)
+        for record in result.records:
+            for flag in record.get("quality") or ():
+                if isinstance(flag, Mapping):
+                    self.quality_flags.labels(source=source, field=self._field(source, flag.get("field"))).inc()
+
+    def value(self, name: str, source: str | None = None, field: str | None = None) -> float:
         """Current value of a counter/gauge sample (0 when never incremented)."""
         labels = {"source": source} if source is not None else {}
+        if field is not None:
+            labels["field"] = field
         for sample_name in (f"pingan_receiver_{name}_total", f"pingan_receiver_{name}"):
             v = self.registry.get_sample_value(sample_name, labels)
             if v is not None:
@@ -336,6 +369,7 @@ class IngestGateway(Source):
             (m.dead_letters_lost if where == "refused" else m.dead_lettered).labels(source=source).inc()
             return IngestOutcome(500, error="InternalError", reason=f"{type(exc).__name__}: {exc}")
 
+        m.observe_translation(source, result)
         items: list[Item] = []
         rejected = list(result.rejected)
         for record in result.records:

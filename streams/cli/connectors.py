@@ -178,3 +178,97 @@ def poll_alarm110(
             await producer.stop()
 
     asyncio.run(go())
+
+
+def _shown(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+_HOW = {"alias": "profile alias", "value": "same values", "unmapped": "UNMAPPED", "ignored": "ignored (profile)",
+        "unused": "values not in records", "empty": "always empty"}
+
+
+@app.command("inspect")
+def inspect_sample(
+    path: Optional[Path] = typer.Argument(None, exists=True, help="sample file, folder of samples, or simulator folder"),
+    feed: Optional[str] = typer.Option(None, help="the feed (default: detected from each file)"),
+    profile_dir: Optional[Path] = typer.Option(None, help="profile folder (default: settings.profile_dir)"),
+    registry: Optional[Path] = typer.Option(None, help="device registry CSV (default: settings.registry_path)"),
+    url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of a database to read a table or view from"),
+    table: str = typer.Option("JJD", help="table or view to read with --url"),
+    limit: int = typer.Option(1000, help="rows to read with --url"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Run a sample through its feed's translate and normalize (nothing is published) and report
+    field mappings, unknown codes, parse failures, odd coordinates and times, and the accept share."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.tables import fit_table, number_column, text_column
+    from connectors.ingest.inspect import InspectError, inspect_path, inspect_rows, read_database
+    from connectors.sources.devices import DeviceRegistry
+    from connectors.sources.profile import ProfileError
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    registry = registry if registry is not None else settings.registry_path
+    common: dict[str, Any] = {
+        "devices": DeviceRegistry.from_csv(registry) if registry is not None else None,
+        "profile_dir": profile_dir if profile_dir is not None else settings.profile_dir,
+        "secret": settings.person_key_secret.encode(), "timezone": settings.timezone}
+    try:
+        if url:
+            report = inspect_rows(read_database(url, table, limit), feed or "alarm110", target=f"{table} at {url}",
+                                  detected="--feed" if feed else "--url (the 110 desk is the feed read from a database)",
+                                  **common)
+        elif path is not None:
+            report = inspect_path(path, feed=feed, **common)
+        else:
+            raise typer.BadParameter("give a sample PATH or --url with --table", param_hint="PATH")
+    except (InspectError, ProfileError, KeyError) as exc:
+        typer.echo(f"inspect: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+        return
+    console = Console()
+
+    def show(title: str, headers: list[tuple[str, bool]], rows: list[list[Any]], drop: tuple[str, ...] = ()) -> None:
+        if not rows:
+            return
+        t = Table(title=title, title_justify="left")
+        for header, numeric in headers:
+            (number_column if numeric else text_column)(t, header)
+        for row in rows:
+            t.add_row(*("" if v is None else str(v) for v in row))
+        console.print(fit_table(t, console.width, drop))
+
+    for f in report.feeds:
+        pct = lambda n: f"{n} ({f.share(n):.0%})"  # noqa: E731
+        console.print(f"[bold]{f.feed}[/bold]: feed from {f.detected}; {len(f.inputs)} input(s), "
+                      f"{f.deliveries} deliveries" + (f", {f.dropped} dropped (heartbeats)" if f.dropped else ""))
+        console.print(f"{f.records} records: {pct(f.accepted)} accepted, {pct(f.warned)} with warnings, "
+                      f"{pct(f.dead_lettered)} dead-lettered")
+        console.print("profile: " + ", ".join(_shown(p) for p in f.profile_files or ["built-in only"]))
+        show("Native fields", [("native field", False), ("rows", True), ("maps to", False), ("how", False)],
+             [[m.native, m.records, m.maps_to or "—", _HOW.get(m.how, m.how)] for m in f.fields])
+        show("Unknown codes", [("field", False), ("reason", False), ("count", True), ("example", False)],
+             [[c.field, c.reason, c.count, c.example] for c in f.unknown_codes], ("example",))
+        show("Values that failed to parse", [("field", False), ("reason", False), ("count", True)],
+             [[c.field, c.reason, c.count] for c in f.parse_failures])
+        s, w, n, e = report.bounds
+        show(f"Coordinates outside the county ({s:.2f}..{n:.2f}N {w:.2f}..{e:.2f}E)",
+             [("field", False), ("count", True), ("example", False)],
+             [[c.field, c.count, c.example] for c in f.out_of_bounds])
+        show("Times that look wrong", [("reason", False), ("count", True)], [[c.reason, c.count] for c in f.times])
+        show("Dead letters", [("error", False), ("reason", False), ("count", True), ("input", False)],
+             [[c.field, c.reason, c.count, c.example] for c in f.dead_letters], ("input",))
+        console.print()
+    for why in report.skipped:
+        console.print(f"skipped: {why}")
+    console.print("Nothing was published." if report.feeds else "No records found.")

@@ -41,7 +41,7 @@ from streams.settings import Settings
 from streams.worker import topology
 from streams.worker.engine import PinganFaustApp, StateTables
 from streams.worker.observability import install as install_observability
-from streams.worker.observability import observe_bulk
+from streams.worker.observability import observe_bulk, observe_quality
 from streams.worker.stages import NormalizeStage, RetriableStageError, decode_event
 from streams.worker.topology import CORRELATE, INDEX, NORMALIZE
 
@@ -184,6 +184,7 @@ def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
                     log.warning("normalize: retriable error at %s[%s]@%s: %s", msg.topic, msg.partition,
                                 msg.offset, exc)
                     await stream.sleep(1.0)
+            observe_quality(w.app, out.quality_notes())
             for event in out.events:
                 value = store.encode("pingan.Event", event)
                 county = (event.get("location") or {}).get("county_code") or settings.county_code

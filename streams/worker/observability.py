@@ -11,6 +11,8 @@ Contract:
     ``pingan_links_total``, ``pingan_incidents_total``, ``pingan_merges_total``,
     ``pingan_escalations_total``, ``pingan_indexed_total``, ``pingan_index_retries_total``,
     ``pingan_bulk_seconds`` (histogram of Elasticsearch bulk flushes),
+    ``pingan_events_quality_notes_total{source,field}`` (data-quality notes on the canonical events
+    normalize made: an optional field kept with a problem; counted from the stage outcome),
     ``pingan_consumer_lag{topic,partition}`` (highwater − committed offset of each assigned partition),
     ``pingan_table_recovery_remaining`` and ``pingan_table_recovery_completed``.
     Stage/source counters come from a Faust `Sensor` (every consumed and produced message), totals
@@ -19,7 +21,8 @@ Contract:
     HTTP 200 when the consumer has partitions assigned (or the group has nothing to assign yet),
     Elasticsearch answers ping (only checked when the worker indexes) and table recovery completed;
     503 otherwise.
-- `observe_bulk(app, seconds, retried)` records one bulk flush (the index agent calls it).
+- `observe_bulk(app, seconds, retried)` records one bulk flush (the index agent calls it);
+  `observe_quality(app, notes)` counts the (source, field) quality notes of one normalize outcome.
 - `JsonFormatter` / `json_logging_config()` format log records as one JSON object per line
   (``PINGAN_LOG_JSON=1`` for workers).
 """
@@ -43,6 +46,7 @@ from streams.worker.topology import AGENTS, DEAD_LETTERS, deployed_inputs, input
 
 log = logging.getLogger(__name__)
 
+MAX_QUALITY_LABELS = 500  # distinct (source, field) pairs; more are counted as field "_other"
 BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -166,6 +170,8 @@ def install(app: Any, settings: Settings, metrics: Any, *, with_index: bool = Tr
                      buckets=BULK_BUCKETS, registry=registry)
     bulk_retries = Counter("pingan_bulk_retried_items", "bulk items retried (429/5xx/connection)",
                            registry=registry)
+    quality = Counter("pingan_events_quality_notes", "data-quality notes on canonical events (optional fields "
+                      "kept with a problem) per source and field", ["source", "field"], registry=registry)
     registry.register(_Collector(app, metrics))
     app.sensors.add(_make_sensor(_Classifier(settings), events_in, events_out, dead))
 
@@ -174,8 +180,20 @@ def install(app: Any, settings: Settings, metrics: Any, *, with_index: bool = Tr
         if retried:
             bulk_retries.inc(retried)
 
+    seen: set[tuple[str, str]] = set()
+
+    def observe_notes(notes: Iterable[tuple[str, str]]) -> None:
+        for source, name in notes:
+            if (source, name) not in seen:
+                if len(seen) >= MAX_QUALITY_LABELS:
+                    name = "_other"
+                else:
+                    seen.add((source, name))
+            quality.labels(source, name).inc()
+
     app.pingan_registry = registry
     app.pingan_observe_bulk = observe
+    app.pingan_observe_quality = observe_notes
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -195,6 +213,13 @@ def observe_bulk(app: Any, seconds: float, retried: int = 0) -> None:
     fn = getattr(app, "pingan_observe_bulk", None)
     if fn is not None:
         fn(seconds, retried)
+
+
+def observe_quality(app: Any, notes: Iterable[tuple[str, str]]) -> None:
+    """Count (source, field) quality notes of one normalize outcome on `app` (no-op without observability)."""
+    fn = getattr(app, "pingan_observe_quality", None)
+    if fn is not None and notes:
+        fn(notes)
 
 
 async def ping_elasticsearch(url: str, timeout_s: float = 2.0) -> dict[str, Any]:

@@ -32,6 +32,11 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
+    def quality_notes(self) -> list[tuple[str, str]]:
+        """(source, field) of every data-quality note on the events (``pingan_events_quality_notes_total``)."""
+        return [(str(e.get("source")), str(note.get("field")))
+                for e in self.events for note in e.get("quality") or () if isinstance(note, Mapping)]
+
 
 class RetriableStageError(RuntimeError):
     """Raised so the caller retries the same input (its offset must not be committed)."""
