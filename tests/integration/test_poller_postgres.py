@@ -135,7 +135,7 @@ async def test_postgres_poll_cursor_after_ack_and_redelivery(pg: PostgresCluster
         assert seen_at_delivery == [False, False]
         saved = CursorStore(cursor_file).load()
         assert saved == Cursor(T0 + timedelta(seconds=1), "J51322120260714000003")
-        assert json.loads(cursor_file.read_text())["gxsj_type"] == "datetime"  # a timestamp column
+        assert json.loads(cursor_file.read_text())["values"][0]["type"] == "datetime"  # a timestamp column
 
         # crash between Kafka's ack and the cursor save: the batch is sent, the cursor stays
         def boom(cursor: Cursor) -> None:
@@ -151,7 +151,7 @@ async def test_postgres_poll_cursor_after_ack_and_redelivery(pg: PostgresCluster
         # restart: resumes from the saved cursor, re-sends rows 4-7, then 8-9
         p2 = make_poller(settings, url, prefix)
         await p2.setup()
-        assert p2.cursor == saved and isinstance(p2.cursor.gxsj, datetime)
+        assert p2.cursor == saved and isinstance(p2.cursor.values[0], datetime)
         assert await drain(p2) == 6
         # new rows with the same GXSJ as the last one and larger JJDBH are picked up incrementally
         insert_rows(pg, "jjd_main", [("J51322120260714000010", T0 + timedelta(seconds=4)),

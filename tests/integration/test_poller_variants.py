@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from connectors.ingest.importer import Alarm110Importer
 from connectors.ingest.poller import Alarm110Poller, Cursor, CursorStore, PollerConfig, PollerSetupError
@@ -143,7 +144,7 @@ async def test_cursor_file_of_other_columns_is_refused(tmp_path: Path) -> None:
     assert p.setup_error is not None and "holds a position on (BJ_TIME, JJD_ID) but the cursor is now (ID)" in p.setup_error
 
 
-def test_cursor_file_of_the_earlier_form_still_reads(tmp_path: Path) -> None:
+async def test_cursor_file_of_the_earlier_form_still_reads(tmp_path: Path) -> None:
     path = tmp_path / "alarm110.json"
     path.write_text(json.dumps({"gxsj": "2026-07-14T09:13:05", "gxsj_type": "datetime", "jjdbh": "J1"}))
     saved = CursorStore(path).load()
@@ -153,45 +154,44 @@ def test_cursor_file_of_the_earlier_form_still_reads(tmp_path: Path) -> None:
 
 # --- export importer into the real Kafka ---------------------------------------------------------
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def kafka_env(tmp_path: Path):  # noqa: ANN201
+    """Settings and a producer on fresh test topics (raw.alarm110.v1, deadletters.v1)."""
+    require_kafka()
+    prefix = unique_prefix()
+    topics = create_topics(prefix, ["raw.alarm110.v1", "deadletters.v1"])
+    settings = tmp_settings(tmp_path, prefix)
+    producer = RecordProducer(settings.kafka_bootstrap, deadletter_topic=prefix + "deadletters.v1")
+    try:
+        yield settings, producer, prefix
+    finally:
+        await producer.stop()
+        delete_topics(topics)
+
+
 @pytest.mark.parametrize(("variant", "file", "n"), [("gbk_chinese_headers", "export.csv", 3),
                                                     ("xlsx_jcjbh", "export.xlsx", 2),
                                                     ("sunshine_jd_wd", "jjd.csv", 2)])
-async def test_importer_variants_into_kafka(tmp_path: Path, variant: str, file: str, n: int) -> None:
-    require_kafka()
-    prefix = unique_prefix()
-    topics = create_topics(prefix, ["raw.alarm110.v1", "deadletters.v1"])
-    settings = tmp_settings(tmp_path, prefix)
-    producer = RecordProducer(settings.kafka_bootstrap, deadletter_topic=prefix + "deadletters.v1")
-    try:
-        folder = VARIANTS / variant
-        imp = Alarm110Importer(settings, producer,
-                               context=context(profile_dir=folder if (folder / "alarm110.toml").exists() else None))
-        report = await imp.import_file(folder / file)
-        assert (report.rows, report.sent, report.rejected, report.dead_letters) == (n, n, [], 0)
-        msgs = await consume(prefix + "raw.alarm110.v1", n)
-        recs = [default_store().decode(m.value)[1] for m in msgs]
-        assert all(r["longitude"] and r["address"] and r["bjlb"] and r["quality"] == [] for r in recs)
-        assert [m.key.decode() for m in msgs] == [r["jjdbh"] for r in recs]
-        assert await count_records(prefix + "deadletters.v1", wait=0.5) == 0
-    finally:
-        await producer.stop()
-        delete_topics(topics)
+async def test_importer_variants_into_kafka(kafka_env: Any, variant: str, file: str, n: int) -> None:
+    settings, producer, prefix = kafka_env
+    folder = VARIANTS / variant
+    imp = Alarm110Importer(settings, producer,
+                           context=context(profile_dir=folder if (folder / "alarm110.toml").exists() else None))
+    report = await imp.import_file(folder / file)
+    assert (report.rows, report.sent, report.rejected, report.dead_letters) == (n, n, [], 0)
+    msgs = await consume(prefix + "raw.alarm110.v1", n)
+    recs = [default_store().decode(m.value)[1] for m in msgs]
+    assert all(r["longitude"] and r["address"] and r["bjlb"] and r["quality"] == [] for r in recs)
+    assert [m.key.decode() for m in msgs] == [r["jjdbh"] for r in recs]
+    assert await count_records(prefix + "deadletters.v1", wait=0.5) == 0
 
 
-async def test_importer_dead_letters_rows_missing_a_required_field(tmp_path: Path) -> None:
-    require_kafka()
-    prefix = unique_prefix()
-    topics = create_topics(prefix, ["raw.alarm110.v1", "deadletters.v1"])
-    settings = tmp_settings(tmp_path, prefix)
-    producer = RecordProducer(settings.kafka_bootstrap, deadletter_topic=prefix + "deadletters.v1")
-    try:
-        report = await Alarm110Importer(settings, producer).import_file(VARIANTS / "pgis_no_content" / "jjd.csv")
-        assert (report.sent, report.dead_letters) == (0, 1)
-        assert report.rejected == ["row 1 (JJDBH 513221202607180001): missing BJNR"]
-        (letter,) = await consume(prefix + "deadletters.v1", 1)
-        _, dl = default_store().decode(letter.value)
-        assert letter.key == b"alarm110" and dl["stage"] == "translate" and "missing BJNR" in dl["reason"]
-        assert json.loads(dl["raw"])["JJDBH"] == "513221202607180001"  # the row itself, as JSON
-    finally:
-        await producer.stop()
-        delete_topics(topics)
+async def test_importer_dead_letters_rows_missing_a_required_field(kafka_env: Any) -> None:
+    settings, producer, prefix = kafka_env
+    report = await Alarm110Importer(settings, producer).import_file(VARIANTS / "pgis_no_content" / "jjd.csv")
+    assert (report.sent, report.dead_letters) == (0, 1)
+    assert report.rejected == ["row 1 (JJDBH 513221202607180001): missing BJNR"]
+    (letter,) = await consume(prefix + "deadletters.v1", 1)
+    _, dl = default_store().decode(letter.value)
+    assert letter.key == b"alarm110" and dl["stage"] == "translate" and "missing BJNR" in dl["reason"]
+    assert json.loads(dl["raw"])["JJDBH"] == "513221202607180001"  # the row itself, as JSON
