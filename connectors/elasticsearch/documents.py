@@ -7,7 +7,9 @@ Contract:
   ``admin_path`` (`incident_admin_path`: every prefix 2/4/6/9/12 digits of every admin code the
   incident touches, by `streams.domain.admin.levels_of`; used for jurisdiction filtering),
   ``search_text`` (event texts, time-ordered), ``location`` (mean of the event points),
-  ``event_locations`` (all event points), ``event_count``, ``sources``, ``event_kinds``.
+  ``event_locations`` (all event points), ``event_count``, ``sources``, ``event_kinds``; an event
+  with data-quality notes keeps them as ``events[].quality`` (`quality_notes`: field and reason,
+  quoted values masked; absent when there are none).
   Raises `DocumentError` for a record that cannot be indexed (no id, merged).
 - Merged incidents: the retired id is **deleted** from the index (`incident_action` returns a
   delete action). The surviving incident's own record carries every event, so a search never
@@ -18,6 +20,7 @@ Contract:
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +56,22 @@ def _point(lat: Any, lon: Any) -> dict[str, float] | None:
     return {"lat": la, "lon": lo}
 
 
+#: A quoted value inside a quality reason ('…', "…", “…”, 「…」): masked, the page never shows values.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|“[^”]*”|「[^」]*」")
+MASK = "'…'"
+
+
+def quality_notes(ev: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The event summary's data-quality notes as the page shows them: field and reason only, any
+    value quoted in the reason masked (the raw value stays in the raw topic, never in the index)."""
+    out: list[dict[str, str]] = []
+    for note in ev.get("quality") or ():
+        if isinstance(note, Mapping) and note.get("field"):
+            out.append({"field": str(note["field"])[:80],
+                        "reason": _QUOTED.sub(MASK, str(note.get("reason") or ""))[:200]})
+    return out
+
+
 def _event_doc(ev: Mapping[str, Any]) -> dict[str, Any]:
     point = _point(ev.get("lat"), ev.get("lon"))
     doc: dict[str, Any] = {
@@ -67,6 +86,9 @@ def _event_doc(ev: Mapping[str, Any]) -> dict[str, Any]:
     if point:
         doc["location"] = point
         doc["lat"], doc["lon"] = point["lat"], point["lon"]
+    notes = quality_notes(ev)
+    if notes:  # documents of events without notes stay as they were
+        doc["quality"] = notes
     return doc
 
 

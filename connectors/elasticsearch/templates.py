@@ -84,6 +84,8 @@ def incident_mappings() -> dict[str, Any]:
                     "lon": {"type": "double", "index": False},
                     "admin_code": _KW,
                     "persons": {"type": "keyword", "index": False},
+                    "quality": {"type": "object", "properties": {
+                        "field": _KW, "reason": {"type": "keyword", "index": False}}},
                 },
             },
             "links": {

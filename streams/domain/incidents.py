@@ -80,6 +80,8 @@ def event_summary(event: Event) -> dict[str, Any]:
         "occurred_at": int(event["occurred_at"]), "text": (event.get("text") or "")[:_TEXT_MAX],
         "lat": loc.get("lat"), "lon": loc.get("lon"), "admin_code": code,
         "persons": [d for d in (_person_display(p) for p in event.get("persons") or ()) if d],
+        "quality": [{"field": str(q.get("field")), "reason": str(q.get("reason")), "value": None}
+                    for q in event.get("quality") or () if isinstance(q, Mapping)],
     }
 
 

@@ -134,6 +134,7 @@ def _present_event(ev: Mapping[str, Any]) -> dict[str, Any]:
         "occurred_at": ev.get("occurred_at"), "text": ev.get("text"), "lat": ev.get("lat"),
         "lon": ev.get("lon"), "admin_code": ev.get("admin_code"), "admin_name": area_name(ev.get("admin_code")),
         "persons": list(ev.get("persons") or []),
+        "quality": [{"field": q.get("field"), "reason": q.get("reason")} for q in ev.get("quality") or []],
     }
 
 

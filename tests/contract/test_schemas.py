@@ -57,7 +57,7 @@ def test_optional_fields_default_null_and_arrays_default_empty(raw: dict) -> Non
 def test_nested_types_are_referenced_by_name_and_inlined_once(raw: dict) -> None:
     assert references("pingan.Event", raw) == [
         "pingan.Location", "pingan.PersonRef", "pingan.VehicleRef", "pingan.Refs", "pingan.QualityFlag"]
-    assert references("pingan.Incident", raw) == ["pingan.EventSummary", "pingan.Link"]
+    assert references("pingan.Incident", raw) == ["pingan.EventSummary", "pingan.QualityFlag", "pingan.Link"]
     assert references("pingan.raw.MediationCase", raw) == ["pingan.raw.Party", "pingan.QualityFlag"]
     assert json.dumps(expand("pingan.Incident", raw)).count('"name": "Link"') == 1
 

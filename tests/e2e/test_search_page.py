@@ -70,6 +70,22 @@ def _cross_village(incidents: list[dict[str, Any]]) -> tuple[str, dict[str, Any]
     return (min(_villages(spanning[0])), spanning[0]) if spanning else None
 
 
+#: A data-quality note on one event of the S1 dispute (the simulator's records are clean): an
+#: optional field kept with a problem, its raw value quoted in the reason.
+QUALITY_NOTE = {"field": "JQJB", "reason": "JQJB '九级' is not an integer", "value": None}
+
+
+def _with_quality_note(incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for inc in incidents:
+        if any(DISPUTE_WITH_LINKS in p for e in inc["events"] for p in e.get("persons") or ()):
+            events = sorted(inc["events"], key=lambda e: e["occurred_at"])
+            first = dict(events[0], quality=[QUALITY_NOTE])
+            inc = dict(inc, events=[first, *events[1:]])
+        out.append(inc)
+    return out
+
+
 @pytest.fixture(scope="module")
 def served(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     reason = chromium_missing()
@@ -77,7 +93,7 @@ def served(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFact
         pytest.skip(reason)
     settings = isolated_settings(stack, registry=sim_day / "registry.csv",
                                  es_index_prefix=f"pingan-test-page-{uuid.uuid4().hex[:8]}")
-    incidents = offline_incidents(sim_day, settings)
+    incidents = _with_quality_note(offline_incidents(sim_day, settings))
     work = tmp_path_factory.mktemp("search-page")
     try:
         assert index_incidents(settings, incidents) == len(incidents)
@@ -238,3 +254,16 @@ def test_screenshot_script(served: Served, browser: Any, tmp_path: Path) -> None
     assert info["total"] == len(served.visible("513221", "纠纷")) and info["links"] >= 1
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+def test_detail_shows_data_quality_notes_without_values(served: Served, page: Any) -> None:
+    login(page, served.base_url, COUNTY_TOKEN)
+    search(page, "纠纷")
+    detail = open_incident(page, DISPUTE_WITH_LINKS)
+    noted = [e for e in detail["events"] if e["quality"]]
+    assert [e["quality"] for e in noted] == [[{"field": "JQJB", "reason": "JQJB '…' is not an integer"}]]
+    note = page.locator("#detail .quality-note")
+    assert note.count() == 1
+    text = note.inner_text()
+    assert "数据质量" in text and "JQJB" in text and "is not an integer" in text
+    assert "九级" not in page.locator("#detail").inner_text()  # the value is never shown

@@ -115,3 +115,46 @@ def test_normalize_outcome_carries_the_events_quality_notes_and_the_worker_count
     assert got("pingan_events_quality_notes_total", {"source": "grid", "field": "status"}) == 2
     assert "pingan_events_quality_notes_total" in generate_latest(app.pingan_registry).decode()
     observe_quality(object(), out.quality_notes())  # an app without observability: a no-op
+
+
+# --------------------------------------------------------------------------- the page's data-quality notes
+def test_quality_notes_travel_from_event_to_summary_to_document_to_the_detail_view() -> None:
+    from connectors.elasticsearch.documents import incident_document
+    from connectors.elasticsearch.templates import incident_mappings
+    from schemas.examples import example
+    from streams.domain.incidents import event_summary
+    from streams.web.server import present_detail
+
+    store = default_store()
+    stage = NormalizeStage(store, source_registry.normalizer(b"s", DEFAULT_TIMEZONE))
+    flags = [quality_flag("身份证号", "身份证号 '513221196805120312' has a bad check digit", "513221196805120312")]
+    noted = stage.handle("raw.grid.v1", 0, 1, store.encode(GRID.schema, _grid_record("WG1", flags))).events[0]
+    clean = stage.handle("raw.grid.v1", 0, 2, store.encode(GRID.schema, _grid_record("WG2", []))).events[0]
+
+    summary = event_summary(noted)
+    assert summary["quality"] == [{"field": "身份证号", "reason": noted["quality"][0]["reason"], "value": None}]
+    assert event_summary(clean)["quality"] == []
+    incident = dict(example("pingan.Incident"), events=[summary, event_summary(clean)])
+    store.encode("pingan.Incident", incident)  # the summary's quality fits the contract
+
+    _id, doc = incident_document(incident)
+    by_id = {e["event_id"]: e for e in doc["events"]}
+    notes = by_id[noted["event_id"]]["quality"]
+    assert notes == [{"field": "身份证号", "reason": "身份证号 '…' has a bad check digit"}]  # value masked
+    assert "quality" not in by_id[clean["event_id"]]  # documents without notes stay as they were
+    mapped = incident_mappings()["properties"]["events"]["properties"]
+    assert set(notes[0]) <= set(mapped["quality"]["properties"])  # the strict mapping takes them
+
+    shown = present_detail(dict(doc, hidden_events=0), doc["county_code"])
+    got = {e["event_id"]: e["quality"] for e in shown["events"]}
+    assert got[noted["event_id"]] == notes and got[clean["event_id"]] == []
+    assert "513221196805120312" not in repr(shown)
+
+
+def test_older_event_summaries_without_quality_still_index() -> None:
+    from connectors.elasticsearch.documents import incident_document
+    from schemas.examples import example
+
+    summary = {k: v for k, v in example("pingan.EventSummary").items() if k != "quality"}
+    _id, doc = incident_document(dict(example("pingan.Incident"), events=[summary]))
+    assert "quality" not in doc["events"][0]

@@ -83,6 +83,15 @@
     $("next").disabled = page * size >= data.total;
   }
 
+  // 数据质量：来源记录中有问题但已保留的可选字段（只显示字段和原因，从不显示原值）。
+  function qualityNote(notes) {
+    if (!notes || !notes.length) return null;
+    const list = el("ul", null);
+    for (const q of notes) list.append(el("li", null, el("code", null, q.field), "：", q.reason || "无法识别"));
+    return el("div", { class: "quality-note", role: "note" },
+      el("strong", null, "数据质量"), el("span", { class: "muted" }, "（以下字段未能按预期读取，事件仍已收录）"), list);
+  }
+
   async function showDetail(id) {
     const box = $("detail"); box.replaceChildren(el("span", { class: "muted" }, "加载中…"));
     let d;
@@ -95,7 +104,8 @@
       timeline.append(el("li", null,
         el("div", null, el("strong", null, "#" + (i + 1) + " "), fmt(ev.occurred_at), " · ", SOURCE[ev.source] || ev.source, " · ", KIND[ev.kind] || ev.kind),
         el("div", null, ev.text || ""),
-        el("div", { class: "muted" }, [ev.admin_name || ev.admin_code || "", (ev.persons || []).join("、")].filter(Boolean).join(" · "))));
+        el("div", { class: "muted" }, [ev.admin_name || ev.admin_code || "", (ev.persons || []).join("、")].filter(Boolean).join(" · ")),
+        qualityNote(ev.quality)));
     });
     const links = el("ul", { class: "links" });
     for (const l of d.links) {
