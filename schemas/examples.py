@@ -108,6 +108,7 @@ def _mediation() -> dict[str, Any]:
                                "phone": "13990421188", "address": "汶川县三江镇柒山村二组"}],
         "mediator": "张玉芬",
         "result": "agreement",
+        "result_text": "调解成功，双方签订协议，李某一次性补偿王某1500元",
         "compensation": 1500.0,
         "performance": "已履行",
         "judicial_confirmation": False,
@@ -189,8 +190,7 @@ def _link() -> dict[str, Any]:
 def _summary() -> dict[str, Any]:
     return {"event_id": "alarm110:J5132212026071400087", "source": "alarm110", "kind": "dispute",
             "occurred_at": T0 + 153_000, "text": "报警人称与邻居因宅基地发生纠纷,对方动手推搡",
-            "lat": 31.0935, "lon": 103.3577, "admin_code": "513221107201", "persons": ["王某学"],
-            "quality": [{"field": "JQJB", "reason": "JQJB is not an integer", "value": None}]}
+            "lat": 31.0935, "lon": 103.3577, "admin_code": "513221107201", "persons": ["王某学"]}
 
 
 def _incident() -> dict[str, Any]:

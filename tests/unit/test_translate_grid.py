@@ -56,7 +56,6 @@ def test_dict_and_str_inputs() -> None:
 
 @pytest.mark.parametrize(("name", "reason"), [
     ("bad_missing_report_id.json", "missing reportId"),
-    ("bad_coord_type.json", "location.coordType 'cgcs2000' not one of wgs84, gcj02, bd09"),
     ("bad_report_time.json", "reportTime '昨天上午' is not a valid date-time"),
     ("malformed.json", "malformed JSON"),
 ])
@@ -66,17 +65,53 @@ def test_bad_fixtures(name: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize(("change", "reason"), [
-    ({"category": {"code": "ab"}}, "category.code 'ab' must be 2-6 digits"),
-    ({"category": None}, "missing category.code"),
-    ({"location": {"lng": 500, "lat": 31}}, "location.lng '500' out of range"),
-    ({"persons": "王德学"}, "persons must be a list"),
-    ({"persons": ["王德学"]}, "persons[0] must be an object"),
     ({"description": ""}, "missing description"),
     ({"gridCode": {"a": 1}}, "gridCode must be a string"),
+    ({"reporterId": None}, "missing reporterId"),
+    ({"reportTime": None}, "missing reportTime"),
 ])
-def test_field_validation(change: dict, reason: str) -> None:
+def test_required_field_validation(change: dict, reason: str) -> None:
     res = run({**BASE, **change})
     assert res.records == [] and reason in res.rejected[0].reason
+
+
+# Until issue 13 each of these rejected the report; now the report is accepted, the bad optional
+# value is left out and a quality flag names the field, the reason and the raw value.
+@pytest.mark.parametrize(("change", "field", "reason"), [
+    ({"category": {"code": "ab"}}, "category", "category name 'ab' is not in the category table"),
+    ({"category": None}, "category", "no category; code 99"),
+    ({"location": {"lng": 500, "lat": 31}}, "location", "location.lng '500' out of range"),
+    ({"location": {"lng": 103.3, "lat": 31.1, "coordType": "mercator"}}, "location",
+     "location.coordType 'mercator' not one of wgs84, gcj02, bd09"),
+    ({"persons": "王德学"}, "persons", "persons must be a list"),
+    ({"persons": ["王德学"]}, "persons[0]", "persons[0] must be an object"),
+    ({"persons": [{"name": "王德学", "idCard": "5132211968"}]}, "persons[0].id_number",
+     "ID number '5132211968' is not a 15- or 18-character ID number"),
+    ({"persons": [{"name": "王德学", "phone": "不详"}]}, "persons[0].phone", "phone '不详' is not a phone number"),
+])
+def test_bad_optional_field_is_a_flag(change: dict, field: str, reason: str) -> None:
+    res = run({**BASE, **change})
+    assert res.rejected == [] and len(res.records) == 1
+    flags = res.records[0]["quality"]
+    assert [f["field"] for f in flags] == [field] and reason in flags[0]["reason"], flags
+
+
+def test_category_name_outside_table_kept_with_flag() -> None:
+    rec = run({**BASE, "category": "河道垃圾"}).records[0]
+    assert (rec["category_code"], rec["category_name"]) == ("99", "河道垃圾")
+    assert rec["quality"][0]["value"] == "河道垃圾"
+
+
+def test_category_names_accepted_like_codes() -> None:
+    by_name = run({**BASE, "category": "邻里纠纷"}).records[0]
+    assert (by_name["category_code"], by_name["category_name"], by_name["quality"]) == ("0102", "邻里纠纷", [])
+    synonym = run({**BASE, "category": {"name": "消防隐患"}}).records[0]
+    assert (synonym["category_code"], synonym["category_name"], synonym["quality"]) == ("03", "消防隐患", [])
+
+
+def test_cgcs2000_is_wgs84() -> None:
+    rec = run((FIX / "bad_coord_type.json").read_bytes()).records[0]
+    assert rec["coord_system"] == "WGS84" and rec["quality"] == []
 
 
 def test_zero_coordinates_mean_unknown() -> None:

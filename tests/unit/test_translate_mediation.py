@@ -68,13 +68,21 @@ def test_xlsx_and_csv_agree() -> None:
 
 
 def test_bad_csv_reasons() -> None:
+    """Only a bad required field (受理日期 here) or a row without 案件编号 rejects; a result word no
+    table knows and an amount that is not a number are quality flags on an accepted case (until
+    issue 13 both rejected the whole case)."""
     res = translate_csv((FIX / "cases_bad.csv").read_bytes(), received_at_ms=1)
-    assert [r["case_no"] for r in res.records] == ["WC-TJ-2026-0712"]
+    assert [r["case_no"] for r in res.records] == ["WC-TJ-2026-0712", "WC-TJ-2026-0791", "WC-TJ-2026-0792"]
     assert [r.reason for r in res.rejected] == [
         "row 6: missing 案件编号",
-        "case WC-TJ-2026-0790: 受理日期 '2026-02-30' is not a real date",
-        "case WC-TJ-2026-0791: 调解结果 '也许' not one of 调解成功/调解不成功/调解中",
-        "case WC-TJ-2026-0792: 协议金额 '一万' is not a number"]
+        "case WC-TJ-2026-0790: 受理日期 '2026-02-30' is not a real date"]
+    by_no = {r["case_no"]: r for r in res.records}
+    assert by_no["WC-TJ-2026-0791"]["result"] is None and by_no["WC-TJ-2026-0791"]["result_text"] == "也许"
+    assert [(f["field"], f["value"]) for f in by_no["WC-TJ-2026-0791"]["quality"]] == [("result", "也许")]
+    assert by_no["WC-TJ-2026-0792"]["compensation"] is None
+    assert by_no["WC-TJ-2026-0792"]["quality"] == [
+        {"field": "compensation", "reason": "协议金额 '一万' is not a number", "value": "一万"}]
+    assert by_no["WC-TJ-2026-0712"]["quality"] == []
 
 
 def test_rest_json() -> None:
@@ -87,7 +95,7 @@ def test_rest_json() -> None:
         "parties": [{"role": "applicant", "name": "王德学", "id_number": "513221196805120312", "phone": "138 8888 1234",
                      "address": "三江镇柒山村3组8号"},
                     {"role": "respondent", "name": "何建国", "id_number": None, "phone": "13700001111", "address": None}],
-        "mediator": "赵明", "result": "agreement", "compensation": 3500.5, "performance": "未履行",
+        "mediator": "赵明", "result": "agreement", "result_text": "调解成功", "compensation": 3500.5, "performance": "未履行",
         "judicial_confirmation": False, "received_at": 5, "raw_format": "mediation-json", "quality": []}
     bad = translate_json((FIX / "case_rest_bad.json").read_bytes(), received_at_ms=5)
     assert bad.records == [] and bad.rejected[0].reason == "missing 受理日期"
@@ -154,4 +162,6 @@ def test_fuzz_mutated_xlsx_never_raise(pos: int, junk: bytes) -> None:
 def test_json_list_with_bad_item() -> None:
     good = json.loads((FIX / "case_rest.json").read_text(encoding="utf-8"))
     res = translate_json([good, {"caseNo": "X"}], received_at_ms=1)
-    assert len(res.records) == 1 and res.rejected[0].reason == "case[1]: missing 调解组织"
+    assert len(res.records) == 1 and res.rejected[0].reason == "case[1]: missing 受理日期"
+    # 调解组织 is optional since issue 13: a case without it is accepted
+    assert translate_json({**good, "workstation": None}, received_at_ms=1).records[0]["workstation"] is None

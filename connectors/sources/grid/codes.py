@@ -1,8 +1,14 @@
 """Grid-report categories (local 网格事件分类, GB/T 31000 style) → kind and severity.
 
-Contract: `kind(category_code, category_name, description)` looks the code up (4-digit, then its
-2-digit class); a code the table does not know (or ``other``) falls back to keywords in the name
-and description; the shared keyword refinements (`streams.domain.kinds.refine`) apply last.
+Contract: `CATEGORY_NAMES` is the built-in code ↔ name table (first two digits the class) and
+`NAME_SYNONYMS` the other names counties' apps use for the same classes (docs/native-formats.md
+cites where each came from); a deployment adds or overrides both in its grid profile
+(``[codes.category]``, ``[synonyms.category]``), read by translate.
+`kind(category_code, category_name, description)` looks the NAME up first when it is one of the
+built-in names or synonyms (a county whose own code table numbers 治安隐患 01 still gets a public-
+order event), then the code (4-digit, then its 2-digit class); a category neither knows (or
+``other``) falls back to keywords in the name and description; the shared keyword refinements
+(`streams.domain.kinds.refine`) apply last.
 """
 from __future__ import annotations
 
@@ -30,6 +36,34 @@ CATEGORY: Final[Mapping[str, Classification]] = {
     "99": Classification("other", 1),               # 其他
 }
 
+#: Built-in 网格事件分类: code → name (the names the grid app shows).
+CATEGORY_NAMES: Final[Mapping[str, str]] = {
+    "01": "矛盾纠纷", "0101": "婚姻家庭", "0102": "邻里纠纷", "0103": "房屋宅基地/拆迁",
+    "0104": "山林土地", "0105": "劳动争议", "02": "治安隐患", "03": "安全生产/消防",
+    "04": "自然灾害", "0401": "山洪泥石流", "0402": "地质灾害", "05": "民生服务", "0501": "求助/就医",
+    "06": "特殊人群", "07": "群体性事件", "99": "其他",
+}
+
+#: Other names for the same categories in counties' grid apps and dictionaries → built-in code.
+NAME_SYNONYMS: Final[Mapping[str, str]] = {
+    # 矛盾纠纷 family (dictionaries: 矛盾纠纷隐患, 矛盾纠纷排查/排除, 劳资纠纷隐患 …)
+    "矛盾纠纷隐患": "01", "矛盾纠纷排查": "01", "矛盾纠纷排除": "01", "纠纷": "01",
+    "婚姻家庭纠纷": "0101", "家庭纠纷": "0101", "邻里纠纷隐患": "0102", "相邻关系纠纷": "0102",
+    "房屋宅基地纠纷": "0103", "宅基地纠纷": "0103", "征地拆迁": "0103", "征地拆迁纠纷": "0103",
+    "山林土地纠纷": "0104", "土地纠纷": "0104", "劳资纠纷": "0105", "劳资纠纷隐患": "0105",
+    "劳动争议纠纷": "0105",
+    # 治安 / 安全 / 消防 (dictionaries: 治安隐患, 消防隐患, 消防安全隐患, 安全生产隐患, 火灾隐患)
+    "治安": "02", "社会治安": "02", "治安问题": "02",
+    "安全生产": "03", "安全生产隐患": "03", "消防隐患": "03", "消防安全隐患": "03", "火灾隐患": "03",
+    "安全隐患": "03", "消防": "03", "危化品隐患": "03",
+    # 自然灾害
+    "山洪": "0401", "泥石流": "0401", "山洪灾害": "0401", "滑坡": "0402", "地质灾害隐患": "0402",
+    # 民生服务 / 求助
+    "求助": "0501", "就医": "0501", "群众求助": "0501", "群众诉求": "05", "民生诉求": "05",
+    # 特殊人群 / 群体性事件 / 其他
+    "重点人员": "06", "特殊人群服务管理": "06", "群体事件": "07", "群体性上访": "07", "其它": "99",
+}
+
 # Keywords for categories the table does not know (name or description).
 KEYWORDS: Final[KeywordTable] = (
     (("家暴", "家庭暴力"), Classification("domestic_violence", 3)),
@@ -41,11 +75,26 @@ KEYWORDS: Final[KeywordTable] = (
 )
 
 
+def code_of_name(name: str | None) -> str | None:
+    """The built-in code of a category name (built-in names, then synonyms), else None."""
+    text = (name or "").strip()
+    if not text:
+        return None
+    for code, known in CATEGORY_NAMES.items():
+        if known == text:
+            return code
+    return NAME_SYNONYMS.get(text)
+
+
+def _by_code(code: str) -> Classification | None:
+    return CATEGORY.get(code) or CATEGORY.get(code[:2]) if code else None
+
+
 def kind(category_code: str | None, category_name: str | None = None,
          description: str | None = None) -> Classification:
-    """Kind/severity of a grid report from its category code, then keywords."""
-    code = (category_code or "").strip()
-    c = CATEGORY.get(code) or CATEGORY.get(code[:2]) if code else None
+    """Kind/severity of a grid report: a built-in category name, else the code, then keywords."""
+    by_name = code_of_name(category_name)
+    c = _by_code(by_name) if by_name else _by_code((category_code or "").strip())
     if c is None or c.kind == "other":
         c = by_keywords(KEYWORDS, (category_name, description)) or c
     return refine(c or Classification("other", 1), category_name, description)

@@ -6,7 +6,7 @@ from typing import Final
 
 from connectors.sources.common import TranslateResult
 from connectors.sources.grid import codes
-from connectors.sources.grid.translate import TOPIC
+from connectors.sources.grid.translate import FEED, TOPIC
 from connectors.sources.grid.translate import translate as translate_body
 from connectors.sources.spec import Payload, SourceContext, SourceSpec
 from streams.domain import admin
@@ -14,12 +14,13 @@ from streams.domain.normalize import Draft, RecordReader
 from streams.domain.text import clean_text
 
 ACCURACY_GRID_APP_M: Final = 30.0  # the app's GPS fix
-DEFAULT_COORD_SYSTEM: Final = "GCJ02"  # what the app sends when it does not say
+DEFAULT_COORD_SYSTEM: Final = "GCJ02"  # records always carry coord_system (translate: the profile's default)
 
 
 def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
-    """One report object or a list of them → GridReport records."""
-    return translate_body(payload.body, received_at_ms=payload.received_at_ms)
+    """One report object or a list of them → GridReport records (keys, category table and default
+    coordinate system from the deployment's grid profile)."""
+    return translate_body(payload.body, received_at_ms=payload.received_at_ms, profile=ctx.profile(FEED))
 
 
 def map_record(r: RecordReader) -> Draft:

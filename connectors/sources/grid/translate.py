@@ -1,14 +1,23 @@
 """Grid-app JSON report → GridReport raw record (pure).
 
-Contract: `translate(payload, received_at_ms=...)` never raises. `payload` is the webhook body
-(bytes/str JSON) or an already-decoded dict, or a list of reports (each translated on its own).
-Coordinates are kept as sent with their `coord_system` (GCJ-02 when the app does not say);
-normalize converts them.
+Contract: `translate(payload, received_at_ms=..., profile=...)` never raises. `payload` is the
+webhook body (bytes/str JSON) or an already-decoded dict, or a list of reports (each translated on
+its own). Key names come from the feed's profile (``[aliases]`` in `profile.toml` beside this file,
+extended by the deployment's ``grid.toml``). The category may be sent as a code, a name, or both:
+a name is looked up in the deployment's ``[codes.category]``, the built-in table and its synonyms
+(`codes.py`); a name no table knows is kept as `category_name` with code 99 and a quality flag.
+Coordinates are kept as sent with their `coord_system` (the profile's ``coord_system``, GCJ-02,
+when the app does not say); normalize converts them.
+
+Only a missing or invalid report id, grid code, reporter id, description or report time rejects a
+report; any other bad value is left out and noted as a quality flag (field, reason, raw value).
+Keys no alias reads are reported in `TranslateResult.unmapped`.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 from connectors.sources.common import (
@@ -18,12 +27,18 @@ from connectors.sources.common import (
     check_local_datetime,
     clean_str,
     never_raises,
+    optional,
     parse_coordinates,
     parse_json,
+    quality_flag,
     require,
     result,
+    with_unmapped,
 )
+from connectors.sources.grid import codes
+from connectors.sources.profile import Profile, load_profile
 
+FEED: Final = "grid"
 TOPIC: Final = "raw.grid.v1"
 SCHEMA: Final = "pingan.raw.GridReport"
 
@@ -36,102 +51,258 @@ COORD_SYSTEMS: Final[Mapping[str, str]] = {
     "bd09": "BD09", "bd-09": "BD09", "bd09ll": "BD09",
 }
 DEFAULT_COORD_SYSTEM: Final = "GCJ02"
+OTHER_CODE: Final = "99"
 
-#: Local 网格事件分类 class names (first two digits) and known sub-categories.
-CATEGORY_NAMES: Final[Mapping[str, str]] = {
-    "01": "矛盾纠纷", "0101": "婚姻家庭", "0102": "邻里纠纷", "0103": "房屋宅基地/拆迁",
-    "0104": "山林土地", "0105": "劳动争议", "02": "治安隐患", "03": "安全生产/消防",
-    "04": "自然灾害", "0401": "山洪泥石流", "0402": "地质灾害", "05": "民生服务", "0501": "求助/就医",
-    "06": "特殊人群", "07": "群体性事件", "99": "其他",
-}
+#: Built-in code → name table (kept here under its old name for importers).
+CATEGORY_NAMES: Final = codes.CATEGORY_NAMES
 
 PARTY_ROLES: Final = frozenset({"reporter", "party", "victim", "suspect", "caller", "witness",
                                 "applicant", "respondent"})
 
+#: Record field → today's key (the fallback when a profile lists no alias).
+BUILTIN_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
+    "report_id": ("reportId", "report_id", "eventId", "eventCode", "eventNo", "id"), "grid_code": ("gridCode",), "reporter_id": ("reporterId",),
+    "category": ("category",), "category_name": ("categoryName",), "description": ("description",),
+    "address": ("address",), "location": ("location",), "longitude": ("lng", "lon", "longitude"),
+    "latitude": ("lat", "latitude"), "coord_type": ("coordType", "coordSystem"), "persons": ("persons",),
+    "reported_at": ("reportTime", "reportedAt"), "status": ("status",), "person_role": ("role",),
+    "person_name": ("name",), "person_id_number": ("idCard", "idNumber", "idNo"),
+    "person_phone": ("phone", "mobile"), "person_address": ("address",),
+}
+_ID_SHAPE: Final = re.compile(r"\d{15}|\d{17}[\dXx]")
+_PHONE_SPLIT: Final = re.compile(r"[,，;；/、]+")
+_PHONE_JUNK: Final = re.compile(r"[\s\-()（）.·]+")
 
-def _get(obj: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in obj:
-            return obj[name]
-    return None
+
+@lru_cache(maxsize=1)
+def builtin_profile() -> Profile:
+    """The feed's built-in profile (used when a caller passes none)."""
+    return load_profile(FEED)
 
 
-def _text(obj: Mapping[str, Any], *names: str) -> str | None:
-    value = _get(obj, *names)
-    if isinstance(value, (dict, list)):
-        raise TranslateError(f"{names[0]} must be a string, got {type(value).__name__}")
-    return clean_str(value)
+class _Reader:
+    """Reads fields of one JSON object through the profile's aliases and remembers which keys it used."""
+
+    def __init__(self, obj: Mapping[str, Any], profile: Profile) -> None:
+        self.obj = obj
+        self.profile = profile
+        self.used: set[str] = set()
+
+    def key(self, field_name: str) -> str | None:
+        for alias in self.profile.aliases(field_name, *BUILTIN_KEYS.get(field_name, ())):
+            if alias in self.obj:
+                return alias
+        return None
+
+    def get(self, field_name: str) -> Any:
+        k = self.key(field_name)
+        if k is None:
+            return None
+        self.used.add(k)
+        return self.obj[k]
+
+    def text(self, field_name: str) -> str | None:
+        k = self.key(field_name)
+        value = self.get(field_name)
+        if isinstance(value, (dict, list)):
+            raise TranslateError(f"{k} must be a string, got {type(value).__name__}")
+        return clean_str(value)
+
+    def unused(self) -> list[str]:
+        return [k for k, v in self.obj.items() if k not in self.used and v not in (None, "", [], {})]
 
 
-def party_from_json(obj: Any, index: int, default_role: str = "party") -> dict[str, Any]:
-    """A Party record from `{"role","name","idCard","phone","address"}` (raises TranslateError)."""
+def _coord_system(text: str | None, profile: Profile) -> str:
+    if text is None:
+        default = str(profile.get("coord_system") or DEFAULT_COORD_SYSTEM)
+        return COORD_SYSTEMS.get(default.lower(), default.upper())
+    mapped = profile.synonyms("coord_system").get(text.strip().lower()) or COORD_SYSTEMS.get(text.strip().lower())
+    if mapped is None:
+        raise TranslateError(f"location.coordType {text[:20]!r} not one of wgs84, gcj02, bd09 "
+                             "(synonyms.coord_system); coordinates left out")
+    return mapped
+
+
+def category_tables(profile: Profile) -> tuple[dict[str, str], dict[str, str]]:
+    """(code → name, name → code): the built-in 网格事件分类 and its synonyms, then the profile's."""
+    names = dict(codes.CATEGORY_NAMES)
+    names.update(profile.table("category"))
+    by_name = {**codes.NAME_SYNONYMS, **{v: k for k, v in codes.CATEGORY_NAMES.items()}}
+    by_name.update({v: k for k, v in profile.table("category").items()})
+    by_name.update({k: v for k, v in (profile.get("synonyms.category") or {}).items() if isinstance(v, str)})
+    return names, by_name
+
+
+def _category(r: _Reader, flags: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """(category_code, category_name) from a code, a name, or both; never rejects."""
+    raw = r.get("category")
+    if isinstance(raw, Mapping):
+        code = optional(flags, "category.code", lambda: clean_str(raw.get("code") if not isinstance(
+            raw.get("code"), (dict, list)) else None), raw.get("code"))
+        name = optional(flags, "category.name", lambda: clean_str(raw.get("name") if not isinstance(
+            raw.get("name"), (dict, list)) else None), raw.get("name"))
+    else:
+        code = None if isinstance(raw, (dict, list)) else clean_str(raw)
+        if isinstance(raw, list):
+            flags.append(quality_flag("category", "category must be a code or a name, got a list", raw))
+        name = optional(flags, "categoryName", lambda: r.text("category_name"), None)
+    names, by_name = category_tables(r.profile)
+    if code is not None and not re.fullmatch(r"\d{2,6}", code):
+        if name is None or name == code:
+            code, name = None, code  # the category was sent as a name
+        else:
+            flags.append(quality_flag("category.code", f"category code {code[:20]!r} is not 2-6 digits; "
+                                                       "the category is read from its name", code))
+            code = None
+    if code is not None:
+        known = names.get(code) or names.get(code[:2])
+        if known is None and (name is None or name not in by_name):
+            flags.append(quality_flag("category", f"category code {code!r} is not in the category table "
+                                                  "(codes.category); kept as sent", code))
+        return code, name or names.get(code) or names.get(code[:2])
+    if name is not None:
+        found = by_name.get(name)
+        if found is not None:
+            return found, name
+        flags.append(quality_flag("category", f"category name {name[:30]!r} is not in the category table "
+                                              "(codes.category / synonyms.category); kept as category_name, "
+                                              f"code {OTHER_CODE}", name))
+        return OTHER_CODE, name
+    flags.append(quality_flag("category", f"no category; code {OTHER_CODE}"))
+    return OTHER_CODE, None
+
+
+def check_id_number(value: Any) -> str | None:
+    """An optional resident ID number as sent; TranslateError when it is not ID-shaped (15 digits,
+    or 17 digits and a digit/X; the check digit is left to normalize). Shared with mediation."""
+    text = clean_str(value)
+    if text is not None and not _ID_SHAPE.fullmatch(re.sub(r"\s+", "", text)):
+        raise TranslateError(f"ID number {text[:24]!r} is not a 15- or 18-character ID number")
+    return text
+
+
+def check_phone(value: Any) -> str | None:
+    """An optional phone text as sent (several numbers may be separated by ，/；/、); TranslateError
+    when a part is not 7-15 digits after spaces, dashes and brackets. Shared with mediation."""
+    text = clean_str(value)
+    if text is None:
+        return None
+    for part in _PHONE_SPLIT.split(text):
+        digits = _PHONE_JUNK.sub("", part).removeprefix("+")
+        if part.strip() and not (digits.isdigit() and 7 <= len(digits) <= 15):
+            raise TranslateError(f"phone {text[:24]!r} is not a phone number")
+    return text
+
+
+def party_from_json(obj: Any, index: int, default_role: str = "party", profile: Profile | None = None,
+                    flags: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A Party record from `{"role","name","idCard","phone","address"}` (key names from the profile).
+
+    A bad value is a quality flag in `flags` (raises TranslateError only for a non-object, or for a
+    bad value when no `flags` list is given)."""
     if not isinstance(obj, Mapping):
         raise TranslateError(f"persons[{index}] must be an object")
-    role = (_text(obj, "role") or default_role)
+    r = _Reader(obj, profile if profile is not None else builtin_profile())
+    strict = flags is None
+    notes: list[dict[str, Any]] = [] if flags is None else flags
+
+    def read(field_name: str, check: Any = None) -> Any:
+        raw = r.get(field_name)
+
+        def go() -> Any:
+            if isinstance(raw, (dict, list)):
+                raise TranslateError(f"{r.key(field_name)} must be a string, got {type(raw).__name__}")
+            return check(raw) if check else clean_str(raw)
+        if strict:
+            return go()
+        return optional(notes, f"persons[{index}].{field_name.removeprefix('person_')}", go, raw)
+
+    role = read("person_role") or default_role
     role = role.lower() if role.lower() in PARTY_ROLES else role
     return {
         "role": role,
-        "name": _text(obj, "name"),
-        "id_number": _text(obj, "idCard", "idNumber", "idNo"),
-        "phone": _text(obj, "phone", "mobile"),
-        "address": _text(obj, "address"),
+        "name": read("person_name"),
+        "id_number": read("person_id_number", check_id_number),
+        "phone": read("person_phone", check_phone),
+        "address": read("person_address"),
     }
 
 
-def report_record(obj: Any, received_at_ms: int) -> dict[str, Any]:
-    """The GridReport record of one decoded report object (raises TranslateError)."""
+def report_record(obj: Any, received_at_ms: int, profile: Profile | None = None,
+                  unmapped: dict[str, int] | None = None) -> dict[str, Any]:
+    """The GridReport record of one decoded report object (raises TranslateError for a missing or
+    invalid required field only)."""
     if not isinstance(obj, Mapping):
         raise TranslateError(f"grid report must be a JSON object, got {type(obj).__name__}", "MalformedJson")
-    report_id = require(_text(obj, "reportId", "report_id"), "reportId")
+    profile = profile if profile is not None else builtin_profile()
+    r = _Reader(obj, profile)
+    flags: list[dict[str, Any]] = []
+    report_id = require(r.text("report_id"), "reportId")
     if len(report_id) > 64:
         raise TranslateError(f"reportId {report_id[:40]!r}… is longer than 64 characters")
-    category = _get(obj, "category")
-    if isinstance(category, Mapping):
-        code, name = _text(category, "code"), _text(category, "name")
-    else:
-        code = clean_str(category) if not isinstance(category, list) else None
-        name = _text(obj, "categoryName")
-    code = require(code, "category.code")
-    if not re.fullmatch(r"\d{2,6}", code):
-        raise TranslateError(f"category.code {code[:20]!r} must be 2-6 digits")
-    location = _get(obj, "location") or {}
-    if not isinstance(location, Mapping):
-        raise TranslateError("location must be an object")
-    lon, lat = parse_coordinates(_get(location, "lng", "lon", "longitude"), _get(location, "lat", "latitude"),
-                                 "location.lng", "location.lat")
-    coord_text = _text(location, "coordType", "coordSystem")
-    if coord_text is None:
-        coord_system = DEFAULT_COORD_SYSTEM
-    elif coord_text.lower() in COORD_SYSTEMS:
-        coord_system = COORD_SYSTEMS[coord_text.lower()]
-    else:
-        raise TranslateError(f"location.coordType {coord_text[:20]!r} not one of wgs84, gcj02, bd09")
-    persons_raw = _get(obj, "persons") or []
-    if not isinstance(persons_raw, list):
-        raise TranslateError("persons must be a list")
-    report_time = check_local_datetime(require(_text(obj, "reportTime", "reportedAt"), "reportTime"), "reportTime")
-    return {
+    grid_code = require(r.text("grid_code"), "gridCode")
+    reporter_id = require(r.text("reporter_id"), "reporterId")
+    description = require(r.text("description"), "description")
+    report_time = check_local_datetime(require(r.text("reported_at"), "reportTime"), "reportTime")
+    code, name = _category(r, flags)
+
+    location = r.get("location")
+    if location is not None and not isinstance(location, Mapping):
+        flags.append(quality_flag("location", "location must be an object", location))
+        location = None
+    loc = _Reader(location or {}, profile)
+    src = loc if (location and (loc.key("longitude") or loc.key("latitude"))) else r
+    raw_lon, raw_lat = src.get("longitude"), src.get("latitude")
+    coord_text = optional(flags, "location.coordType", lambda: (loc.text("coord_type") if location else None)
+                          or r.text("coord_type"), None)
+    try:
+        coord_system = _coord_system(coord_text, profile)
+        lon, lat = parse_coordinates(raw_lon, raw_lat, "location.lng", "location.lat")
+    except TranslateError as exc:
+        flags.append(quality_flag("location", exc.reason, f"coordType={coord_text} lng={raw_lon} lat={raw_lat}"))
+        coord_system, lon, lat = _coord_system(None, profile), None, None
+
+    persons: list[dict[str, Any]] = []
+    raw_persons = r.get("persons")
+    if raw_persons is not None and not isinstance(raw_persons, list):
+        flags.append(quality_flag("persons", "persons must be a list", raw_persons))
+        raw_persons = None
+    for i, p in enumerate(raw_persons or []):
+        if not isinstance(p, Mapping):
+            flags.append(quality_flag(f"persons[{i}]", f"persons[{i}] must be an object", p))
+            continue
+        persons.append(party_from_json(p, i, profile=profile, flags=flags))
+
+    record = {
         "report_id": report_id,
         "native_id": report_id,
-        "grid_code": require(_text(obj, "gridCode"), "gridCode"),
-        "reporter_id": require(_text(obj, "reporterId"), "reporterId"),
+        "grid_code": grid_code,
+        "reporter_id": reporter_id,
         "category_code": code,
-        "category_name": name or CATEGORY_NAMES.get(code) or CATEGORY_NAMES.get(code[:2]),
-        "description": require(_text(obj, "description"), "description"),
-        "address": _text(obj, "address"),
+        "category_name": name,
+        "description": description,
+        "address": optional(flags, "address", lambda: r.text("address"), r.obj.get(r.key("address") or "")),
         "longitude": lon,
         "latitude": lat,
         "coord_system": coord_system,
-        "persons": [party_from_json(p, i) for i, p in enumerate(persons_raw)],
+        "persons": persons,
         "reported_at_local": report_time,
-        "status": _text(obj, "status"),
+        "status": optional(flags, "status", lambda: r.text("status"), r.obj.get(r.key("status") or "")),
         "received_at": int(received_at_ms),
         "raw_format": RAW_FORMAT,
+        "quality": flags,
     }
+    if unmapped is not None:
+        for k in r.unused():
+            unmapped[k] = unmapped.get(k, 0) + 1
+        for k in loc.unused():
+            unmapped[f"location.{k}"] = unmapped.get(f"location.{k}", 0) + 1
+    return record
 
 
 @never_raises(TOPIC, SCHEMA)
-def translate(payload: bytes | str | Mapping[str, Any] | list[Any], *, received_at_ms: int) -> TranslateResult:
+def translate(payload: bytes | str | Mapping[str, Any] | list[Any], *, received_at_ms: int,
+              profile: Profile | None = None) -> TranslateResult:
     """Translate a grid webhook body (one report object or a list of them) into GridReport records."""
     doc = payload if isinstance(payload, (Mapping, list)) else parse_json(payload)
     items = doc if isinstance(doc, list) else [doc]
@@ -141,10 +312,11 @@ def translate(payload: bytes | str | Mapping[str, Any] | list[Any], *, received_
         raise TranslateError("empty list of grid reports", "MissingField")
     records: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
+    unmapped: dict[str, int] = {}
     for index, item in enumerate(items):
         try:
-            records.append(report_record(item, received_at_ms))
+            records.append(report_record(item, received_at_ms, profile, unmapped))
         except TranslateError as exc:
             prefix = f"report[{index}]: " if len(items) > 1 else ""
             rejected.append(Rejected(prefix + exc.reason, exc.error_type))
-    return result(TOPIC, SCHEMA, records, rejected)
+    return with_unmapped(result(TOPIC, SCHEMA, records, rejected), unmapped)

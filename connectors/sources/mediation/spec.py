@@ -8,9 +8,10 @@ from typing import Any
 from connectors.sources.common import TranslateResult, never_raises, parse_json
 from connectors.sources.mediation import codes
 from connectors.sources.mediation.translate import (
-    CASE_NUMBER_COLUMN,
+    FEED,
     SCHEMA,
     TOPIC,
+    is_export_rows,
     read_csv,
     read_xlsx,
     translate_csv,
@@ -25,26 +26,30 @@ from streams.domain.text import clean_text
 
 def translate_rows(rows: Sequence[Mapping[str, Any]], received_at_ms: int, raw_format: str,
                    ctx: SourceContext) -> TranslateResult:
-    """Export rows (one per party) → MediationCase records, grouped by 案件编号."""
-    return translate_row_batch(rows, received_at_ms=received_at_ms, raw_format=raw_format)
+    """Export rows (one per party) → MediationCase records, grouped by 案件编号 (columns from the
+    deployment's mediation profile)."""
+    return translate_row_batch(rows, received_at_ms=received_at_ms, raw_format=raw_format,
+                               profile=ctx.profile(FEED))
 
 
 @never_raises(TOPIC, SCHEMA)
 def translate(payload: Payload, ctx: SourceContext) -> TranslateResult:
     """CSV or XLSX exports by content type; JSON: export rows (keyed by 案件编号) or REST cases."""
     ctype = (payload.content_type or "").lower()
+    profile = ctx.profile(FEED)
     if "csv" in ctype:
-        return translate_csv(payload.body, received_at_ms=payload.received_at_ms)
+        return translate_csv(payload.body, received_at_ms=payload.received_at_ms, profile=profile)
     if "sheet" in ctype or "xlsx" in ctype or "excel" in ctype:
-        return translate_xlsx(payload.body, received_at_ms=payload.received_at_ms)
+        return translate_xlsx(payload.body, received_at_ms=payload.received_at_ms, profile=profile)
     doc = parse_json(payload.body)
-    if isinstance(doc, list) and doc and isinstance(doc[0], Mapping) and CASE_NUMBER_COLUMN in doc[0]:
-        return translate_row_batch(doc, received_at_ms=payload.received_at_ms)
-    return translate_json(doc, received_at_ms=payload.received_at_ms)
+    if is_export_rows(doc, profile):
+        return translate_row_batch(doc, received_at_ms=payload.received_at_ms, profile=profile)
+    return translate_json(doc, received_at_ms=payload.received_at_ms, profile=profile)
 
 
 def read_table(data: bytes, name: str) -> list[dict[str, Any]]:
-    """Rows of an export: XLSX by file name, else CSV (encoding auto-detected)."""
+    """Rows of an export: XLSX by file name, else CSV (encoding auto-detected; the header row is
+    found with the built-in aliases, translate_rows maps columns with the deployment's)."""
     return read_xlsx(data) if name.lower().endswith(".xlsx") else read_csv(data)
 
 

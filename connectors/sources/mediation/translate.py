@@ -1,18 +1,28 @@
 """People's-mediation (人民调解) exports and REST cases → MediationCase raw records (pure).
 
 Contract: the export has one row per party with the case columns repeated; `translate_rows`
-groups rows by 案件编号 (first-seen order) into one record with all its parties. `read_csv`
-auto-detects UTF-8 / UTF-8-BOM / GBK, `read_xlsx` reads the first sheet (openpyxl, read-only).
-`translate_json` takes the REST form. No function raises on bad input; rejections name the case
-and the column.
+groups rows by the case-number column (first-seen order) into one record with all its parties.
+Column and key names come from the feed's profile (`profile.toml` beside this file, extended by
+the deployment's ``mediation.toml``): ``[aliases]`` lists the native names of every field, first
+present wins. `read_csv` auto-detects UTF-8 / UTF-8-BOM / GBK, `read_xlsx` reads the first sheet
+(openpyxl, read-only). `translate_json` takes the REST form. No function raises on bad input.
+
+Only a missing or invalid 案件编号, 受理日期 or 纠纷类型 rejects a case. Every other field is
+optional: a value that cannot be read is left out of the record and noted as a quality flag
+(field, reason, raw value), so one party row's bad phone never costs the case. 调解结果 is mapped
+to an outcome by ``[synonyms.result]`` (exact wording) then the ``[classify] result`` keywords
+(a sentence such as "调解成功，签订协议"), and kept verbatim in ``result_text``. Native columns no
+alias reads are reported in `TranslateResult.unmapped`.
 """
 from __future__ import annotations
 
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from connectors.sources.common import (
@@ -22,12 +32,18 @@ from connectors.sources.common import (
     clean_str,
     decode_text_auto,
     never_raises,
+    optional,
     parse_float,
     parse_json,
+    quality_flag,
     require,
     result,
+    with_unmapped,
 )
+from connectors.sources.grid.translate import check_id_number, check_phone
+from connectors.sources.profile import Profile, load_profile
 
+FEED: Final = "mediation"
 TOPIC: Final = "raw.mediation.v1"
 SCHEMA: Final = "pingan.raw.MediationCase"
 
@@ -35,190 +51,343 @@ RAW_FORMAT_CSV: Final = "mediation-csv"
 RAW_FORMAT_XLSX: Final = "mediation-xlsx"
 RAW_FORMAT_JSON: Final = "mediation-json"
 MAX_ROWS: Final = 100_000
-CASE_NUMBER_COLUMN: Final = "案件编号"  # the export column that groups party rows into cases
+CASE_NUMBER_COLUMN: Final = "案件编号"  # the canonical grouping column (aliases: profile case_no)
 
-#: Export column → record field (case-level columns).
+#: Record field → today's export column (the fallback when a profile lists no alias).
 CASE_COLUMNS: Final[Mapping[str, str]] = {
-    "案件编号": "case_no", "调解组织": "workstation", "受理日期": "accepted_date_local",
-    "纠纷类型": "dispute_type", "纠纷简要情况": "summary", "纠纷发生地": "address",
-    "行政区划代码": "admin_code", "调解员": "mediator", "调解结果": "result",
-    "协议金额": "compensation", "履行情况": "performance", "司法确认": "judicial_confirmation",
+    "case_no": "案件编号", "workstation": "调解组织", "accepted_date_local": "受理日期",
+    "dispute_type": "纠纷类型", "summary": "纠纷简要情况", "address": "纠纷发生地",
+    "admin_code": "行政区划代码", "mediator": "调解员", "result": "调解结果",
+    "compensation": "协议金额", "performance": "履行情况", "judicial_confirmation": "司法确认",
 }
-PARTY_COLUMNS: Final[Mapping[str, str]] = {
-    "当事人类型": "role", "当事人姓名": "name", "当事人身份证号": "id_number",
-    "当事人电话": "phone", "当事人住址": "address",
+#: Party field → (profile alias key, today's export column).
+PARTY_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
+    "role": ("party_role", "当事人类型"), "name": ("party_name", "当事人姓名"),
+    "id_number": ("party_id_number", "当事人身份证号"), "phone": ("party_phone", "当事人电话"),
+    "address": ("party_address", "当事人住址"),
 }
+#: REST fallbacks (when a profile lists no alias).
+REST_KEYS: Final[Mapping[str, str]] = {
+    "case_no": "caseNo", "workstation": "workstation", "accepted_date_local": "acceptedDate",
+    "dispute_type": "disputeType", "summary": "summary", "address": "address", "admin_code": "adminCode",
+    "mediator": "mediator", "result": "result", "compensation": "compensation", "performance": "performance",
+    "judicial_confirmation": "judicialConfirmation", "parties": "parties", "party_role": "role",
+    "party_name": "name", "party_id_number": "idCard", "party_phone": "phone", "party_address": "address",
+}
+#: Chinese names used in reasons (the register's own words).
+LABELS: Final[Mapping[str, str]] = {**CASE_COLUMNS, **{f: c for f, (_, c) in PARTY_COLUMNS.items()}}
 
-RESULTS: Final[Mapping[str, str]] = {
-    "调解成功": "agreement", "成功": "agreement", "达成协议": "agreement", "agreement": "agreement",
-    "调解不成功": "failed", "调解失败": "failed", "不成功": "failed", "失败": "failed", "failed": "failed",
-    "调解中": "in_progress", "正在调解": "in_progress", "in_progress": "in_progress",
-}
-PARTY_ROLES: Final[Mapping[str, str]] = {
-    "申请人": "applicant", "被申请人": "respondent", "当事人": "party", "第三人": "third_party",
-}
-_TRUE: Final = frozenset({"是", "已确认", "true", "1", "yes", "y"})
-_FALSE: Final = frozenset({"否", "未确认", "false", "0", "no", "n"})
+
+
+@lru_cache(maxsize=1)
+def builtin_profile() -> Profile:
+    """The feed's built-in profile (used when a caller passes none)."""
+    return load_profile(FEED)
+
+
+def _norm(name: Any) -> str:
+    return str(name).strip().lstrip("\ufeff").strip().lower()
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which native column (or key) feeds which record field, resolved once per batch."""
+
+    case: Mapping[str, str]
+    party: Mapping[str, str]
+    parties: str | None
+
+    @property
+    def known(self) -> frozenset[str]:
+        names = [*self.case.values(), *self.party.values()]
+        return frozenset(_norm(n) for n in ([*names, self.parties] if self.parties else names))
+
+
+def _pick(present: Mapping[str, str], aliases: Iterable[str], taken: set[str]) -> str | None:
+    for alias in aliases:
+        original = present.get(_norm(alias))
+        if original is not None and original not in taken:
+            return original
+    return None
+
+
+def resolve_columns(profile: Profile, names: Iterable[Any], *, party_only: bool = False) -> Columns:
+    """Map the native names present (a header or an object's keys) to record fields (only the
+    party fields for a REST party object)."""
+    present: dict[str, str] = {}
+    for name in names:
+        if name is not None:
+            present.setdefault(_norm(name), str(name))
+    taken: set[str] = set()
+    case: dict[str, str] = {}
+    for field_name, column in ({} if party_only else CASE_COLUMNS).items():
+        found = _pick(present, profile.aliases(field_name, column, REST_KEYS[field_name]), taken)
+        if found is not None:
+            case[field_name] = found
+            taken.add(found)
+    parties = None if party_only else _pick(present, profile.aliases("parties", REST_KEYS["parties"]), taken)
+    if parties is not None:
+        taken.add(parties)
+    party: dict[str, str] = {}
+    for field_name, (alias_key, column) in PARTY_COLUMNS.items():
+        found = _pick(present, profile.aliases(alias_key, column, REST_KEYS[alias_key]), taken)
+        if found is not None:
+            party[field_name] = found
+            taken.add(found)
+    return Columns(case, party, parties)
+
+
+# --- field readers (each raises TranslateError naming the field) --------------------------------
+
+def _text(value: Any, label: str) -> str | None:
+    try:
+        return clean_str(value)
+    except TranslateError as exc:
+        raise TranslateError(f"{label}: {exc.reason}") from None
 
 
 def _accepted_date(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.date().isoformat()
+        if (value.hour, value.minute, value.second) == (0, 0, 0):
+            return value.date().isoformat()
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, date):
         return value.isoformat()
-    text = require(clean_str(value), "受理日期")
-    match = re.fullmatch(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T]00:00(?::00)?)?", text)
+    text = require(_text(value, "受理日期"), "受理日期")
+    match = re.fullmatch(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T](\d{1,2})[:：时](\d{2})(?:[:：分](\d{2})秒?)?)?",
+                         text)
     if not match:
         raise TranslateError(f"受理日期 {text[:30]!r} is not YYYY-MM-DD or YYYY/MM/DD")
+    y, mo, d, hh, mm, ss = match.groups()
     try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3))).isoformat()
+        day = date(int(y), int(mo), int(d))
+        if hh is None or (int(hh), int(mm), int(ss or 0)) == (0, 0, 0):
+            return day.isoformat()
+        return datetime(day.year, day.month, day.day, int(hh), int(mm), int(ss or 0)).strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         raise TranslateError(f"受理日期 {text[:30]!r} is not a real date") from None
 
 
-def _result(value: Any) -> str | None:
-    text = clean_str(value)
-    if text is None:
-        return None
-    if text not in RESULTS:
-        raise TranslateError(f"调解结果 {text[:20]!r} not one of 调解成功/调解不成功/调解中")
-    return RESULTS[text]
+def classify_result(text: str, profile: Profile) -> str | None:
+    """The outcome of a 调解结果 text: exact synonym, else the first classifier keyword it contains."""
+    exact = profile.synonyms("result").get(text.strip().lower())
+    if exact is not None:
+        return exact
+    for keyword, outcome in profile.classifier("result"):
+        if keyword and keyword in text:
+            return outcome
+    return None
 
 
-def _confirmation(value: Any) -> bool | None:
+def _confirmation(value: Any, profile: Profile) -> bool | None:
     if isinstance(value, bool):
         return value
-    text = clean_str(value)
+    text = _text(value, "司法确认")
     if text is None:
         return None
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise TranslateError(f"司法确认 {text[:20]!r} is not 是/否")
+    mapped = profile.synonyms("judicial_confirmation").get(text.lower())
+    if mapped is None:
+        raise TranslateError(f"司法确认 {text[:20]!r} is not one of the known wordings (是/否; synonyms.judicial_confirmation)")
+    return mapped.strip().lower() == "true"
 
 
 def _admin_code(value: Any) -> str | None:
-    text = clean_str(value)
+    text = _text(value, "行政区划代码")
     if text is not None and not re.fullmatch(r"\d{6,12}", text):
         raise TranslateError(f"行政区划代码 {text[:20]!r} must be 6-12 digits")
     return text
 
 
-def _party(role: Any, name: Any, id_number: Any, phone: Any, address: Any) -> dict[str, Any] | None:
-    party = {
-        "role": None,
-        "name": clean_str(name),
-        "id_number": clean_str(id_number),
-        "phone": clean_str(phone),
-        "address": clean_str(address),
-    }
-    if not any(party.values()):
+def _compensation(value: Any) -> float | None:
+    if isinstance(value, str):
+        text = re.sub(r"(人民币|元|¥|￥|RMB|\s)", "", value, flags=re.IGNORECASE)
+        if text.endswith("万") and len(text) > 1:
+            try:
+                number = parse_float(text[:-1], "协议金额", 0.0, 1e8)
+            except TranslateError:
+                raise TranslateError(f"协议金额 {value.strip()[:30]!r} is not a number") from None
+            return None if number is None else round(number * 10_000, 2)
+        value = text
+    return parse_float(value, "协议金额", 0.0, 1e12)
+
+
+def _role(value: Any, profile: Profile) -> str | None:
+    text = _text(value, "当事人类型")
+    if text is None:
         return None
-    role_text = clean_str(role)
-    party["role"] = PARTY_ROLES.get(role_text, role_text) if role_text else "party"
+    return profile.synonyms("party_role").get(text.lower(), text)
+
+
+def _party(values: Mapping[str, Any], where: str, flags: list[dict[str, Any]],
+           profile: Profile) -> dict[str, Any] | None:
+    """A Party from its native values; a bad value is a flag (`where` names the row/index)."""
+    readers: Mapping[str, Callable[[Any], Any]] = {
+        "name": lambda v: _text(v, "姓名"), "id_number": check_id_number, "phone": check_phone,
+        "address": lambda v: _text(v, "住址"),
+    }
+    party: dict[str, Any] = {"role": None}
+    for field_name, read in readers.items():
+        raw = values.get(field_name)
+        party[field_name] = optional(flags, f"{where}.{field_name}", lambda r=raw, f=read: f(r), raw)
+    present = any(clean_str(v) for v in values.values() if not isinstance(v, (dict, list)))
+    if not any(party[f] for f in readers) and not present:
+        return None
+    raw_role = values.get("role")
+    party["role"] = optional(flags, f"{where}.role", lambda: _role(raw_role, profile), raw_role) or "party"
     return party
 
 
-def _case_record(case: Mapping[str, Any], parties: list[dict[str, Any]], received_at_ms: int,
-                 raw_format: str) -> dict[str, Any]:
-    case_no = require(clean_str(case.get("case_no")), "案件编号")
-    raw_compensation = case.get("compensation")
-    if isinstance(raw_compensation, str):
-        raw_compensation = raw_compensation.replace("元", "").replace("¥", "").replace("￥", "")
-    compensation = parse_float(raw_compensation, "协议金额", 0.0, 1e12)
+def _case_record(case: Mapping[str, Any], parties: list[dict[str, Any]], flags: list[dict[str, Any]],
+                 received_at_ms: int, raw_format: str, profile: Profile) -> dict[str, Any]:
+    """One MediationCase record; raises TranslateError only for the three required fields."""
+    case_no = require(_text(case.get("case_no"), "案件编号"), "案件编号")
+    accepted = _accepted_date(case.get("accepted_date_local"))
+    dispute_type = require(_text(case.get("dispute_type"), "纠纷类型"), "纠纷类型")
+
+    def opt(field_name: str, read: Callable[[Any], Any]) -> Any:
+        raw = case.get(field_name)
+        return optional(flags, field_name, lambda: read(raw), raw)
+
+    result_text = opt("result", lambda v: _text(v, "调解结果"))
+    outcome = classify_result(result_text, profile) if result_text else None
+    if result_text and outcome is None:
+        flags.append(quality_flag("result", f"调解结果 {result_text[:30]!r} matches no outcome "
+                                            "(synonyms.result / classify.result); kept in result_text",
+                                  result_text))
     return {
         "case_no": case_no,
         "native_id": case_no,
-        "workstation": require(clean_str(case.get("workstation")), "调解组织"),
-        "accepted_date_local": _accepted_date(case.get("accepted_date_local")),
-        "dispute_type": require(clean_str(case.get("dispute_type")), "纠纷类型"),
-        "summary": clean_str(case.get("summary")),
-        "address": clean_str(case.get("address")),
-        "admin_code": _admin_code(case.get("admin_code")),
+        "workstation": opt("workstation", lambda v: _text(v, "调解组织")),
+        "accepted_date_local": accepted,
+        "dispute_type": dispute_type,
+        "summary": opt("summary", lambda v: _text(v, "纠纷简要情况")),
+        "address": opt("address", lambda v: _text(v, "纠纷发生地")),
+        "admin_code": opt("admin_code", _admin_code),
         "parties": parties,
-        "mediator": clean_str(case.get("mediator")),
-        "result": _result(case.get("result")),
-        "compensation": compensation,
-        "performance": clean_str(case.get("performance")),
-        "judicial_confirmation": _confirmation(case.get("judicial_confirmation")),
+        "mediator": opt("mediator", lambda v: _text(v, "调解员")),
+        "result": outcome,
+        "result_text": result_text,
+        "compensation": opt("compensation", _compensation),
+        "performance": opt("performance", lambda v: _text(v, "履行情况")),
+        "judicial_confirmation": opt("judicial_confirmation", lambda v: _confirmation(v, profile)),
         "received_at": int(received_at_ms),
         "raw_format": raw_format,
+        "quality": flags,
     }
+
+
+def _union_keys(rows: Sequence[Any]) -> list[str]:
+    keys: dict[str, None] = {}
+    for row in rows[:1000]:
+        if isinstance(row, Mapping):
+            keys.update(dict.fromkeys(str(k) for k in row if k is not None))
+    return list(keys)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 @never_raises(TOPIC, SCHEMA)
 def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
-                   raw_format: str = RAW_FORMAT_CSV) -> TranslateResult:
-    """Group export rows (one per party) by 案件编号 into MediationCase records.
+                   raw_format: str = RAW_FORMAT_CSV, profile: Profile | None = None) -> TranslateResult:
+    """Group export rows (one per party) by their case number into MediationCase records.
 
     Case-level columns take the first non-empty value seen for the case; identical party rows
-    are merged. Rows without 案件编号 are rejected one by one; a bad case is rejected whole."""
+    are merged. A row without a case number is rejected on its own; a case is rejected only when
+    its 案件编号, 受理日期 or 纠纷类型 is missing or invalid."""
+    profile = profile if profile is not None else builtin_profile()
+    batch = list(rows)[: MAX_ROWS + 1]
+    cols = resolve_columns(profile, _union_keys(batch))
+    case_column = cols.case.get("case_no")
+    rejected: list[Rejected] = []
+    if case_column is None:
+        if any(isinstance(r, Mapping) and r for r in batch):
+            names = "/".join(profile.aliases("case_no", CASE_NUMBER_COLUMN))
+            return result(TOPIC, SCHEMA, rejected=[Rejected(
+                f"mediation export has no 案件编号 column (looked for {names}; profile aliases.case_no)",
+                "MissingField")])
+        return result(TOPIC, SCHEMA)
     cases: dict[str, dict[str, Any]] = {}
     parties: dict[str, list[dict[str, Any]]] = {}
-    rejected: list[Rejected] = []
-    for index, row in enumerate(rows):
+    flags: dict[str, list[dict[str, Any]]] = {}
+    unmapped: dict[str, set[str]] = {}
+    known = cols.known
+    for index, row in enumerate(batch):
         if index >= MAX_ROWS:
             rejected.append(Rejected(f"more than {MAX_ROWS} rows; the rest were not read", "TooLarge"))
             break
         if not isinstance(row, Mapping):
             rejected.append(Rejected(f"row {index + 1}: not a mapping", "InvalidInput"))
             continue
-        clean = {str(k).strip().lstrip("\ufeff"): v for k, v in row.items() if k is not None}
         try:
-            case_no = clean_str(clean.get(CASE_NUMBER_COLUMN))
+            case_no = clean_str(row.get(case_column))
         except TranslateError as exc:
-            rejected.append(Rejected(f"row {index + 1}: {exc.reason}", exc.error_type))
+            rejected.append(Rejected(f"row {index + 1}: 案件编号: {exc.reason}", exc.error_type))
             continue
         if case_no is None:
-            if any(clean_str(v) for v in clean.values() if not isinstance(v, (list, dict))):
+            if any(not isinstance(v, (list, dict)) and clean_str(v) for v in row.values()):
                 rejected.append(Rejected(f"row {index + 1}: missing 案件编号", "MissingField"))
             continue
         case = cases.setdefault(case_no, {})
-        for column, field_name in CASE_COLUMNS.items():
-            if case.get(field_name) in (None, "") and clean.get(column) not in (None, ""):
-                case[field_name] = clean.get(column)
-        try:
-            party = _party(*(clean.get(c) for c in PARTY_COLUMNS))
-        except TranslateError as exc:
-            rejected.append(Rejected(f"case {case_no} row {index + 1}: {exc.reason}", exc.error_type))
-            continue
+        for field_name, column in cols.case.items():
+            if _blank(case.get(field_name)) and not _blank(row.get(column)):
+                case[field_name] = row.get(column)
+        for name, value in row.items():
+            if name is not None and _norm(name) not in known and not _blank(value):
+                unmapped.setdefault(str(name).strip().lstrip("\ufeff"), set()).add(case_no)
+        case_flags = flags.setdefault(case_no, [])
+        values = {f: row.get(c) for f, c in cols.party.items()}
+        party = _party(values, f"parties[row {index + 1}]", case_flags, profile)
         bucket = parties.setdefault(case_no, [])
         if party is not None and party not in bucket:
             bucket.append(party)
     records: list[dict[str, Any]] = []
     for case_no, case in cases.items():
         try:
-            records.append(_case_record(case, parties.get(case_no, []), received_at_ms, raw_format))
+            records.append(_case_record(case, parties.get(case_no, []), flags.get(case_no, []),
+                                        received_at_ms, raw_format, profile))
         except TranslateError as exc:
             rejected.append(Rejected(f"case {case_no}: {exc.reason}", exc.error_type))
-    return result(TOPIC, SCHEMA, records, rejected)
+    return with_unmapped(result(TOPIC, SCHEMA, records, rejected), {k: len(v) for k, v in unmapped.items()})
+
+
+def _header_row(values: Sequence[Any], case_names: frozenset[str]) -> list[str] | None:
+    cells = [str(v).strip() if v is not None else "" for v in values]
+    return cells if any(_norm(c) in case_names for c in cells if c) else None
 
 
 def read_csv(data: bytes) -> list[dict[str, Any]]:
     """Rows of a CSV export, encoding auto-detected (UTF-8, UTF-8 with BOM, GBK/GB18030).
 
-    Raises TranslateError when undecodable or without a 案件编号 column."""
+    Raises TranslateError when undecodable or malformed (a missing case-number column is
+    reported by `translate_rows`, which knows the profile's aliases)."""
     text = decode_text_auto(data)
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        fields = [f.strip() for f in (reader.fieldnames or [])]
-        if CASE_NUMBER_COLUMN not in fields:
-            raise TranslateError("mediation CSV has no 案件编号 column (wrong encoding or not an export?)",
-                                 "MissingField")
-        return [dict(r) for r in reader]
+        rows = []
+        for row in reader:
+            if len(rows) > MAX_ROWS:
+                break
+            rows.append({k.strip(): v for k, v in row.items() if k is not None})
+        if not rows and reader.fieldnames:
+            return []
+        return rows
     except csv.Error as exc:
         raise TranslateError(f"malformed CSV: {exc}", "MalformedCsv") from None
 
 
-def read_xlsx(data: bytes) -> list[dict[str, Any]]:
-    """Rows of the first worksheet of an XLSX export (header = first row containing 案件编号).
+def read_xlsx(data: bytes, profile: Profile | None = None) -> list[dict[str, Any]]:
+    """Rows of the first worksheet of an XLSX export (header = the first row naming a case-number
+    column from the profile's aliases; title rows above it are skipped).
 
     Raises TranslateError for files openpyxl cannot read."""
     import zipfile
 
     from openpyxl import load_workbook  # heavy import kept out of module import time
 
+    profile = profile if profile is not None else builtin_profile()
+    case_names = frozenset(_norm(a) for a in profile.aliases("case_no", CASE_NUMBER_COLUMN))
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError, IndexError, AttributeError) as exc:
@@ -233,9 +402,7 @@ def read_xlsx(data: bytes) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for values in sheet.iter_rows(values_only=True):
             if header is None:
-                cells = [str(v).strip() if v is not None else "" for v in values]
-                if CASE_NUMBER_COLUMN in cells:
-                    header = cells
+                header = _header_row(values, case_names)
                 continue
             if len(rows) >= MAX_ROWS:
                 break
@@ -249,61 +416,85 @@ def read_xlsx(data: bytes) -> list[dict[str, Any]]:
         workbook.close()
 
 
-def translate_csv(data: bytes, *, received_at_ms: int) -> TranslateResult:
+def translate_csv(data: bytes, *, received_at_ms: int, profile: Profile | None = None) -> TranslateResult:
     """Read and translate a CSV export (never raises)."""
     try:
         rows = read_csv(data)
     except TranslateError as exc:
         return result(TOPIC, SCHEMA, rejected=[exc.rejected()])
-    return translate_rows(rows, received_at_ms=received_at_ms, raw_format=RAW_FORMAT_CSV)
+    except Exception as exc:  # noqa: BLE001 - errors as data, by contract
+        return result(TOPIC, SCHEMA, rejected=[Rejected(f"unreadable CSV: {type(exc).__name__}", "MalformedCsv")])
+    if not rows:
+        return result(TOPIC, SCHEMA, rejected=[Rejected(
+            "mediation CSV has no 案件编号 column or no rows (wrong encoding or not an export?)", "MissingField")])
+    return translate_rows(rows, received_at_ms=received_at_ms, raw_format=RAW_FORMAT_CSV, profile=profile)
 
 
-def translate_xlsx(data: bytes, *, received_at_ms: int) -> TranslateResult:
+def translate_xlsx(data: bytes, *, received_at_ms: int, profile: Profile | None = None) -> TranslateResult:
     """Read and translate an XLSX export (never raises)."""
     try:
-        rows = read_xlsx(data)
+        rows = read_xlsx(data, profile)
     except TranslateError as exc:
         return result(TOPIC, SCHEMA, rejected=[exc.rejected()])
-    return translate_rows(rows, received_at_ms=received_at_ms, raw_format=RAW_FORMAT_XLSX)
+    return translate_rows(rows, received_at_ms=received_at_ms, raw_format=RAW_FORMAT_XLSX, profile=profile)
 
 
-def _json_case(obj: Any, received_at_ms: int) -> dict[str, Any]:
+def _json_case(obj: Any, received_at_ms: int, profile: Profile,
+               unmapped: dict[str, int]) -> dict[str, Any]:
     if not isinstance(obj, Mapping):
         raise TranslateError(f"mediation case must be a JSON object, got {type(obj).__name__}", "MalformedJson")
-    parties_raw = obj.get("parties") or []
-    if not isinstance(parties_raw, list):
-        raise TranslateError("parties must be a list")
+    cols = resolve_columns(profile, obj.keys())
+    flags: list[dict[str, Any]] = []
     parties: list[dict[str, Any]] = []
-    for i, p in enumerate(parties_raw):
+    raw_parties = obj.get(cols.parties) if cols.parties else None
+    if raw_parties is not None and not isinstance(raw_parties, list):
+        flags.append(quality_flag("parties", "parties must be a list", raw_parties))
+        raw_parties = None
+    for i, p in enumerate(raw_parties or []):
         if not isinstance(p, Mapping):
-            raise TranslateError(f"parties[{i}] must be an object")
-        party = _party(p.get("role"), p.get("name"), p.get("idCard") or p.get("idNumber"), p.get("phone"),
-                       p.get("address"))
+            flags.append(quality_flag(f"parties[{i}]", "party must be an object", p))
+            continue
+        pcols = resolve_columns(profile, p.keys(), party_only=True)
+        party = _party({f: p.get(c) for f, c in pcols.party.items()}, f"parties[{i}]", flags, profile)
         if party is not None:
             parties.append(party)
-    case = {
-        "case_no": obj.get("caseNo"), "workstation": obj.get("workstation"),
-        "accepted_date_local": obj.get("acceptedDate"), "dispute_type": obj.get("disputeType"),
-        "summary": obj.get("summary"), "address": obj.get("address"), "admin_code": obj.get("adminCode"),
-        "mediator": obj.get("mediator"), "result": obj.get("result"), "compensation": obj.get("compensation"),
-        "performance": obj.get("performance"), "judicial_confirmation": obj.get("judicialConfirmation"),
-    }
-    return _case_record(case, parties, received_at_ms, RAW_FORMAT_JSON)
+        for name in p:
+            if _norm(name) not in pcols.known and not _blank(p[name]):
+                unmapped[f"parties.{name}"] = unmapped.get(f"parties.{name}", 0) + 1
+    case = {f: obj.get(c) for f, c in cols.case.items()}
+    record = _case_record(case, parties, flags, received_at_ms, RAW_FORMAT_JSON, profile)
+    for name in obj:
+        if _norm(name) not in cols.known and not _blank(obj[name]):
+            unmapped[str(name)] = unmapped.get(str(name), 0) + 1
+    return record
 
 
 @never_raises(TOPIC, SCHEMA)
-def translate_json(obj: bytes | str | Mapping[str, Any] | list[Any], *, received_at_ms: int) -> TranslateResult:
+def translate_json(obj: bytes | str | Mapping[str, Any] | list[Any], *, received_at_ms: int,
+                   profile: Profile | None = None) -> TranslateResult:
     """Translate the REST form (`POST /mediation/cases`): one case object or a list of them."""
+    profile = profile if profile is not None else builtin_profile()
     doc = obj if isinstance(obj, (Mapping, list)) else parse_json(obj)
     items = doc if isinstance(doc, list) else [doc]
     if not items:
         raise TranslateError("empty list of mediation cases", "MissingField")
     records: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
+    unmapped: dict[str, int] = {}
     for index, item in enumerate(items):
         try:
-            records.append(_json_case(item, received_at_ms))
+            records.append(_json_case(item, received_at_ms, profile, unmapped))
         except TranslateError as exc:
             prefix = f"case[{index}]: " if len(items) > 1 else ""
             rejected.append(Rejected(prefix + exc.reason, exc.error_type))
-    return result(TOPIC, SCHEMA, records, rejected)
+    return with_unmapped(result(TOPIC, SCHEMA, records, rejected), unmapped)
+
+
+def is_export_rows(doc: Any, profile: Profile) -> bool:
+    """True when a JSON document is a list of export rows (a case-number column and party columns,
+    no nested parties list) rather than REST case objects."""
+    if not (isinstance(doc, list) and doc and isinstance(doc[0], Mapping)):
+        return False
+    cols = resolve_columns(profile, doc[0].keys())
+    return cols.parties is None and cols.case.get("case_no") is not None and (
+        bool(cols.party) or not re.fullmatch(r"[A-Za-z_]+", cols.case["case_no"]))
