@@ -157,7 +157,7 @@ class PollerConfig:
     """Where to poll and how fast."""
 
     url: str
-    table: str | None = None  # None: the profile's ``table`` (default JJD)
+    table: str | None = None  # None or "JJD": the profile's ``table`` (default JJD)
     cursor: tuple[str, ...] | None = None  # None: the profile's ``cursor`` (default GXSJ, JJDBH)
     batch_size: int = 500
     interval_s: float = 2.0
@@ -191,7 +191,9 @@ class Alarm110Poller(Source):
         self.profile = self.context.profile(SOURCE)
         self.producer = producer
         self.config = config
-        self.table_name = config.table or str(self.profile.get("table") or DEFAULT_TABLE)
+        # the CLI options default to JJD: that default counts as unset, so the profile's table applies
+        self.table_name = config.table if config.table not in (None, DEFAULT_TABLE) \
+            else str(self.profile.get("table") or DEFAULT_TABLE)
         cursor = config.cursor if config.cursor is not None else self.profile.get("cursor", list(DEFAULT_CURSOR))
         self.cursor_names: tuple[str, ...] = (cursor,) if isinstance(cursor, str) else tuple(str(c) for c in cursor)
         self.cursor_store = cursor_store or CursorStore(

@@ -69,7 +69,8 @@ async def drain(p: Alarm110Poller) -> int:
 
 async def test_view_based_desk_with_profile(tmp_path: Path) -> None:
     db = desk(tmp_path, "datadisplay_view")
-    p = make_poller(tmp_path, f"sqlite:///{db}", profile_dir=VARIANTS / "datadisplay_view")
+    # table="JJD" is what the CLI passes by default: the profile's table still applies
+    p = make_poller(tmp_path, f"sqlite:///{db}", profile_dir=VARIANTS / "datadisplay_view", table="JJD")
     await p.setup()
     assert p.setup_error is None and p.table_name == "V_JJDB"
     assert await drain(p) == 2

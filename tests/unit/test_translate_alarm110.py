@@ -248,3 +248,18 @@ def test_variant_missing_required_column_dead_letters_with_reason() -> None:
     assert res.records == []
     assert [r.reason for r in res.rejected] == ["row 1 (JJDBH 513221202607180001): missing BJNR"]
     assert res.rejected[0].error_type == "MissingField"
+
+
+def test_spec_reads_exports_with_the_deployment_profile() -> None:
+    """The registry path (spec.read_table + spec.translate_rows with a SourceContext), as an importer or
+    the inspector uses it: a GBK export with Chinese headers, mapped by the variant's profile."""
+    from connectors.sources.alarm110.spec import SPEC
+    from connectors.sources.registry import context
+
+    folder = VARIANTS / "gbk_chinese_headers"
+    assert SPEC.read_table is not None and SPEC.translate_rows is not None
+    rows = SPEC.read_table((folder / "export.csv").read_bytes(), "export.csv")
+    res = SPEC.translate_rows(rows, 1, "alarm110-csv", context(profile_dir=folder))
+    assert res.rejected == [] and len(res.records) == 3 and res.unmapped == {}
+    xlsx = SPEC.read_table((VARIANTS / "xlsx_jcjbh" / "export.xlsx").read_bytes(), "export.xlsx")
+    assert [r["JCJBH"] for r in xlsx] == ["513221202607170001", "513221202607170002"]

@@ -355,17 +355,18 @@ def _has_id_column(fieldnames: Sequence[str], m: Mapping110) -> bool:
     return any(a in names for a in m.aliases["jjdbh"])
 
 
-def read_csv(data: bytes, profile: Profile | None = None) -> list[dict[str, Any]]:
-    """Rows of a CSV export (UTF-8, UTF-8-BOM or GBK/GB18030); raises TranslateError."""
+def read_csv(data: bytes, profile: Profile | None = None, *, check: bool = True) -> list[dict[str, Any]]:
+    """Rows of a CSV export (UTF-8, UTF-8-BOM or GBK/GB18030); raises TranslateError. `check`: the
+    header must name the call-sheet number by one of the profile's aliases."""
     m = mapping_of(profile)
     reader = csv.DictReader(io.StringIO(decode_text_auto(data), newline=""))
-    if not reader.fieldnames or not _has_id_column(reader.fieldnames, m):
+    if not reader.fieldnames or (check and not _has_id_column(reader.fieldnames, m)):
         raise TranslateError(f"alarm export has no call-sheet number column (any of "
                              f"{', '.join(m.aliases['jjdbh'])}; profile key aliases.jjdbh)", "MissingField")
     return [{k: v for k, v in r.items() if k is not None} for r in reader]
 
 
-def read_xlsx(data: bytes, profile: Profile | None = None) -> list[dict[str, Any]]:
+def read_xlsx(data: bytes, profile: Profile | None = None, *, check: bool = True) -> list[dict[str, Any]]:
     """Rows of the first sheet of an XLSX export (header row first); raises TranslateError."""
     from openpyxl import load_workbook  # heavy import kept out of module import time
 
@@ -381,7 +382,7 @@ def read_xlsx(data: bytes, profile: Profile | None = None) -> list[dict[str, Any
         if not header:
             raise TranslateError("XLSX export has no header row", "MissingField")
         names = [clean_str_safe(h) or "" for h in header]
-        if not _has_id_column(names, m):
+        if check and not _has_id_column(names, m):
             raise TranslateError(f"alarm export has no call-sheet number column (any of "
                                  f"{', '.join(m.aliases['jjdbh'])}; profile key aliases.jjdbh)", "MissingField")
         rows = []
@@ -394,11 +395,11 @@ def read_xlsx(data: bytes, profile: Profile | None = None) -> list[dict[str, Any
         wb.close()
 
 
-def read_export(data: bytes, name: str, profile: Profile | None = None) -> list[dict[str, Any]]:
+def read_export(data: bytes, name: str, profile: Profile | None = None, *, check: bool = True) -> list[dict[str, Any]]:
     """Rows of a CSV or XLSX export (by file name, or the XLSX zip signature)."""
     if name.lower().endswith((".xlsx", ".xlsm")) or data[:4] == b"PK\x03\x04":
-        return read_xlsx(data, profile)
-    return read_csv(data, profile)
+        return read_xlsx(data, profile, check=check)
+    return read_csv(data, profile, check=check)
 
 
 def translate_export(data: bytes, name: str, *, received_at_ms: int, profile: Profile | None = None) -> TranslateResult:
