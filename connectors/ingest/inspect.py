@@ -57,7 +57,7 @@ CONTENT_TYPES: Final[Mapping[str, str]] = {
 }
 #: Files of a folder that are not samples (simulator/fixture bookkeeping, pictures).
 SKIP_NAMES: Final = frozenset({"manifest.json", "truth.json", "registry.csv", "devices.csv", "delivery.jsonl"})
-SKIP_SUFFIXES: Final = frozenset({".md", ".txt", ".jpg", ".jpeg", ".png", ".toml", ".py"})
+SKIP_SUFFIXES: Final = frozenset({".md", ".txt", ".jpg", ".jpeg", ".png", ".toml", ".py", ".sql"})
 
 #: Raw-record fields that hold a feed's native codes (what a kind is looked up from).
 CODE_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -87,12 +87,14 @@ class FieldMapping:
     `how`: ``alias`` (the profile's ``aliases`` list it), ``value`` (its values reappear in that
     record field: the built-in mapping), ``unmapped`` (translate reported that nothing reads it),
     ``unused`` (present, but its values appear in no record field and no alias names it),
-    ``ignored`` (the profile's ``ignore`` list names it), ``empty`` (never has a value)."""
+    ``ignored`` (the profile's ``ignore`` list names it), ``empty`` (never has a value),
+    ``fallback`` (an alias of a record field whose better-ranked alias `after` is also present)."""
 
     native: str
     records: int
     maps_to: str | None
     how: str
+    after: str | None = None  # ``fallback``: the native field read first for the same record field
 
 
 @dataclass
@@ -529,24 +531,30 @@ class _Inspector:
 
     @staticmethod
     def _fields(tally: _Tally, aliases: Mapping[str, Any], ignore: Iterable[str]) -> list[FieldMapping]:
-        by_alias: dict[str, str] = {}
+        by_alias: dict[str, list[tuple[str, int]]] = {}  # native name → [(record field, rank in its list)]
         for target, names in aliases.items():
-            for name in [names] if isinstance(names, str) else names or ():
-                by_alias.setdefault(str(name).strip().lower(), str(target))
+            for rank, name in enumerate([names] if isinstance(names, str) else names or ()):
+                by_alias.setdefault(str(name).strip().lower(), []).append((str(target), rank))
+        # list-of-object fields (persons[], parties[]): their record fields are prefixed with the stem
+        stems = {_stem(hits[0][0]) for name in tally.present if "[]" in name
+                 for hits in [by_alias.get(name.split("[", 1)[0].strip().lower(), [])] if hits}
         unmapped = {k.strip().lower(): n for k, n in tally.unmapped.items()}
         ignored = {str(k).strip().lower() for k in ([ignore] if isinstance(ignore, str) else ignore)}
         names = list(tally.present) + [k for k in tally.unmapped if k not in tally.present]
         out = []
+        first: dict[str, tuple[int, str]] = {}  # record field → the best-ranked native present for it
         for name in names:
             n = tally.present.get(name, 0) or tally.unmapped.get(name, 0)
             low = name.strip().lower().lstrip("\ufeff")
             top = low.split(".", 1)[0].split("[", 1)[0]
             leaf = low.rsplit(".", 1)[-1]
-            target = by_alias.get(low) or by_alias.get(leaf) or by_alias.get(top)
-            if target is not None:
-                out.append(FieldMapping(name, n, target, "alias"))
-            elif low in ignored or top in ignored:
+            alias = _alias_of(low, top, leaf, by_alias, stems)
+            if low in ignored or top in ignored:
                 out.append(FieldMapping(name, n, None, "ignored"))
+            elif alias is not None:
+                out.append(FieldMapping(name, n, alias[0], "alias"))
+                if n and low == top and (alias[0] not in first or alias[1] < first[alias[0]][0]):
+                    first[alias[0]] = (alias[1], name)
             elif low in unmapped or top in unmapped:
                 out.append(FieldMapping(name, unmapped.get(low, unmapped.get(top, n)), None, "unmapped"))
             elif not tally.values.get(name):
@@ -554,7 +562,11 @@ class _Inspector:
             else:
                 match = _value_match(name, tally.values[name], tally.record_values)
                 out.append(FieldMapping(name, n, match, "value" if match else "unused"))
-        order = {"unmapped": 0, "unused": 1, "alias": 2, "value": 2, "ignored": 3, "empty": 4}
+        for m in out:  # a second column for the same record field is read only where the first is empty
+            if m.how == "alias" and m.maps_to in first and first[m.maps_to][1] != m.native \
+                    and not any(c in m.native for c in ".["):
+                m.how, m.after = "fallback", first[m.maps_to][1]
+        order = {"unmapped": 0, "unused": 1, "alias": 2, "value": 2, "fallback": 3, "ignored": 4, "empty": 5}
         return sorted(out, key=lambda f: order[f.how])
 
     @staticmethod
@@ -567,6 +579,31 @@ class _Inspector:
             else:
                 failed.append(Finding(fld, reason, n, None))  # the reason says what; values stay out
         return unknown, failed
+
+
+def _stem(target: str) -> str:
+    """persons → person, parties → party (the prefix of the record fields read inside each item)."""
+    return target[:-3] + "y" if target.endswith("ies") else target[:-1] if target.endswith("s") else target
+
+
+def _alias_of(low: str, top: str, leaf: str, by_alias: Mapping[str, list[tuple[str, int]]],
+              stems: set[str]) -> tuple[str, int] | None:
+    """The (record field, rank) a native name is an alias of. A nested name (``persons[].name``,
+    ``location.lng``) is looked up by its leaf among the fields of its object: prefixed with the
+    object's stem for list items, never another list's prefixed fields; else its top key's field."""
+    if low in by_alias:
+        return by_alias[low][0]
+    if low == top:
+        return None
+    top_hits = by_alias.get(top, [])
+    stem = _stem(top_hits[0][0]) if top_hits else None
+    leaf_hits = by_alias.get(leaf, [])
+    inside = [h for h in leaf_hits if stem is not None and stem in stems and h[0].startswith(stem + "_")]
+    if not inside and not (stem in stems):
+        inside = [h for h in leaf_hits if not any(h[0].startswith(s + "_") for s in stems)]
+    if inside:
+        return min(inside, key=lambda h: h[1])
+    return top_hits[0] if top_hits else None
 
 
 def _simplify(name: str) -> str:

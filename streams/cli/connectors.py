@@ -188,7 +188,8 @@ def _shown(path: str) -> str:
 
 
 _HOW = {"alias": "profile alias", "value": "same values", "unmapped": "UNMAPPED", "ignored": "ignored (profile)",
-        "unused": "values not in records", "empty": "always empty"}
+        "unused": "values not in records", "empty": "always empty",
+        "fallback": "if empty:"}
 
 
 @app.command("inspect")
@@ -198,7 +199,8 @@ def inspect_sample(
     profile_dir: Optional[Path] = typer.Option(None, help="profile folder (default: settings.profile_dir)"),
     registry: Optional[Path] = typer.Option(None, help="device registry CSV (default: settings.registry_path)"),
     url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of a database to read a table or view from"),
-    table: str = typer.Option("JJD", help="table or view to read with --url"),
+    table: Optional[str] = typer.Option(None, help="table or view to read with --url (default: the profile's "
+                                                   "table, else JJD)"),
     limit: int = typer.Option(1000, help="rows to read with --url"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
@@ -212,7 +214,7 @@ def inspect_sample(
     from bench.tables import fit_table, number_column, text_column
     from connectors.ingest.inspect import InspectError, inspect_path, inspect_rows, read_database
     from connectors.sources.devices import DeviceRegistry
-    from connectors.sources.profile import ProfileError
+    from connectors.sources.profile import ProfileError, load_profile
     from streams.settings import Settings
 
     settings = Settings.from_env()
@@ -223,6 +225,7 @@ def inspect_sample(
         "secret": settings.person_key_secret.encode(), "timezone": settings.timezone}
     try:
         if url:
+            table = table or str(load_profile(feed or "alarm110", common["profile_dir"]).get("table") or "JJD")
             report = inspect_rows(read_database(url, table, limit), feed or "alarm110", target=f"{table} at {url}",
                                   detected="--feed" if feed else "--url (the 110 desk is the feed read from a database)",
                                   **common)
@@ -256,7 +259,8 @@ def inspect_sample(
                       f"{pct(f.dead_lettered)} dead-lettered")
         console.print("profile: " + ", ".join(_shown(p) for p in f.profile_files or ["built-in only"]))
         show("Native fields", [("native field", False), ("rows", True), ("maps to", False), ("how", False)],
-             [[m.native, m.records, m.maps_to or "—", _HOW.get(m.how, m.how)] for m in f.fields])
+             [[m.native, m.records, m.maps_to or "—", _HOW.get(m.how, m.how) + (f" {m.after}" if m.after else "")]
+              for m in f.fields])
         show("Unknown codes", [("field", False), ("reason", False), ("count", True), ("example", False)],
              [[c.field, c.reason, c.count, c.example] for c in f.unknown_codes], ("example",))
         show("Values that failed to parse", [("field", False), ("reason", False), ("count", True)],
@@ -268,6 +272,9 @@ def inspect_sample(
         show("Times that look wrong", [("reason", False), ("count", True)], [[c.reason, c.count] for c in f.times])
         show("Dead letters", [("error", False), ("reason", False), ("count", True), ("input", False)],
              [[c.field, c.reason, c.count, c.example] for c in f.dead_letters], ("input",))
+        if any(m.how in ("unmapped", "unused") for m in f.fields):
+            console.print(f"hint: name a column under [aliases] (or ignore = [...]) in PROFILE_DIR/{f.feed}.toml; "
+                          f"the record fields are the keys of [aliases] in the built-in profile")
         console.print()
     for why in report.skipped:
         console.print(f"skipped: {why}")

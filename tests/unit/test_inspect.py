@@ -173,3 +173,23 @@ def test_cli_unknown_file_is_a_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00\x01 nothing here")
     out = CliRunner().invoke(connectors_app, ["inspect", str(junk)])
     assert out.exit_code == 2 and "pass --feed" in out.output
+
+
+def test_nested_fields_map_inside_their_object() -> None:
+    (feed,) = insp.inspect_path(FIXTURES / "grid", received_at_ms=NOW_MS).feeds
+    got = {m.native: m.maps_to for m in feed.fields}
+    assert got["persons[].name"] == "person_name" and got["persons[].address"] == "person_address"
+    assert got["location.lng"] == "longitude"
+    assert got["category.name"] != "person_name"  # a category's name is not a person's
+
+
+def test_an_ignored_column_and_a_second_alias_of_one_field(tmp_path: Path) -> None:
+    profile_dir = tmp_path / "profiles"
+    profile_dir.mkdir()
+    (profile_dir / "alarm110.toml").write_text('ignore = ["CJDW"]\n', encoding="utf-8")
+    path = _variant_csv(tmp_path, lambda rows: [r.update(JJSJ=r["BJSJ"]) for r in rows])
+    (feed,) = insp.inspect_path(path, profile_dir=profile_dir, received_at_ms=NOW_MS).feeds
+    by_name = {m.native: m for m in feed.fields}
+    assert by_name["CJDW"].how == "ignored"
+    assert (by_name["BJSJ"].how, by_name["JJSJ"].how, by_name["JJSJ"].after) == ("alias", "fallback", "BJSJ")
+    assert str(profile_dir / "alarm110.toml") in feed.profile_files
