@@ -66,7 +66,8 @@ CODE_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "door": ("event_code",),
 }
 #: A quality flag whose reason says a code or name is not in a table is an unknown code, not a parse failure.
-_UNKNOWN_CODE = re.compile(r"unknown|not in the (code )?table|no code|not a known|未知|无此代码", re.IGNORECASE)
+_UNKNOWN_CODE = re.compile(r"unknown|not in the (code )?table|no code|not a known|code nor|outside the table|"
+                           r"未知|无此代码", re.IGNORECASE)
 #: Raw record fields that never come from one native field (stamps, provenance, flags).
 _META_FIELDS: Final = frozenset({"received_at", "raw_format", "quality", "coord_system", "source_system",
                                  "location_source"})
@@ -426,7 +427,7 @@ class _Tally:
 
 
 def _dead_reason(reason: str) -> str:
-    return re.sub(r"^row \d+ \([^)]*\):\s*", "", reason)[:160]
+    return re.sub(r"^row \d+( \([^)]*\))?:\s*", "", reason)[:160]
 
 
 def _time_text(record: Mapping[str, Any]) -> str | None:

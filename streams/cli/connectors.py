@@ -209,6 +209,7 @@ def inspect_sample(
     import json
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from bench.tables import fit_table, number_column, text_column
@@ -248,16 +249,16 @@ def inspect_sample(
         for header, numeric in headers:
             (number_column if numeric else text_column)(t, header)
         for row in rows:
-            t.add_row(*("" if v is None else str(v) for v in row))
+            t.add_row(*("" if v is None else escape(str(v)) for v in row))  # values are data, not markup
         console.print(fit_table(t, console.width, drop))
 
     for f in report.feeds:
         pct = lambda n: f"{n} ({f.share(n):.0%})"  # noqa: E731
-        console.print(f"[bold]{f.feed}[/bold]: feed from {f.detected}; {len(f.inputs)} input(s), "
+        console.print(f"[bold]{f.feed}[/bold]: feed from {escape(f.detected)}; {len(f.inputs)} input(s), "
                       f"{f.deliveries} deliveries" + (f", {f.dropped} dropped (heartbeats)" if f.dropped else ""))
         console.print(f"{f.records} records: {pct(f.accepted)} accepted, {pct(f.warned)} with warnings, "
                       f"{pct(f.dead_lettered)} dead-lettered")
-        console.print("profile: " + ", ".join(_shown(p) for p in f.profile_files or ["built-in only"]))
+        console.print("profile: " + escape(", ".join(_shown(p) for p in f.profile_files or ["built-in only"])))
         show("Native fields", [("native field", False), ("rows", True), ("maps to", False), ("how", False)],
              [[m.native, m.records, m.maps_to or "—", _HOW.get(m.how, m.how) + (f" {m.after}" if m.after else "")]
               for m in f.fields])
@@ -277,5 +278,5 @@ def inspect_sample(
                           f"the record fields are the keys of [aliases] in the built-in profile")
         console.print()
     for why in report.skipped:
-        console.print(f"skipped: {why}")
+        console.print(f"skipped: {escape(why)}")
     console.print("Nothing was published." if report.feeds else "No records found.")

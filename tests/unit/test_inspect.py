@@ -193,3 +193,11 @@ def test_an_ignored_column_and_a_second_alias_of_one_field(tmp_path: Path) -> No
     assert by_name["CJDW"].how == "ignored"
     assert (by_name["BJSJ"].how, by_name["JJSJ"].how, by_name["JJSJ"].after) == ("alias", "fallback", "BJSJ")
     assert str(profile_dir / "alarm110.toml") in feed.profile_files
+
+
+def test_cli_shows_unknown_codes_and_parse_failures_verbatim() -> None:
+    out = CliRunner().invoke(connectors_app, ["inspect", str(FIXTURES / "alarm110" / "jjd_export_bad_rows.csv")],
+                             env={"COLUMNS": "100"})
+    assert out.exit_code == 0, out.output
+    assert "Unknown codes" in out.output and "[codes.category]" in out.output  # brackets are text, not markup
+    assert "Values that failed to parse" in out.output and "Dead letters" in out.output
