@@ -11,7 +11,8 @@ when the app does not say); normalize converts them.
 
 Only a missing or invalid report id, grid code, reporter id, description or report time rejects a
 report; any other bad value is left out and noted as a quality flag (field, reason, raw value).
-Keys no alias reads are reported in `TranslateResult.unmapped`.
+Keys no alias reads (nor the profile's ``ignore`` list names) are reported in
+`TranslateResult.unmapped`.
 """
 from __future__ import annotations
 
@@ -109,7 +110,10 @@ class _Reader:
         return clean_str(value)
 
     def unused(self) -> list[str]:
-        return [k for k, v in self.obj.items() if k not in self.used and v not in (None, "", [], {})]
+        """Keys with a value that no alias read and the profile's ``ignore`` does not name."""
+        ignore = {str(n) for n in self.profile.get("ignore", []) or []}
+        return [k for k, v in self.obj.items()
+                if k not in self.used and k not in ignore and v not in (None, "", [], {})]
 
 
 def _coord_system(text: str | None, profile: Profile) -> str:
@@ -177,7 +181,8 @@ def check_id_number(value: Any) -> str | None:
     or 17 digits and a digit/X; the check digit is left to normalize). Shared with mediation."""
     text = clean_str(value)
     if text is not None and not _ID_SHAPE.fullmatch(re.sub(r"\s+", "", text)):
-        raise TranslateError(f"ID number {text[:24]!r} is not a 15- or 18-character ID number")
+        # the reason reaches canonical events, which leave raw values out: no value in it
+        raise TranslateError(f"ID number is not a 15- or 18-character ID number ({len(text)} characters)")
     return text
 
 
@@ -190,7 +195,7 @@ def check_phone(value: Any) -> str | None:
     for part in _PHONE_SPLIT.split(text):
         digits = _PHONE_JUNK.sub("", part).removeprefix("+")
         if part.strip() and not (digits.isdigit() and 7 <= len(digits) <= 15):
-            raise TranslateError(f"phone {text[:24]!r} is not a phone number")
+            raise TranslateError("phone is not a phone number (7-15 digits)")
     return text
 
 

@@ -12,7 +12,7 @@ optional: a value that cannot be read is left out of the record and noted as a q
 (field, reason, raw value), so one party row's bad phone never costs the case. 调解结果 is mapped
 to an outcome by ``[synonyms.result]`` (exact wording) then the ``[classify] result`` keywords
 (a sentence such as "调解成功，签订协议"), and kept verbatim in ``result_text``. Native columns no
-alias reads are reported in `TranslateResult.unmapped`.
+alias reads (nor the profile's ``ignore`` list) are reported in `TranslateResult.unmapped`.
 """
 from __future__ import annotations
 
@@ -97,10 +97,13 @@ class Columns:
     party: Mapping[str, str]
     parties: str | None
 
+    ignore: frozenset[str] = frozenset()
+
     @property
     def known(self) -> frozenset[str]:
+        """Normalized names that are read (or listed in the profile's ``ignore``)."""
         names = [*self.case.values(), *self.party.values()]
-        return frozenset(_norm(n) for n in ([*names, self.parties] if self.parties else names))
+        return frozenset(_norm(n) for n in ([*names, self.parties] if self.parties else names)) | self.ignore
 
 
 def _pick(present: Mapping[str, str], aliases: Iterable[str], taken: set[str]) -> str | None:
@@ -134,7 +137,8 @@ def resolve_columns(profile: Profile, names: Iterable[Any], *, party_only: bool 
         if found is not None:
             party[field_name] = found
             taken.add(found)
-    return Columns(case, party, parties)
+    ignore = profile.get("ignore", []) or []
+    return Columns(case, party, parties, frozenset(_norm(n) for n in ignore if isinstance(n, str)))
 
 
 # --- field readers (each raises TranslateError naming the field) --------------------------------
@@ -169,11 +173,12 @@ def _accepted_date(value: Any) -> str:
 
 
 def classify_result(text: str, profile: Profile) -> str | None:
-    """The outcome of a 调解结果 text: exact synonym, else the first classifier keyword it contains."""
+    """The outcome of a 调解结果 text: exact synonym, else the first classifier keyword it contains
+    (a deployment's ``[classify] result`` pairs are tried first, then the built-in ones)."""
     exact = profile.synonyms("result").get(text.strip().lower())
     if exact is not None:
         return exact
-    for keyword, outcome in profile.classifier("result"):
+    for keyword, outcome in dict.fromkeys((*profile.classifier("result"), *builtin_profile().classifier("result"))):
         if keyword and keyword in text:
             return outcome
     return None
@@ -251,9 +256,8 @@ def _case_record(case: Mapping[str, Any], parties: list[dict[str, Any]], flags: 
     result_text = opt("result", lambda v: _text(v, "调解结果"))
     outcome = classify_result(result_text, profile) if result_text else None
     if result_text and outcome is None:
-        flags.append(quality_flag("result", f"调解结果 {result_text[:30]!r} matches no outcome "
-                                            "(synonyms.result / classify.result); kept in result_text",
-                                  result_text))
+        flags.append(quality_flag("result", "调解结果 matches no outcome (synonyms.result / classify.result); "
+                                            "kept verbatim in result_text", result_text))
     return {
         "case_no": case_no,
         "native_id": case_no,
