@@ -183,7 +183,7 @@ def _flatten(value: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
         for item in value:
             for k, v in _flatten(item, f"{prefix}[]", depth + 1).items():
                 out.setdefault(k, v)
-    elif prefix:
+    elif prefix and value not in ([], {}):  # an empty list or object says nothing about its fields
         out[prefix] = value
     return out
 

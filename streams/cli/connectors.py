@@ -274,8 +274,8 @@ def inspect_sample(
         show("Dead letters", [("error", False), ("reason", False), ("count", True), ("input", False)],
              [[c.field, c.reason, c.count, c.example] for c in f.dead_letters], ("input",))
         if any(m.how in ("unmapped", "unused") for m in f.fields):
-            console.print(f"hint: name a column under [aliases] (or ignore = [...]) in PROFILE_DIR/{f.feed}.toml; "
-                          f"the record fields are the keys of [aliases] in the built-in profile")
+            console.print(escape(f"hint: name a column under [aliases] (or ignore = [...]) in PROFILE_DIR/{f.feed}.toml;"
+                                 f" the record fields are the keys of [aliases] in the built-in profile"))
         console.print()
     for why in report.skipped:
         console.print(f"skipped: {escape(why)}")

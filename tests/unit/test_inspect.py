@@ -163,6 +163,7 @@ def test_cli_report_fits_80_columns(tmp_path: Path) -> None:
     out = CliRunner().invoke(connectors_app, ["inspect", str(path)], env={"COLUMNS": "80"})
     assert out.exit_code == 0, out.output
     assert "CJDW" in out.output and "dead-lettered" in out.output and "Nothing was published" in out.output
+    assert "under [aliases]" in out.output.replace("\n", " ")
     assert max(len(line) for line in out.output.splitlines()) <= 80
     js = CliRunner().invoke(connectors_app, ["inspect", str(path), "--json"])
     assert js.exit_code == 0 and '"feed": "alarm110"' in js.output
