@@ -261,7 +261,15 @@ def detect_feed(data: bytes, name: str, ctx: SourceContext | None = None) -> tup
     """The feed a sample file belongs to and how that was decided (markers in its content, else
     the feed whose translate accepts most of it). Raises InspectError when none fits."""
     suffix = Path(name).suffix.lower()
-    text = _head_text(data) if suffix != ".xlsx" else ""
+    head = data
+    if suffix == ".jsonl":  # a capture of recorded requests: sniff the first body
+        try:
+            first = json.loads(data.split(b"\n", 1)[0])
+            if isinstance(first, Mapping) and "body_b64" in first:
+                head = base64.b64decode(first["body_b64"])
+        except ValueError:
+            pass
+    text = _head_text(head) if suffix != ".xlsx" else ""
     if suffix == ".xlsx":
         ctx = ctx or source_registry.context()
         best = _trial(data, name, ctx, [s for s in source_registry.SOURCES if s.read_table is not None])

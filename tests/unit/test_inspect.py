@@ -202,3 +202,17 @@ def test_cli_shows_unknown_codes_and_parse_failures_verbatim() -> None:
     assert out.exit_code == 0, out.output
     assert "Unknown codes" in out.output and "[codes.category]" in out.output  # brackets are text, not markup
     assert "Values that failed to parse" in out.output and "Dead letters" in out.output
+
+
+def test_a_capture_of_recorded_pushes(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    lines = [json.dumps({"content_type": "application/json",
+                         "body_b64": base64.b64encode((FIXTURES / "grid" / f).read_bytes()).decode()})
+             for f in ("report_gcj02.json", "report_gbk.json", "malformed.json")]
+    capture = tmp_path / "requests.jsonl"
+    capture.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (feed,) = insp.inspect_path(capture, received_at_ms=NOW_MS).feeds
+    assert feed.feed == "grid" and "content" in feed.detected
+    assert (feed.deliveries, feed.records, feed.dead_lettered) == (3, 3, 1)
