@@ -477,12 +477,12 @@ class _Inspector:
                     tally.flags[key] += 1
                     if flag.get("value") is not None:
                         tally.flag_example.setdefault(key, str(flag["value"])[:40])
+                stage = "schema"  # the receiver encodes the record, the worker normalizes it
                 try:
                     self.store.encode(res.schema, record)
+                    stage = "normalize"
                     event = self.normalizer.normalize(spec.source, record)
                 except Exception as exc:  # noqa: BLE001 - what the receiver/worker would dead-letter
-                    stage = "schema" if "schema" in type(exc).__name__.lower() or \
-                        type(exc).__module__.startswith(("fastavro", "schemas")) else "normalize"
                     key = (f"{stage}:{type(exc).__name__}", _dead_reason(str(exc)))
                     tally.dead[key] += 1
                     tally.dead_example.setdefault(key, unit.name)
