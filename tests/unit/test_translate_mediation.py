@@ -78,10 +78,10 @@ def test_bad_csv_reasons() -> None:
         "case WC-TJ-2026-0790: 受理日期 '2026-02-30' is not a real date"]
     by_no = {r["case_no"]: r for r in res.records}
     assert by_no["WC-TJ-2026-0791"]["result"] is None and by_no["WC-TJ-2026-0791"]["result_text"] == "也许"
-    assert [(f["field"], f["value"]) for f in by_no["WC-TJ-2026-0791"]["quality"]] == [("result", "也许")]
+    assert [(f["field"], f["value"]) for f in by_no["WC-TJ-2026-0791"]["quality"]] == [("调解结果", "也许")]
     assert by_no["WC-TJ-2026-0792"]["compensation"] is None
     assert by_no["WC-TJ-2026-0792"]["quality"] == [
-        {"field": "compensation", "reason": "协议金额 '一万' is not a number", "value": "一万"}]
+        {"field": "协议金额", "reason": "协议金额 '一万' is not a number", "value": "一万"}]
     assert by_no["WC-TJ-2026-0712"]["quality"] == []
 
 
@@ -165,3 +165,16 @@ def test_json_list_with_bad_item() -> None:
     assert len(res.records) == 1 and res.rejected[0].reason == "case[1]: missing 受理日期"
     # 调解组织 is optional since issue 13: a case without it is accepted
     assert translate_json({**good, "workstation": None}, received_at_ms=1).records[0]["workstation"] is None
+
+
+def test_rest_party_with_bad_values_costs_nothing_else() -> None:
+    """A party object that is not an object, or a party's ID/phone that cannot be one, is a flag
+    naming the native key; the case and its other parties are kept."""
+    good = json.loads((FIX / "case_rest.json").read_text(encoding="utf-8"))
+    parties = [{**good["parties"][0], "idCard": "12345"}, "何建国", {"name": "李四", "phone": "无"}]
+    res = translate_json({**good, "parties": parties}, received_at_ms=1)
+    assert res.rejected == []
+    rec = res.records[0]
+    assert [p["name"] for p in rec["parties"]] == ["王德学", "李四"]
+    assert rec["parties"][0]["id_number"] is None and rec["parties"][0]["phone"] == "138 8888 1234"
+    assert [f["field"] for f in rec["quality"]] == ["parties[0].idCard", "parties[1]", "parties[2].phone"]

@@ -10,7 +10,8 @@ Coordinates are kept as sent with their `coord_system` (the profile's ``coord_sy
 when the app does not say); normalize converts them.
 
 Only a missing or invalid report id, grid code, reporter id, description or report time rejects a
-report; any other bad value is left out and noted as a quality flag (field, reason, raw value).
+report; any other bad value is left out and noted as a quality flag (the native key, the reason,
+the raw value).
 Keys no alias reads (nor the profile's ``ignore`` list names) are reported in
 `TranslateResult.unmapped`.
 """
@@ -140,39 +141,40 @@ def category_tables(profile: Profile) -> tuple[dict[str, str], dict[str, str]]:
 def _category(r: _Reader, flags: list[dict[str, Any]]) -> tuple[str, str | None]:
     """(category_code, category_name) from a code, a name, or both; never rejects."""
     raw = r.get("category")
+    ck = r.key("category") or r.key("category_name") or "category"  # flags name the native key
     if isinstance(raw, Mapping):
-        code = optional(flags, "category.code", lambda: clean_str(raw.get("code") if not isinstance(
+        code = optional(flags, f"{ck}.code", lambda: clean_str(raw.get("code") if not isinstance(
             raw.get("code"), (dict, list)) else None), raw.get("code"))
-        name = optional(flags, "category.name", lambda: clean_str(raw.get("name") if not isinstance(
+        name = optional(flags, f"{ck}.name", lambda: clean_str(raw.get("name") if not isinstance(
             raw.get("name"), (dict, list)) else None), raw.get("name"))
     else:
         code = None if isinstance(raw, (dict, list)) else clean_str(raw)
         if isinstance(raw, list):
-            flags.append(quality_flag("category", "category must be a code or a name, got a list", raw))
-        name = optional(flags, "categoryName", lambda: r.text("category_name"), None)
+            flags.append(quality_flag(ck, "category must be a code or a name, got a list", raw))
+        name = optional(flags, r.key("category_name") or "categoryName", lambda: r.text("category_name"), None)
     names, by_name = category_tables(r.profile)
     if code is not None and not re.fullmatch(r"\d{2,6}", code):
         if name is None or name == code:
             code, name = None, code  # the category was sent as a name
         else:
-            flags.append(quality_flag("category.code", f"category code {code[:20]!r} is not 2-6 digits; "
+            flags.append(quality_flag(f"{ck}.code", f"category code {code[:20]!r} is not 2-6 digits; "
                                                        "the category is read from its name", code))
             code = None
     if code is not None:
         known = names.get(code) or names.get(code[:2])
         if known is None and (name is None or name not in by_name):
-            flags.append(quality_flag("category", f"category code {code!r} is not in the category table "
+            flags.append(quality_flag(ck, f"category code {code!r} is not in the category table "
                                                   "(codes.category); kept as sent", code))
         return code, name or names.get(code) or names.get(code[:2])
     if name is not None:
         found = by_name.get(name)
         if found is not None:
             return found, name
-        flags.append(quality_flag("category", f"category name {name[:30]!r} is not in the category table "
+        flags.append(quality_flag(ck, f"category name {name[:30]!r} is not in the category table "
                                               "(codes.category / synonyms.category); kept as category_name, "
                                               f"code {OTHER_CODE}", name))
         return OTHER_CODE, name
-    flags.append(quality_flag("category", f"no category; code {OTHER_CODE}"))
+    flags.append(quality_flag(ck, f"no category; code {OTHER_CODE}"))
     return OTHER_CODE, None
 
 
@@ -220,7 +222,8 @@ def party_from_json(obj: Any, index: int, default_role: str = "party", profile: 
             return check(raw) if check else clean_str(raw)
         if strict:
             return go()
-        return optional(notes, f"persons[{index}].{field_name.removeprefix('person_')}", go, raw)
+        native = r.key(field_name) or field_name.removeprefix("person_")
+        return optional(notes, f"persons[{index}].{native}", go, raw)
 
     role = read("person_role") or default_role
     role = role.lower() if role.lower() in PARTY_ROLES else role
@@ -253,28 +256,29 @@ def report_record(obj: Any, received_at_ms: int, profile: Profile | None = None,
 
     location = r.get("location")
     if location is not None and not isinstance(location, Mapping):
-        flags.append(quality_flag("location", "location must be an object", location))
+        flags.append(quality_flag(str(r.key("location")), "location must be an object", location))
         location = None
     loc = _Reader(location or {}, profile)
     src = loc if (location and (loc.key("longitude") or loc.key("latitude"))) else r
     raw_lon, raw_lat = src.get("longitude"), src.get("latitude")
-    coord_text = optional(flags, "location.coordType", lambda: (loc.text("coord_type") if location else None)
+    coord_text = optional(flags, f"{r.key('location') or 'location'}.coordType", lambda: (loc.text("coord_type") if location else None)
                           or r.text("coord_type"), None)
     try:
         coord_system = _coord_system(coord_text, profile)
         lon, lat = parse_coordinates(raw_lon, raw_lat, "location.lng", "location.lat")
     except TranslateError as exc:
-        flags.append(quality_flag("location", exc.reason, f"coordType={coord_text} lng={raw_lon} lat={raw_lat}"))
+        where = r.key("location") or f"{r.key('longitude') or 'lng'}/{r.key('latitude') or 'lat'}"
+        flags.append(quality_flag(where, exc.reason, f"coordType={coord_text} lng={raw_lon} lat={raw_lat}"))
         coord_system, lon, lat = _coord_system(None, profile), None, None
 
     persons: list[dict[str, Any]] = []
     raw_persons = r.get("persons")
     if raw_persons is not None and not isinstance(raw_persons, list):
-        flags.append(quality_flag("persons", "persons must be a list", raw_persons))
+        flags.append(quality_flag(str(r.key("persons")), "persons must be a list", raw_persons))
         raw_persons = None
     for i, p in enumerate(raw_persons or []):
         if not isinstance(p, Mapping):
-            flags.append(quality_flag(f"persons[{i}]", f"persons[{i}] must be an object", p))
+            flags.append(quality_flag(f"{r.key('persons')}[{i}]", f"persons[{i}] must be an object", p))
             continue
         persons.append(party_from_json(p, i, profile=profile, flags=flags))
 
@@ -286,13 +290,15 @@ def report_record(obj: Any, received_at_ms: int, profile: Profile | None = None,
         "category_code": code,
         "category_name": name,
         "description": description,
-        "address": optional(flags, "address", lambda: r.text("address"), r.obj.get(r.key("address") or "")),
+        "address": optional(flags, r.key("address") or "address", lambda: r.text("address"),
+                            r.obj.get(r.key("address") or "")),
         "longitude": lon,
         "latitude": lat,
         "coord_system": coord_system,
         "persons": persons,
         "reported_at_local": report_time,
-        "status": optional(flags, "status", lambda: r.text("status"), r.obj.get(r.key("status") or "")),
+        "status": optional(flags, r.key("status") or "status", lambda: r.text("status"),
+                           r.obj.get(r.key("status") or "")),
         "received_at": int(received_at_ms),
         "raw_format": RAW_FORMAT,
         "quality": flags,

@@ -11,7 +11,8 @@ Only a missing or invalid 案件编号, 受理日期 or 纠纷类型 rejects a c
 optional: a value that cannot be read is left out of the record and noted as a quality flag
 (field, reason, raw value), so one party row's bad phone never costs the case. 调解结果 is mapped
 to an outcome by ``[synonyms.result]`` (exact wording) then the ``[classify] result`` keywords
-(a sentence such as "调解成功，签订协议"), and kept verbatim in ``result_text``. Native columns no
+(a sentence such as "调解成功，签订协议"), and kept verbatim in ``result_text``. Quality flags name
+the native column (``调处结果``, ``当事人电话 (row 3)``, ``parties[1].idCard``). Native columns no
 alias reads (nor the profile's ``ignore`` list) are reported in `TranslateResult.unmapped`.
 """
 from __future__ import annotations
@@ -223,9 +224,10 @@ def _role(value: Any, profile: Profile) -> str | None:
     return profile.synonyms("party_role").get(text.lower(), text)
 
 
-def _party(values: Mapping[str, Any], where: str, flags: list[dict[str, Any]],
+def _party(values: Mapping[str, Any], where: Callable[[str], str], flags: list[dict[str, Any]],
            profile: Profile) -> dict[str, Any] | None:
-    """A Party from its native values; a bad value is a flag (`where` names the row/index)."""
+    """A Party from its native values; a bad value is a flag whose field is `where(field)` (the
+    native column with its row, or the REST key with its index)."""
     readers: Mapping[str, Callable[[Any], Any]] = {
         "name": lambda v: _text(v, "姓名"), "id_number": check_id_number, "phone": check_phone,
         "address": lambda v: _text(v, "住址"),
@@ -233,30 +235,32 @@ def _party(values: Mapping[str, Any], where: str, flags: list[dict[str, Any]],
     party: dict[str, Any] = {"role": None}
     for field_name, read in readers.items():
         raw = values.get(field_name)
-        party[field_name] = optional(flags, f"{where}.{field_name}", lambda r=raw, f=read: f(r), raw)
+        party[field_name] = optional(flags, where(field_name), lambda r=raw, f=read: f(r), raw)
     present = any(clean_str(v) for v in values.values() if not isinstance(v, (dict, list)))
     if not any(party[f] for f in readers) and not present:
         return None
     raw_role = values.get("role")
-    party["role"] = optional(flags, f"{where}.role", lambda: _role(raw_role, profile), raw_role) or "party"
+    party["role"] = optional(flags, where("role"), lambda: _role(raw_role, profile), raw_role) or "party"
     return party
 
 
 def _case_record(case: Mapping[str, Any], parties: list[dict[str, Any]], flags: list[dict[str, Any]],
-                 received_at_ms: int, raw_format: str, profile: Profile) -> dict[str, Any]:
-    """One MediationCase record; raises TranslateError only for the three required fields."""
+                 received_at_ms: int, raw_format: str, profile: Profile,
+                 columns: Mapping[str, str]) -> dict[str, Any]:
+    """One MediationCase record; raises TranslateError only for the three required fields. Quality
+    flags name the native column (`columns`: record field → the column or key it was read from)."""
     case_no = require(_text(case.get("case_no"), "案件编号"), "案件编号")
     accepted = _accepted_date(case.get("accepted_date_local"))
     dispute_type = require(_text(case.get("dispute_type"), "纠纷类型"), "纠纷类型")
 
     def opt(field_name: str, read: Callable[[Any], Any]) -> Any:
         raw = case.get(field_name)
-        return optional(flags, field_name, lambda: read(raw), raw)
+        return optional(flags, columns.get(field_name, field_name), lambda: read(raw), raw)
 
     result_text = opt("result", lambda v: _text(v, "调解结果"))
     outcome = classify_result(result_text, profile) if result_text else None
     if result_text and outcome is None:
-        flags.append(quality_flag("result", "调解结果 matches no outcome (synonyms.result / classify.result); "
+        flags.append(quality_flag(columns.get("result", "result"), "调解结果 matches no outcome (synonyms.result / classify.result); "
                                             "kept verbatim in result_text", result_text))
     return {
         "case_no": case_no,
@@ -342,7 +346,7 @@ def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
                 unmapped.setdefault(str(name).strip().lstrip("\ufeff"), set()).add(case_no)
         case_flags = flags.setdefault(case_no, [])
         values = {f: row.get(c) for f, c in cols.party.items()}
-        party = _party(values, f"parties[row {index + 1}]", case_flags, profile)
+        party = _party(values, lambda f, n=index + 1: f"{cols.party.get(f, f)} (row {n})", case_flags, profile)
         bucket = parties.setdefault(case_no, [])
         if party is not None and party not in bucket:
             bucket.append(party)
@@ -350,7 +354,7 @@ def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
     for case_no, case in cases.items():
         try:
             records.append(_case_record(case, parties.get(case_no, []), flags.get(case_no, []),
-                                        received_at_ms, raw_format, profile))
+                                        received_at_ms, raw_format, profile, cols.case))
         except TranslateError as exc:
             rejected.append(Rejected(f"case {case_no}: {exc.reason}", exc.error_type))
     return with_unmapped(result(TOPIC, SCHEMA, records, rejected), {k: len(v) for k, v in unmapped.items()})
@@ -452,21 +456,22 @@ def _json_case(obj: Any, received_at_ms: int, profile: Profile,
     parties: list[dict[str, Any]] = []
     raw_parties = obj.get(cols.parties) if cols.parties else None
     if raw_parties is not None and not isinstance(raw_parties, list):
-        flags.append(quality_flag("parties", "parties must be a list", raw_parties))
+        flags.append(quality_flag(str(cols.parties), "parties must be a list", raw_parties))
         raw_parties = None
     for i, p in enumerate(raw_parties or []):
         if not isinstance(p, Mapping):
-            flags.append(quality_flag(f"parties[{i}]", "party must be an object", p))
+            flags.append(quality_flag(f"{cols.parties}[{i}]", "party must be an object", p))
             continue
         pcols = resolve_columns(profile, p.keys(), party_only=True)
-        party = _party({f: p.get(c) for f, c in pcols.party.items()}, f"parties[{i}]", flags, profile)
+        party = _party({f: p.get(c) for f, c in pcols.party.items()},
+                       lambda f, n=i, pc=pcols: f"{cols.parties}[{n}].{pc.party.get(f, f)}", flags, profile)
         if party is not None:
             parties.append(party)
         for name in p:
             if _norm(name) not in pcols.known and not _blank(p[name]):
                 unmapped[f"parties.{name}"] = unmapped.get(f"parties.{name}", 0) + 1
     case = {f: obj.get(c) for f, c in cols.case.items()}
-    record = _case_record(case, parties, flags, received_at_ms, RAW_FORMAT_JSON, profile)
+    record = _case_record(case, parties, flags, received_at_ms, RAW_FORMAT_JSON, profile, cols.case)
     for name in obj:
         if _norm(name) not in cols.known and not _blank(obj[name]):
             unmapped[str(name)] = unmapped.get(str(name), 0) + 1
