@@ -18,7 +18,7 @@ import pytest
 from connectors.sources import registry
 from connectors.sources.common import TranslateResult, clean_str, parse_json
 from connectors.sources.grid.spec import SPEC as GRID
-from connectors.sources.grid.translate import _Reader
+from connectors.sources.grid.translate import AliasReader
 from connectors.sources.mediation.spec import SPEC as MEDIATION
 from connectors.sources.mediation.translate import resolve_columns
 from connectors.sources.spec import Payload, SourceContext
@@ -258,8 +258,8 @@ def test_grid_variant_ingests_whole(variant: str) -> None:
     profile = ctx.profile("grid")
     items = parse_json(path.read_bytes())
     for record, raw in zip(res.records, items if isinstance(items, list) else [items]):
-        r = _Reader(raw, profile)
-        loc = _Reader(raw.get(r.key("location") or "") or {}, profile)
+        r = AliasReader(raw, profile)
+        loc = AliasReader(raw.get(r.key("location") or "") or {}, profile)
         for field_name, target in (("address", "address"), ("status", "status"), ("persons", "persons")):
             if not blank(r.get(field_name)):
                 assert not blank(record[target]) or target in flagged(record), (variant, field_name)

@@ -82,7 +82,7 @@ def builtin_profile() -> Profile:
     return load_profile(FEED)
 
 
-class _Reader:
+class AliasReader:
     """Reads fields of one JSON object through the profile's aliases and remembers which keys it used."""
 
     def __init__(self, obj: Mapping[str, Any], profile: Profile) -> None:
@@ -138,7 +138,7 @@ def category_tables(profile: Profile) -> tuple[dict[str, str], dict[str, str]]:
     return names, by_name
 
 
-def _category(r: _Reader, flags: list[dict[str, Any]]) -> tuple[str, str | None]:
+def _category(r: AliasReader, flags: list[dict[str, Any]]) -> tuple[str, str | None]:
     """(category_code, category_name) from a code, a name, or both; never rejects."""
     raw = r.get("category")
     ck = r.key("category") or r.key("category_name") or "category"  # flags name the native key
@@ -209,7 +209,7 @@ def party_from_json(obj: Any, index: int, default_role: str = "party", profile: 
     bad value when no `flags` list is given)."""
     if not isinstance(obj, Mapping):
         raise TranslateError(f"persons[{index}] must be an object")
-    r = _Reader(obj, profile if profile is not None else builtin_profile())
+    r = AliasReader(obj, profile if profile is not None else builtin_profile())
     strict = flags is None
     notes: list[dict[str, Any]] = [] if flags is None else flags
 
@@ -243,7 +243,7 @@ def report_record(obj: Any, received_at_ms: int, profile: Profile | None = None,
     if not isinstance(obj, Mapping):
         raise TranslateError(f"grid report must be a JSON object, got {type(obj).__name__}", "MalformedJson")
     profile = profile if profile is not None else builtin_profile()
-    r = _Reader(obj, profile)
+    r = AliasReader(obj, profile)
     flags: list[dict[str, Any]] = []
     report_id = require(r.text("report_id"), "reportId")
     if len(report_id) > 64:
@@ -258,7 +258,7 @@ def report_record(obj: Any, received_at_ms: int, profile: Profile | None = None,
     if location is not None and not isinstance(location, Mapping):
         flags.append(quality_flag(str(r.key("location")), "location must be an object", location))
         location = None
-    loc = _Reader(location or {}, profile)
+    loc = AliasReader(location or {}, profile)
     src = loc if (location and (loc.key("longitude") or loc.key("latitude"))) else r
     raw_lon, raw_lat = src.get("longitude"), src.get("latitude")
     coord_text = optional(flags, f"{r.key('location') or 'location'}.coordType", lambda: (loc.text("coord_type") if location else None)
