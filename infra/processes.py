@@ -148,11 +148,15 @@ def pingan_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "streams.cli", *args]
 
 
-def simulate_folder(out: Path, *, seed: int = 1, days: int = 1, scale: float | None = None) -> Path:
-    """``pingan simulate --out OUT --days D --seed S [--scale N] --quiet`` (a subprocess, like an operator)."""
+def simulate_folder(out: Path, *, seed: int = 1, days: int = 1, scale: float | None = None,
+                    variants: bool = False) -> Path:
+    """``pingan simulate --out OUT --days D --seed S [--scale N] [--variants] --quiet`` (a subprocess, like an
+    operator)."""
     args = ["simulate", "--out", str(out), "--days", str(days), "--seed", str(seed)]
     if scale is not None:
         args += ["--scale", str(scale)]
+    if variants:
+        args.append("--variants")
     subprocess.run(pingan_command(*args, "--quiet"), check=True, capture_output=True, cwd=str(_ROOT))
     return out
 

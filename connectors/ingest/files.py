@@ -78,13 +78,16 @@ def iter_deliveries(folder: Path, registry: DeviceRegistry | None = None, *, pro
 
     ``received_at_ms`` defaults to a deterministic value per delivery (the simulator's delivery
     offset from the manifest's ``base_date``; a date without an offset is in ``timezone``), so the
-    same folder always yields the same records.
+    same folder always yields the same records. ``profile_dir`` defaults to the folder's own
+    profiles when its manifest names them (`pingan simulate --variants`).
     """
     folder = Path(folder)
     registry = registry or DeviceRegistry.from_csv(folder / "registry.csv")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if profile_dir is None and manifest.get("profiles"):
+        profile_dir = folder / str(manifest["profiles"])  # the folder's own deployment profiles
     ctx = source_context(registry, profile_dir)
     files = _Files(folder)
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     base = datetime.fromisoformat(str(manifest.get("base_date") or "2026-07-14"))
     if base.tzinfo is None:
         base = base.replace(tzinfo=ZoneInfo(timezone))

@@ -41,7 +41,9 @@ def throughput(
 @app.command()
 def quality(out: Path = typer.Option(None, help="simulator folder to use (default: generate one)"),
             seed: int = typer.Option(1, help="simulator seed"), days: int = typer.Option(1, help="simulated days"),
-            offline: bool = typer.Option(False, help="pure pipeline only (no Kafka, no Elasticsearch)")) -> None:
+            offline: bool = typer.Option(False, help="pure pipeline only (no Kafka, no Elasticsearch)"),
+            variants: bool = typer.Option(False, "--variants", help="the day as other counties' systems export it "
+                                                                   "(pingan simulate --variants)")) -> None:
     """Pairwise link precision/recall and B-cubed F1 of incidents against the simulator's ground truth,
     through the real pipeline (real Kafka, a real worker, the real index) unless --offline."""
     import tempfile
@@ -56,15 +58,17 @@ def quality(out: Path = typer.Option(None, help="simulator folder to use (defaul
     with tempfile.TemporaryDirectory() as tmp:
         folder = out or Path(tmp) / "sim"
         if not (folder / "truth.json").exists():
-            simulate_folder(folder, seed=seed, days=days)
+            simulate_folder(folder, seed=seed, days=days, variants=variants)
         if offline:
-            console.print(render(evaluate_folder(folder), f"Correlation quality, offline (%) — seed {seed}",
+            console.print(render(evaluate_folder(folder), f"Correlation quality, offline (%) — seed {seed}"
+                                 + (", variants" if variants else ""),
                                  width=console.width))
             return
         from bench.quality_live import evaluate_live
 
         live = evaluate_live(Settings.from_env(), folder)
-        console.print(render(live.report, f"Correlation quality through Kafka + worker + index (%) — seed {seed}",
+        console.print(render(live.report, f"Correlation quality through Kafka + worker + index (%) — seed {seed}"
+                             + (", variants" if variants else ""),
                              width=console.width))
         console.print(f"{live.events} events in {live.incidents} indexed incidents, {live.seconds:.1f}s from publish "
                       f"to fully indexed; index equals the offline pipeline: {live.equals_offline}")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from bench.tables import number_column, text_column
 from simulator.model import BASE_DATE, CST
+from simulator.variants import apply_variants
 
 app = typer.Typer(help="Simulate Wenchuan county's native feeds (deterministic under --seed).",
                   no_args_is_help=False)
@@ -65,6 +66,9 @@ def simulate(
     minutes: Annotated[float, typer.Option(min=0.0, help="How long to send (--send)")] = 1.0,
     alarm110_db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the 110 desk DB (--send)")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+    variants: Annotated[bool, typer.Option("--variants", help="Write the day as another county's systems export it "
+                                                              "(other column names, names for codes, result "
+                                                              "sentences, GCJ-02), with its profiles/")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write what was sent as JSON here (--send): counts per "
                                                      "endpoint/status and per feed/status, duplicates, native ids")] = None,
 ) -> None:
@@ -91,7 +95,11 @@ def simulate(
     with console.status(f"simulating {days} day(s), seed {seed}, scale {scale} → {out}", spinner="dots") \
             if not quiet else _Null():
         summary = generate(out, days=days, seed=seed, scale=scale, base=base)
+        if variants:
+            changed = apply_variants(out)
     console.print(mix_table(summary))
+    if variants:
+        console.print("variants: " + "; ".join(f"{k} ({v['variant']})" for k, v in changed.items()))
     console.print(f"wrote {summary['deliveries']} deliveries to {out} (truth.json, manifest.json, delivery.jsonl)")
 
 
