@@ -66,7 +66,7 @@ CODE_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "door": ("event_code",),
 }
 #: A quality flag whose reason says a code or name is not in a table is an unknown code, not a parse failure.
-_UNKNOWN_CODE = re.compile(r"unknown|not in the (code )?table|no code|not a known|code nor|outside the table|"
+_UNKNOWN_CODE = re.compile(r"unknown|not in the [\w ]*table|no code|not a known|code nor|outside the table|"
                            r"未知|无此代码", re.IGNORECASE)
 #: Raw record fields that never come from one native field (stamps, provenance, flags).
 _META_FIELDS: Final = frozenset({"received_at", "raw_format", "quality", "coord_system", "source_system",
@@ -547,6 +547,7 @@ class _Inspector:
         # list-of-object fields (persons[], parties[]): their record fields are prefixed with the stem
         stems = {_stem(hits[0][0]) for name in tally.present if "[]" in name
                  for hits in [by_alias.get(name.split("[", 1)[0].strip().lower(), [])] if hits}
+        stems |= {_stem(t) for t in aliases if _stem(t) != t and any(o.startswith(_stem(t) + "_") for o in aliases)}
         unmapped = {k.strip().lower(): n for k, n in tally.unmapped.items()}
         ignored = {str(k).strip().lower() for k in ([ignore] if isinstance(ignore, str) else ignore)}
         names = list(tally.present) + [k for k in tally.unmapped if k not in tally.present]

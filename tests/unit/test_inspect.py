@@ -216,3 +216,12 @@ def test_a_capture_of_recorded_pushes(tmp_path: Path) -> None:
     (feed,) = insp.inspect_path(capture, received_at_ms=NOW_MS).feeds
     assert feed.feed == "grid" and "content" in feed.detected
     assert (feed.deliveries, feed.records, feed.dead_lettered) == (3, 3, 1)
+
+
+def test_a_category_name_outside_the_table_is_an_unknown_code() -> None:
+    variant = FIXTURES / "variants" / "grid" / "category_names"
+    (feed,) = insp.inspect_path(variant, received_at_ms=NOW_MS).feeds
+    assert any(f.field == "category" and f.count == 1 for f in feed.unknown_codes)
+    assert not any(f.field == "category" for f in feed.parse_failures)
+    got = {m.native: m.maps_to for m in feed.fields}
+    assert got.get("category.name", "category") == "category"  # no persons list here: still not a person's name
