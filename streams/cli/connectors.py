@@ -59,7 +59,8 @@ def run(
     sip_require_registration: bool = typer.Option(False),
     alarm110_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the 110 desk database "
                                                           "(default: settings.alarm110_url; poller off when absent)"),
-    alarm110_table: str = typer.Option("JJD"),
+    alarm110_table: Optional[str] = typer.Option(None, help="the desk's table or view (default: the alarm110 "
+                                                            "profile's `table`, else JJD)"),
     alarm110_interval: float = typer.Option(2.0),
     mediation_watch: Optional[Path] = typer.Option(None, help="folder to watch for mediation CSV/XLSX exports"),
     log_level: str = typer.Option("INFO"),
@@ -149,11 +150,11 @@ def import_alarm110(files: list[Path] = typer.Argument(..., exists=True, dir_oka
 @app.command("poll-alarm110")
 def poll_alarm110(
     url: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default: settings.alarm110_url)"),
-    table: str = typer.Option("JJD"),
+    table: Optional[str] = typer.Option(None, help="table or view (default: the alarm110 profile's `table`, else JJD)"),
     once: bool = typer.Option(False, help="poll until caught up, then exit"),
 ) -> None:
     """Run only the 110 poller (``--once``: catch up and exit)."""
-    from connectors.ingest.poller import Alarm110Poller, PollerConfig
+    from connectors.ingest.poller import Alarm110Poller, PollerConfig, PollerSetupError
     from connectors.ingest.producer import RecordProducer
     from streams.settings import Settings
 
@@ -177,7 +178,11 @@ def poll_alarm110(
             await poller.stop()
             await producer.stop()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except PollerSetupError as exc:  # a configuration mistake: one line, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _shown(path: str) -> str:
