@@ -9,7 +9,16 @@ Contract:
   ``search_text`` (event texts, time-ordered), ``location`` (mean of the event points),
   ``event_locations`` (all event points), ``event_count``, ``sources``, ``event_kinds``; an event
   with data-quality notes keeps them as ``events[].quality`` (`quality_notes`: field and reason,
-  quoted values masked; absent when there are none).
+  quoted values masked; absent when there are none); ``events[].severity`` when the summary
+  carries one (absent otherwise).
+- Area views (jurisdiction by visible events only): ``views`` holds, for every town and village
+  the incident touches, the incident as a credential of that area sees it — computed from the
+  events visible there (`event_visible`) only, by `area_view`: kind, severity, tier, first/last
+  seen, owning admin code, event count. A town or village credential filters, sorts and counts
+  on its own view, never on the incident-wide fields (which are computed over every event).
+  Template 2 maps ``views`` and ``events.severity``; documents indexed before it have no views,
+  so a town/village credential sees them only after ``pingan replay index`` built the new index
+  version (the county's queries do not use views).
   Raises `DocumentError` for a record that cannot be indexed (no id, merged).
 - Merged incidents: the retired id is **deleted** from the index (`incident_action` returns a
   delete action). The surviving incident's own record carries every event, so a search never
@@ -25,6 +34,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from streams.domain import admin
+from streams.domain.kinds import DEFAULT_SEVERITY
+from streams.domain.tiers import TierRules, load_tier_rules, route
 
 
 class DocumentError(ValueError):
@@ -86,6 +97,9 @@ def _event_doc(ev: Mapping[str, Any]) -> dict[str, Any]:
     if point:
         doc["location"] = point
         doc["lat"], doc["lon"] = point["lat"], point["lon"]
+    severity = ev.get("severity")
+    if isinstance(severity, int) and not isinstance(severity, bool):
+        doc["severity"] = severity
     notes = quality_notes(ev)
     if notes:  # documents of events without notes stay as they were
         doc["quality"] = notes
@@ -153,7 +167,75 @@ def incident_document(incident: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
         "events": events,
         "links": [_link_doc(link) for link in incident.get("links") or []],
     }
+    doc["views"] = area_views(doc)
     return inc_id, doc
+
+
+# ----------------------------------------------------------------------------- area views
+
+#: Credentials at or above this code length (county, prefecture, province) see every event of
+#: their incidents (incidents never span counties); towns and villages see their own events only.
+AREA_VIEW_MIN_LEN = 9
+
+_RULES: TierRules | None = None
+
+
+def _rules() -> TierRules:
+    global _RULES
+    if _RULES is None:
+        _RULES = load_tier_rules()
+    return _RULES
+
+
+def event_visible(area: str, event_code: str | None, owner_code: str | None) -> bool:
+    """Whether an event (by its admin code) is visible to a credential of `area`: an event inside
+    the area; an event without an admin code only when the incident's owning area is inside."""
+    return admin.within(event_code, area) if event_code else admin.within(owner_code, area)
+
+
+def area_view(doc: Mapping[str, Any], area: str) -> dict[str, Any] | None:
+    """The incident document as a credential of `area` sees it, from its visible events only
+    (None when no event is visible there). When every event is visible the incident's own fields
+    are the view (they are computed over exactly those events, escalations included); otherwise
+    kind, severity, tier, owner, first/last seen and version are recomputed the way the pipeline
+    computes them (`streams.domain.incidents`), as if the hidden events did not exist. An event
+    without a severity counts its kind's default severity."""
+    events = list(doc.get("events") or [])
+    owner = doc.get("admin_code")
+    visible = [e for e in events if event_visible(area, e.get("admin_code"), owner)]
+    if not visible:
+        return None
+    if len(visible) == len(events):
+        return {"area": area, "kind": doc.get("kind"), "severity": doc.get("severity"), "tier": doc.get("tier"),
+                "admin_code": owner, "first_seen": doc.get("first_seen"), "last_seen": doc.get("last_seen"),
+                "updated_at": doc.get("updated_at"), "version": doc.get("version"), "event_count": len(visible)}
+    rules = _rules()
+    kind = min((e.get("kind") or "other" for e in visible), key=lambda k: (rules.kind_rank(k), k))
+    severity = max(e["severity"] if isinstance(e.get("severity"), int) else DEFAULT_SEVERITY.get(e.get("kind") or "", 1)
+                   for e in visible)
+    codes = [str(e.get("admin_code") or "") for e in visible]
+    villages = sorted({c[:12] for c in codes if len(c) >= 12})
+    towns = sorted({c[:9] for c in codes if len(c) >= 9})
+    tier = route({"kind": kind, "severity": severity, "town_codes": towns, "village_codes": villages}, rules)
+    times = [int(e["occurred_at"]) for e in visible if e.get("occurred_at") is not None]
+    ids = {e.get("event_id") for e in visible}
+    links = [link for link in doc.get("links") or [] if link.get("event_a") in ids and link.get("event_b") in ids]
+    return {"area": area, "kind": kind, "severity": severity, "tier": tier,
+            "admin_code": admin.common(codes) or doc.get("county_code"),
+            "first_seen": min(times) if times else None, "last_seen": max(times) if times else None,
+            "updated_at": max(times) if times else None,
+            "version": len(visible) + len(links) + rules.rank(tier), "event_count": len(visible)}
+
+
+def area_views(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One `area_view` per town and village of the document's ``admin_path`` that sees an event."""
+    out = []
+    for area in doc.get("admin_path") or []:
+        if len(area) >= AREA_VIEW_MIN_LEN:
+            view = area_view(doc, area)
+            if view is not None:
+                out.append(view)
+    return out
 
 
 def incident_action(incident: Mapping[str, Any], index: str, *, external_version: bool = True) -> dict[str, Any]:

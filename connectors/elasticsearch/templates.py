@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-TEMPLATE_VERSION = 1
-"""Bump when the mappings change; an index built from an older template needs a replay."""
+TEMPLATE_VERSION = 2
+"""Bump when the mappings change; an index built from an older template needs a replay.
+
+2: ``views`` (per town/village view of the incident from its visible events) and
+``events.severity`` added — additions only, a template-1 index stays readable; town and village
+credentials need the replayed index (``pingan replay index``) to see incidents."""
 
 # A custom analyzer equal to the built-in `cjk` one but also emitting unigrams, so a
 # one-character query ("火", "偷") still matches. Built from built-in filters only.
@@ -41,8 +45,20 @@ def _text(raw: bool = False, store: bool = True) -> dict[str, Any]:
     return {"type": "text", "analyzer": "cjk", "store": store, "fields": fields}
 
 
+#: Incident fields repeated in each area view (``views``: the incident as a town or village sees it).
+VIEW_FIELDS = ("kind", "severity", "tier", "admin_code", "first_seen", "last_seen", "updated_at", "version",
+               "event_count")
+
+
 def incident_mappings() -> dict[str, Any]:
     """Mappings of an incident document (see `connectors.elasticsearch.documents`)."""
+    mappings = _incident_mappings()
+    props = mappings["properties"]
+    props["views"] = {"type": "nested", "properties": {"area": _KW, **{k: props[k] for k in VIEW_FIELDS}}}
+    return mappings
+
+
+def _incident_mappings() -> dict[str, Any]:
     return {
         "dynamic": "strict",
         "_meta": {"template_version": TEMPLATE_VERSION},
@@ -83,6 +99,7 @@ def incident_mappings() -> dict[str, Any]:
                     "lat": {"type": "double", "index": False},
                     "lon": {"type": "double", "index": False},
                     "admin_code": _KW,
+                    "severity": {"type": "integer"},
                     "persons": {"type": "keyword", "index": False},
                     "quality": {"type": "object", "properties": {
                         "field": _KW, "reason": {"type": "keyword", "index": False}}},

@@ -7,12 +7,22 @@ a town its villages', the county all of the county's, prefecture ``5132`` all it
 `jurisdiction_filter(code)` is the Elasticsearch filter that enforces exactly that;
 `can_see(code, incident)` is the same rule in Python. `redact_incident` removes from a visible
 (cross-area) incident the events located outside the jurisdiction and the links touching them.
+
+Jurisdiction by visible events only: a town or village credential (`is_area_credential`) sees
+an incident only through its own *view* (``views`` in the document, built by
+`connectors.elasticsearch.documents.area_view` from the events visible in its area):
+`view_filter` requires that view (and puts the request's view-level clauses inside it),
+`visible_events_filter` matches event-level clauses (places) against visible events only, and
+`incident_view` is what the API shows of an incident (kind, severity, tier, owner, first/last
+seen, version). A county (or wider) credential sees every event of its incidents (incidents never
+span counties): its filters and fields are the incident's own, as before.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.elasticsearch.documents import AREA_VIEW_MIN_LEN, area_view, event_visible
 from connectors.elasticsearch.documents import incident_admin_path as _derived_admin_path
 from streams.domain import admin
 
@@ -32,6 +42,41 @@ def _checked(admin_code: str) -> str:
 def jurisdiction_filter(admin_code: str) -> dict[str, Any]:
     """ES filter clause: ``{"term": {"admin_path": <admin_code>}}``."""
     return {"term": {ADMIN_PATH_FIELD: _checked(admin_code)}}
+
+
+def is_area_credential(admin_code: str) -> bool:
+    """A town or village credential: it sees an incident through its visible events only."""
+    return len(_checked(admin_code)) >= AREA_VIEW_MIN_LEN
+
+
+def view_filter(admin_code: str, clauses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Nested filter: the incident has a view for `admin_code` (an event visible there) and that
+    view matches `clauses` (queries on ``views.*`` fields)."""
+    return {"nested": {"path": "views", "query": {"bool": {
+        "filter": [{"term": {"views.area": _checked(admin_code)}}, *(clauses or [])]}}}}
+
+
+def visible_events_filter(admin_code: str, clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    """Some event visible to `admin_code` matches `clauses` (queries on ``events.*`` fields): an
+    event inside the area, or an event without an admin code of an incident owned inside it
+    (the rule of `redact_incident`)."""
+    code = _checked(admin_code)
+    inside = {"nested": {"path": "events", "query": {"bool": {
+        "filter": [{"prefix": {"events.admin_code": code}}, *clauses]}}}}
+    uncoded = {"nested": {"path": "events", "query": {"bool": {
+        "filter": clauses, "must_not": [{"exists": {"field": "events.admin_code"}}]}}}}
+    owned = {"bool": {"filter": [{"prefix": {"admin_code": code}}, uncoded]}}
+    return {"bool": {"should": [inside, owned], "minimum_should_match": 1}}
+
+
+def incident_view(admin_code: str, incident: Mapping[str, Any]) -> dict[str, Any]:
+    """The incident-level fields a credential may see: for a town or village credential the ones
+    computed from its visible events (`area_view`), else the incident's own."""
+    view = area_view(incident, _checked(admin_code)) if is_area_credential(admin_code) else None
+    if view is None:
+        view = {k: incident.get(k) for k in ("kind", "severity", "tier", "admin_code", "first_seen",
+                                              "last_seen", "updated_at", "version")}
+    return view
 
 
 def within(admin_code: str, code: str | None) -> bool:
@@ -59,11 +104,10 @@ def redact_incident(admin_code: str, incident: Mapping[str, Any]) -> dict[str, A
     jurisdiction. ``hidden_events`` counts what was removed.
     """
     _checked(admin_code)
-    owner_inside = within(admin_code, incident.get("admin_code"))
+    owner = incident.get("admin_code")
     kept, hidden = [], set()
     for ev in incident.get("events") or []:
-        code = ev.get("admin_code")
-        if within(admin_code, code) or (not code and owner_inside):
+        if event_visible(admin_code, ev.get("admin_code"), owner):
             kept.append(ev)
         else:
             hidden.add(ev.get("event_id"))

@@ -8,6 +8,12 @@ plain text with ``match`` (no query-string syntax, so ``admin_code:… OR *`` is
 after full-width folding and traditional→simplified conversion (OpenCC t2s), so ``糾紛`` finds
 ``纠纷``. Dates and times without an offset are local times of ``local_tz`` (``settings.timezone``;
 Asia/Shanghai unless configured). Invalid parameters raise `QueryError` (the API answers 400).
+
+A town or village credential filters, sorts and counts by the events it may see only (issue 14,
+`streams.web.jurisdiction`): time, kind and tier on its own view of the incident (``views``),
+places on its visible events, text on its visible events' text, an ``admin_code`` parameter on
+the view of that area — never on the incident-wide fields computed over hidden events too. A
+county (or wider) credential's bodies are unchanged.
 """
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ from zoneinfo import ZoneInfo
 from streams.domain import admin
 from streams.domain.text import clean_text
 from streams.settings import DEFAULT_TIMEZONE
-from streams.web.jurisdiction import ADMIN_PATH_FIELD, jurisdiction_filter
+from streams.web.jurisdiction import (
+    ADMIN_PATH_FIELD, is_area_credential, jurisdiction_filter, view_filter, visible_events_filter,
+)
 
 MAX_SIZE = 100
 DEFAULT_SIZE = 20
@@ -43,7 +51,7 @@ LIST_SOURCE: tuple[str, ...] = (
     "incident_id", "status", "merged_into", "kind", "severity", "tier", "admin_code", "county_code",
     "town_codes", "village_codes", "first_seen", "last_seen", "updated_at", "event_count", "sources",
     "location", "events.event_id", "events.admin_code", "events.text", "events.occurred_at",
-    "events.kind", "events.source",
+    "events.kind", "events.source", "events.severity", "links.event_a", "links.event_b",
 )
 PRIVATE_FIELDS: tuple[str, ...] = (
     "person_keys", "vehicle_keys", "search_text", "admin_path", "event_locations",
@@ -244,38 +252,66 @@ def _text_clause(text: str, admin_code: str) -> dict[str, Any]:
         "filter": [{"prefix": {"events.admin_code": admin_code}}]}}}}
 
 
+def _geo_clauses(p: SearchParams, field: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if p.near is not None:
+        out.append({"geo_distance": {"distance": f"{p.radius_m}m", field: {"lat": p.near[0], "lon": p.near[1]}}})
+    if p.bbox is not None:
+        min_lat, min_lon, max_lat, max_lon = p.bbox
+        out.append({"geo_bounding_box": {field: {
+            "top_left": {"lat": max_lat, "lon": min_lon},
+            "bottom_right": {"lat": min_lat, "lon": max_lon},
+        }}})
+    return out
+
+
+_NOTHING: dict[str, Any] = {"bool": {"must_not": [{"match_all": {}}]}}
+
+
+def _incident_field_clauses(p: SearchParams, prefix: str) -> list[dict[str, Any]]:
+    """Time (overlap with first/last seen), kind and tier clauses on the incident's own fields
+    (``prefix`` "") or on a credential's view of it (``prefix`` "views.")."""
+    out: list[dict[str, Any]] = []
+    if p.time_from is not None:
+        out.append({"range": {f"{prefix}last_seen": {"gte": p.time_from}}})
+    if p.time_to is not None:
+        out.append({"range": {f"{prefix}first_seen": {"lte": p.time_to}}})
+    if p.kinds:
+        out.append({"terms": {f"{prefix}kind": list(p.kinds)}})
+    if p.tiers:
+        out.append({"terms": {f"{prefix}tier": list(p.tiers)}})
+    return out
+
+
+def _area_clauses(p: SearchParams, admin_code: str) -> list[dict[str, Any]]:
+    """A town/village credential's request filters, on what it may see only."""
+    filters = [view_filter(admin_code, _incident_field_clauses(p, "views."))]  # always: the incident has an event visible here
+    if p.statuses:
+        filters.append({"terms": {"status": list(p.statuses)}})
+    if p.admin_code and not admin.within(admin_code, p.admin_code):
+        # below the credential: incidents with an event in that area; elsewhere: nothing
+        filters.append(view_filter(p.admin_code) if admin.within(p.admin_code, admin_code) else _NOTHING)
+    for clause in _geo_clauses(p, "events.location"):
+        filters.append(visible_events_filter(admin_code, [clause]))
+    return filters
+
+
 def _request_clauses(p: SearchParams, admin_code: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(filter clauses, scoring clauses) that the request asks for, for this credential's area."""
-    filters: list[dict[str, Any]] = []
     must: list[dict[str, Any]] = []
     if p.q:
         text = normalize_q(p.q)
         if text:
             must.append(_text_clause(text, admin_code))
-    if p.time_from is not None:
-        filters.append({"range": {"last_seen": {"gte": p.time_from}}})
-    if p.time_to is not None:
-        filters.append({"range": {"first_seen": {"lte": p.time_to}}})
-    if p.kinds:
-        filters.append({"terms": {"kind": list(p.kinds)}})
-    if p.tiers:
-        filters.append({"terms": {"tier": list(p.tiers)}})
+    if is_area_credential(admin_code):
+        return _area_clauses(p, admin_code), must
+    filters = _incident_field_clauses(p, "")
     if p.statuses:
         filters.append({"terms": {"status": list(p.statuses)}})
     if p.admin_code:
         # Narrowing only: ANDed with the jurisdiction filter, so a code outside it matches nothing.
         filters.append({"term": {ADMIN_PATH_FIELD: p.admin_code}})
-    if p.near is not None:
-        filters.append({"geo_distance": {
-            "distance": f"{p.radius_m}m",
-            "event_locations": {"lat": p.near[0], "lon": p.near[1]},
-        }})
-    if p.bbox is not None:
-        min_lat, min_lon, max_lat, max_lon = p.bbox
-        filters.append({"geo_bounding_box": {"event_locations": {
-            "top_left": {"lat": max_lat, "lon": min_lon},
-            "bottom_right": {"lat": min_lat, "lon": max_lon},
-        }}})
+    filters.extend(_geo_clauses(p, "event_locations"))
     return filters, must
 
 
@@ -287,14 +323,22 @@ def scoped_query(admin_code: str, filters: list[dict[str, Any]], must: list[dict
     return {"bool": {"filter": [jurisdiction_filter(admin_code), {"bool": inner}]}}
 
 
-def _sort(p: SearchParams) -> list[Any]:
+def _by(field: str, admin_code: str) -> dict[str, Any]:
+    """Descending sort on an incident field — a town/village credential's own view of it."""
+    if not is_area_credential(admin_code):
+        return {field: "desc"}
+    return {f"views.{field}": {"order": "desc", "nested": {
+        "path": "views", "filter": {"term": {"views.area": admin_code}}}}}
+
+
+def _sort(p: SearchParams, admin_code: str) -> list[Any]:
     if p.sort == "relevance" and p.q:
-        return ["_score", {"last_seen": "desc"}, {"incident_id": "asc"}]
+        return ["_score", _by("last_seen", admin_code), {"incident_id": "asc"}]
     if p.sort == "severity":
-        return [{"severity": "desc"}, {"last_seen": "desc"}, {"incident_id": "asc"}]
+        return [_by("severity", admin_code), _by("last_seen", admin_code), {"incident_id": "asc"}]
     if p.sort == "first_seen":
-        return [{"first_seen": "desc"}, {"incident_id": "asc"}]
-    return [{"last_seen": "desc"}, {"incident_id": "asc"}]
+        return [_by("first_seen", admin_code), {"incident_id": "asc"}]
+    return [_by("last_seen", admin_code), {"incident_id": "asc"}]
 
 
 def build_search(params: SearchParams, admin_code: str) -> dict[str, Any]:
@@ -304,7 +348,7 @@ def build_search(params: SearchParams, admin_code: str) -> dict[str, Any]:
         "query": scoped_query(admin_code, filters, must),
         "from": (params.page - 1) * params.size,
         "size": params.size,
-        "sort": _sort(params),
+        "sort": _sort(params, admin_code),
         "track_total_hits": True,
         "_source": {"includes": list(LIST_SOURCE)},
     }
@@ -314,8 +358,11 @@ def build_detail(incident_id: str, admin_code: str) -> dict[str, Any]:
     """Body fetching one incident by id — inside the jurisdiction only (else zero hits → 404)."""
     if not _ID_RE.match(incident_id or ""):
         raise QueryError("invalid incident id")
+    clauses: list[dict[str, Any]] = [{"ids": {"values": [incident_id]}}]
+    if is_area_credential(admin_code):
+        clauses.append(view_filter(admin_code))
     return {
-        "query": scoped_query(admin_code, [{"ids": {"values": [incident_id]}}]),
+        "query": scoped_query(admin_code, clauses),
         "size": 1,
         "_source": {"excludes": list(PRIVATE_FIELDS)},
     }
@@ -331,11 +378,12 @@ def build_lookup(keys: list[str], admin_code: str, *, page: int = 1, size: int =
         {"terms": {"person_keys": list(keys)}},
         {"terms": {"vehicle_keys": list(keys)}},
     ], "minimum_should_match": 1}}
+    clauses = [clause, view_filter(admin_code)] if is_area_credential(admin_code) else [clause]
     return {
-        "query": scoped_query(admin_code, [clause]),
+        "query": scoped_query(admin_code, clauses),
         "from": (page - 1) * size,
         "size": size,
-        "sort": [{"last_seen": "desc"}, {"incident_id": "asc"}],
+        "sort": [_by("last_seen", admin_code), {"incident_id": "asc"}],
         "track_total_hits": True,
         "_source": {"includes": list(LIST_SOURCE)},
     }
@@ -345,11 +393,22 @@ def build_stats(params: SearchParams, admin_code: str) -> dict[str, Any]:
     """Aggregation body: counts per area (county/town/village, each × kind), kind, tier, status.
 
     Area buckets are restricted (``include`` regex) to codes inside the jurisdiction, so an
-    incident that also touches a neighbouring area does not reveal that area's counts.
+    incident that also touches a neighbouring area does not reveal that area's counts. A town or
+    village credential counts kinds and tiers on its own view of each incident (one view per
+    incident and area, so view counts are incident counts): a nested ``visible`` filter whose
+    ``values`` terms hold the buckets.
     """
     filters, must = _request_clauses(params, admin_code)
     inside = re.escape(jurisdiction_filter(admin_code)["term"][ADMIN_PATH_FIELD]) + ".*"
-    by_kind = {"by_kind": {"terms": {"field": "kind", "size": 50}}}
+
+    def terms(field_name: str, size: int) -> dict[str, Any]:
+        if not is_area_credential(admin_code):
+            return {"terms": {"field": field_name, "size": size}}
+        return {"nested": {"path": "views"}, "aggs": {"visible": {
+            "filter": {"term": {"views.area": admin_code}},
+            "aggs": {"values": {"terms": {"field": f"views.{field_name}", "size": size}}}}}}
+
+    by_kind = {"by_kind": terms("kind", 50)}
 
     def area(field_name: str, size: int) -> dict[str, Any]:
         return {"terms": {"field": field_name, "size": size, "include": inside}, "aggs": by_kind}
@@ -362,8 +421,8 @@ def build_stats(params: SearchParams, admin_code: str) -> dict[str, Any]:
             "by_county": area("county_code", 100),
             "by_town": area("town_codes", 200),
             "by_village": area("village_codes", 1000),
-            "by_kind": {"terms": {"field": "kind", "size": 50}},
-            "by_tier": {"terms": {"field": "tier", "size": 10}},
+            "by_kind": terms("kind", 50),
+            "by_tier": terms("tier", 10),
             "by_status": {"terms": {"field": "status", "size": 10}},
         },
     }

@@ -10,7 +10,9 @@ Contract (`make_app(settings, es_client, credentials, audit)`):
   person-key secret; the clear value is never logged, stored or echoed), ``GET /api/stats``,
   ``GET /api/whoami``. Searches, lookups, detail views and stats each append one audit record.
 - Responses hold only masked displays: pseudonymous keys, ``admin_path`` and search text are
-  stripped; events outside the jurisdiction are removed from cross-area incidents.
+  stripped; events outside the jurisdiction are removed from cross-area incidents, and for a
+  town or village credential kind, severity, tier, owner, first/last seen and version are those
+  of its visible events (`jurisdiction.incident_view`), as are its filters, sorts and stats.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from streams.domain.identity import PersonKeyer
 from streams.settings import Settings
 from streams.web.audit import AuditLog
 from streams.web.auth import Credentials, Principal, bearer_token
-from streams.web.jurisdiction import redact_incident
+from streams.web.jurisdiction import incident_view, redact_incident
 from streams.web.query import (
     PRIVATE_FIELDS, QueryError, build_detail, build_lookup, build_search, build_stats,
     mask_digits, parse_search_params,
@@ -139,15 +141,17 @@ def _present_event(ev: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def present_summary(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]:
-    """A result-list entry (visible events only; no keys, no location of hidden events)."""
+    """A result-list entry (visible events only; no keys, no location of hidden events; kind,
+    severity, tier, owner and first/last seen from the visible events: `incident_view`)."""
     doc = redact_incident(admin_code, source)
+    view = incident_view(admin_code, source)
     events = sorted(doc.get("events") or [], key=lambda e: e.get("occurred_at") or 0)
     snippet = next((e.get("text") for e in events if e.get("text")), "") or ""
     return {
-        "incident_id": doc.get("incident_id"), "status": doc.get("status"), "kind": doc.get("kind"),
-        "severity": doc.get("severity"), "tier": doc.get("tier"), "admin_code": doc.get("admin_code"),
-        "admin_name": area_name(doc.get("admin_code")), "first_seen": doc.get("first_seen"),
-        "last_seen": doc.get("last_seen"), "event_count": len(events), "hidden_events": doc["hidden_events"],
+        "incident_id": doc.get("incident_id"), "status": doc.get("status"), "kind": view["kind"],
+        "severity": view["severity"], "tier": view["tier"], "admin_code": view["admin_code"],
+        "admin_name": area_name(view["admin_code"]), "first_seen": view["first_seen"],
+        "last_seen": view["last_seen"], "event_count": len(events), "hidden_events": doc["hidden_events"],
         "sources": sorted({e.get("source") for e in events if e.get("source")}),
         "snippet": snippet[:SNIPPET_CHARS],
     }
@@ -156,16 +160,17 @@ def present_summary(source: Mapping[str, Any], admin_code: str) -> dict[str, Any
 def present_detail(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]:
     """Full incident view: visible timeline, links with reasons, tier, status."""
     doc = redact_incident(admin_code, {k: v for k, v in source.items() if k not in PRIVATE_FIELDS})
+    view = incident_view(admin_code, source)
     events = sorted((_present_event(e) for e in doc.get("events") or []), key=lambda e: e["occurred_at"] or 0)
     return {
         "incident_id": doc.get("incident_id"), "status": doc.get("status"), "merged_into": doc.get("merged_into"),
-        "kind": doc.get("kind"), "severity": doc.get("severity"), "tier": doc.get("tier"),
-        "admin_code": doc.get("admin_code"), "admin_name": area_name(doc.get("admin_code")),
+        "kind": view["kind"], "severity": view["severity"], "tier": view["tier"],
+        "admin_code": view["admin_code"], "admin_name": area_name(view["admin_code"]),
         "county_code": doc.get("county_code"),
         "town_codes": [c for c in doc.get("town_codes") or [] if admin.within(c, admin_code)],
         "village_codes": [c for c in doc.get("village_codes") or [] if admin.within(c, admin_code)],
-        "first_seen": doc.get("first_seen"), "last_seen": doc.get("last_seen"),
-        "updated_at": doc.get("updated_at"), "version": doc.get("version"),
+        "first_seen": view["first_seen"], "last_seen": view["last_seen"],
+        "updated_at": view["updated_at"], "version": view["version"],
         "event_count": len(events), "hidden_events": doc["hidden_events"], "events": events,
         "links": [
             {"link_id": link.get("link_id"), "event_a": link.get("event_a"), "event_b": link.get("event_b"),
@@ -267,6 +272,14 @@ async def lookup(request: web.Request) -> web.Response:
     return web.json_response({"total": total, "page": page, "size": size, "items": items})
 
 
+def _terms(agg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Buckets of a terms aggregation, or of a town/village credential's view terms
+    (``nested → visible → values``, see `build_stats`)."""
+    if "visible" in agg:
+        agg = agg["visible"].get("values", {})
+    return list(agg.get("buckets", []))
+
+
 def _buckets(agg: Mapping[str, Any], with_names: bool = True) -> list[dict[str, Any]]:
     out = []
     for b in agg.get("buckets", []):
@@ -274,7 +287,7 @@ def _buckets(agg: Mapping[str, Any], with_names: bool = True) -> list[dict[str, 
         if with_names:
             entry["name"] = area_name(b["key"])
         if "by_kind" in b:
-            entry["by_kind"] = {k["key"]: k["doc_count"] for k in b["by_kind"]["buckets"]}
+            entry["by_kind"] = {k["key"]: k["doc_count"] for k in _terms(b["by_kind"])}
         out.append(entry)
     return out
 
@@ -300,8 +313,8 @@ async def stats(request: web.Request) -> web.Response:
         "by_county": _buckets(aggs.get("by_county", {})),
         "by_town": _buckets(aggs.get("by_town", {})),
         "by_village": _buckets(aggs.get("by_village", {})),
-        "by_kind": {b["key"]: b["doc_count"] for b in aggs.get("by_kind", {}).get("buckets", [])},
-        "by_tier": {b["key"]: b["doc_count"] for b in aggs.get("by_tier", {}).get("buckets", [])},
+        "by_kind": {b["key"]: b["doc_count"] for b in _terms(aggs.get("by_kind", {}))},
+        "by_tier": {b["key"]: b["doc_count"] for b in _terms(aggs.get("by_tier", {}))},
         "by_status": {b["key"]: b["doc_count"] for b in aggs.get("by_status", {}).get("buckets", [])},
     })
 

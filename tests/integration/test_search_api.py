@@ -187,6 +187,8 @@ async def test_admin_code_param_only_narrows(api: tuple[TestClient, Path]) -> No
     assert await _ids(client, "tok-village-qishan", admin_code="513221") == {"inc-a-qishan", "inc-e-sanjiang-cross"}
     assert await _ids(client, "tok-town-sanjiang", admin_code="513221107202") == {"inc-b-caoping",
                                                                                  "inc-e-sanjiang-cross"}
+    # a village credential cannot ask "which of my incidents also touch 草坪村" (issue 14): nothing
+    assert await _ids(client, "tok-village-qishan", admin_code="513221107202") == set()
     resp = await client.get("/api/incidents", params={"admin_code": "*"}, headers=_h("tok-village-qishan"))
     assert resp.status == 400
 
@@ -233,6 +235,10 @@ async def test_detail_timeline_links_and_redaction(api: tuple[TestClient, Path])
                                       headers=_h("tok-village-qishan"))).json()
     assert [e["event_id"] for e in village["events"]] == ["grid:E1"]
     assert village["links"] == [] and village["hidden_events"] == 1
+    # the incident as its visible event makes it: a village matter of 柒山村, not the town's (issue 14)
+    assert (village["tier"], village["admin_code"], village["first_seen"], village["last_seen"]) == (
+        "village", "513221107201", T0 + 600_000, T0 + 600_000)
+    assert (town["tier"], town["admin_code"], town["last_seen"]) == ("town", "513221107", T0 + 1_200_000)
     assert village["village_codes"] == ["513221107201"]
     assert "草坪村村民称" not in json.dumps(village, ensure_ascii=False)
     for body in (town, village):
@@ -308,6 +314,7 @@ async def test_stats_per_area_and_kind(api: tuple[TestClient, Path]) -> None:
     assert village["total"] == 2
     assert [b["code"] for b in village["by_village"]] == ["513221107201"]  # not the neighbour it touches
     assert village["by_town"] == []
+    assert village["by_tier"] == {"village": 2} and village["by_kind"] == {"dispute": 2}
 
 
 async def test_page_health_and_static(api: tuple[TestClient, Path]) -> None:

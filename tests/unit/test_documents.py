@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from connectors.elasticsearch.documents import (
-    DocumentError, admin_paths, incident_action, incident_admin_path, incident_document,
+    DocumentError, admin_paths, area_view, event_visible, incident_action, incident_admin_path,
+    incident_document,
 )
 from connectors.elasticsearch.templates import incident_mappings, incident_template
 
@@ -73,6 +74,46 @@ def test_document_only_uses_mapped_fields() -> None:
     assert set(doc) <= set(props)
     assert set(doc["events"][0]) <= set(props["events"]["properties"])
     assert set(doc["links"][0]) <= set(props["links"]["properties"])
+    assert doc["views"] and set(doc["views"][0]) <= set(props["views"]["properties"])
+    _, with_severity = incident_document(_incident(events=[dict(e, severity=3) for e in _incident()["events"]]))
+    assert with_severity["events"][0]["severity"] == 3
+    assert set(with_severity["events"][0]) <= set(props["events"]["properties"])
+
+
+def test_area_views_come_from_visible_events_only() -> None:
+    """Issue 14: each town/village the incident touches gets the incident as its events there
+    make it; the incident-wide fields (over every event) are the view of an area seeing them all."""
+    inc = _incident(kind="fire", severity=4, tier="county", events=[
+        _incident()["events"][1],  # grid:G-1, 柒山村 dispute at first_seen
+        {"event_id": "grid:H", "source": "grid", "kind": "fire", "occurred_at": 1_714_608_000_000,
+         "text": "草坪村后山起火", "lat": 31.085, "lon": 103.37, "admin_code": "513221107202", "persons": [],
+         "severity": 4},
+    ], links=[{"link_id": "l", "event_a": "grid:G-1", "event_b": "grid:H"}])
+    _, doc = incident_document(inc)
+    views = {v["area"]: v for v in doc["views"]}
+    assert sorted(views) == ["513221107", "513221107201", "513221107202"]
+    assert views["513221107"] == {
+        "area": "513221107", "kind": "fire", "severity": 4, "tier": "county", "admin_code": "513221107",
+        "first_seen": 1_714_521_600_000, "last_seen": 1_714_608_000_000, "updated_at": 1_714_608_001_000,
+        "version": 3, "event_count": 2}
+    assert views["513221107201"] == {
+        "area": "513221107201", "kind": "dispute", "severity": 2, "tier": "village", "admin_code": "513221107201",
+        "first_seen": 1_714_521_600_000, "last_seen": 1_714_521_600_000, "updated_at": 1_714_521_600_000,
+        "version": 1, "event_count": 1}
+    # a per-event severity, when the summary carries one, is used; without, the kind's default
+    assert views["513221107202"]["severity"] == 4 and views["513221107202"]["tier"] == "county"
+    no_sev = dict(doc, events=[{k: v for k, v in e.items() if k != "severity"} for e in doc["events"]])
+    assert area_view(no_sev, "513221107202")["severity"] == 4  # fire's default
+    assert area_view(doc, "513221100201") is None  # nothing visible there
+    # county-level codes get no view: the county sees every event
+    assert all(len(a) >= 9 for a in views)
+
+
+def test_event_visibility_rule() -> None:
+    assert event_visible("513221107", "513221107201", None)
+    assert not event_visible("513221107201", "513221107202", "513221107201")
+    assert event_visible("513221107201", None, "513221107201")   # no code: the owner decides
+    assert not event_visible("513221107201", None, "513221107")
 
 
 def test_invalid_coordinates_are_dropped_not_indexed() -> None:
@@ -144,6 +185,7 @@ def test_pure_modules_import_no_io_libraries(rel: str) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("connectors", "streams")):
             assert node.module in {"connectors.elasticsearch.documents", "streams.domain", "streams.domain.text",
+                                   "streams.domain.kinds", "streams.domain.tiers",
                                    "streams.settings", "streams.web.jurisdiction"}, node.module
             if node.module == "streams.settings":  # only the time-zone default, not the environment
                 assert [a.name for a in node.names] == ["DEFAULT_TIMEZONE"], node.module

@@ -7,7 +7,8 @@ from hypothesis import given, strategies as st
 from connectors.elasticsearch.documents import incident_document
 from streams.domain import gazetteer
 from streams.web.jurisdiction import (
-    JurisdictionError, can_see, jurisdiction_filter, redact_incident, within,
+    JurisdictionError, can_see, incident_view, is_area_credential, jurisdiction_filter, redact_incident,
+    visible_events_filter, within,
 )
 
 V_QISHAN = "513221107201"   # 柒山村, 三江镇
@@ -76,3 +77,26 @@ def test_cross_area_incident_redacted_for_village() -> None:
 
 def test_within() -> None:
     assert within("513221107", V_QISHAN) and not within(V_QISHAN, "513221107") and not within("513221", None)
+
+
+def test_incident_view_of_a_village_ignores_hidden_events() -> None:
+    _, doc = incident_document(_inc(V_QISHAN, V_QIPANGOU))
+    doc = dict(doc, kind="fire", severity=4, tier="county", last_seen=9, version=7)
+    doc["events"][1]["kind"] = "fire"
+    village = incident_view(V_QISHAN, doc)
+    assert (village["kind"], village["severity"], village["tier"], village["admin_code"]) == (
+        "dispute", 2, "village", V_QISHAN)
+    assert (village["first_seen"], village["last_seen"], village["version"]) == (0, 0, 1)
+    county = incident_view("513221", doc)
+    assert (county["kind"], county["severity"], county["tier"], county["last_seen"]) == ("fire", 4, "county", 9)
+    assert is_area_credential("513221107") and is_area_credential(V_QISHAN)
+    assert not is_area_credential("513221") and not is_area_credential("5132")
+
+
+def test_visible_events_filter_keeps_uncoded_events_of_owned_incidents() -> None:
+    clause = {"geo_distance": {"distance": "20m", "events.location": {"lat": 31.0, "lon": 103.0}}}
+    inside, owned = visible_events_filter(V_QISHAN, [clause])["bool"]["should"]
+    assert inside["nested"]["query"]["bool"]["filter"] == [{"prefix": {"events.admin_code": V_QISHAN}}, clause]
+    assert owned["bool"]["filter"][0] == {"prefix": {"admin_code": V_QISHAN}}
+    uncoded = owned["bool"]["filter"][1]["nested"]["query"]["bool"]
+    assert uncoded["must_not"] == [{"exists": {"field": "events.admin_code"}}] and uncoded["filter"] == [clause]

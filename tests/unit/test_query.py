@@ -52,7 +52,11 @@ def test_detail_is_scoped(incident_id: str, code: str) -> None:
     except QueryError:
         return
     _assert_scoped(body, code)
-    assert body["query"]["bool"]["filter"][1]["bool"]["filter"] == [{"ids": {"values": [incident_id]}}]
+    inner = body["query"]["bool"]["filter"][1]["bool"]["filter"]
+    assert inner[0] == {"ids": {"values": [incident_id]}}
+    # a town or village credential also needs its own view (an event visible to it)
+    assert inner[1:] == ([] if len(code) <= 6 else [
+        {"nested": {"path": "views", "query": {"bool": {"filter": [{"term": {"views.area": code}}]}}}}])
 
 
 def test_lookup_is_scoped_and_validates_keys() -> None:
@@ -65,10 +69,56 @@ def test_lookup_is_scoped_and_validates_keys() -> None:
 
 
 def test_admin_code_param_only_adds_a_filter() -> None:
+    county = build_search(parse_search_params({"admin_code": "513221100201"}), "513221")
+    assert {"term": {"admin_path": "513221100201"}} in county["query"]["bool"]["filter"][1]["bool"]["filter"]
+    # a village credential: another area's code matches nothing (not "incidents that also touch it")
     body = build_search(parse_search_params({"admin_code": "513221100201"}), "513221107201")
     filters = body["query"]["bool"]["filter"]
     assert filters[0] == {"term": {"admin_path": "513221107201"}}
-    assert {"term": {"admin_path": "513221100201"}} in filters[1]["bool"]["filter"]
+    assert {"bool": {"must_not": [{"match_all": {}}]}} in filters[1]["bool"]["filter"]
+    # a town credential narrowing to one of its villages: that village's view
+    town = build_search(parse_search_params({"admin_code": "513221107202"}), "513221107")
+    assert {"nested": {"path": "views", "query": {"bool": {"filter": [
+        {"term": {"views.area": "513221107202"}}]}}}} in town["query"]["bool"]["filter"][1]["bool"]["filter"]
+    # an ancestor of the credential's area adds nothing
+    assert build_search(parse_search_params({"admin_code": "513221"}), "513221107201") == \
+        build_search(parse_search_params({}), "513221107201")
+
+
+def test_area_credential_filters_and_sorts_on_its_visible_events_only() -> None:
+    """Issue 14: a town/village credential never filters or sorts on incident-wide fields."""
+    p = parse_search_params({"from": "2024-05-01", "to": "2024-05-01", "kind": "dispute", "tier": "town",
+                             "status": "open", "near": "31.108,103.342", "radius_m": "20",
+                             "bbox": "31.0,103.3,31.2,103.4", "sort": "severity"})
+    body = build_search(p, "513221107201")
+    inner = body["query"]["bool"]["filter"][1]["bool"]["filter"]
+    view = inner[0]["nested"]
+    assert view["path"] == "views"
+    assert view["query"]["bool"]["filter"] == [
+        {"term": {"views.area": "513221107201"}},
+        {"range": {"views.last_seen": {"gte": 1714492800000}}},
+        {"range": {"views.first_seen": {"lte": 1714579199999}}},
+        {"terms": {"views.kind": ["dispute"]}},
+        {"terms": {"views.tier": ["town"]}},
+    ]
+    assert {"terms": {"status": ["open"]}} in inner
+    text = json.dumps(inner)
+    for field in ('"last_seen"', '"first_seen"', '"kind"', '"tier"', '"event_locations"', '"severity"'):
+        assert field not in text, field
+    geo = [c for c in inner if "should" in c.get("bool", {})]
+    assert len(geo) == 2  # near and bbox, each on visible events
+    inside = geo[0]["bool"]["should"][0]["nested"]["query"]["bool"]["filter"]
+    assert inside[0] == {"prefix": {"events.admin_code": "513221107201"}}
+    assert inside[1]["geo_distance"]["events.location"] == {"lat": 31.108, "lon": 103.342}
+    owned = geo[0]["bool"]["should"][1]["bool"]["filter"]
+    assert owned[0] == {"prefix": {"admin_code": "513221107201"}}
+    for key in body["sort"][:2]:
+        (field, spec), = key.items()
+        assert field.startswith("views.") and spec["nested"]["filter"] == {"term": {"views.area": "513221107201"}}
+    # the county's body is what it was: incident-wide fields
+    county = build_search(p, "513221")
+    assert county["sort"][0] == {"severity": "desc"}
+    assert "views" not in json.dumps(county["query"])
 
 
 def test_q_is_plain_text_match_in_simplified_chinese() -> None:
@@ -131,6 +181,18 @@ def test_stats_area_buckets_limited_to_jurisdiction() -> None:
     assert aggs["by_village"]["terms"]["include"] == "513221107.*"
     assert aggs["by_town"]["terms"]["include"] == "513221107.*"
     assert "by_kind" in aggs["by_village"]["aggs"]
+
+
+def test_stats_kinds_and_tiers_from_the_credentials_view() -> None:
+    aggs = build_stats(parse_search_params({}), "513221107201")["aggs"]
+    for name, field in (("by_kind", "views.kind"), ("by_tier", "views.tier")):
+        assert aggs[name]["nested"] == {"path": "views"}
+        visible = aggs[name]["aggs"]["visible"]
+        assert visible["filter"] == {"term": {"views.area": "513221107201"}}
+        assert visible["aggs"]["values"]["terms"]["field"] == field
+    assert aggs["by_village"]["aggs"]["by_kind"]["aggs"]["visible"]["aggs"]["values"]["terms"]["field"] == "views.kind"
+    county = build_stats(parse_search_params({}), "513221")["aggs"]
+    assert county["by_kind"] == {"terms": {"field": "kind", "size": 50}}
 
 
 def test_audit_view_masks_identifiers_in_q() -> None:
