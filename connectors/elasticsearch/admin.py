@@ -8,13 +8,16 @@ indices). A replay fills `create_next_index(...)` and then swaps.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, NotFoundError, RequestError
 
-from connectors.elasticsearch.templates import incident_template
+from connectors.elasticsearch.templates import incident_mappings, incident_template
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +98,31 @@ async def swap_alias(client: AsyncElasticsearch, names: IndexNames, new_index: s
 
 async def ensure_incident_index(client: AsyncElasticsearch, names: IndexNames, refresh_interval: str = "1s",
                                 *, shards: int = 1, replicas: int = 0) -> str:
-    """Idempotent setup: template, ``v000001`` and the alias if missing; returns the alias target."""
+    """Idempotent setup: template, ``v000001`` and the alias if missing; returns the alias target.
+
+    An existing alias target gets the template's new fields added to its mapping (additions only:
+    ES refuses to change an existing field, and then the index keeps serving and `pingan replay
+    index` builds a new version), so an upgraded worker can index into it right away."""
     await put_template(client, names, refresh_interval, shards=shards, replicas=replicas)
     targets = await alias_targets(client, names)
     if targets:
+        await add_new_fields(client, targets[-1])
         return targets[-1]
     existing = await versioned_indices(client, names)
     index = existing[-1] if existing else await create_index(client, names, 1)
     await swap_alias(client, names, index)
     return index
+
+
+async def add_new_fields(client: AsyncElasticsearch, index: str) -> bool:
+    """Put the current template's mapping on `index` (new fields only); False (and a warning) when
+    ES refuses because an existing field would change: that needs a replay into a new version."""
+    try:
+        await client.indices.put_mapping(index=index, body=incident_mappings())
+        return True
+    except RequestError as exc:
+        log.warning("index %s keeps its mapping (%s); run `pingan replay index` to rebuild it", index, exc)
+        return False
 
 
 async def drop_all(client: AsyncElasticsearch, names: IndexNames) -> None:

@@ -16,6 +16,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch.serializer import JSONSerializer
 
 from connectors.elasticsearch.admin import IndexNames, drop_all, ensure_incident_index
+from connectors.elasticsearch.templates import incident_mappings
 from connectors.elasticsearch.sink import IncidentSink, Outcome, SinkUnavailable, classify_item
 from infra.processes import free_port
 from streams.settings import Settings
@@ -255,3 +256,23 @@ async def test_outage_is_backlog_not_loss(names: IndexNames) -> None:
         for s in servers:
             s.close()
             await s.wait_closed()
+
+
+@pytest.mark.integration
+async def test_setup_adds_new_template_fields_to_the_live_index(names: IndexNames) -> None:
+    """An index made by an older template gets the new fields (here `views`) when setup runs again,
+    so an upgraded worker can index into it without a replay first."""
+    es = AsyncElasticsearch([ES_URL])
+    try:
+        index = await ensure_incident_index(es, names)
+        old = incident_mappings()
+        del old["properties"]["views"]
+        await es.indices.delete(index=index)
+        await es.indices.delete_index_template(name=names.template)  # as if made before this template
+        await es.indices.create(index=index, body={"mappings": old})
+        await es.indices.put_alias(index=index, name=names.alias)
+        assert "views" not in (await es.indices.get_mapping(index=index))[index]["mappings"]["properties"]
+        assert await ensure_incident_index(es, names) == index
+        assert "views" in (await es.indices.get_mapping(index=index))[index]["mappings"]["properties"]
+    finally:
+        await es.close()
