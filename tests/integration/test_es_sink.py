@@ -16,7 +16,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch.serializer import JSONSerializer
 
 from connectors.elasticsearch.admin import IndexNames, drop_all, ensure_incident_index
-from connectors.elasticsearch.templates import incident_mappings
+from connectors.elasticsearch.templates import incident_mappings, index_settings
 from connectors.elasticsearch.sink import IncidentSink, Outcome, SinkUnavailable, classify_item
 from infra.processes import free_port
 from streams.settings import Settings
@@ -269,7 +269,7 @@ async def test_setup_adds_new_template_fields_to_the_live_index(names: IndexName
         del old["properties"]["views"]
         await es.indices.delete(index=index)
         await es.indices.delete_index_template(name=names.template)  # as if made before this template
-        await es.indices.create(index=index, body={"mappings": old})
+        await es.indices.create(index=index, body={"mappings": old, "settings": index_settings()})
         await es.indices.put_alias(index=index, name=names.alias)
         assert "views" not in (await es.indices.get_mapping(index=index))[index]["mappings"]["properties"]
         assert await ensure_incident_index(es, names) == index
