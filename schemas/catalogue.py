@@ -96,6 +96,13 @@ TOPICS: tuple[Topic, ...] = (
           "error class and reason; re-drivable.",
           "Written before the failing input's offset is committed, so no input is lost; dead_letter_id is "
           "deterministic, so a retried failure yields the same id."),
+    Topic("audit-anchors.v1", "log_id", "pingan.AuditAnchor", 1, _delete(3650),
+          "The head (sequence number, HMAC, time) of each search audit log's HMAC chain, every N records "
+          "and when the server stops: kept outside the log so `pingan search verify-audit` detects a "
+          "truncated log or a rewritten chain. Not compacted: verify-audit takes the highest anchored "
+          "sequence, so a replayed old anchor cannot hide a truncation.",
+          "Best effort from the search server (a failed publish is logged, the request is not failed); "
+          "anchors carry their own HMAC, so one cannot be forged without the audit key."),
 )
 
 _BY_NAME: Mapping[str, Topic] = MappingProxyType({t.name: t for t in TOPICS})

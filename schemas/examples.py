@@ -237,6 +237,13 @@ def _dead_letter() -> dict[str, Any]:
             "content_type": "Application/MANSCDP+xml", "at": T0 + 1000, "redrive_of": None}
 
 
+def _audit_anchor() -> dict[str, Any]:
+    return {"log_id": "5f0c9e2a7b3d4e1f8a6b2c9d0e7f1a3b", "seq": 1200,
+            "mac": "3b1f0c9e2a7d4e5f8a6b2c9d0e7f1a3b5c4d6e8f0a1b2c3d4e5f60718293a4b5",
+            "anchored_at": T0 + 3 * 60 * MIN,
+            "anchor_mac": "a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071829"}
+
+
 _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "pingan.raw.Party": _party,
     "pingan.raw.CameraAlarm": _camera,
@@ -255,6 +262,7 @@ _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "pingan.Escalation": _escalation,
     "pingan.DeadLetter": _dead_letter,
     "pingan.QualityFlag": _quality_flag,
+    "pingan.AuditAnchor": _audit_anchor,
 }
 EXAMPLE_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 

@@ -4,8 +4,8 @@
 ``PINGAN_<FIELD>`` (``PINGAN_SIP_PORT``, ``PINGAN_REGISTRY_PATH`` …); everything else — the
 worker, the receivers, the search server, the CLI (whose options only override a setting
 explicitly) — receives a `Settings` instance. The object is frozen; secrets (``person_key_secret``,
-``sip_password``, ``search_tokens``, ``alarm110_url``, which may carry a database password) stay
-out of its repr.
+``sip_password``, ``search_tokens``, ``alarm110_url``, which may carry a database password,
+``audit_key``) stay out of its repr.
 
 Deprecated names still read (each logs a warning; `DEPRECATED_ENV`): ``PINGAN_DEVICE_REGISTRY``
 → ``PINGAN_REGISTRY_PATH`` (the new name wins when both are set).
@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     search_credentials: Path | None = Field(default=None, description="JSON/TOML file: token → {user, admin_code}")
     search_tokens: str | None = Field(default=None, repr=False,
                                       description="the credentials JSON mapping itself (when no file is given)")
+    # --- search audit log (streams/web/audit.py) -------------------------------
+    audit_key: str | None = Field(
+        default=None, repr=False,
+        description="HMAC-SHA256 key of the search audit chain, kept outside the log; None: only a loopback "
+                    "(development) server runs, with a generated key under run_dir/secrets and a loud warning")
+    audit_anchor_every: int = Field(default=100, description="publish the audit chain head every N records "
+                                                             "(and on close) to audit-anchors.v1")
+    audit_denied_detail_s: float = Field(default=1.0, description="denied requests: at most one full audit "
+                                                                  "record per client address per this many s")
+    auth_fail_limit: int = Field(default=10, description="failed-token attempts per client address per window "
+                                                         "before 429")
+    auth_fail_window_s: float = Field(default=10.0, description="window of auth_fail_limit (seconds)")
     max_lateness_s: int = 6 * 3600
     worker_id: int = Field(default=0, description="several workers on one host need distinct ids (data dir, web port)")
     registry_path: Path | None = Field(

@@ -7,14 +7,23 @@ itself — `credentials_from_settings` reads ``settings.search_credentials`` (a 
 ``PINGAN_SEARCH_CREDENTIALS``) else ``settings.search_tokens`` (``PINGAN_SEARCH_TOKENS``); this module
 reads no environment. Only SHA-256 digests of tokens are kept in memory; lookups compare digests.
 Tokens must be at least 16 characters; admin codes must be 2/4/6/9/12 digits.
+
+`FailureLimiter` counts failed-token attempts per client address in a sliding window
+(``Settings.auth_fail_limit`` per ``auth_fail_window_s``); once a client reaches the limit every
+request it makes is refused (the server answers 429 with ``Retry-After``) until its oldest failure
+leaves the window — a valid token does not lift the block, so the block cannot be used as an
+oracle. Behind a proxy all clients share the proxy's address: put the limit at the proxy too.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import math
+import time
 import tomllib
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +32,7 @@ from streams.domain import admin
 from streams.settings import Settings
 
 MIN_TOKEN_LEN = 16
+MAX_TRACKED_CLIENTS = 10_000
 
 
 class CredentialsError(ValueError):
@@ -128,3 +138,50 @@ def load_credentials(path: Path | None = None, tokens: str | None = None) -> Cre
 def credentials_from_settings(settings: Settings, path: Path | None = None) -> Credentials:
     """Credentials from `path` (a CLI option), else ``settings.search_credentials``, else ``settings.search_tokens``."""
     return load_credentials(path or settings.search_credentials, settings.search_tokens)
+
+
+class FailureLimiter:
+    """Failed-token attempts per client address in a sliding window (see the module contract)."""
+
+    def __init__(self, limit: int, window_s: float, *, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = MAX_TRACKED_CLIENTS) -> None:
+        if limit < 1 or window_s <= 0:
+            raise ValueError("auth_fail_limit must be >= 1 and auth_fail_window_s > 0")
+        self.limit, self.window_s, self._clock, self._max_clients = int(limit), float(window_s), clock, max_clients
+        self._failures: dict[str, deque[float]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "FailureLimiter":
+        return cls(settings.auth_fail_limit, settings.auth_fail_window_s)
+
+    def _window(self, client: str, now: float) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def retry_after(self, client: str) -> int | None:
+        """Whole seconds until `client` may try again, or None when it is not blocked."""
+        now = self._clock()
+        times = self._window(client, now)
+        if times is None or len(times) < self.limit:
+            return None
+        return max(1, math.ceil(times[0] + self.window_s - now))
+
+    def failed(self, client: str) -> None:
+        """Count one failed attempt of `client`."""
+        now = self._clock()
+        if client not in self._failures and len(self._failures) >= self._max_clients:
+            for other in list(self._failures):  # forget expired clients before growing
+                self._window(other, now)
+            if len(self._failures) >= self._max_clients:
+                self._failures.pop(next(iter(self._failures)))
+        times = self._window(client, now) or self._failures.setdefault(client, deque())
+        times.append(now)
+        if len(times) > self.limit:
+            times.popleft()

@@ -9,6 +9,11 @@ Contract (`make_app(settings, es_client, credentials, audit)`):
   for an unknown id), ``POST /api/lookup`` (``{id_number|phone|plate}`` hashed here with the
   person-key secret; the clear value is never logged, stored or echoed), ``GET /api/stats``,
   ``GET /api/whoami``. Searches, lookups, detail views and stats each append one audit record.
+- Denied ``/api/*`` requests (400, 401, 403, 413, 429) are audited too, by the middleware when the
+  handler did not (`DeniedRecorder`: at most one full record per client address per
+  ``Settings.audit_denied_detail_s``, then counters). Failed-token attempts are limited per client
+  address (``auth_fail_limit`` per ``auth_fail_window_s``, `FailureLimiter`): past the limit every
+  ``/api/*`` request of that client gets 429 with ``Retry-After`` until the window frees up.
 - Responses hold only masked displays: pseudonymous keys, ``admin_path`` and search text are
   stripped; events outside the jurisdiction are removed from cross-area incidents, and for a
   town or village credential kind, severity, tier, owner, first/last seen and version are those
@@ -29,8 +34,8 @@ from connectors.elasticsearch.admin import IndexNames
 from streams.domain import admin, gazetteer
 from streams.domain.identity import PersonKeyer
 from streams.settings import Settings
-from streams.web.audit import AuditLog
-from streams.web.auth import Credentials, Principal, bearer_token
+from streams.web.audit import AuditLog, DeniedRecorder
+from streams.web.auth import Credentials, FailureLimiter, Principal, bearer_token
 from streams.web.jurisdiction import incident_view, redact_incident
 from streams.web.query import (
     PRIVATE_FIELDS, QueryError, build_detail, build_lookup, build_search, build_stats,
@@ -49,12 +54,16 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 ES_KEY = web.AppKey("es", AsyncElasticsearch)
 CREDENTIALS_KEY = web.AppKey("credentials", Credentials)
 AUDIT_KEY = web.AppKey("audit", AuditLog)
+DENIED_KEY = web.AppKey("denied", DeniedRecorder)
+LIMITER_KEY = web.AppKey("auth_limiter", FailureLimiter)
 KEYER_KEY = web.AppKey("keyer", PersonKeyer)
 INDEX_KEY = web.AppKey("index", str)
 PRINCIPAL = web.RequestKey("principal", Principal)
+AUDITED = web.RequestKey("audited", bool)
 
 _UPPER_NAMES = {gazetteer.PROVINCE_CODE: "四川省", gazetteer.PREFECTURE_CODE: "阿坝藏族羌族自治州"}
 _PUBLIC_PATHS = frozenset({"/healthz", "/api/openapi.yaml"})
+_DENIED_STATUSES = frozenset({400, 401, 403, 413, 429})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,14 +103,58 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
     return resp
 
 
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _action_of(request: web.Request) -> str:
+    path = request.path
+    if path == "/api/incidents":
+        return "search"
+    if path.startswith("/api/incidents/"):
+        return "detail"
+    return path.removeprefix("/api/").split("/", 1)[0] or "api"
+
+
+def _audit_denied(request: web.Request, status: int, reason: str) -> None:
+    """Audit a denied request (rate-limited detail per client address)."""
+    p = request.get(PRINCIPAL)
+    detail = {"method": request.method, "path": mask_digits(request.path[:200]), "reason": mask_digits(reason[:200])}
+    request.app[DENIED_KEY].record(_client(request), user=p.user if p else "", admin_code=p.admin_code if p else "",
+                                   action=_action_of(request), status=status, detail=detail)
+
+
+def _error_text(resp: web.StreamResponse) -> str:
+    body = getattr(resp, "text", None) if isinstance(resp, web.Response) else None
+    return body if isinstance(body, str) else (resp.reason or "")
+
+
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/") and request.path not in _PUBLIC_PATHS:
-        principal = request.app[CREDENTIALS_KEY].authenticate(bearer_token(request.headers.get("Authorization")))
-        if principal is None:
-            return _json_error(401, "unauthorized", **{"WWW-Authenticate": 'Bearer realm="pingan"'})
-        request[PRINCIPAL] = principal
-    return await handler(request)
+    if not request.path.startswith("/api/") or request.path in _PUBLIC_PATHS:
+        return await handler(request)
+    limiter = request.app[LIMITER_KEY]
+    wait = limiter.retry_after(_client(request))
+    if wait is not None:
+        _audit_denied(request, 429, "too many failed token attempts")
+        return _json_error(429, "too many failed attempts", **{"Retry-After": str(wait)})
+    token = bearer_token(request.headers.get("Authorization"))
+    principal = request.app[CREDENTIALS_KEY].authenticate(token)
+    if principal is None:
+        if token is not None:
+            limiter.failed(_client(request))
+        _audit_denied(request, 401, "unknown token" if token is not None else "no bearer token")
+        return _json_error(401, "unauthorized", **{"WWW-Authenticate": 'Bearer realm="pingan"'})
+    request[PRINCIPAL] = principal
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status in _DENIED_STATUSES and not request.get(AUDITED):
+            _audit_denied(request, exc.status, exc.reason or "")
+        raise
+    if resp.status in _DENIED_STATUSES and not request.get(AUDITED):
+        _audit_denied(request, resp.status, _error_text(resp))
+    return resp
 
 
 def _principal(request: web.Request) -> Principal:
@@ -112,6 +165,7 @@ def _audit(request: web.Request, action: str, filter: Mapping[str, Any], count: 
     p = _principal(request)
     request.app[AUDIT_KEY].record(user=p.user, admin_code=p.admin_code, action=action, filter=filter,
                                   result_count=count, status=status)
+    request[AUDITED] = True
 
 
 async def _search(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -352,6 +406,13 @@ def make_app(settings: Settings, es_client: AsyncElasticsearch, credentials: Cre
     app[ES_KEY] = es_client
     app[CREDENTIALS_KEY] = credentials
     app[AUDIT_KEY] = audit
+    app[DENIED_KEY] = DeniedRecorder(audit, settings.audit_denied_detail_s)
+    app[LIMITER_KEY] = FailureLimiter.from_settings(settings)
+
+    async def flush_denied(_: web.Application) -> None:
+        app[DENIED_KEY].close()
+
+    app.on_cleanup.append(flush_denied)
     app[KEYER_KEY] = PersonKeyer(settings.person_key_secret.encode("utf-8"))
     app[INDEX_KEY] = IndexNames(settings.es_index_prefix).alias
     app.router.add_get("/", index_page)

@@ -27,6 +27,7 @@ CONTRACT = {  # docs/contracts.md topic table: key field, schema, partitions, re
     "incidents.v1": ("incident_id", "pingan.Incident", 3, None),
     "escalations.v1": ("incident_id", "pingan.Escalation", 3, 90),
     "deadletters.v1": ("source", "pingan.DeadLetter", 3, 30),
+    "audit-anchors.v1": ("log_id", "pingan.AuditAnchor", 1, 3650),
 }
 
 

@@ -17,6 +17,7 @@ EXPECTED = {
     "pingan.raw.MediationCase", "pingan.raw.DoorAccess", "pingan.Location", "pingan.PersonRef",
     "pingan.VehicleRef", "pingan.Refs", "pingan.EventSummary", "pingan.Event", "pingan.Link",
     "pingan.Incident", "pingan.Escalation", "pingan.DeadLetter", "pingan.QualityFlag",
+    "pingan.AuditAnchor",
 }
 
 

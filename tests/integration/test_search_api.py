@@ -177,7 +177,10 @@ async def test_auth_required(api: tuple[TestClient, Path]) -> None:
         assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert (await client.post("/api/lookup", json={"phone": PHONE})).status == 401
     assert (await client.get("/api/incidents/inc-a-qishan")).status == 401
-    assert not audit.exists() or audit.read_text() == ""
+    # denied requests are audited: one full record per client per second, the rest counted
+    recs = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
+    assert [(r["action"], r["status"], r["user"]) for r in recs] == [("search", 401, "")]
+    assert recs[0]["filter"]["reason"] == "no bearer token" and "nope-nope" not in audit.read_text()
 
 
 async def test_admin_code_param_only_narrows(api: tuple[TestClient, Path]) -> None:

@@ -391,4 +391,4 @@ def test_known_env_is_the_settings_one_name_each() -> None:
     assert "PINGAN_KAFKA_BOOTSTRAP" in KNOWN_ENV and "PINGAN_NOT_A_SETTING" not in KNOWN_ENV
     assert "PINGAN_DEVICE_REGISTRY" not in KNOWN_ENV  # the deprecated alias of PINGAN_REGISTRY_PATH
     assert SECRET_ENV == {"PINGAN_PERSON_KEY_SECRET", "PINGAN_SIP_PASSWORD", "PINGAN_SEARCH_TOKENS",
-                          "PINGAN_ALARM110_URL"}
+                          "PINGAN_ALARM110_URL", "PINGAN_AUDIT_KEY"}
