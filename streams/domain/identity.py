@@ -10,7 +10,8 @@ Contract:
   bare 7-digit local number is taken as Aba (0837). None for anything else (e.g. ``110``).
 - `normalize_plate` → ``川UA1235`` (province char + letter + 5–6 alphanumerics, or 4 + 挂/学/警/…).
 - masks: `mask_name` 王某学/王某, `mask_id` ``5132**********123X``, `mask_phone` ``138****5678``,
-  `mask_plate` ``川U·A1**5``.
+  `mask_plate` ``川U·A1**5``; `mask_id_shaped` / `mask_phone_shaped` mask what only looks like an
+  ID or a phone (a wrong check digit, a local number) the same way, never returning None.
 - `PersonKeyer(secret)`: ``<kind>:<first 32 hex of HMAC-SHA256(secret, normalized value)>``,
   kinds ``id``, ``phone``, ``plate``, ``name_village`` (value ``name|village_code``).
 """
@@ -147,6 +148,28 @@ def mask_phone(phone: str | None) -> str | None:
         area = 3 if n[1] in "12" else 4
         return n[:area] + "*" * (len(n) - area - 4) + n[-4:]
     return n[:3] + "****" + n[-4:]
+
+
+def _digits(raw: str) -> str:
+    return re.sub(r"[^0-9X]", "", fold_width(str(raw)).upper())
+
+
+def mask_id_shaped(raw: str) -> str:
+    """An ID-shaped number, valid or not → first 4 + '*' + last 4 (``5132**********1231``)."""
+    masked = mask_id(raw)
+    if masked:
+        return masked
+    d = _digits(raw)
+    return d[:4] + "*" * max(len(d) - 8, 1) + d[-4:] if len(d) > 8 else "*" * max(len(d), 1)
+
+
+def mask_phone_shaped(raw: str) -> str:
+    """A phone-shaped number → `mask_phone`'s form; otherwise every digit but the last 4 starred."""
+    masked = mask_phone(raw)
+    if masked:
+        return masked
+    d = _digits(raw)
+    return "*" * max(len(d) - 4, 1) + d[-4:] if len(d) > 4 else "*" * max(len(d), 1)
 
 
 def mask_plate(plate: str | None) -> str | None:

@@ -10,7 +10,8 @@ through a `RecordReader`; everything after that (devices, location, persons, red
 here and is the same for every source. Output is a pure function of the inputs
 (same record → same dict, same event_id). Clear names, ID numbers, phone numbers and plates never
 appear in the output: persons carry HMAC keys and masked displays, and identifiers in free text
-(`text` and `text_original`) are replaced by their masked forms.
+(`text` and `text_original`, the address, quality-note reasons) are replaced by their masked forms —
+anything ID- or phone-shaped, valid or not (the rule is in extract.py); only valid ones are keyed.
 
 Rules:
 - time: local text (`YYYY-MM-DDTHH:MM:SS[.f][±HH:MM|Z]`, `YYYY-MM-DD HH:MM:SS`, `YYYY/MM/DD[ …]`,
@@ -42,8 +43,10 @@ from streams.domain.extract import find_identifier_spans
 from streams.domain.identity import (
     PersonKeyer,
     mask_id,
+    mask_id_shaped,
     mask_name,
     mask_phone,
+    mask_phone_shaped,
     mask_plate,
     normalize_id_number,
     normalize_name,
@@ -391,7 +394,7 @@ class Normalizer:
         for pair in [*pairs, *draft.quality]:
             if pair not in seen:
                 seen.add(pair)
-                notes.append({"field": pair[0], "reason": pair[1], "value": None})
+                notes.append({"field": pair[0], "reason": mask_free_text(pair[1]), "value": None})
         return notes
 
     # ------------------------------------------------------------ devices
@@ -412,7 +415,7 @@ class Normalizer:
     def _locate(self, d: Draft) -> dict[str, Any]:
         explicit = [c for c in d.admin_codes if c]
         longest = max(explicit, key=len) if explicit else None
-        address = normalize_address(d.address)
+        address = normalize_address(mask_free_text(d.address))
 
         def consistent(code: str) -> bool:
             return all(code.startswith(c) or c.startswith(code) for c in explicit)
@@ -512,6 +515,8 @@ class Normalizer:
             if span.kind == "plate":
                 add_vehicle(span.value)
                 continue
+            if not span.keyed:
+                continue  # ID- or phone-shaped but not a valid ID/mobile: masked, no person key
             if span.kind == "id":
                 key, ref = self._keyer.id_key(span.value), {"display_id": mask_id(span.value)}
             else:
@@ -521,6 +526,14 @@ class Normalizer:
                 persons.append({"role": "mentioned", "keys": [key], "display_name": None,
                                 "display_id": ref.get("display_id"), "display_phone": ref.get("display_phone")})
         return persons, vehicles, _redact(d.text_original, spans, literals)
+
+
+def mask_free_text(text: str | None) -> str | None:
+    """`text` with every ID-, phone- and plate-shaped number masked (addresses, quality reasons)."""
+    if not text:
+        return text
+    spans = find_identifier_spans(text)
+    return _redact(text, spans, {}) if spans else text
 
 
 def _redact(text: str, spans: Sequence[Any], literals: Mapping[str, str]) -> str:
@@ -534,7 +547,7 @@ def _redact(text: str, spans: Sequence[Any], literals: Mapping[str, str]) -> str
         haystacks.append(simplified)  # names written in traditional characters
     cuts: list[tuple[int, int, str]] = []
     for s in spans:
-        masked = {"id": mask_id, "phone": mask_phone, "plate": mask_plate}[s.kind](s.value)
+        masked = {"id": mask_id_shaped, "phone": mask_phone_shaped, "plate": mask_plate}[s.kind](s.value)
         cuts.append((s.start, s.end, masked or "*" * (s.end - s.start)))
     for clear in sorted(literals, key=len, reverse=True):
         needle = to_simplified(fold_width(clear))

@@ -142,3 +142,15 @@ def test_person_keys_none_for_invalid_and_secret_matters() -> None:
     assert "s3cr3t-value" not in repr(PersonKeyer(b"s3cr3t-value"))
     with pytest.raises(ValueError):
         PersonKeyer(b"")
+
+
+def test_shaped_masks_never_return_none() -> None:
+    from streams.domain.identity import mask_id_shaped, mask_phone_shaped
+
+    assert mask_id_shaped("513221198511112349") == "5132**********2349"  # valid: mask_id's form
+    assert mask_id_shaped("513221198511112341") == "5132**********2341"  # wrong check digit
+    assert mask_id_shaped("5132 2119 8511 1123 4x") == "5132**********234X"
+    assert mask_id_shaped("513221851131234") == "5132*******1234"
+    assert mask_phone_shaped("138 8888 1234") == "138****1234"
+    assert mask_phone_shaped("6222110") == "0837***2110"
+    assert mask_phone_shaped("12345") == "*2345" and mask_phone_shaped("12") == "**"
