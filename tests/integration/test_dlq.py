@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from schemas.serde import default_store
 from streams.ops.dlq import REDRIVE_HEADER, read_dead_letters, redrive
 from streams.settings import Settings
 from infra.processes import isolated_settings, settings_env
+from tests.harness.leaks import delete_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +37,7 @@ def _consume(settings: Settings, topic: str, min_count: int, timeout_s: float = 
 
 
 @pytest.fixture(scope="module")
-def dlq_settings(stack: Settings) -> Settings:
+def dlq_settings(stack: Settings) -> Iterator[Settings]:
     """An isolated namespace holding three dead letters (see `letters`)."""
     from connectors.ingest.publish import make_producer
     from streams.ops.provision import provision_topics
@@ -68,7 +70,8 @@ def dlq_settings(stack: Settings) -> Settings:
         producer.send(settings.topic("deadletters.v1"), key=dl["source"].encode(),
                       value=store.encode("pingan.DeadLetter", dl)).get(30)
     producer.close()
-    return settings
+    yield settings
+    delete_namespace(settings)
 
 
 def test_list_filters_and_show(dlq_settings: Settings) -> None:

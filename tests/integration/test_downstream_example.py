@@ -13,6 +13,7 @@ import pytest
 from schemas.serde import default_store
 from streams.settings import Settings
 from infra.processes import isolated_settings
+from tests.harness.leaks import delete_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +44,12 @@ def escalation(inc_id: str, to_tier: str) -> dict:
             "at": 1_784_000_100_000}
 
 
-def test_example_builds_the_latest_view_and_follows_merges(stack: Settings) -> None:
+def test_example_builds_the_latest_view_and_follows_merges(stack: Settings, request: pytest.FixtureRequest) -> None:
     from connectors.ingest.publish import make_producer
     from streams.ops.provision import provision_topics
 
     settings = isolated_settings(stack)
+    request.addfinalizer(lambda: delete_namespace(settings))
     provision_topics(settings)
     store = default_store()
     producer = make_producer(settings)

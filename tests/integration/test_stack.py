@@ -12,6 +12,7 @@ from kafka.admin import NewTopic
 
 from infra.stack import Stack, StackError, port_open
 from streams.settings import Settings
+from tests.harness.leaks import delete_objects
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +27,12 @@ def _roundtrip(settings: Settings, topic: str, values: list[bytes]) -> list[byte
     for i, v in enumerate(values):
         producer.send(topic, v, key=str(i % 2).encode()).get(timeout=20)
     producer.close()
+    group = f"t-{uuid.uuid4().hex[:6]}"
     consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=8000, group_id=f"t-{uuid.uuid4().hex[:6]}")
+                             consumer_timeout_ms=8000, group_id=group)
     got = [m.value for m in consumer]
     consumer.close()
+    delete_objects(settings.kafka_bootstrap, settings.es_url, groups=[group])
     return got
 
 
@@ -42,7 +45,11 @@ def test_kafka_avro_roundtrip(stack: Settings, unique: str) -> None:
     name = "pingan.raw.CameraAlarm"
     record = example(name)
     payloads = [store.encode(name, record) for _ in range(3)]
-    got = _roundtrip(stack, f"test-stack-{unique}", payloads)
+    topic = f"test-stack-{unique}"
+    try:
+        got = _roundtrip(stack, topic, payloads)
+    finally:
+        delete_objects(stack.kafka_bootstrap, stack.es_url, topics=[topic])
     assert sorted(got) == sorted(payloads)
     decoded_name, decoded = store.decode(got[0])
     assert decoded_name == name
@@ -101,5 +108,8 @@ def test_restart_keeps_data(stack: Settings, unique: str) -> None:
     assert time.monotonic() - t0 < 240
     consumer = KafkaConsumer(topic, bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest",
                              consumer_timeout_ms=8000, group_id=f"t-{unique}-2")
-    assert [m.value for m in consumer] == [b"before"]
-    consumer.close()
+    try:
+        assert [m.value for m in consumer] == [b"before"]
+    finally:
+        consumer.close()
+        delete_objects(stack.kafka_bootstrap, stack.es_url, topics=[topic], groups=[f"t-{unique}-2"])
