@@ -22,6 +22,7 @@ import pytest
 
 from infra.processes import ConnectorsProcess, isolated_settings, simulate_folder
 from tests.harness.kafka import delete_topics
+from tests.harness.leaks import delete_namespace
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,6 +72,7 @@ def namespace(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     provision_topics(s)
     yield s
     delete_topics([s.topic(t.name) for t in TOPICS])
+    delete_namespace(s)
 
 
 def test_simulate_send_counts_equal_topics(namespace: Settings, tmp_path: Path) -> None:

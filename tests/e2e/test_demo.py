@@ -13,6 +13,7 @@ import pytest
 
 from streams.settings import Settings
 from infra.processes import isolated_settings, settings_env, wait_for
+from tests.harness.leaks import delete_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,4 +65,5 @@ def test_demo_serves_the_page_with_scoped_credentials(stack: Settings, tmp_path:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
+        delete_namespace(settings)
     assert "令牌" in out and str(settings.search_port) in out

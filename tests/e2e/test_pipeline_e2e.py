@@ -17,6 +17,7 @@ from connectors.ingest.publish import publish_folder
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from infra.processes import WorkerProcess, isolated_settings, wait_for
+from tests.harness.leaks import delete_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,3 +69,6 @@ def test_simulated_day_indexes_exactly_the_offline_incidents(stack: Settings, si
                 assert len({incident_of.get(e) for e in eids}) == 1, f"scenario {inc} split: {eids}"
     finally:
         es.close()
+        for w in workers:
+            w.stop()  # before the namespace goes, or the worker would recreate its topics
+        delete_namespace(settings)

@@ -27,6 +27,7 @@ from connectors.ingest.files import iter_deliveries
 from connectors.ingest.publish import publish_deliveries
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from infra.processes import WorkerProcess, free_port, isolated_settings, wait_for
+from tests.harness.leaks import delete_namespace
 from streams.ops.replay import Checkpoint, checkpoint_path, end_offsets, group_offsets, replay_index
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES
@@ -116,6 +117,7 @@ def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFa
     finally:
         worker.stop()
         es.close()
+        delete_namespace(settings)  # live and replay topics, groups, index versions
 
 
 def test_dry_run_reports_partitions_and_writes_nothing(live_day: LiveDay) -> None:

@@ -15,6 +15,7 @@ import pytest
 from connectors.ingest.files import Delivery, iter_deliveries
 from infra.processes import simulate_folder
 from streams.settings import Settings
+from tests.harness.leaks import delete_tracked
 from tests.harness.pipeline import Workers, offline_incidents
 from tests.harness.stack import (EsEngine, KafkaEngine, private_es_settings, private_kafka_settings, private_run_dir,
                                  start_engine)
@@ -64,6 +65,14 @@ def day_deliveries(sim_day: Path) -> list[Delivery]:
 def expected_incidents(sim_day: Path, settings: Settings) -> dict[str, frozenset[str]]:
     """Live incidents (id → event ids) of the pure pipeline over the day."""
     return offline_incidents(sim_day, settings.person_key_secret.encode())
+
+
+@pytest.fixture(autouse=True)
+def _namespaces_deleted(settings: Settings) -> Iterator[None]:
+    """The namespaces `fault_settings` made are deleted from the shared engines after the test
+    (autouse: set up first, torn down last — after the workers and private engines are stopped)."""
+    yield
+    delete_tracked(settings)
 
 
 @pytest.fixture()

@@ -180,10 +180,18 @@ def delete_objects(bootstrap: str, es_url: str, *, topics: Iterable[str] = (), g
             es.close()
 
 
-def namespace_objects(settings: Settings) -> StackObjects:
+def namespace_objects(settings: Settings, *, kafka: bool = True, es: bool = True) -> StackObjects:
     """Everything that exists now under one namespace's topic prefix, app id and index prefix."""
     topic_prefix, app_id, index_prefix = settings.topic_prefix or "", settings.app_id, settings.es_index_prefix
     out = StackObjects(topics=set(), groups=set(), indices=set(), templates=set())
+    if kafka:
+        _kafka_namespace(settings, topic_prefix, app_id, out)
+    if es:
+        _es_namespace(settings, index_prefix, out)
+    return out
+
+
+def _kafka_namespace(settings: Settings, topic_prefix: str, app_id: str, out: StackObjects) -> None:
     try:
         admin = _kafka_admin(settings.kafka_bootstrap)
         try:
@@ -197,6 +205,9 @@ def namespace_objects(settings: Settings) -> StackObjects:
             admin.close()
     except Exception as exc:  # noqa: BLE001
         out.errors.append(repr(exc))
+
+
+def _es_namespace(settings: Settings, index_prefix: str, out: StackObjects) -> None:
     try:
         from elasticsearch import Elasticsearch
         es = Elasticsearch(settings.es_url, request_timeout=10)
@@ -210,19 +221,38 @@ def namespace_objects(settings: Settings) -> StackObjects:
             es.close()
     except Exception as exc:  # noqa: BLE001
         out.errors.append(repr(exc))
-    return out
 
 
-def delete_namespace(settings: Settings, *, shared: frozenset[str] = frozenset({"pingan-bus", "pingan"})) -> None:
+def delete_namespace(settings: Settings, *, kafka: bool = True, es: bool = True,
+                     shared: frozenset[str] = frozenset({"pingan-bus", "pingan"})) -> None:
     """Delete the topics, groups, indices and index template of a test namespace (best effort).
 
+    `kafka` / `es` False leave that engine alone (a private engine that is already stopped).
     Refuses a namespace that is not a test namespace (the shared defaults, an empty prefix)."""
     if settings.app_id in shared or settings.es_index_prefix in shared or not settings.topic_prefix:
         raise ValueError(f"not a test namespace: app_id={settings.app_id!r} "
                          f"index prefix={settings.es_index_prefix!r} topic prefix={settings.topic_prefix!r}")
-    objs = namespace_objects(settings)
+    objs = namespace_objects(settings, kafka=kafka, es=es)
     delete_objects(settings.kafka_bootstrap, settings.es_url, topics=objs.topics or (), groups=objs.groups or (),
                    indices=objs.indices or (), templates=objs.templates or ())
+
+
+_TRACKED: list[Settings] = []
+
+
+def track(settings: Settings) -> Settings:
+    """Remember a namespace for `delete_tracked` (fault tests make theirs inside the test body)."""
+    _TRACKED.append(settings)
+    return settings
+
+
+def delete_tracked(shared: Settings) -> None:
+    """Delete every tracked namespace on the engines it shares with `shared` (private ones are gone)."""
+    while _TRACKED:
+        s = _TRACKED.pop()
+        kafka, es = s.kafka_bootstrap == shared.kafka_bootstrap, s.es_url == shared.es_url
+        if kafka or es:
+            delete_namespace(s, kafka=kafka, es=es)
 
 
 def delete_index_prefix(es_url: str, index_prefix: str) -> None:

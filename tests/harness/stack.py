@@ -17,6 +17,7 @@ from infra.stack import Elasticsearch as EsEngine
 from infra.stack import Kafka as KafkaEngine
 from infra.stack import _pom_digest, java_binary, kafka_cluster_id, port_open
 from streams.settings import Settings
+from tests.harness.leaks import track
 
 __all__ = ["EsEngine", "KafkaEngine", "KafkaCluster", "KafkaNode", "fault_settings", "free_ports",
            "private_es_settings", "private_kafka_settings", "private_run_dir", "start_engine"]
@@ -62,9 +63,13 @@ def private_run_dir(base: Settings, path: Path) -> Path:
 
 
 def fault_settings(base: Settings, sim_day: Path, run_dir: Path, **extra: object) -> Settings:
-    """Isolated settings for one fault test: own namespace, own worker run dir, free worker web ports."""
+    """Isolated settings for one fault test: own namespace, own worker run dir, free worker web ports.
+
+    The namespace is tracked (`tests.harness.leaks.track`): faults/conftest.py deletes it from the
+    shared engines after the test."""
     web = free_ports(4, 16100, 16900, consecutive=True)[0]
-    return isolated_settings(base, registry=sim_day / "registry.csv", run_dir=run_dir, worker_web_port=web, **extra)
+    return track(isolated_settings(base, registry=sim_day / "registry.csv", run_dir=run_dir, worker_web_port=web,
+                                   **extra))
 
 
 # --------------------------------------------------------------------------------------------
