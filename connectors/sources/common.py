@@ -10,7 +10,7 @@ import codecs
 import json
 import re
 import xml.etree.ElementTree as _stdlib_et
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -90,6 +90,49 @@ def result(topic: str, schema: str, records: Iterable[dict[str, Any]] = (),
 
 T = TypeVar("T")
 MAX_FLAG_VALUE = 200  # characters of a flagged raw value kept in the raw record
+
+
+_ID_SHAPE: Final = re.compile(r"\d{15}|\d{17}[\dXx]")
+_PHONE_SPLIT: Final = re.compile(r"[,，;；/、]+")
+_PHONE_JUNK: Final = re.compile(r"[\s\-()（）.·]+")
+
+
+def check_id_number(value: Any) -> str | None:
+    """An optional resident ID number as sent; TranslateError when it is not ID-shaped (15 digits,
+    or 17 digits and a digit/X; the check digit is left to normalize). Shared by every feed."""
+    text = clean_str(value)
+    if text is not None and not _ID_SHAPE.fullmatch(re.sub(r"\s+", "", text)):
+        # the reason reaches canonical events, which leave raw values out: no value in it
+        raise TranslateError(f"ID number is not a 15- or 18-character ID number ({len(text)} characters)")
+    return text
+
+
+def check_phone(value: Any) -> str | None:
+    """An optional phone text as sent (several numbers may be separated by ，/；/、); TranslateError
+    when a part is not 7-15 digits after spaces, dashes and brackets. Shared by every feed."""
+    text = clean_str(value)
+    if text is None:
+        return None
+    for part in _PHONE_SPLIT.split(text):
+        digits = _PHONE_JUNK.sub("", part).removeprefix("+")
+        if part.strip() and not (digits.isdigit() and 7 <= len(digits) <= 15):
+            raise TranslateError("phone is not a phone number (7-15 digits)")
+    return text
+
+
+def translate_items(items: Sequence[Any], label: str, build: Callable[[Any], dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """`build` each item of a list body; a `TranslateError` rejects only that item, named
+    ``<label>[i]`` when the body held more than one."""
+    records: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    for index, item in enumerate(items):
+        try:
+            records.append(build(item))
+        except TranslateError as exc:
+            prefix = f"{label}[{index}]: " if len(items) > 1 else ""
+            rejected.append(Rejected(prefix + exc.reason, exc.error_type))
+    return records, rejected
 
 
 def with_unmapped(res: TranslateResult, unmapped: Mapping[str, int]) -> TranslateResult:

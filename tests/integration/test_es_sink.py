@@ -269,7 +269,7 @@ async def test_setup_adds_new_template_fields_to_the_live_index(names: IndexName
         del old["properties"]["views"]
         await es.indices.delete(index=index)
         await es.indices.delete_index_template(name=names.template)  # as if made before this template
-        await es.indices.create(index=index, body={"mappings": old, "settings": index_settings()})
+        await es.indices.create(index=index, mappings=old, settings=index_settings())
         await es.indices.put_alias(index=index, name=names.alias)
         assert "views" not in (await es.indices.get_mapping(index=index))[index]["mappings"]["properties"]
         assert await ensure_incident_index(es, names) == index

@@ -23,18 +23,20 @@ from functools import lru_cache
 from typing import Any, Final
 
 from connectors.sources.common import (
-    Rejected,
     TranslateError,
     TranslateResult,
     check_local_datetime,
     clean_str,
     never_raises,
+    check_id_number,
+    check_phone,
     optional,
     parse_coordinates,
     parse_json,
     quality_flag,
     require,
     result,
+    translate_items,
     with_unmapped,
 )
 from connectors.sources.grid import codes
@@ -71,9 +73,6 @@ BUILTIN_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "person_name": ("name",), "person_id_number": ("idCard", "idNumber", "idNo"),
     "person_phone": ("phone", "mobile"), "person_address": ("address",),
 }
-_ID_SHAPE: Final = re.compile(r"\d{15}|\d{17}[\dXx]")
-_PHONE_SPLIT: Final = re.compile(r"[,，;；/、]+")
-_PHONE_JUNK: Final = re.compile(r"[\s\-()（）.·]+")
 
 
 @lru_cache(maxsize=1)
@@ -176,29 +175,6 @@ def _category(r: AliasReader, flags: list[dict[str, Any]]) -> tuple[str, str | N
         return OTHER_CODE, name
     flags.append(quality_flag(ck, f"no category; code {OTHER_CODE}"))
     return OTHER_CODE, None
-
-
-def check_id_number(value: Any) -> str | None:
-    """An optional resident ID number as sent; TranslateError when it is not ID-shaped (15 digits,
-    or 17 digits and a digit/X; the check digit is left to normalize). Shared with mediation."""
-    text = clean_str(value)
-    if text is not None and not _ID_SHAPE.fullmatch(re.sub(r"\s+", "", text)):
-        # the reason reaches canonical events, which leave raw values out: no value in it
-        raise TranslateError(f"ID number is not a 15- or 18-character ID number ({len(text)} characters)")
-    return text
-
-
-def check_phone(value: Any) -> str | None:
-    """An optional phone text as sent (several numbers may be separated by ，/；/、); TranslateError
-    when a part is not 7-15 digits after spaces, dashes and brackets. Shared with mediation."""
-    text = clean_str(value)
-    if text is None:
-        return None
-    for part in _PHONE_SPLIT.split(text):
-        digits = _PHONE_JUNK.sub("", part).removeprefix("+")
-        if part.strip() and not (digits.isdigit() and 7 <= len(digits) <= 15):
-            raise TranslateError("phone is not a phone number (7-15 digits)")
-    return text
 
 
 def party_from_json(obj: Any, index: int, default_role: str = "party", profile: Profile | None = None,
@@ -321,13 +297,7 @@ def translate(payload: bytes | str | Mapping[str, Any] | list[Any], *, received_
         raise TranslateError(f"{len(items)} reports in one request, limit {MAX_REPORTS}", "TooLarge")
     if not items:
         raise TranslateError("empty list of grid reports", "MissingField")
-    records: list[dict[str, Any]] = []
-    rejected: list[Rejected] = []
     unmapped: dict[str, int] = {}
-    for index, item in enumerate(items):
-        try:
-            records.append(report_record(item, received_at_ms, profile, unmapped))
-        except TranslateError as exc:
-            prefix = f"report[{index}]: " if len(items) > 1 else ""
-            rejected.append(Rejected(prefix + exc.reason, exc.error_type))
+    records, rejected = translate_items(items, "report", lambda item: report_record(item, received_at_ms, profile,
+                                                                                    unmapped))
     return with_unmapped(result(TOPIC, SCHEMA, records, rejected), unmapped)

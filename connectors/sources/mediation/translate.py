@@ -30,6 +30,8 @@ from connectors.sources.common import (
     Rejected,
     TranslateError,
     TranslateResult,
+    check_id_number,
+    check_phone,
     clean_str,
     decode_text_auto,
     never_raises,
@@ -39,9 +41,9 @@ from connectors.sources.common import (
     quality_flag,
     require,
     result,
+    translate_items,
     with_unmapped,
 )
-from connectors.sources.grid.translate import check_id_number, check_phone
 from connectors.sources.profile import Profile, load_profile
 
 FEED: Final = "mediation"
@@ -487,15 +489,9 @@ def translate_json(obj: bytes | str | Mapping[str, Any] | list[Any], *, received
     items = doc if isinstance(doc, list) else [doc]
     if not items:
         raise TranslateError("empty list of mediation cases", "MissingField")
-    records: list[dict[str, Any]] = []
-    rejected: list[Rejected] = []
     unmapped: dict[str, int] = {}
-    for index, item in enumerate(items):
-        try:
-            records.append(_json_case(item, received_at_ms, profile, unmapped))
-        except TranslateError as exc:
-            prefix = f"case[{index}]: " if len(items) > 1 else ""
-            rejected.append(Rejected(prefix + exc.reason, exc.error_type))
+    records, rejected = translate_items(items, "case", lambda item: _json_case(item, received_at_ms, profile,
+                                                                               unmapped))
     return with_unmapped(result(TOPIC, SCHEMA, records, rejected), unmapped)
 
 
