@@ -20,6 +20,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -119,6 +120,12 @@ def load_profile(feed: str, override_dir: Path | None = None) -> Profile:
             data = _merge(data, _read(over))
             sources.append(str(over))
     return Profile(feed, MappingProxyType(data), tuple(sources))
+
+
+@lru_cache(maxsize=None)
+def builtin_profile(feed: str) -> Profile:
+    """The feed's built-in defaults alone, read once (a `Profile` is read-only, so it is shared)."""
+    return load_profile(feed)
 
 
 def load_profiles(feeds: Iterable[str], override_dir: Path | None = None) -> dict[str, Profile]:

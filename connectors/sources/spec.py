@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors.sources.common import TranslateResult
 from connectors.sources.devices import DeviceRegistry
-from connectors.sources.profile import Profile, load_profile
+from connectors.sources.profile import Profile, builtin_profile
 from schemas.catalogue import topic as catalogue_topic
 from streams.domain.normalize import Mapper
 
@@ -39,7 +39,7 @@ class SourceContext:
     def profile(self, feed: str) -> Profile:
         """The feed's profile (its built-in defaults when the context was given none)."""
         found = self.profiles.get(feed)
-        return found if found is not None else load_profile(feed)
+        return found if found is not None else builtin_profile(feed)
 
 
 #: A delivery → records or rejections (never raises).

@@ -45,7 +45,7 @@ from connectors.sources.common import (
     unmapped_names,
     with_unmapped,
 )
-from connectors.sources.profile import Profile, load_profile
+from connectors.sources.profile import Profile, builtin_profile
 
 TOPIC: Final = "raw.alarm110.v1"
 SCHEMA: Final = "pingan.raw.Alarm110"
@@ -129,14 +129,8 @@ class Mapping110:
 
 
 @lru_cache(maxsize=1)
-def builtin_profile() -> Profile:
-    """The feed's built-in profile (read once)."""
-    return load_profile(FEED)
-
-
-@lru_cache(maxsize=1)
 def _builtin_mapping() -> Mapping110:
-    return Mapping110.of(builtin_profile())
+    return Mapping110.of(builtin_profile(FEED))
 
 
 def mapping_of(profile: Profile | None) -> Mapping110:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any, Final
 
 from connectors.sources.common import (
@@ -40,7 +39,7 @@ from connectors.sources.common import (
     with_unmapped,
 )
 from connectors.sources.grid import codes
-from connectors.sources.profile import Profile, load_profile
+from connectors.sources.profile import Profile, builtin_profile
 
 FEED: Final = "grid"
 TOPIC: Final = "raw.grid.v1"
@@ -73,12 +72,6 @@ BUILTIN_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "person_name": ("name",), "person_id_number": ("idCard", "idNumber", "idNo"),
     "person_phone": ("phone", "mobile"), "person_address": ("address",),
 }
-
-
-@lru_cache(maxsize=1)
-def builtin_profile() -> Profile:
-    """The feed's built-in profile (used when a caller passes none)."""
-    return load_profile(FEED)
 
 
 class AliasReader:
@@ -185,7 +178,7 @@ def party_from_json(obj: Any, index: int, default_role: str = "party", profile: 
     bad value when no `flags` list is given)."""
     if not isinstance(obj, Mapping):
         raise TranslateError(f"persons[{index}] must be an object")
-    r = AliasReader(obj, profile if profile is not None else builtin_profile())
+    r = AliasReader(obj, profile if profile is not None else builtin_profile(FEED))
     strict = flags is None
     notes: list[dict[str, Any]] = [] if flags is None else flags
 
@@ -218,7 +211,7 @@ def report_record(obj: Any, received_at_ms: int, profile: Profile | None = None,
     invalid required field only)."""
     if not isinstance(obj, Mapping):
         raise TranslateError(f"grid report must be a JSON object, got {type(obj).__name__}", "MalformedJson")
-    profile = profile if profile is not None else builtin_profile()
+    profile = profile if profile is not None else builtin_profile(FEED)
     r = AliasReader(obj, profile)
     flags: list[dict[str, Any]] = []
     report_id = require(r.text("report_id"), "reportId")

@@ -23,7 +23,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any, Final
 
 from connectors.sources.common import (
@@ -44,7 +43,7 @@ from connectors.sources.common import (
     translate_items,
     with_unmapped,
 )
-from connectors.sources.profile import Profile, load_profile
+from connectors.sources.profile import Profile, builtin_profile
 
 FEED: Final = "mediation"
 TOPIC: Final = "raw.mediation.v1"
@@ -80,12 +79,6 @@ REST_KEYS: Final[Mapping[str, str]] = {
 #: Chinese names used in reasons (the register's own words).
 LABELS: Final[Mapping[str, str]] = {**CASE_COLUMNS, **{f: c for f, (_, c) in PARTY_COLUMNS.items()}}
 
-
-
-@lru_cache(maxsize=1)
-def builtin_profile() -> Profile:
-    """The feed's built-in profile (used when a caller passes none)."""
-    return load_profile(FEED)
 
 
 def _norm(name: Any) -> str:
@@ -181,7 +174,7 @@ def classify_result(text: str, profile: Profile) -> str | None:
     exact = profile.synonyms("result").get(text.strip().lower())
     if exact is not None:
         return exact
-    for keyword, outcome in dict.fromkeys((*profile.classifier("result"), *builtin_profile().classifier("result"))):
+    for keyword, outcome in dict.fromkeys((*profile.classifier("result"), *builtin_profile(FEED).classifier("result"))):
         if keyword and keyword in text:
             return outcome
     return None
@@ -306,7 +299,7 @@ def translate_rows(rows: Iterable[Mapping[str, Any]], *, received_at_ms: int,
     Case-level columns take the first non-empty value seen for the case; identical party rows
     are merged. A row without a case number is rejected on its own; a case is rejected only when
     its 案件编号, 受理日期 or 纠纷类型 is missing or invalid."""
-    profile = profile if profile is not None else builtin_profile()
+    profile = profile if profile is not None else builtin_profile(FEED)
     batch = list(rows)[: MAX_ROWS + 1]
     cols = resolve_columns(profile, _union_keys(batch))
     case_column = cols.case.get("case_no")
@@ -396,7 +389,7 @@ def read_xlsx(data: bytes, profile: Profile | None = None) -> list[dict[str, Any
 
     from openpyxl import load_workbook  # heavy import kept out of module import time
 
-    profile = profile if profile is not None else builtin_profile()
+    profile = profile if profile is not None else builtin_profile(FEED)
     case_names = frozenset(_norm(a) for a in profile.aliases("case_no", CASE_NUMBER_COLUMN))
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -484,7 +477,7 @@ def _json_case(obj: Any, received_at_ms: int, profile: Profile,
 def translate_json(obj: bytes | str | Mapping[str, Any] | list[Any], *, received_at_ms: int,
                    profile: Profile | None = None) -> TranslateResult:
     """Translate the REST form (`POST /mediation/cases`): one case object or a list of them."""
-    profile = profile if profile is not None else builtin_profile()
+    profile = profile if profile is not None else builtin_profile(FEED)
     doc = obj if isinstance(obj, (Mapping, list)) else parse_json(obj)
     items = doc if isinstance(doc, list) else [doc]
     if not items:
