@@ -91,6 +91,16 @@ TOPICS: tuple[Topic, ...] = (
     Topic("escalations.v1", "incident_id", "pingan.Escalation", 3, _delete(90),
           "Incidents moving to a higher tier (village -> town -> county), for the town and county centers.",
           _DETERMINISTIC + " escalation_id is derived from incident, target tier and reason; deduplicate by it."),
+    Topic("dispositions.v1", "incident_id", "pingan.Disposition", 3, _delete(3650),
+          "Centers' actions on incidents (accept, assign, note, resolve, reopen, escalate), from the search "
+          "API; applied by the correlate stage to the incident's state (a replay re-applies them).",
+          "At least once from the API (202 only after Kafka acknowledged); disposition_id is deterministic "
+          "(incident, action, actor, request_id), so a retried request is applied once."),
+    Topic("clock.v1", "county_code", "pingan.ClockTick", 3, _delete(3650),
+          "The county clock when a county is quiet: a worker's tick (wall time minus a grace period), "
+          "read by the correlate stage like an event so deadlines pass even without new events; a "
+          "pipeline replay re-reads it, so deadline escalations are reproduced.",
+          "Ticks are idempotent (the clock only moves forward); duplicates from several workers are harmless."),
     Topic("deadletters.v1", "source", "pingan.DeadLetter", 3, _delete(30),
           "Inputs that could not be processed, with the raw bytes, origin topic/partition/offset, stage, "
           "error class and reason; re-drivable.",

@@ -176,6 +176,7 @@ def _event() -> dict[str, Any]:
         "text_original": "报警人称与邻居因宅基地发生纠纷，对方动手推搡",
         "refs": _refs(),
         "duplicate_of": None,
+        "resolution": None,
         "quality": [{"field": "ZDDWJD", "reason": "longitude 1035.77 is outside -180..180", "value": None}],
     }
 
@@ -189,7 +190,7 @@ def _link() -> dict[str, Any]:
 
 def _summary() -> dict[str, Any]:
     return {"event_id": "alarm110:J5132212026071400087", "source": "alarm110", "kind": "dispute",
-            "occurred_at": T0 + 153_000, "text": "报警人称与邻居因宅基地发生纠纷,对方动手推搡",
+            "occurred_at": T0 + 153_000, "severity": 2, "text": "报警人称与邻居因宅基地发生纠纷,对方动手推搡",
             "lat": 31.0935, "lon": 103.3577, "admin_code": "513221107201", "persons": ["王某学"],
             "quality": [{"field": "JQJB", "reason": "JQJB is not an integer", "value": None}]}
 
@@ -216,9 +217,41 @@ def _incident() -> dict[str, Any]:
         "merged_from": [],
         "event_count": 2,
         "link_count": 1,
-        "version": 2,
+        "version": 3,
         "updated_at": T0 + 4 * MIN,
+        "actionable": True,
+        "watch_hits": [],
+        "escalated": False,
+        "escalation_history": [],
+        "opened_at": T0 + 2 * MIN,
+        "deadline_at": T0 + 2 * MIN + 72 * 60 * MIN,
+        "accepted_by": "village:513221107201",
+        "assignee": None,
+        "resolved_at": None,
+        "outcome": None,
+        "dispositions": [_disposition_summary()],
+        "opening_at": T0 + 2 * MIN,
+        "recurrence": None,
     }
+
+
+def _disposition() -> dict[str, Any]:
+    return {"disposition_id": "5d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c", "incident_id": "inc-6a0f3e9b1c2d4e5f",
+            "anchor_event_id": "alarm110:J5132212026071400087", "county_code": "513221",
+            "action": "accept", "actor": "village:513221107201", "actor_admin_code": "513221107201",
+            "at": T0 + 3 * MIN, "assignee": None, "outcome": None, "note": "已电话联系当事人",
+            "to_tier": None, "origin": "center", "request_id": "b7e2c9a4"}
+
+
+def _disposition_summary() -> dict[str, Any]:
+    d = _disposition()
+    return {k: d[k] for k in ("disposition_id", "action", "actor", "actor_admin_code", "at", "assignee",
+                              "outcome", "note", "to_tier", "origin")}
+
+
+def _escalation_step() -> dict[str, Any]:
+    return {"from_tier": "village", "to_tier": "town", "reason_code": "deadline",
+            "reason": "村级72小时未办结，自动上报镇级", "at": T0 + 72 * 60 * MIN}
 
 
 def _escalation() -> dict[str, Any]:
@@ -260,6 +293,10 @@ _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "pingan.EventSummary": _summary,
     "pingan.Incident": _incident,
     "pingan.Escalation": _escalation,
+    "pingan.Disposition": _disposition,
+    "pingan.DispositionSummary": _disposition_summary,
+    "pingan.EscalationStep": _escalation_step,
+    "pingan.ClockTick": lambda: {"county_code": "513221", "now_ms": T0 + 10 * MIN, "worker": "worker-0"},
     "pingan.DeadLetter": _dead_letter,
     "pingan.QualityFlag": _quality_flag,
     "pingan.AuditAnchor": _audit_anchor,

@@ -14,7 +14,8 @@ Contracts (all pure and deterministic; rules come from ``tier_rules.toml``):
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping, Sequence
 
@@ -41,6 +42,14 @@ class TierRules:
     recurrence_window_days: int
     recurrence_count: int
     deadline_hours: Mapping[str, float]
+    #: sources whose every event opens an incident (110, grid, mediation)
+    always_sources: frozenset[str] = frozenset()
+    #: sources whose events are evidence only, whatever their kind (door passes)
+    evidence_sources: frozenset[str] = frozenset()
+    #: other sources: kind -> lowest severity at which an event of that kind opens an incident
+    opening_kinds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: deadlines are checked on the county clock rounded down to this step (epoch ms)
+    clock_step_ms: int = 600_000
 
     def rank(self, tier: str) -> int:
         """Position of a tier (0 = lowest)."""
@@ -69,12 +78,17 @@ def parse_tier_rules(doc: Mapping[str, Any]) -> TierRules:
     default = base.pop("default", tiers[0])
     sev = tuple(sorted((int(r["at"]), str(r["tier"])) for r in doc["severity"]["rules"]))
     rec = doc["recurrence"]
+    act = doc.get("actionable") or {}
     rules = TierRules(
         tiers=tiers, kind_priority=tuple(doc.get("kind_priority", ())), base_tier=base,
         default_tier=default, severity=sev, multi_village=doc["spread"]["multi_village"],
         multi_town=doc["spread"]["multi_town"], recurrence_kinds=frozenset(rec["kinds"]),
         recurrence_window_days=int(rec["window_days"]), recurrence_count=int(rec["count"]),
         deadline_hours={k: float(v) for k, v in doc["deadline_hours"].items()},
+        always_sources=frozenset(act.get("always_sources", ())),
+        evidence_sources=frozenset(act.get("evidence_sources", ())),
+        opening_kinds=MappingProxyType({str(k): int(v) for k, v in (act.get("opening_kinds") or {}).items()}),
+        clock_step_ms=int(float(doc.get("clock", {}).get("check_minutes", 10)) * 60_000),
     )
     used = {default, rules.multi_village, rules.multi_town, *base.values(), *(t for _, t in sev),
             *rules.deadline_hours}

@@ -28,6 +28,8 @@ CONTRACT = {  # docs/contracts.md topic table: key field, schema, partitions, re
     "escalations.v1": ("incident_id", "pingan.Escalation", 3, 90),
     "deadletters.v1": ("source", "pingan.DeadLetter", 3, 30),
     "audit-anchors.v1": ("log_id", "pingan.AuditAnchor", 1, 3650),
+    "dispositions.v1": ("incident_id", "pingan.Disposition", 3, 3650),
+    "clock.v1": ("county_code", "pingan.ClockTick", 3, 3650),
 }
 
 

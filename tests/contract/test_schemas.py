@@ -17,7 +17,8 @@ EXPECTED = {
     "pingan.raw.MediationCase", "pingan.raw.DoorAccess", "pingan.Location", "pingan.PersonRef",
     "pingan.VehicleRef", "pingan.Refs", "pingan.EventSummary", "pingan.Event", "pingan.Link",
     "pingan.Incident", "pingan.Escalation", "pingan.DeadLetter", "pingan.QualityFlag",
-    "pingan.AuditAnchor",
+    "pingan.AuditAnchor", "pingan.Disposition", "pingan.DispositionSummary", "pingan.EscalationStep",
+    "pingan.ClockTick",
 }
 
 
@@ -58,7 +59,8 @@ def test_optional_fields_default_null_and_arrays_default_empty(raw: dict) -> Non
 def test_nested_types_are_referenced_by_name_and_inlined_once(raw: dict) -> None:
     assert references("pingan.Event", raw) == [
         "pingan.Location", "pingan.PersonRef", "pingan.VehicleRef", "pingan.Refs", "pingan.QualityFlag"]
-    assert references("pingan.Incident", raw) == ["pingan.EventSummary", "pingan.QualityFlag", "pingan.Link"]
+    assert references("pingan.Incident", raw) == ["pingan.EventSummary", "pingan.QualityFlag", "pingan.Link",
+                                                  "pingan.EscalationStep", "pingan.DispositionSummary"]
     assert references("pingan.raw.MediationCase", raw) == ["pingan.raw.Party", "pingan.QualityFlag"]
     assert json.dumps(expand("pingan.Incident", raw)).count('"name": "Link"') == 1
 
