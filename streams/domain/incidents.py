@@ -22,9 +22,12 @@ from __future__ import annotations
 import bisect
 from typing import Any, Callable, Mapping, MutableMapping
 
-from . import admin
+from . import admin, lifecycle
 from .ids import incident_id
-from .tiers import TierRules, load_tier_rules, route
+from .tiers import TierRules, load_tier_rules
+
+#: pending-store key prefix for center actions waiting for their anchor event
+_DISP = "disp:"
 
 Event = Mapping[str, Any]
 Incident = dict[str, Any]
@@ -77,7 +80,8 @@ def event_summary(event: Event) -> dict[str, Any]:
     code, _, _, _ = _codes(event)
     return {
         "event_id": event["event_id"], "source": event.get("source"), "kind": event.get("kind"),
-        "occurred_at": int(event["occurred_at"]), "text": (event.get("text") or "")[:_TEXT_MAX],
+        "occurred_at": int(event["occurred_at"]), "severity": int(event.get("severity") or 1),
+        "text": (event.get("text") or "")[:_TEXT_MAX],
         "lat": loc.get("lat"), "lon": loc.get("lon"), "admin_code": code,
         "persons": [d for d in (_person_display(p) for p in event.get("persons") or ()) if d],
         "quality": [{"field": str(q.get("field")), "reason": str(q.get("reason")), "value": None}
@@ -104,11 +108,17 @@ class IncidentState:
         incidents: MutableMapping[str, Incident] | None = None,
         pending: MutableMapping[str, list] | None = None,
         tier_rules: TierRules | None = None,
+        clock: Callable[[str], int | None] | None = None,
+        watch: Mapping[str, str] | None = None,
     ) -> None:
         self.event_incident: MutableMapping[str, str] = {} if event_incident is None else event_incident
         self.incidents: MutableMapping[str, Incident] = {} if incidents is None else incidents
         self.pending: MutableMapping[str, list] = {} if pending is None else pending
         self.rules = tier_rules or load_tier_rules()
+        #: county code -> the county clock (epoch ms) the lifecycle fields are derived at
+        self.clock: Callable[[str], int | None] = clock or (lambda _county: None)
+        #: person / plate key -> watch list name (a hit makes an event open an incident)
+        self.watch: Mapping[str, str] = watch or {}
 
     # ------------------------------------------------------------------ public API
 
@@ -144,6 +154,9 @@ class IncidentState:
         _, county, town, village = _codes(event)
         persons = {k for p in event.get("persons") or () for k in p.get("keys") or ()}
         vehicles = {v["key"] for v in event.get("vehicles") or () if v.get("key")}
+        hits = sorted({f"watch:{self.watch[k]}" for k in persons | vehicles if k in self.watch})
+        opening = lifecycle.opens(event, self.rules, hits)
+        settle = lifecycle.settling(event)
         inc: Incident = {
             "status": "open", "merged_into": None, "severity": int(event.get("severity") or 1),
             "county_code": county or "", "town_codes": [town] if town else [],
@@ -151,11 +164,19 @@ class IncidentState:
             "first_seen": int(event["occurred_at"]), "last_seen": int(event["occurred_at"]),
             "events": [event_summary(event)], "links": [],
             "person_keys": sorted(persons), "vehicle_keys": sorted(vehicles), "tier": None,
+            "actionable": opening, "watch_hits": hits,
+            "opening_at": int(event["occurred_at"]) if opening else None,
+            "dispositions": [settle] if settle else [], "recurrence": None,
         }
         inc = self._finish(inc)
         self.incidents[inc["incident_id"]] = inc
         self.event_incident[eid] = inc["incident_id"]
         out: dict[str, Incident] = {inc["incident_id"]: inc}
+        parked = self.pending.get(_DISP + eid)
+        if parked:  # center actions that arrived before their anchor event (a replay's order)
+            del self.pending[_DISP + eid]
+            for rec in self.apply_dispositions(parked):
+                out[rec["incident_id"]] = rec
         waiting = self.pending.get(eid)
         if waiting:
             del self.pending[eid]
@@ -193,14 +214,62 @@ class IncidentState:
             out[rec["incident_id"]] = rec
         return [out[k] for k in sorted(out)]
 
-    def apply_escalation(self, escalation: Mapping[str, Any]) -> list[Incident]:
-        """Raise a live incident to the escalation's tier (status "escalated"); [] if no change."""
-        inc = self.incidents.get(escalation["incident_id"])
-        if inc is None or self.rules.rank(escalation["to_tier"]) <= self.rules.rank(inc["tier"]):
+    def apply_recurrence(self, iid: str, step: Mapping[str, Any]) -> list[Incident]:
+        """Record a recurrence escalation step on a live incident (sticky); [] if no change."""
+        inc = self.incidents.get(iid)
+        if inc is None:
             return []
-        new = self._finish({**inc, "tier": escalation["to_tier"], "status": "escalated"})
-        self.incidents[new["incident_id"]] = new
+        current = inc.get("recurrence")
+        if current and (self.rules.rank(current["to_tier"]), -int(current["at"])) >= (
+                self.rules.rank(step["to_tier"]), -int(step["at"])):
+            return []  # keep the higher target, then the earlier time
+        new = self._finish({**inc, "recurrence": dict(step)}, presorted=True)
+        self.incidents[iid] = new
         return [new]
+
+    def apply_dispositions(self, dispositions: list[Mapping[str, Any]]) -> list[Incident]:
+        """Apply actions (pingan.Disposition) to the incidents holding their anchor events.
+
+        An action whose anchor event is not registered yet is kept in ``pending`` and applied when
+        the event arrives; an action already applied (same disposition_id) changes nothing."""
+        out: dict[str, Incident] = {}
+        for d in dispositions:
+            anchor = d["anchor_event_id"]
+            if not self.registered(anchor):
+                waiting = list(self.pending.get(_DISP + anchor) or ())
+                if all(w["disposition_id"] != d["disposition_id"] for w in waiting):
+                    self.pending[_DISP + anchor] = waiting + [dict(d)]
+                continue
+            iid = self.event_incident[anchor]
+            inc = self.incidents[iid]
+            if any(x["disposition_id"] == d["disposition_id"] for x in inc.get("dispositions") or ()):
+                continue
+            new = self._finish({**inc, "dispositions": lifecycle.merge_dispositions(
+                inc.get("dispositions") or (), [lifecycle.summary_of(d)])}, presorted=True)
+            self.incidents[iid] = out[iid] = new
+        return [out[k] for k in sorted(out)]
+
+    def apply_settlement(self, event: Event) -> list[Incident]:
+        """A known event delivered again saying the matter is settled (Event.resolution)."""
+        settle = lifecycle.settling(event)
+        iid = self.incident_of(event["event_id"])
+        if settle is None or iid is None:
+            return []
+        return self.apply_dispositions([{**settle, "anchor_event_id": event["event_id"]}])
+
+    def rederive(self, county_code: str, clock_ms: int) -> list[tuple[Incident, Incident]]:
+        """(old, new) for the incidents of a county whose handling deadline passed by `clock_ms`."""
+        out: list[tuple[Incident, Incident]] = []
+        for iid in sorted(self.incidents.keys()):
+            inc = self.incidents[iid]
+            due = inc.get("deadline_at")
+            if due is None or int(due) >= clock_ms or inc.get("county_code") != county_code:
+                continue
+            new = self._finish(inc, presorted=True)
+            if new != inc:
+                self.incidents[iid] = new
+                out.append((inc, new))
+        return out
 
     def live(self) -> dict[str, Incident]:
         """All live incidents by id (merged-away ids are not kept)."""
@@ -220,6 +289,17 @@ class IncidentState:
             return events(eid)
         return events.get(eid)
 
+    def _capped_away(self, link: Mapping[str, Any]) -> bool:
+        """Whether a link inside one incident is absent from a full kept-links list and weaker
+        than all of it (so it was applied before and capped away)."""
+        ia, ib = self.event_incident.get(link["event_a"]), self.event_incident.get(link["event_b"])
+        if ia is None or ia != ib:
+            return False
+        links = self.incidents[ia]["links"]
+        if len(links) < MAX_LINKS:
+            return False
+        return _link_strength(link) > max(_link_strength(lk) for lk in links)
+
     def _park(self, eid: str, link: Mapping[str, Any]) -> None:
         waiting = list(self.pending.get(eid) or ())
         if all(lk["link_id"] != link["link_id"] for lk in waiting):
@@ -237,12 +317,10 @@ class IncidentState:
             if link["link_id"] not in links:
                 links[link["link_id"]] = dict(link)
                 added += 1
-        status = "escalated" if any(i["status"] == "escalated" for i in incs) else "open"
-        tier = None
-        for inc in incs:
-            tier = inc["tier"] if tier is None else self.rules.higher(tier, inc["tier"])
+        recurrences = [i["recurrence"] for i in incs if i.get("recurrence")]
+        openings = [int(i["opening_at"]) for i in incs if i.get("opening_at") is not None]
         merged = self._finish({
-            "status": status, "merged_into": None, "severity": max(i["severity"] for i in incs),
+            "status": "open", "merged_into": None, "severity": max(i["severity"] for i in incs),
             "county_code": next((i["county_code"] for i in incs if i["county_code"]), ""),
             "town_codes": sorted({c for i in incs for c in i["town_codes"]}),
             "village_codes": sorted({c for i in incs for c in i["village_codes"]}),
@@ -253,7 +331,13 @@ class IncidentState:
             "link_count": sum(int(i.get("link_count") or len(i["links"])) for i in incs) + added,
             "person_keys": sorted({k for i in incs for k in i["person_keys"]}),
             "vehicle_keys": sorted({k for i in incs for k in i["vehicle_keys"]}),
-            "tier": tier,
+            "tier": None,
+            "actionable": any(i.get("actionable", True) for i in incs),
+            "watch_hits": sorted({h for i in incs for h in i.get("watch_hits") or ()}),
+            "opening_at": max(openings) if openings else None,
+            "dispositions": lifecycle.merge_dispositions(*(i.get("dispositions") or () for i in incs)),
+            "recurrence": max(recurrences, key=lambda r: (self.rules.rank(r["to_tier"]), -int(r["at"]),
+                                                          r["reason"])) if recurrences else None,
         })
         new_id = merged["incident_id"]
         merged["merged_from"] = sorted({x for i in incs for x in i.get("merged_from") or ()}
@@ -269,11 +353,16 @@ class IncidentState:
         self.incidents[new_id] = merged
         return sorted(out, key=lambda r: r["incident_id"])
 
-    def apply_links(self, links: list[Mapping[str, Any]], events: EventLookup = None) -> list[Incident]:
+    def apply_links(self, links: list[Mapping[str, Any]], events: EventLookup = None, *,
+                    repair: bool = False) -> list[Incident]:
         """Apply several links at once (same result as one by one, with one update per incident).
 
         The links of one new event in a dense burst (a flood) touch the same few incidents many
         times; combining them first makes the step linear in the number of links.
+        ``repair``: the links of an event seen before (a duplicate delivery or a replay after a
+        crash): a link inside one incident that is missing from its kept links is applied only if
+        it would be kept (a weaker one was applied before and capped away, so it is not counted
+        again; link_count stays exact for duplicates).
         """
         out: dict[str, Incident] = {}
         ready: list[Mapping[str, Any]] = []
@@ -289,6 +378,8 @@ class IncidentState:
                     for rec in self.apply_event(ev):
                         out[rec["incident_id"]] = rec
             if not parked:
+                if repair and self._capped_away(link):
+                    continue
                 ready.append(link)
         parent: dict[str, str] = {}
 
@@ -342,8 +433,19 @@ class IncidentState:
             "event_count": len(event_ids), "link_count": int(inc.get("link_count") or len(links)),
             "person_keys": sorted(set(inc["person_keys"])), "vehicle_keys": sorted(set(inc["vehicle_keys"])),
             "updated_at": inc["last_seen"],
+            "actionable": bool(inc.get("actionable", True)),
+            "watch_hits": sorted(set(inc.get("watch_hits") or ())),
+            "opening_at": inc.get("opening_at"),
+            "dispositions": list(inc.get("dispositions") or ()),
+            "recurrence": inc.get("recurrence"),
         }
-        routed = route(out, self.rules)
-        out["tier"] = self.rules.higher(routed, inc["tier"]) if inc.get("tier") else routed
-        out["version"] = len(event_ids) + out["link_count"] + self.rules.rank(out["tier"])
+        out.update(lifecycle.derive(out, self.rules, self.clock(out["county_code"])))
+        if inc.get("status") == "merged":
+            out["status"] = "merged"
+        # Strictly increasing per live id for every change (Elasticsearch external versions): facts
+        # only grow, and one new fact (weight 5) outweighs the largest drop of the derived part
+        # (an earlier resolution can undo at most two tier steps: rank + history fall by <= 4);
+        # with no new fact, only the clock moves, and it only raises the tier.
+        facts = len(event_ids) + out["link_count"] + len(out["dispositions"]) + bool(out["recurrence"])
+        out["version"] = 5 * facts + self.rules.rank(out["tier"]) + len(out["escalation_history"])
         return out

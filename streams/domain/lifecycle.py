@@ -44,7 +44,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "reopen": frozenset({"resolved"}),
     "escalate": frozenset({"open", "accepted", "assigned"}),
 }
-MAX_DISPOSITIONS = 200
+MAX_DISPOSITIONS = 1000  # beyond it the oldest are dropped (the version stops counting them)
 _HOUR_MS = 3_600_000
 
 

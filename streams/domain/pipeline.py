@@ -14,7 +14,16 @@ from typing import Any
 from streams.domain.correlate import CandidateIndex
 from streams.domain.incidents import IncidentState
 from streams.domain.rules import CorrelationRules, load_rules
-from streams.domain.tiers import PersonHistory, TierRules, check_deadline, escalations, load_tier_rules
+from streams.domain.lifecycle import quantize
+from streams.domain.tiers import (
+    TIER_NAMES_CN,
+    PersonHistory,
+    TierRules,
+    escalation_id,
+    load_tier_rules,
+    recurrence_at,
+    route,
+)
 
 Event = Mapping[str, Any]
 
@@ -42,38 +51,104 @@ class StepOutput:
         return bool(self.links or self.incidents or self.escalations)
 
 
+_CLOCK = "~clock:"  # history-store key prefix of a county's clock: [epoch ms]
+
+
+def escalation_records(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """pingan.Escalation records for the steps in `after`'s escalation history that `before`
+    (the same incident's previous record, or its merged parts) did not have."""
+    seen = {(s["to_tier"], s["reason_code"]) for s in (before or {}).get("escalation_history") or ()}
+    out = []
+    for step in after.get("escalation_history") or ():
+        if (step["to_tier"], step["reason_code"]) in seen:
+            continue
+        out.append({
+            "escalation_id": escalation_id(after["incident_id"], step["to_tier"], step["reason_code"]),
+            "incident_id": after["incident_id"], "from_tier": step["from_tier"], "to_tier": step["to_tier"],
+            "reason_code": step["reason_code"], "reason": step["reason"],
+            "admin_code": after.get("admin_code") or "", "at": int(step["at"]),
+        })
+    return out
+
+
 class CountyProcessor:
-    """Correlate → link → incidents → tiers for the events of one county partition."""
+    """Correlate → link → incidents → lifecycle for the events of one county partition.
+
+    Inputs: canonical events (`process`), center actions (`apply_disposition`, pingan.Disposition)
+    and clock ticks (`tick`, pingan.ClockTick). Each county has a clock: the highest event time
+    seen (an event counts no later than it was received), moved on by ticks when the county is
+    quiet; incidents' deadlines are evaluated on it (streams/domain/lifecycle.py), so the same
+    inputs give the same incidents whatever their order or speed.
+    """
 
     def __init__(self, stores: Stores | None = None, rules: CorrelationRules | None = None,
-                 tier_rules: TierRules | None = None) -> None:
+                 tier_rules: TierRules | None = None, watch: Mapping[str, str] | None = None) -> None:
         self.stores = stores or Stores()
         self.rules = rules or load_rules()
         self.tier_rules = tier_rules or load_tier_rules()
         self.index = CandidateIndex(self.rules, self.stores.candidates)
         self.state = IncidentState(self.stores.event_incident, self.stores.incidents, self.stores.pending,
-                                   self.tier_rules)
+                                   self.tier_rules, clock=self.clock, watch=watch)
         self.history = PersonHistory(self.tier_rules, self.stores.history)
+
+    # ------------------------------------------------------------------ the county clock
+
+    def clock(self, county_code: str) -> int | None:
+        """The county's clock, rounded down to the deadline check step (None before any input)."""
+        value = self.stores.history.get(_CLOCK + county_code)
+        return quantize(int(value[0]), self.tier_rules) if value else None
+
+    def _advance(self, county_code: str, now_ms: int) -> StepOutput:
+        """Move the county clock forward; re-derive incidents whose deadline passed."""
+        before = self.clock(county_code)
+        raw = self.stores.history.get(_CLOCK + county_code)
+        if raw and int(raw[0]) >= now_ms:
+            return StepOutput()
+        self.stores.history[_CLOCK + county_code] = [int(now_ms)]
+        after = self.clock(county_code)
+        out = StepOutput()
+        if after is None or after == before:
+            return out
+        for old, new in self.state.rederive(county_code, after):
+            out.escalations.extend(escalation_records(old, new))
+            out.incidents.append(new)
+        return out
+
+    def tick(self, tick: Mapping[str, Any]) -> StepOutput:
+        """A pingan.ClockTick: the county clock moves to now_ms if that is later."""
+        out = self._advance(str(tick["county_code"]), int(tick["now_ms"]))
+        self.expire()
+        return out
+
+    # ------------------------------------------------------------------ inputs
 
     def process(self, event: Event) -> StepOutput:
         """Apply one canonical event; return what to publish.
 
         An event seen before (a duplicate delivery, or a replay after a crash that persisted the
         state but not the outputs) re-emits its incident's current record: idempotent downstream,
-        and it closes the window between a state write and its output."""
+        and it closes the window between a state write and its output. A known event that now
+        says the matter is settled (Event.resolution) resolves its incident."""
+        county = str((event.get("location") or {}).get("county_code") or "")
+        clock_out = self._advance(county, min(int(event["occurred_at"]),
+                                              int(event.get("received_at") or event["occurred_at"])))
         known = self.state.incident_of(event["event_id"])
         if known is not None:
             # Re-index and re-apply its links too: both are idempotent, and they restore candidate
             # entries and merges that a worker killed between two table writes left out.
-            repaired = {rec["incident_id"]: rec for rec in self.state.apply_links(self.index.add(event))}
+            repaired = {rec["incident_id"]: rec for rec in self.state.apply_links(self.index.add(event), repair=True)}
+            for rec in self.state.apply_settlement(event):
+                repaired[rec["incident_id"]] = rec
             current = repaired.get(known) or self.stores.incidents.get(known)
             if current is None or current.get("status") == "merged":
-                return StepOutput(incidents=[repaired[k] for k in sorted(repaired)])
+                return self._emit(clock_out, {}, repaired)
             live_id = current["incident_id"]
             redirects = [{**current, "incident_id": gone, "status": "merged", "merged_into": live_id,
                           "merged_from": []} for gone in current.get("merged_from") or ()]
             repaired.pop(live_id, None)
-            return StepOutput(incidents=redirects + [repaired[k] for k in sorted(repaired)] + [current])
+            out = self._emit(clock_out, {}, repaired)
+            out.incidents = redirects + out.incidents + [current]
+            return out
         links = self.index.add(event)
         before: dict[str, dict[str, Any]] = {}
         for link in links:
@@ -87,35 +162,69 @@ class CountyProcessor:
             touched[rec["incident_id"]] = rec
         for rec in self.state.apply_links(links):
             touched[rec["incident_id"]] = rec
-        out = StepOutput(links=list(links))
+        for iid in self._recurrence_candidates(event, touched):
+            rec = self.stores.incidents.get(iid)
+            if rec is None or not rec.get("actionable", True):
+                continue
+            at = recurrence_at(rec, self.tier_rules, self.stores.history)
+            if at is None:
+                continue
+            to = self.tier_rules.up(route(rec, self.tier_rules))
+            step = {"from_tier": "", "to_tier": to, "reason_code": "recurrence",
+                    "reason": f"同一当事人{self.tier_rules.recurrence_window_days}天内第"
+                              f"{self.tier_rules.recurrence_count}次发生，升级至{TIER_NAMES_CN.get(to, to)}",
+                    "at": at}
+            if iid not in touched and iid not in before:
+                before[iid] = dict(rec)
+            for updated in self.state.apply_recurrence(iid, step):
+                touched[iid] = updated
+        out = self._emit(clock_out, before, touched)
+        out.links = list(links)
+        return out
+
+    def _recurrence_candidates(self, event: Event, touched: Mapping[str, Any]) -> list[str]:
+        """Live incidents to check for recurrence: those touched, and those holding the other
+        recorded events of this event's persons (a late event can complete their count)."""
+        ids = {iid for iid, rec in touched.items() if rec.get("status") != "merged"}
+        if event.get("kind") in self.tier_rules.recurrence_kinds:
+            for key in {k for p in event.get("persons") or () for k in p.get("keys") or ()}:
+                for _ts, eid in self.stores.history.get(key) or ():
+                    iid = self.state.incident_of(str(eid))
+                    if iid is not None:
+                        ids.add(iid)
+        return sorted(ids)
+
+    def apply_disposition(self, disposition: Mapping[str, Any]) -> StepOutput:
+        """A center's action (pingan.Disposition), applied to the incident holding its anchor event."""
+        anchor = disposition["anchor_event_id"]
+        iid = self.state.incident_of(anchor)
+        before = {iid: dict(self.stores.incidents[iid])} if iid is not None else {}
+        touched = {rec["incident_id"]: rec for rec in self.state.apply_dispositions([disposition])}
+        return self._emit(StepOutput(), before, touched)
+
+    def _emit(self, out: StepOutput, before: Mapping[str, Mapping[str, Any]],
+              touched: Mapping[str, Mapping[str, Any]]) -> StepOutput:
+        """`out` plus the touched incident records and the escalation steps they newly carry
+        (compared with their previous records; a merge with the union of its parts')."""
         for iid in sorted(touched):
             rec = touched[iid]
+            out.incidents.append(dict(rec))
             if rec.get("status") == "merged":
-                out.incidents.append(rec)
                 continue
-            for esc in escalations(before.get(iid), rec, self.tier_rules, self.stores.history):
-                out.escalations.append(esc)
-                for updated in self.state.apply_escalation(esc):
-                    rec = updated
-            out.incidents.append(rec)
+            parts = [before.get(x) for x in (iid, *(rec.get("merged_from") or ()))]
+            prior = {"escalation_history": [s for p in parts if p for s in p.get("escalation_history") or ()]}
+            out.escalations.extend(escalation_records(prior, rec))
         return out
 
     def check_deadlines(self, now_ms: int, county_code: str | None = None) -> StepOutput:
-        """Escalate live incidents (of one county, if given) whose handling deadline has passed."""
+        """Compatibility: a clock tick for one county (or every county seen)."""
+        counties = [county_code] if county_code else sorted(
+            k[len(_CLOCK):] for k in self.stores.history.keys() if str(k).startswith(_CLOCK))
         out = StepOutput()
-        for iid in sorted(self.stores.incidents.keys()):
-            inc = self.stores.incidents[iid]
-            if county_code and inc.get("county_code") != county_code:
-                continue
-            if inc.get("status") in ("closed", "merged"):
-                continue
-            esc = check_deadline(inc, now_ms, self.tier_rules)
-            if esc is None:
-                continue
-            updated = self.state.apply_escalation(esc)
-            if updated:
-                out.escalations.append(esc)
-                out.incidents.extend(updated)
+        for county in counties:
+            step = self._advance(county, now_ms)
+            out.incidents.extend(step.incidents)
+            out.escalations.extend(step.escalations)
         return out
 
     def expire(self, now_ms: int | None = None) -> int:

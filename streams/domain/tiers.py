@@ -3,13 +3,10 @@
 Contracts (all pure and deterministic; rules come from ``tier_rules.toml``):
 - ``route(incident, rules) -> tier``: max of the kind's base tier, the severity tier and the
   spread tier (>1 village → town, >1 town → county).
-- ``escalations(old, new, rules, history) -> list[Escalation]``: at most one escalation per
-  update, when the new tier target (routed, or one above routed on recurrence) is above the old
-  tier (or the kind's base tier for a new incident). ``history`` maps person key →
-  ``[[occurred_at, event_id], ...]`` as maintained by ``PersonHistory``.
-- ``check_deadline(incident, now_ms, rules=None) -> Escalation | None``: one tier up once
-  ``now_ms`` passes first_seen + deadline_hours[tier]; ``at`` is the deadline instant.
-- Escalation records follow docs/contracts.md; escalation_id = sha1(incident_id|to_tier|reason_code).
+- ``recurrence(incident, rules, history) -> (person key, count) | None``: the same person in
+  ``count`` recurrence-kind events within the window (``history`` as kept by ``PersonHistory``).
+- Escalation steps, deadlines and the handling state are derived in ``lifecycle.py``;
+  escalation_id = sha1(incident_id|to_tier|reason_code).
 """
 from __future__ import annotations
 
@@ -140,16 +137,6 @@ def escalation_id(incident_id: str, to_tier: str, reason_code: str) -> str:
     return sha1_hex(incident_id, to_tier, reason_code)
 
 
-def _escalation(incident: Mapping[str, Any], from_tier: str, to_tier: str, code: str, reason: str,
-                at: int) -> dict[str, Any]:
-    return {
-        "escalation_id": escalation_id(incident["incident_id"], to_tier, code),
-        "incident_id": incident["incident_id"], "from_tier": from_tier, "to_tier": to_tier,
-        "reason_code": code, "reason": reason, "admin_code": incident.get("admin_code") or "",
-        "at": int(at),
-    }
-
-
 def recurrence(incident: Mapping[str, Any], rules: TierRules,
                history: Mapping[str, Sequence[Sequence[Any]]] | None) -> tuple[str, int] | None:
     """(person key, count) of the most recurrent person within the window ending at last_seen,
@@ -168,66 +155,25 @@ def recurrence(incident: Mapping[str, Any], rules: TierRules,
     return best
 
 
-def escalations(old: Mapping[str, Any] | None, new: Mapping[str, Any], rules: TierRules,
-                history: Mapping[str, Sequence[Sequence[Any]]] | None = None) -> list[dict[str, Any]]:
-    """Escalations caused by an incident update (old → new); [] or one record.
-
-    from_tier is old["tier"] (or, for a new incident, the kind's base tier). Candidates, in
-    priority order for equal targets: spread, severity (incl. a more serious kind joining),
-    recurrence (one tier above the routed tier). The highest target above from_tier wins.
-    """
-    from_tier = old["tier"] if old and old.get("tier") else base_tier(new, rules)
-    at = int(new.get("updated_at") or new.get("last_seen") or 0)
-    cands: list[tuple[str, str, str]] = []
-    spread, sev = spread_tier(new, rules), severity_tier(new, rules)
-    routed = route(new, rules)
-    if spread == routed:
-        n_towns, n_villages = len(set(new.get("town_codes") or ())), len(set(new.get("village_codes") or ()))
-        where = f"{n_towns}个乡镇" if n_towns > 1 else f"{n_villages}个村"
-        cands.append((routed, "spread", f"事件涉及{where}，升级至{TIER_NAMES_CN.get(routed, routed)}"))
-    elif sev == routed:
-        cands.append((routed, "severity",
-                      f"严重程度{new.get('severity')}级，升级至{TIER_NAMES_CN.get(routed, routed)}"))
-    else:
-        cands.append((routed, "severity", f"事件类别升级，由{TIER_NAMES_CN.get(routed, routed)}处置"))
-    rec = recurrence(new, rules, history)
-    if rec is not None:
-        to = rules.up(routed)
-        cands.append((to, "recurrence",
-                      f"同一当事人{rules.recurrence_window_days}天内第{rec[1]}次发生，"
-                      f"升级至{TIER_NAMES_CN.get(to, to)}"))
-    best = max(cands, key=lambda c: rules.rank(c[0]))  # first of equal targets wins
-    if rules.rank(best[0]) <= rules.rank(from_tier):
-        return []
-    return [_escalation(new, from_tier, best[0], best[1], best[2], at)]
-
-
-def deadline_at(incident: Mapping[str, Any], rules: TierRules) -> int | None:
-    """Epoch ms when the incident passes its current tier's handling deadline (None: no deadline)."""
-    hours = rules.deadline_hours.get(incident.get("tier") or "")
-    if hours is None or incident.get("first_seen") is None:
+def recurrence_at(incident: Mapping[str, Any], rules: TierRules,
+                  history: Mapping[str, Sequence[Sequence[Any]]] | None) -> int | None:
+    """When the incident's recurrence threshold was reached: over its person keys, the earliest
+    time at which one person had ``count`` recurrence-kind events within the window ending at
+    the incident's last_seen (None if never). A function of the recorded events, not of the
+    order they were recorded in."""
+    if not history or incident.get("kind") not in rules.recurrence_kinds:
         return None
-    return int(incident["first_seen"]) + int(hours * _HOUR_MS)
-
-
-def check_deadline(incident: Mapping[str, Any], now_ms: int,
-                   rules: TierRules | None = None) -> dict[str, Any] | None:
-    """A "deadline" escalation one tier up when now_ms is past the tier's deadline.
-
-    Closed and merged incidents and the top tier never escalate by deadline. ``at`` is the
-    deadline instant, so repeated checks produce the same record.
-    """
-    rules = rules or load_tier_rules()
-    tier = incident.get("tier") or rules.tiers[0]
-    if incident.get("status") in ("closed", "merged") or rules.rank(tier) == len(rules.tiers) - 1:
-        return None
-    due = deadline_at(incident, rules)
-    if due is None or now_ms <= due:
-        return None
-    to = rules.up(tier)
-    hours = rules.deadline_hours[tier]
-    reason = f"超过{TIER_NAMES_CN.get(tier, tier)}处置时限{hours:g}小时，升级至{TIER_NAMES_CN.get(to, to)}"
-    return _escalation(incident, tier, to, "deadline", reason, due)
+    until = int(incident.get("last_seen") or 0)
+    since = until - rules.recurrence_window_days * _DAY_MS
+    best: int | None = None
+    for key in sorted(incident.get("person_keys") or ()):
+        if key.startswith("plate:"):
+            continue
+        times = sorted({(int(ts), str(eid)) for ts, eid in history.get(key) or () if since <= int(ts) <= until})
+        if len(times) >= rules.recurrence_count:
+            at = times[rules.recurrence_count - 1][0]
+            best = at if best is None else min(best, at)
+    return best
 
 
 # ----------------------------------------------------------------------------- person history

@@ -59,7 +59,7 @@ def test_dispute_trio_becomes_one_incident_over_weeks():
     assert inc["first_seen"] == T0 and inc["last_seen"] == inc["updated_at"] == T0 + 40 * DAY
     assert inc["person_keys"] == [WANG, LI] and len(inc["links"]) >= 2
     assert inc["events"][0]["persons"] == ["party:王某学"]
-    assert inc["version"] == 3 + len(inc["links"])
+    assert inc["version"] == 5 * (3 + len(inc["links"]))  # 5 × facts + tier rank (0) + escalations (0)
 
 
 def test_bridge_event_merges_two_incidents_with_redirect():
