@@ -13,6 +13,10 @@ Contract:
   ``sha1(source | stage | raw | topic | partition | offset)`` as hex (40 chars), where each part is
   UTF-8 text (``raw`` is the bytes themselves), ``None`` is the empty string, and ``|`` is the byte 0x7C.
   The same input at the same place therefore always yields the same id.
+- ``truncate_raw(record, keep=..., ref=...)``: a dead letter too large for Kafka keeps the first
+  ``keep`` bytes of ``raw``; its ``reason`` ends with ``[raw truncated: kept K of N bytes;
+  sha256=<hex of the whole raw>; whole body: <ref | not kept>]`` (``truncation_of`` reads it back);
+  ``dead_letter_id`` stays the one of the whole raw.
 - ``DeadLetterCounter`` counts records per ``(source, error_class)`` in the instance only.
 """
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -142,6 +147,39 @@ def make_dead_letter(
         "at": int(at_ms),
         "redrive_of": redrive_of,
     }
+
+
+_TRUNCATED = re.compile(
+    r"\[raw truncated: kept (?P<kept>\d+) of (?P<size>\d+) bytes; sha256=(?P<sha256>[0-9a-f]{64}); "
+    r"whole body: (?P<ref>[^\]]*)\]$")
+NOT_KEPT = "not kept"
+
+
+def truncate_raw(record: Mapping[str, Any], *, keep: int, ref: str | None) -> dict[str, Any]:
+    """A copy of the DeadLetter dict ``record`` whose ``raw`` is cut to its first ``keep`` bytes.
+
+    The reason gains ``[raw truncated: kept K of N bytes; sha256=…; whole body: <ref>]`` (``ref``:
+    where the whole body is kept, None: ``not kept``); the id is unchanged (it hashes the whole raw)."""
+    raw = bytes(record["raw"])
+    keep = max(0, min(keep, len(raw)))
+    note = (f"[raw truncated: kept {keep} of {len(raw)} bytes; sha256={hashlib.sha256(raw).hexdigest()}; "
+            f"whole body: {ref or NOT_KEPT}]")
+    reason = str(record["reason"])
+    room = MAX_REASON_CHARS - len(note) - 1
+    if len(reason) > room:
+        reason = reason[: max(0, room - 1)] + "…"
+    return {**record, "raw": raw[:keep], "reason": f"{reason} {note}"}
+
+
+def truncation_of(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``{"kept", "size", "sha256", "ref"}`` of a truncated dead letter (``ref`` None when not kept);
+    None when ``raw`` is whole."""
+    m = _TRUNCATED.search(str(record.get("reason", "")))
+    if m is None:
+        return None
+    ref = m.group("ref")
+    return {"kept": int(m.group("kept")), "size": int(m.group("size")), "sha256": m.group("sha256"),
+            "ref": None if ref == NOT_KEPT else ref}
 
 
 class DeadLetterCounter:

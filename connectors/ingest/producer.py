@@ -12,6 +12,15 @@ Contract
 * Keys are UTF-8 strings (``str`` is encoded, ``bytes`` passed through).
 * ``send_dead_letter(record)`` Avro-encodes a ``pingan.DeadLetter`` dict and publishes it to the
   dead-letter topic keyed by its ``source``.
+* One failed send never poisons the sends after it: when a batch meets an error Kafka does not
+  retry (a record refused for good, or an idempotence error such as ``OutOfOrderSequenceNumber``)
+  the underlying producer is replaced (``reset``: a new producer id, sequences from 0), once per
+  producer however many concurrent sends saw it fail, and the records that failed only because of
+  the producer's state are sent again (``ProducerConfig.state_retries`` times). Those still failing
+  are reported as retriable (:class:`ProducerStateError`: the caller spools them); only the records
+  themselves refused stay non-retriable failures (dead-letter them).
+* ``discover_limits(topics)`` reads the broker's ``message.max.bytes`` and each topic's
+  ``max.message.bytes`` (admin describe_configs) into a ``connectors.ingest.limits.SizeLimits``.
 """
 from __future__ import annotations
 
@@ -23,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerClosed
 
-from schemas.deadletter import make_dead_letter
+from connectors.ingest.limits import SizeLimits, default_limits, limits_from_configs
+from schemas.deadletter import make_dead_letter, truncate_raw
 from schemas.serde import SchemaStore, default_store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +45,8 @@ log = logging.getLogger(__name__)
 
 DEADLETTER_TOPIC = "deadletters.v1"
 DEADLETTER_SCHEMA = "pingan.DeadLetter"
+#: most of a raw body a truncated dead letter keeps (the whole body is kept elsewhere, by reference)
+DEAD_LETTER_HEAD_BYTES = 64 * 1024
 
 #: (topic, key, value) as handed to Kafka.
 Item = tuple[str, "bytes | None", bytes]
@@ -49,10 +61,31 @@ class DeliveryError(Exception):
         self.failures = list(failures)
 
 
+#: errors of the idempotent producer's session, not of the record: the record is innocent
+PRODUCER_STATE_ERRORS = frozenset({
+    "OutOfOrderSequenceNumber", "OutOfOrderSequenceNumberError", "UnknownProducerId", "UnknownProducerIdError",
+    "InvalidProducerEpoch", "InvalidProducerEpochError", "ProducerFenced", "ProducerFencedError",
+    "InvalidProducerIdMapping", "InvalidProducerIdMappingError", "InvalidTxnState", "IllegalStateError",
+})
+
+
+class ProducerStateError(Exception):
+    """A record kept failing with producer-session errors after resets (retriable: spool it)."""
+
+    retriable = True
+
+
+def is_producer_state_error(exc: BaseException) -> bool:
+    """True when ``exc`` is about the producer's idempotence session, not about the record."""
+    return any(cls.__name__ in PRODUCER_STATE_ERRORS for cls in type(exc).__mro__)
+
+
 def is_retriable(exc: BaseException) -> bool:
     """True for errors an outage explains (timeouts, connection loss, retriable broker errors)."""
     if isinstance(exc, DeliveryError):
         return exc.retriable
+    if isinstance(exc, ProducerStateError):
+        return True
     if isinstance(exc, (asyncio.TimeoutError, KafkaTimeoutError, KafkaConnectionError, ProducerClosed, OSError)):
         return True
     if isinstance(exc, KafkaError):
@@ -85,6 +118,7 @@ class ProducerConfig:
     max_request_size: int = 4 * 1024 * 1024
     compression_type: str | None = None
     start_timeout_s: float = 10.0
+    state_retries: int = 2  # re-sends of records failed by a producer-session error, each after a reset
 
 
 class RecordProducer:
@@ -108,6 +142,9 @@ class RecordProducer:
         self._stuck: "asyncio.Future[Any] | None" = None  # a send whose caller gave up waiting
         self._start_lock: asyncio.Lock | None = None
         self._closed = False
+        self.generation = 0  # bumped for every underlying producer created
+        self.limits: SizeLimits = default_limits(self.config.max_request_size)  # see discover_limits
+        self.resets = 0  # resets after a failed send (observability, tests)
 
     @classmethod
     def from_settings(cls, settings: "Settings", **kwargs: Any) -> "RecordProducer":
@@ -170,6 +207,7 @@ class RecordProducer:
                     ) from exc
                 raise
             self._producer = producer
+            self.generation += 1
             return producer
 
     async def flush(self) -> None:
@@ -193,14 +231,71 @@ class RecordProducer:
             except Exception:  # noqa: BLE001 - we are discarding it anyway
                 log.debug("stop of discarded producer raised", exc_info=True)
 
+    async def reset_generation(self, generation: int, reason: BaseException) -> None:
+        """``reset()`` unless the producer of ``generation`` was already replaced (concurrent senders
+        that saw the same failure reset it once)."""
+        if self._producer is None or self.generation != generation:
+            return
+        self.resets += 1
+        log.warning("resetting the Kafka producer after %s: %s", type(reason).__name__, reason)
+        await self.reset()
+
+    async def discover_limits(self, topics: Sequence[str], *, timeout: float = 10.0) -> SizeLimits:
+        """The broker's record size limits for ``topics`` (``message.max.bytes`` of a broker,
+        ``max.message.bytes`` of each existing topic), capped by ``max_request_size``.
+        Raises ``DeliveryError(retriable=True)`` when Kafka cannot be asked."""
+        def describe() -> SizeLimits:
+            from kafka import KafkaAdminClient
+            from kafka.admin import ConfigResource, ConfigResourceType
+
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=f"{self.config.client_id}-limits",
+                                     request_timeout_ms=int(timeout * 1000))
+            try:
+                brokers = admin.describe_cluster()["brokers"]
+                broker_id = str(brokers[0]["broker_id"])
+                res = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, broker_id,
+                                                             {"message.max.bytes": None})], config_filter="all")
+                broker_max = _int_config(res.get("broker", {}).get(broker_id, {}), "message.max.bytes")
+                existing = set(admin.list_topics())
+                wanted = [t for t in dict.fromkeys(topics) if t in existing]
+                per_topic: dict[str, int | None] = {}
+                if wanted:
+                    res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None})
+                                                  for t in wanted], config_filter="all")
+                    for t in wanted:
+                        per_topic[t] = _int_config(res.get("topic", {}).get(t, {}), "max.message.bytes")
+                return limits_from_configs(broker_max, per_topic, self.config.max_request_size)
+            finally:
+                admin.close()
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(describe), timeout=timeout + 5)
+        except Exception as exc:  # noqa: BLE001 - reported as a retriable DeliveryError
+            raise DeliveryError(f"cannot describe Kafka's size limits: {type(exc).__name__}: {exc}",
+                                retriable=True) from exc
+
     # ------------------------------------------------------------------ encode
     def encode(self, schema: str, record: Mapping[str, Any]) -> bytes:
         """Avro single-object encoding of ``record`` with the current ``schema``."""
         return self.store.encode(schema, record)
 
-    def dead_letter_item(self, record: Mapping[str, Any]) -> Item:
-        """(topic, key, value) of a DeadLetter dict, for sending or spooling."""
-        return (self.deadletter_topic, encode_key(str(record["source"])), self.encode(DEADLETTER_SCHEMA, record))
+    def dead_letter_fits(self, record: Mapping[str, Any]) -> bool:
+        """True when the DeadLetter dict, encoded whole, is within the dead-letter topic's limit."""
+        key = encode_key(str(record["source"]))
+        return self.limits.fits(self.deadletter_topic, key, self.encode(DEADLETTER_SCHEMA, record))
+
+    def dead_letter_item(self, record: Mapping[str, Any], *, ref: str | None = None) -> Item:
+        """(topic, key, value) of a DeadLetter dict, for sending or spooling. A record too large for
+        the dead-letter topic (``self.limits``) keeps only the head of its raw (at most
+        ``DEAD_LETTER_HEAD_BYTES``), with the whole body's size and sha256 and ``ref`` (where the
+        caller kept the whole body; None: nowhere) in its reason (``schemas.deadletter.truncate_raw``)."""
+        topic, key = self.deadletter_topic, encode_key(str(record["source"]))
+        value = self.encode(DEADLETTER_SCHEMA, record)
+        if self.limits.fits(topic, key, value):
+            return (topic, key, value)
+        envelope = len(self.encode(DEADLETTER_SCHEMA, truncate_raw(record, keep=0, ref=ref)))
+        keep = min(DEAD_LETTER_HEAD_BYTES, max(0, self.limits.value_budget(topic, key, envelope) - 16))
+        return (topic, key, self.encode(DEADLETTER_SCHEMA, truncate_raw(record, keep=keep, ref=ref)))
 
     # ------------------------------------------------------------------ send
     async def send(self, topic: str, key: str | bytes | None, value: bytes, *, timeout: float | None = None) -> "RecordMetadata":
@@ -227,21 +322,44 @@ class RecordProducer:
             self._stuck = task
             raise DeliveryError(f"Kafka did not confirm {len(items)} record(s) within {timeout}s", retriable=True) from exc
 
-    async def _send_batch(self, items: Sequence[Item]) -> list["RecordMetadata"]:
+    async def _send_once(self, items: Sequence[Item]) -> list[Any]:
+        """Hand ``items`` to the current producer; each one's metadata or exception. A batch that met
+        an error Kafka does not retry resets that producer (it may be poisoned for what follows)."""
         producer = await self.ensure_started()
+        generation = self.generation
         futures: list[asyncio.Future[Any]] = []
-        failures: list[tuple[int, BaseException]] = []
-        for i, (topic, key, value) in enumerate(items):
+        for topic, key, value in items:
             try:
                 futures.append(await producer.send(topic, value=value, key=encode_key(key)))
             except Exception as exc:  # noqa: BLE001 - collected and raised as DeliveryError below
                 fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 fut.set_exception(exc)
                 futures.append(fut)
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        results = list(await asyncio.gather(*futures, return_exceptions=True))
+        fatal = next((r for r in results if isinstance(r, BaseException)
+                      and (is_producer_state_error(r) or not is_retriable(r))), None)
+        if fatal is not None:
+            await self.reset_generation(generation, fatal)
+        return results
+
+    async def _send_batch(self, items: Sequence[Item]) -> list["RecordMetadata"]:
+        results = await self._send_once(items)
+        for _ in range(self.config.state_retries):
+            innocent = [i for i, r in enumerate(results) if isinstance(r, BaseException) and is_producer_state_error(r)]
+            if not innocent:
+                break
+            log.warning("re-sending %d record(s) failed by the producer's state (%s)", len(innocent),
+                        type(results[innocent[0]]).__name__)
+            again = await self._send_once([items[i] for i in innocent])
+            for i, res in zip(innocent, again):
+                results[i] = res
         out: list[Any] = []
+        failures: list[tuple[int, BaseException]] = []
         for i, res in enumerate(results):
             if isinstance(res, BaseException):
+                if is_producer_state_error(res):
+                    res = ProducerStateError(f"{type(res).__name__}: {res} (after {self.config.state_retries} "
+                                             "reset(s))")
                 failures.append((i, res))
             out.append(res)
         if failures:
@@ -283,3 +401,13 @@ class RecordProducer:
         """Publish a DeadLetter dict (from ``schemas.deadletter.make_dead_letter``), key = source."""
         topic, key, value = self.dead_letter_item(record)
         return await self.send(topic, key, value, timeout=timeout)
+
+
+def _int_config(configs: Mapping[str, Any], name: str) -> int | None:
+    """An integer config value of a describe_configs answer (None when absent or not a number)."""
+    entry = configs.get(name)
+    value = entry.get("value") if isinstance(entry, Mapping) else entry
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

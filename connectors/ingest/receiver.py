@@ -17,7 +17,19 @@ native payload to Kafka:
 4. answers: 202 when every record is in Kafka or the spool; 400 ``{"error","reason"}`` when nothing
    could be translated (its dead letter is delivered or spooled); 200 ``{"dropped": n}`` for
    heartbeats; 503 + Retry-After when the spool is full (counted as refused); 413 when the body is
-   larger than ``max_body_bytes``.
+   larger than ``max_body_bytes`` (aiohttp ``client_max_size``; nothing is kept, the sender keeps it);
+5. size: every encoded record is checked against the broker's real limit of its topic
+   (``connectors.ingest.limits``, discovered at start-up and re-asked until known) before anything
+   is answered. A payload whose records do not fit is answered 413 ``RecordTooLarge`` and becomes a
+   dead letter (stage "receive"); a record that fits is never refused for its size, so one oversize
+   alarm cannot fail or poison the records after it. Dead letters too large for Kafka keep the head of
+   ``raw`` plus the whole body's size and sha256, and the whole body is kept in the spool's blob store
+   (``<spool>/blobs/<sha256>.bin``, ``connectors.ingest.blobs``) named in the dead letter's reason;
+   ``dead_letters_lost`` counts only dead letters neither Kafka nor the spool kept (``bodies_lost``:
+   truncated dead letters whose whole body the blob store could not take);
+6. a record Kafka still refuses for good on the direct path becomes a dead letter and is not counted
+   as accepted (the answer says ``rejected``; 413 when nothing else was accepted); records failed only
+   by the producer's state are re-sent after a producer reset, else spooled (``RecordProducer``).
 
 ``create_app(gateway)`` mounts: POST /gb28181/alarm, /isapi/alert, /grid/reports,
 /mediation/cases, /door/events; GET /metrics (prometheus text, per-app registry), GET /healthz.
@@ -38,6 +50,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from connectors.ingest.base import Source
+from connectors.ingest.blobs import BlobStore
 from connectors.ingest.producer import DeliveryError, Item, RecordProducer, encode_key, is_retriable
 from connectors.ingest.spool import Spool, SpoolRecord
 from connectors.sources import registry as source_registry
@@ -77,6 +90,9 @@ class ReceiverConfig:
     retrying_sources: frozenset[str] = RETRYING_SOURCES
     isapi_check_peer: bool = False  # True: ISAPI/door devices must post from their registered IP
     spool_name: str = "receiver"
+    blob_max_bytes: int = 1024 * 1024 * 1024  # whole bodies of truncated dead letters (<spool>/blobs)
+    limits_retry_s: float = 30.0  # re-ask Kafka's size limits this often until they are known
+    limits_refresh_s: float = 300.0  # and this often once known (also right after Kafka refused a size)
 
 
 # --------------------------------------------------------------------------- translators
@@ -115,6 +131,13 @@ class ReceiverMetrics:
         self.dead_lettered = Counter("pingan_receiver_dead_lettered", "dead letters written (Kafka or spool)", ["source"], registry=r)
         self.dead_letters_lost = Counter("pingan_receiver_dead_letters_lost", "dead letters that could not be stored", ["source"], registry=r)
         self.rejected = Counter("pingan_receiver_rejected", "inputs answered 4xx", ["source"], registry=r)
+        self.too_large = Counter("pingan_receiver_too_large", "payloads answered 413 (body or record over a limit)",
+                                 ["source"], registry=r)
+        self.bodies_kept = Counter("pingan_receiver_bodies_kept",
+                                   "whole bodies of truncated dead letters kept in the spool's blob store",
+                                   ["source"], registry=r)
+        self.bodies_lost = Counter("pingan_receiver_bodies_lost",
+                                   "truncated dead letters whose whole body could not be kept", ["source"], registry=r)
         self.dropped = Counter("pingan_receiver_dropped", "heartbeats/keepalives dropped", ["source"], registry=r)
         self.drained = Counter("pingan_receiver_drained", "spooled records confirmed by Kafka", registry=r)
         self.drain_failures = Counter("pingan_receiver_drain_failures", "drain attempts that failed", registry=r)
@@ -192,6 +215,18 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(slots=True)
+class Placement:
+    """Where ``_deliver`` put a list of items: ``where`` is 'kafka' (all confirmed), 'spool' (some or
+    all durably spooled) or 'refused' (the spool was full: what was not in Kafka is not kept);
+    ``refused`` are the indices of items Kafka refused for good (replaced by dead letters);
+    ``lost`` counts dead letters (of those refusals) nothing kept."""
+
+    where: str
+    refused: dict[int, BaseException] = field(default_factory=dict)
+    lost: int = 0
+
+
 def _reason_of(rejected: Sequence[Rejected]) -> tuple[str, str]:
     types = sorted({r.error_type for r in rejected})
     return (types[0] if len(types) == 1 else "+".join(types)), "; ".join(r.reason for r in rejected)
@@ -219,6 +254,8 @@ class IngestGateway(Source):
         self.spool = spool
         self.translators = dict(translators)
         self.config = config or ReceiverConfig()
+        self.blobs = BlobStore(Path(spool.directory) / "blobs", max_bytes=self.config.blob_max_bytes)
+        self._limits_tried_at: float | None = None
         self.metrics = ReceiverMetrics()
         self.clock = clock
         self._wake: asyncio.Event | None = None
@@ -258,6 +295,7 @@ class IngestGateway(Source):
         await asyncio.to_thread(self.spool.open)
         self._wake = asyncio.Event()
         self._set_up = True
+        await self.refresh_limits()
         self._update_gauges()
         if not self.spool.is_empty:
             log.info("spool %s holds %d record(s) from a previous run", self.spool.directory, self.spool.pending_count)
@@ -268,6 +306,9 @@ class IngestGateway(Source):
         assert self._wake is not None, "setup() first"
         backoff = 0.5
         while not self.stopping:
+            every = self.config.limits_refresh_s if self.producer.limits.discovered else self.config.limits_retry_s
+            if self._limits_tried_at is None or time.monotonic() - self._limits_tried_at >= every:
+                await self.refresh_limits()
             if self.spool.is_empty:
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
@@ -290,6 +331,27 @@ class IngestGateway(Source):
                 if not await self.sleep(backoff):
                     return
                 backoff = min(backoff * 2, self.config.drain_backoff_max_s)
+
+    def _topics(self) -> list[str]:
+        """Every topic this gateway writes: the raw topics of its feeds and the dead-letter topic."""
+        feeds = {s.feed: s for s in source_registry.pushed()}
+        return [self.settings.topic(feeds[f].topic) for f in self.translators if f in feeds] + [
+            self.producer.deadletter_topic]
+
+    async def refresh_limits(self) -> bool:
+        """Ask Kafka for its real size limits (``producer.limits``); False (defaults kept) when it
+        cannot be asked now (``run`` asks again every ``limits_retry_s``)."""
+        self._limits_tried_at = time.monotonic()
+        try:
+            limits = await self.producer.discover_limits(self._topics(), timeout=self.config.kafka_timeout_s + 3)
+        except DeliveryError as exc:
+            log.warning("Kafka's size limits unknown (%s); using Kafka's default of %d bytes until asked again",
+                        exc, self.producer.limits.default_bytes)
+            return False
+        self.producer.limits = limits
+        log.info("Kafka size limits: default %d bytes, per topic %s, producer max_request_size %s",
+                 limits.default_bytes, dict(limits.per_topic), limits.max_request_size)
+        return True
 
     async def drain_once(self) -> int:
         """Send everything spooled to Kafka in order; returns the number of records confirmed."""
@@ -320,16 +382,20 @@ class IngestGateway(Source):
             self._set_up = False
 
     async def _send_spooled(self, batch: list[SpoolRecord]) -> None:
+        """Send one spooled batch; records Kafka refuses for good become dead letters (whole bodies in
+        the blob store), refused dead letters are kept there; raises while Kafka is away."""
         items: list[Item] = [(r.topic, r.key, r.value) for r in batch]
         try:
-            await self.producer.deliver(items, source="receiver", at_ms=self.clock(),
-                                        timeout=self.config.drain_timeout_s)
+            await self.producer.send_batch(items, timeout=self.config.drain_timeout_s)
         except DeliveryError as exc:
-            if exc.retriable:
+            if exc.retriable or not exc.failures:
                 raise
-            # a dead letter Kafka refuses for good: log it and move on rather than block the spool forever
-            log.error("spooled dead letter dropped: %s", exc)
-            self.metrics.dead_letters_lost.labels(source="receiver").inc()
+            dead, lost = await self._poison_to_dead_letters(items, dict(exc.failures), source="receiver")
+            if lost:
+                self.metrics.dead_letters_lost.labels(source="receiver").inc(lost)
+            if dead:
+                await self.producer.send_batch(dead, timeout=self.config.drain_timeout_s)  # raises: batch re-drained
+                self.metrics.dead_lettered.labels(source="receiver").inc(len(dead))
         self.metrics.drained.inc(len(batch))
         self._update_gauges()
 
@@ -337,13 +403,32 @@ class IngestGateway(Source):
         self.metrics.spool_pending.set(self.spool.pending_count)
         self.metrics.spool_bytes.set(self.spool.pending_bytes)
 
+    async def _keep_refused_dead_letter(self, item: Item, err: BaseException) -> bool:
+        """A dead letter Kafka refused for good: its encoded record goes to the blob store. False when
+        the store cannot take it either (lost: the caller counts it in ``dead_letters_lost``)."""
+        source = (item[1] or b"").decode("utf-8", "replace") or "receiver"
+        ref = await self.blobs.put_async(item[2])
+        if ref is None:
+            log.error("dead letter for %r refused by Kafka (%s) and the blob store is full: lost", source, err)
+            return False
+        log.error("dead letter for %r refused by Kafka (%s); kept as %s", source, err, ref)
+        return True
+
     # ------------------------------------------------------------------ ingest
-    def _dead_letter_item(self, *, source: str, stage: str, raw: bytes, error: BaseException | str,
-                          error_type: str | None = None, topic: str | None = None,
-                          content_type: str | None = None) -> Item:
+    async def _dead_letter_item(self, *, source: str, stage: str, raw: bytes, error: BaseException | str,
+                                error_type: str | None = None, topic: str | None = None,
+                                content_type: str | None = None) -> Item:
+        """A dead letter that fits the dead-letter topic: too large, its raw is truncated and the whole
+        body kept in the blob store (``bodies_lost`` when the store is full)."""
         record = make_dead_letter(source=source, stage=stage, raw=raw, error=error, error_type=error_type,
                                   topic=topic, content_type=content_type, at_ms=self.clock())
-        return self.producer.dead_letter_item(record)
+        if self.producer.dead_letter_fits(record):
+            return self.producer.dead_letter_item(record)
+        ref = await self.blobs.put_async(bytes(raw))
+        (self.metrics.bodies_lost if ref is None else self.metrics.bodies_kept).labels(source=source).inc()
+        if ref is None:
+            log.error("blob store full: the whole %d-byte body of a %s dead letter is not kept", len(raw), source)
+        return self.producer.dead_letter_item(record, ref=None if ref is None else f"spool:{self.config.spool_name}/{ref}")
 
     async def ingest(self, source: str, body: bytes, *, content_type: str | None = None,
                      peer_ip: str | None = None) -> IngestOutcome:
@@ -363,15 +448,16 @@ class IngestGateway(Source):
             result = translator(payload)
         except Exception as exc:  # noqa: BLE001 - translate must not raise; keep the payload as a dead letter
             log.exception("translate for %s raised", source)
-            item = self._dead_letter_item(source=source, stage="translate", raw=body, error=exc,
-                                          content_type=content_type)
-            where = await self._deliver([item])
-            (m.dead_letters_lost if where == "refused" else m.dead_lettered).labels(source=source).inc()
+            item = await self._dead_letter_item(source=source, stage="translate", raw=body, error=exc,
+                                                content_type=content_type)
+            placed = await self._deliver([item], source=source)
+            (m.dead_letters_lost if placed.lost else m.dead_lettered).labels(source=source).inc()
             return IngestOutcome(500, error="InternalError", reason=f"{type(exc).__name__}: {exc}")
 
         m.observe_translation(source, result)
         items: list[Item] = []
         rejected = list(result.rejected)
+        too_large: list[Rejected] = []
         for record in result.records:
             try:
                 key = result.key_of(record)
@@ -379,72 +465,115 @@ class IngestGateway(Source):
             except Exception as exc:  # noqa: BLE001 - a record the schema refuses is bad input, dead-lettered
                 rejected.append(Rejected(f"record does not fit {result.schema}: {exc}", type(exc).__name__))
                 continue
-            items.append((self.settings.topic(result.topic), encode_key(key), value))
+            item = (self.settings.topic(result.topic), encode_key(key), value)
+            size_error = self.producer.limits.check(*item)
+            if size_error is not None:  # answered 413 + dead letter, never 202 and gone
+                too_large.append(Rejected(size_error, "RecordTooLarge"))
+                continue
+            items.append(item)
         dl_items: list[Item] = []
         if rejected:
             etype, reason = _reason_of(rejected)
-            dl_items.append(self._dead_letter_item(source=source, stage="translate", raw=body, error=reason,
-                                                   error_type=etype, content_type=content_type))
+            dl_items.append(await self._dead_letter_item(source=source, stage="translate", raw=body, error=reason,
+                                                         error_type=etype, content_type=content_type))
+        if too_large:
+            dl_items.append(await self._dead_letter_item(
+                source=source, stage="receive", raw=body, error=_reason_of(too_large)[1], error_type="RecordTooLarge",
+                topic=self.settings.topic(result.topic), content_type=content_type))
+            rejected += too_large
 
         if not items and not dl_items:
             m.dropped.labels(source=source).inc(result.dropped)
             return IngestOutcome(200, dropped=result.dropped)
 
-        where = await self._deliver(items + dl_items)
-        if where == "refused":
-            if items:
-                m.refused.labels(source=source).inc()
-                return IngestOutcome(503, error="SpoolFull", reason="Kafka unavailable and local spool full",
-                                     retry_after_s=cfg.retry_after_s, rejected=rejected)
-            m.dead_letters_lost.labels(source=source).inc(len(dl_items))
-        elif dl_items:
-            m.dead_lettered.labels(source=source).inc(len(dl_items))
+        placed = await self._deliver(items + dl_items, source=source)
+        # records Kafka refused for good on the way: dead letters now, not acknowledged
+        for idx, err in sorted(placed.refused.items()):
+            if idx < len(items):
+                bad = Rejected(f"Kafka refused the record for {items[idx][0]}: {type(err).__name__}: {err}",
+                               type(err).__name__)
+                rejected.append(bad)
+                if "TooLarge" in bad.error_type:
+                    too_large.append(bad)
+        n_refused = sum(1 for idx in placed.refused if idx < len(items))
+        n_dl, kept_items = len(dl_items) + n_refused, len(items) - n_refused
+        if placed.lost:
+            m.dead_letters_lost.labels(source=source).inc(placed.lost)
+        if n_dl - placed.lost:
+            m.dead_lettered.labels(source=source).inc(n_dl - placed.lost)
+        if placed.where == "refused" and kept_items:
+            m.refused.labels(source=source).inc()
+            return IngestOutcome(503, error="SpoolFull", reason="Kafka unavailable and local spool full",
+                                 retry_after_s=cfg.retry_after_s, rejected=rejected)
         m.dropped.labels(source=source).inc(result.dropped)
-        if not items:
+        if not kept_items:
             m.rejected.labels(source=source).inc()
+            if too_large:
+                m.too_large.labels(source=source).inc()
+                return IngestOutcome(413, error="RecordTooLarge", reason=_reason_of(too_large)[1],
+                                     dropped=result.dropped)
             etype, reason = _reason_of(rejected)
             return IngestOutcome(400, error=etype, reason=reason, dropped=result.dropped)
-        m.accepted.labels(source=source).inc(len(items))
-        spooled = where == "spool"
-        (m.spooled if spooled else m.delivered).labels(source=source).inc(len(items))
-        return IngestOutcome(202, accepted=len(items), spooled=spooled, dropped=result.dropped, rejected=rejected)
+        m.accepted.labels(source=source).inc(kept_items)
+        spooled = placed.where == "spool"
+        (m.spooled if spooled else m.delivered).labels(source=source).inc(kept_items)
+        return IngestOutcome(202, accepted=kept_items, spooled=spooled, dropped=result.dropped, rejected=rejected)
 
-    async def _deliver(self, items: list[Item]) -> str:
-        """'kafka' when Kafka confirmed all items, 'spool' when durably spooled, 'refused' when full."""
+    async def _deliver(self, items: list[Item], *, source: str) -> Placement:
+        """Kafka (awaiting acks) while the spool is empty, else the spool (see :class:`Placement`).
+
+        Items Kafka confirmed stay confirmed; items it refused for good become dead letters (sent
+        the same way); items that failed retriably (outage, producer state after resets) are spooled."""
+        to_spool = items
+        refused: dict[int, BaseException] = {}
+        lost = 0
         if self.spool.is_empty:
             try:
                 await self.producer.send_batch(items, timeout=self.config.kafka_timeout_s)
                 self.kafka_ok = True
-                return "kafka"
+                return Placement("kafka")
             except DeliveryError as exc:
-                if not exc.retriable:
-                    items = self._poison_to_dead_letters(items, exc)
-                    return await self._deliver(items) if items else "kafka"
+                failed = dict(exc.failures)
+                refused = {i: e for i, e in failed.items() if not is_retriable(e)}
+                dead, lost = await self._poison_to_dead_letters(items, refused, source=source)
+                # per-item failures known: spool the retriable ones; none known (timeout, no
+                # connection): nothing may be taken as delivered, spool everything
+                retry = [items[i] for i, e in sorted(failed.items()) if is_retriable(e)] if failed else list(items)
+                if not retry:
+                    self.kafka_ok = True
+                    if not dead:
+                        return Placement("kafka", refused, lost)
+                    inner = await self._deliver(dead, source=source)
+                    return Placement(inner.where, refused, lost + inner.lost)
                 self.kafka_ok = False
-                log.warning("Kafka unavailable (%s); spooling %d record(s)", exc, len(items))
-        ok = await self.spool.append([SpoolRecord(t, k, v) for t, k, v in items])
+                log.warning("Kafka unavailable (%s); spooling %d record(s)", exc, len(retry) + len(dead))
+                to_spool = retry + dead
+        ok = await self.spool.append([SpoolRecord(t, k, v) for t, k, v in to_spool])
         self._update_gauges()
         if not ok:
-            return "refused"
+            lost += sum(1 for t, _, _ in to_spool if t == self.producer.deadletter_topic)
+            return Placement("refused", refused, lost)
         assert self._wake is not None
         self._wake.set()
-        return "spool"
+        return Placement("spool", refused, lost)
 
-    def _poison_to_dead_letters(self, items: list[Item], exc: DeliveryError) -> list[Item]:
-        """Replace items Kafka refused for good by dead letters; items that went through are dropped
-        from the list (idempotent producer: they are in Kafka)."""
-        failed = dict(exc.failures)
+    async def _poison_to_dead_letters(self, items: list[Item], refused: Mapping[int, BaseException], *,
+                                      source: str) -> tuple[list[Item], int]:
+        """Dead letters (stage "receive", raw = the encoded record) for the items Kafka refused for
+        good, and how many refused dead letters nothing kept (each is tried in the blob store)."""
         out: list[Item] = []
-        for idx, (topic, key, value) in enumerate(items):
-            if idx not in failed:
-                continue
+        lost = 0
+        for idx in sorted(refused):
+            topic, _, value = items[idx]
             if topic == self.producer.deadletter_topic:
-                log.error("dead letter for %r refused by Kafka: %s", key, failed[idx])
+                lost += not await self._keep_refused_dead_letter(items[idx], refused[idx])
                 continue
-            out.append(self._dead_letter_item(source=(key or b"").decode("utf-8", "replace") or topic,
-                                              stage="receive", raw=value, error=failed[idx], topic=topic,
-                                              content_type="avro/binary"))
-        return out
+            if "TooLarge" in type(refused[idx]).__name__:  # our limits are stale: ask Kafka again soon
+                self._limits_tried_at = None
+            log.error("Kafka refused a record for %s (%s); dead-lettering it", topic, refused[idx])
+            out.append(await self._dead_letter_item(source=source, stage="receive", raw=value, error=refused[idx],
+                                                    topic=topic, content_type="avro/binary"))
+        return out, lost
 
 
 # --------------------------------------------------------------------------- HTTP app
@@ -463,6 +592,7 @@ def _handler(gateway: IngestGateway, source: str) -> Callable[[web.Request], Any
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             gateway.metrics.rejected.labels(source=source).inc()
+            gateway.metrics.too_large.labels(source=source).inc()
             return web.json_response(
                 {"error": "TooLarge", "reason": f"body larger than {gateway.config.max_body_bytes} bytes"}, status=413)
         outcome = await gateway.ingest(source, body, content_type=request.headers.get("Content-Type"),
