@@ -3,8 +3,10 @@
 Starts (as child processes) a stream worker, the connector receivers (HTTP + GB/T 28181 SIP +
 the 110 poller on a local SQLite alarm desk), and the search server with a county, a town and a
 village credential; imports one simulated county day so the page has data at once; then keeps a
-continuous simulated feed flowing through the receivers. Ctrl-C (or ``--duration``) stops
-everything it started. The stack itself is started by ``./run.sh demo`` (``pingan infra up``).
+continuous simulated feed flowing through the receivers. A child that dies is restarted with
+capped exponential backoff (infra/supervisor.py, policy in infra/restart_policy.py; every exit is
+printed, state in ``demo/supervisor.json``); a crash loop stops the demo with exit code 1 and the
+reason. Ctrl-C (or ``--duration``) stops everything it started. The stack itself is started by ``./run.sh demo`` (``pingan infra up``).
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.ingest.publish import publish_folder
-from infra.processes import ChildProcess, pingan_command, settings_env
+from infra.processes import settings_env
+from infra.restart_policy import GiveUp
+from infra.supervisor import Supervisor
 from streams.ops.provision import provision
 from streams.settings import Settings
 
@@ -31,30 +35,6 @@ console = Console()
 
 # the three demo jurisdictions: county, a town (三江镇) and a village (柒山村, the demolition dispute)
 DEMO_AREAS = (("汶川县综治中心", "513221"), ("三江镇综治中心", "513221107"), ("柒山村综治中心", "513221107201"))
-
-
-class Children:
-    """Child processes started by the demo, stopped together (SIGTERM to all, then wait)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.procs: list[tuple[str, ChildProcess]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> ChildProcess:
-        child = ChildProcess(pingan_command(*args), env, self.log_dir / f"{name}.log").start()
-        self.procs.append((name, child))
-        return child
-
-    def check(self) -> list[str]:
-        """Names of children that exited."""
-        return [name for name, child in self.procs if not child.alive()]
-
-    def stop(self) -> None:
-        for _name, child in reversed(self.procs):
-            child.terminate()
-        deadline = time.monotonic() + 30
-        for _name, child in self.procs:
-            child.stop(deadline - time.monotonic())
 
 
 def _wait_http(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> bool:
@@ -116,7 +96,7 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
                         "--seed", str(seed), "--quiet"], check=True, env=env)
     creds = write_credentials(demo_dir / "credentials.json")
     _ensure_alarm_desk(day / "alarm110" / "jjd.sqlite", demo_dir / "alarm110.sqlite")
-    children = Children(demo_dir)
+    children = Supervisor(demo_dir, status_path=demo_dir / "supervisor.json")
     signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops the demo like Ctrl-C: children too
     alarm_db = f"sqlite:///{demo_dir / 'alarm110.sqlite'}"
     try:
@@ -137,7 +117,7 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
             minutes = duration / 60 if duration else 24 * 60
             children.start("feed", ["simulate", "--send", "--url", f"http://127.0.0.1:{settings.receiver_port}",
                                     "--rate", str(rate), "--minutes", str(minutes), "--seed", str(seed + 1),
-                                    "--alarm110-db", alarm_db, "--quiet"], env)
+                                    "--alarm110-db", alarm_db, "--quiet"], env, mode="on-failure")
         table = Table("综治中心", "行政区划", "令牌 (Bearer token)", title=f"平安总线 search page: {url}")
         for user, code, token in creds:
             table.add_row(user, code, token)
@@ -146,10 +126,13 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
                       "`pingan infra down` stops it)")
         deadline = time.monotonic() + duration if duration else None
         while deadline is None or time.monotonic() < deadline:
-            dead = [n for n in children.check() if n != "feed"]
-            if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited; see {demo_dir}/<name>.log")
-            time.sleep(1)
+            for event in children.poll():
+                console.print(event.message(), style="bold red" if isinstance(event.decision, GiveUp) else "yellow")
+                if isinstance(event.decision, GiveUp):
+                    console.print(f"the demo stops: {event.name} {event.decision.reason}; see {demo_dir}/{event.name}.log",
+                                  style="bold red")
+                    raise typer.Exit(1)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("stopping …")
     finally:

@@ -5,7 +5,14 @@
 worker, the receivers, the search server, the CLI (whose options only override a setting
 explicitly) — receives a `Settings` instance. The object is frozen; secrets (``person_key_secret``,
 ``sip_password``, ``search_tokens``, ``alarm110_url``, which may carry a database password,
-``audit_key``) stay out of its repr.
+``audit_key``, ``kafka_sasl_password``, ``es_password``) stay out of its repr.
+
+Client security: `kafka_client_options()` / `aiokafka_client_options()` / `es_client_options()` are
+the keyword arguments every Kafka (kafka-python, aiokafka) and Elasticsearch client is built with
+(TLS CA file, SASL SCRAM credentials, HTTP basic auth); all empty with the defaults (plaintext
+loopback stack). An inconsistent combination (SASL protocol without mechanism, a mechanism on a
+non-SASL protocol, a CA file without TLS, a password without a user) fails validation; SASL
+without user or password fails when a Kafka client is built.
 
 Deprecated names still read (each logs a warning; `DEPRECATED_ENV`): ``PINGAN_DEVICE_REGISTRY``
 → ``PINGAN_REGISTRY_PATH`` (the new name wins when both are set).
@@ -14,10 +21,13 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +55,16 @@ class Settings(BaseSettings):
         default=None, description="prefix of the raw topics the workers read; None: topic_prefix (pipeline replays "
                                   "read the live raw topics and write under a new topic_prefix)")
     replication_factor: int = 1
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = Field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = Field(default=None, description="PEM CA bundle of the brokers' TLS listener")
     # --- Elasticsearch -------------------------------------------------------
     es_url: str = "http://127.0.0.1:9251"
+    es_username: str | None = None
+    es_password: str | None = Field(default=None, repr=False)
+    es_ca_certs: Path | None = Field(default=None, description="PEM CA bundle of Elasticsearch's HTTPS")
     # The embedded runner only accepts HTTP ports up to 9299; node 1 listens on base+1.
     es_http_port: int = 9251
     es_transport_port: int = 9351
@@ -99,6 +117,57 @@ class Settings(BaseSettings):
     correlate_batch_size: int = 200
     correlate_batch_s: float = 0.2
     log_json: bool = Field(default=False, description="workers log one JSON object per line (PINGAN_LOG_JSON=1)")
+
+    @model_validator(mode="after")
+    def _client_security_is_consistent(self) -> "Settings":
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        problems = [msg for bad, msg in (
+            (sasl and not self.kafka_sasl_mechanism, f"{self.kafka_security_protocol} needs kafka_sasl_mechanism"),
+            (bool(self.kafka_sasl_password) and not self.kafka_sasl_username,
+             "kafka_sasl_password needs kafka_sasl_username"),
+            (not sasl and self.kafka_sasl_mechanism is not None,
+             f"kafka_sasl_mechanism needs a SASL_* kafka_security_protocol, not {self.kafka_security_protocol}"),
+            (self.kafka_ssl_cafile is not None and not self.kafka_security_protocol.endswith("SSL"),
+             "kafka_ssl_cafile needs kafka_security_protocol SSL or SASL_SSL"),
+            (bool(self.es_password) != bool(self.es_username), "es_username and es_password go together"),
+        ) if bad]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security keyword arguments of kafka-python clients (producer, consumer, admin); {} for PLAINTEXT.
+        Raises ValueError when a SASL protocol lacks the user or the password (each pod sets its own,
+        so they are checked where a Kafka client is built, not for every Settings)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        opts: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            if not (self.kafka_sasl_username and self.kafka_sasl_password):
+                raise ValueError(f"{self.kafka_security_protocol} with {self.kafka_sasl_mechanism} needs "
+                                 "PINGAN_KAFKA_SASL_USERNAME and PINGAN_KAFKA_SASL_PASSWORD")
+            opts.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                        sasl_plain_password=self.kafka_sasl_password)
+        if self.kafka_ssl_cafile is not None:
+            opts["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return opts
+
+    def aiokafka_client_options(self) -> dict[str, Any]:
+        """The same for aiokafka clients (TLS as an ``ssl_context`` verifying against the CA file)."""
+        opts = self.kafka_client_options()
+        cafile = opts.pop("ssl_cafile", None)
+        if self.kafka_security_protocol.endswith("SSL"):
+            opts["ssl_context"] = ssl.create_default_context(cafile=cafile)
+        return opts
+
+    def es_client_options(self) -> dict[str, Any]:
+        """Keyword arguments of the Elasticsearch clients: basic auth and the CA bundle; {} when unset."""
+        opts: dict[str, Any] = {}
+        if self.es_username:
+            opts["http_auth"] = (self.es_username, self.es_password)
+        if self.es_ca_certs is not None:
+            opts["ca_certs"] = str(self.es_ca_certs)
+        return opts
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

@@ -132,8 +132,10 @@ class RecordProducer:
         deadletter_topic: str = DEADLETTER_TOPIC,
         store: "SchemaStore | None" = None,
         producer_factory: Callable[..., Any] | None = None,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = dict(security or {})  # aiokafka TLS/SASL options (Settings.aiokafka_client_options)
         self.config = config or ProducerConfig()
         self.deadletter_topic = deadletter_topic
         self._store = store
@@ -150,6 +152,7 @@ class RecordProducer:
     def from_settings(cls, settings: "Settings", **kwargs: Any) -> "RecordProducer":
         """Producer for ``settings.kafka_bootstrap`` writing dead letters to the prefixed topic."""
         kwargs.setdefault("deadletter_topic", settings.topic(DEADLETTER_TOPIC))
+        kwargs.setdefault("security", settings.aiokafka_client_options())
         return cls(settings.kafka_bootstrap, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
@@ -192,6 +195,7 @@ class RecordProducer:
                 max_batch_size=cfg.max_batch_size,
                 max_request_size=cfg.max_request_size,
                 compression_type=cfg.compression_type,
+                **self.security,
             )
             try:
                 await asyncio.wait_for(producer.start(), timeout=cfg.start_timeout_s)

@@ -38,7 +38,7 @@ def make_producer(settings: Settings):  # noqa: ANN201 - kafka.KafkaProducer
 
     return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
                          linger_ms=20, batch_size=256 * 1024, max_in_flight_requests_per_connection=5,
-                         compression_type=None, client_id="pingan-import")
+                         compression_type=None, client_id="pingan-import", **settings.kafka_client_options())
 
 
 def publish_deliveries(settings: Settings, deliveries: Iterable[Delivery], *, store: SchemaStore | None = None,

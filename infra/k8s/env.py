@@ -7,7 +7,9 @@ the ``envvar`` of any option of the operator CLI's commands (`cli_env`; there ar
 options only override settings explicitly, and a test keeps it so). ``SECRET_ENV`` are the
 variables that must come from a Secret, never from a literal value: the settings kept out of the
 settings' repr (``repr=False``: the person-key secret, the SIP password, the search tokens, the 110
-desk URL that may carry a database password).
+desk URL that may carry a database password, the audit key, the Kafka SASL and Elasticsearch
+passwords). The manifest test accepts ``PINGAN_KAFKA_SASL_PASSWORD`` from the Secret the Strimzi
+User Operator writes for the pod's KafkaUser, every other one from ``pingan-secrets``.
 """
 from __future__ import annotations
 

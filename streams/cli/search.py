@@ -77,7 +77,8 @@ def serve(
     creds = credentials_from_settings(settings, credentials)
     key, development = _audit_key(settings, host)
     audit_path = audit_log or settings.run_dir / "audit" / "search-audit.jsonl"
-    anchors = KafkaAnchors(settings.kafka_bootstrap, settings.topic(ANCHOR_TOPIC))
+    anchors = KafkaAnchors(settings.kafka_bootstrap, settings.topic(ANCHOR_TOPIC),
+                           security=settings.kafka_client_options())
     audit = AuditLog(audit_path, key=key, anchors=anchors, anchor_every=settings.audit_anchor_every)
     try:
         audit.check_head()
@@ -90,7 +91,7 @@ def serve(
         audit = AuditLog(audit_path, key=key, anchors=anchors, anchor_every=settings.audit_anchor_every)
 
     async def build() -> web.Application:
-        es = AsyncElasticsearch([settings.es_url])
+        es = AsyncElasticsearch([settings.es_url], **settings.es_client_options())
         application = make_app(settings, es, creds, audit)
 
         async def close_es(_: web.Application) -> None:
@@ -119,7 +120,7 @@ def init_index() -> None:
     settings = Settings.from_env()
 
     async def run() -> str:
-        es = AsyncElasticsearch([settings.es_url])
+        es = AsyncElasticsearch([settings.es_url], **settings.es_client_options())
         try:
             return await ensure_incident_index(es, IndexNames(settings.es_index_prefix), settings.es_refresh_interval)
         finally:
@@ -143,7 +144,8 @@ def verify_audit(
     target = path or settings.run_dir / "audit" / "search-audit.jsonl"
     key, _ = _audit_key(settings, None)
     source = FileAnchors(anchors_dir) if anchors_dir else KafkaAnchors(settings.kafka_bootstrap,
-                                                                       settings.topic(ANCHOR_TOPIC))
+                                                                       settings.topic(ANCHOR_TOPIC),
+                                                                       security=settings.kafka_client_options())
     try:
         check = verify_chain(target, key, source)
     except AuditError as exc:

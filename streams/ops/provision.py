@@ -35,7 +35,7 @@ def provision_topics(settings: Settings, report: ProvisionReport | None = None, 
     its partitions and its configs."""
     report = report or ProvisionReport()
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-provision",
-                             request_timeout_ms=15000)
+                             request_timeout_ms=15000, **settings.kafka_client_options())
     try:
         existing = set(admin.list_topics())
         names = None if only is None else set(only)
@@ -73,7 +73,7 @@ def provision_elasticsearch(settings: Settings, report: ProvisionReport | None =
     report = report or ProvisionReport()
 
     async def run() -> str:
-        client = AsyncElasticsearch(settings.es_url)
+        client = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
         try:
             return str(await ensure_incident_index(client, IndexNames(settings.es_index_prefix),
                                                    settings.es_refresh_interval))

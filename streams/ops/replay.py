@@ -79,7 +79,7 @@ def make_consumer(settings: Settings, client_id: str = "pingan-replay"):  # noqa
     """A group-less kafka-python consumer (manual assignment, nothing committed)."""
     return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", client_id=client_id, max_poll_records=500,
-                         fetch_max_wait_ms=200, request_timeout_ms=30000)
+                         fetch_max_wait_ms=200, request_timeout_ms=30000, **settings.kafka_client_options())
 
 
 def plan_partitions(consumer: Any, topic: str, from_ms: int | None) -> list[PartitionPlan]:
@@ -193,7 +193,7 @@ async def replay_index(settings: Settings, *, from_ms: int | None = None, dry_ru
     cp_path = checkpoint or checkpoint_path(settings, prefix)
     batch_size = batch_size or settings.sink_batch_size
     consumer = make_consumer(settings)
-    client = es_client or AsyncElasticsearch(settings.es_url, timeout=60)
+    client = es_client or AsyncElasticsearch(settings.es_url, timeout=60, **settings.es_client_options())
     t0 = time.perf_counter()
     try:
         cp = None if restart else Checkpoint.load(cp_path)
@@ -355,7 +355,8 @@ def pipeline_settings(settings: Settings, target_prefix: str, app_id: str) -> Se
 
 def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     """(topic, partition) → committed offset of consumer group `group` (partitions it never committed left out)."""
-    kafka_admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin")
+    kafka_admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin",
+                                   **settings.kafka_client_options())
     try:
         offsets = kafka_admin.list_group_offsets({group: None}).get(group) or {}
     finally:

@@ -160,8 +160,10 @@ class KafkaAnchors:
     delivery is logged and counted in ``failures``, never raised. `close` waits for the sends.
     `anchors` reads the whole topic (it is small: one record per ``anchor_every`` audit records)."""
 
-    def __init__(self, bootstrap: str, topic: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, timeout_s: float = 5.0,
+                 security: Mapping[str, Any] | None = None) -> None:
         self.bootstrap, self.topic, self.timeout_s = bootstrap, topic, timeout_s
+        self.security = dict(security or {})  # kafka-python TLS/SASL options (Settings.kafka_client_options)
         self.failures = 0
         self._producer: Any = None
         self._lock = threading.Lock()
@@ -176,7 +178,7 @@ class KafkaAnchors:
                 # provision` creates it). kafka-python 3.0.12 does not pass the producer's
                 # allow_auto_create_topics to its metadata, so ask the admin API first.
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                         request_timeout_ms=int(self.timeout_s * 1000))
+                                         request_timeout_ms=int(self.timeout_s * 1000), **self.security)
                 try:
                     if self.topic not in admin.list_topics():
                         raise AuditError(f"anchor topic {self.topic} does not exist (run `pingan infra provision`)")
@@ -184,7 +186,7 @@ class KafkaAnchors:
                     admin.close()
                 self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                                max_block_ms=int(self.timeout_s * 1000), retries=5,
-                                               allow_auto_create_topics=False)
+                                               allow_auto_create_topics=False, **self.security)
             return self._producer
 
     def _failed(self, exc: BaseException) -> None:
@@ -219,7 +221,7 @@ class KafkaAnchors:
         from schemas.serde import decode
 
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                                 consumer_timeout_ms=int(self.timeout_s * 1000))
+                                 consumer_timeout_ms=int(self.timeout_s * 1000), **self.security)
         try:
             parts = consumer.partitions_for_topic(self.topic)
             if not parts:

@@ -79,10 +79,22 @@ def worker_dir(settings: Settings) -> Path:
     return settings.run_dir / "workers" / f"{settings.app_id}-{settings.worker_id}"
 
 
+def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
+    """The Faust form of the settings' Kafka security (None: plaintext)."""
+    opts = settings.aiokafka_client_options()
+    if "sasl_mechanism" in opts:
+        return faust.SASLCredentials(username=opts["sasl_plain_username"], password=opts["sasl_plain_password"],
+                                     mechanism=opts["sasl_mechanism"], ssl_context=opts.get("ssl_context"))
+    if "ssl_context" in opts:
+        return faust.SSLCredentials(opts["ssl_context"])
+    return None
+
+
 def faust_config(settings: Settings, table_store: str) -> dict[str, Any]:
     """The Faust settings of the worker's app (keyword arguments of `faust.App`)."""
     return {
         "broker": f"kafka://{settings.kafka_bootstrap}",
+        "broker_credentials": broker_credentials(settings),
         "store": table_store,
         "datadir": str(worker_dir(settings)),
         "web_enabled": True,
@@ -289,7 +301,7 @@ def _add_index(w: _Wiring, incidents_t: faust.TopicT) -> None:
 
     @app.agent(incidents_t, name=INDEX.name)
     async def index(stream: faust.StreamT) -> None:
-        client = AsyncElasticsearch(settings.es_url)
+        client = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
         sink = IncidentSink(client, IndexNames(settings.es_index_prefix).alias,
                             batch_size=settings.sink_batch_size, chunk_size=settings.sink_chunk_size)
         try:

@@ -222,9 +222,9 @@ def observe_quality(app: Any, notes: Iterable[tuple[str, str]]) -> None:
         fn(notes)
 
 
-async def ping_elasticsearch(url: str, timeout_s: float = 2.0) -> dict[str, Any]:
-    """``{"ok": bool, "ms": float}`` (or an error) for the cluster at `url`."""
-    client = AsyncElasticsearch(url, timeout=timeout_s, max_retries=0)
+async def ping_elasticsearch(url: str, timeout_s: float = 2.0, **client_options: Any) -> dict[str, Any]:
+    """``{"ok": bool, "ms": float}`` (or an error) for the cluster at `url` (`client_options`: auth, CA)."""
+    client = AsyncElasticsearch(url, timeout=timeout_s, max_retries=0, **client_options)
     t0 = time.perf_counter()
     try:
         ok = bool(await client.ping())
@@ -245,7 +245,7 @@ async def health(app: Any, settings: Settings, *, with_index: bool = True) -> di
         assigned = []
     kafka = {"ok": bool(assigned), "assigned_partitions": len(assigned), "partitions": assigned,
              "rebalancing": bool(getattr(app, "rebalancing", False))}
-    es = await ping_elasticsearch(settings.es_url) if with_index else {"ok": True, "checked": False}
+    es = await ping_elasticsearch(settings.es_url, **settings.es_client_options()) if with_index else {"ok": True, "checked": False}
     tables = table_recovery(app)
     ok = kafka["ok"] and es["ok"] and tables["completed"]
     return {"status": "ok" if ok else "degraded", "worker": settings.worker_id, "app_id": settings.app_id,

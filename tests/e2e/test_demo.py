@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import Settings
-from infra.processes import isolated_settings, settings_env, wait_for
+from infra.processes import free_port, http_json, isolated_settings, settings_env, wait_for
 from tests.harness.leaks import delete_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -67,3 +69,34 @@ def test_demo_serves_the_page_with_scoped_credentials(stack: Settings, tmp_path:
         out, _ = proc.communicate(timeout=60)
         delete_namespace(settings)
     assert "令牌" in out and str(settings.search_port) in out
+
+
+def test_demo_restarts_a_sigkilled_worker_and_keeps_serving(stack: Settings, tmp_path: Path) -> None:
+    """Issue 14: the supervisor restarts a dead worker (SIGKILL) with backoff; the demo goes on."""
+    settings = isolated_settings(stack, run_dir=tmp_path / "run", search_port=free_port(),
+                                 receiver_port=free_port(), worker_web_port=free_port())
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "run", "--duration", "240",
+                             "--no-feed"], env=settings_env(settings), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    status_path = settings.run_dir / "demo" / "supervisor.json"
+    worker_metrics = f"http://127.0.0.1:{settings.worker_web_port}/pingan/metrics"
+    try:
+        wait_for(lambda: http_json(worker_metrics) is not None, 150, 1, "the demo's worker")
+        first = json.loads(status_path.read_text())["worker"]
+        assert first["restarts"] == 0 and first["state"] == "running"
+        os.kill(first["pid"], signal.SIGKILL)
+        status = wait_for(lambda: (s := json.loads(status_path.read_text())["worker"])["restarts"] == 1
+                          and s["state"] == "running" and s, 30, 0.5, "worker restarted")
+        assert status["pid"] != first["pid"]
+        wait_for(lambda: http_json(worker_metrics) is not None, 90, 1, "the restarted worker's web server")
+        assert proc.poll() is None, "the demo must go on"
+        base = f"http://127.0.0.1:{settings.search_port}"
+        assert _get(base + "/healthz")[0] == 200
+        tokens = {v["admin_code"]: k for k, v in
+                  json.loads((settings.run_dir / "demo" / "credentials.json").read_text())["tokens"].items()}
+        assert _get(base + "/api/incidents?size=1", tokens["513221"])[0] == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+        delete_namespace(settings)
+    assert "worker (pid" in out and "exited with code -9" in out and "restart #1" in out, out[-3000:]

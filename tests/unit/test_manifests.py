@@ -9,6 +9,7 @@ Overlays are rendered by a small kustomize subset (resources, strategic-merge an
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from infra.k8s import gen_topics
+from infra.k8s import gen_topics, gen_users
 from schemas.catalogue import TOPICS
 from streams.settings import Settings
 from infra.k8s.env import SECRET_ENV, cli_env, known_env
@@ -118,6 +119,7 @@ def containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
+SECRET_NAME = re.compile(r"passw|secret|token", re.IGNORECASE)  # env names that must come from a Secret
 
 
 # ------------------------------------------------------------------ CRD structural checks
@@ -139,6 +141,9 @@ CRD_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
                                                  "spec.partitions", "spec.replicas", "spec.config"),
     ("keda.sh/v1alpha1", "ScaledObject"): ("spec.scaleTargetRef.name", "spec.triggers"),
     ("elasticsearch.k8s.elastic.co/v1", "Elasticsearch"): ("spec.version", "spec.nodeSets"),
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): ("metadata.labels.strimzi.io/cluster", "spec.authentication.type",
+                                                "spec.authorization.acls"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("spec.secretTargetRef",),
 }
 
 
@@ -161,6 +166,12 @@ def check_crd(doc: dict[str, Any]) -> None:
         kafka = doc["spec"]["kafka"]
         assert kafka["version"].startswith("4.1.") and kafka["metadataVersion"].startswith("4.1-")
         assert all({"name", "port", "type", "tls"} <= set(lst) for lst in kafka["listeners"])
+        # no plaintext listener: every listener is TLS with SCRAM-SHA-512, and ACLs are enforced
+        for lst in kafka["listeners"]:
+            assert lst["tls"] is True, f"plaintext listener {lst['name']}"
+            assert lst.get("authentication", {}).get("type") == "scram-sha-512", f"{lst['name']}: SCRAM-SHA-512"
+            assert lst.get("networkPolicyPeers"), f"{lst['name']}: restrict who reaches it"
+        assert kafka["authorization"]["type"] == "simple"
         assert kafka["config"]["default.replication.factor"] == 3 and kafka["config"]["min.insync.replicas"] == 2
         assert kafka["config"]["offsets.topic.replication.factor"] == 3
         assert "zookeeper" not in doc["spec"]  # KRaft only
@@ -173,9 +184,19 @@ def check_crd(doc: dict[str, Any]) -> None:
         assert isinstance(spec["partitions"], int) and spec["partitions"] >= 1 and spec["replicas"] == 3
         assert spec["config"]["min.insync.replicas"] == "2"
         assert all(isinstance(v, str) for v in spec["config"].values())
+    elif kind == "KafkaUser":
+        assert doc["spec"]["authentication"]["type"] == "scram-sha-512"
+        assert doc["spec"]["authorization"]["type"] == "simple" and doc["spec"]["authorization"]["acls"]
+        for acl in doc["spec"]["authorization"]["acls"]:
+            assert acl["resource"]["type"] in {"topic", "group", "cluster", "transactionalId"} and acl["operations"]
+            assert acl["resource"]["type"] == "cluster" or acl["resource"]["name"], "an empty name matches everything"
+    elif kind == "TriggerAuthentication":
+        assert {r["parameter"] for r in doc["spec"]["secretTargetRef"]} >= {"password", "ca"}
     elif kind == "ScaledObject":
         for trig in doc["spec"]["triggers"]:
             assert trig["type"] == "kafka"
+            assert trig["metadata"].get("sasl") == "scram_sha512" and trig["metadata"].get("tls") == "enable"
+            assert trig["authenticationRef"]["name"]
             assert {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"} <= set(trig["metadata"])
             assert all(isinstance(v, str) for v in trig["metadata"].values()), "KEDA metadata values are strings"
         assert doc["spec"]["minReplicaCount"] <= doc["spec"]["maxReplicaCount"]
@@ -258,7 +279,10 @@ def test_overlay_is_consistent_with_settings_and_catalogue(rendered: dict[str, A
     # Kafka bootstrap is the Strimzi bootstrap Service of the Kafka resource
     kafka = by_kind(docs, "Kafka")
     assert len(kafka) == 1
-    assert s.kafka_bootstrap == f"{kafka[0]['metadata']['name']}-kafka-bootstrap:9092"
+    (listener,) = kafka[0]["spec"]["kafka"]["listeners"]
+    assert s.kafka_bootstrap == f"{kafka[0]['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    assert s.kafka_security_protocol == "SASL_SSL" and s.kafka_sasl_mechanism == "SCRAM-SHA-512"
+    assert s.kafka_ssl_cafile is not None and s.es_url.startswith("https://") and s.es_ca_certs is not None
     pools = by_kind(docs, "KafkaNodePool")
     assert pools and all(p["metadata"]["labels"]["strimzi.io/cluster"] == kafka[0]["metadata"]["name"] for p in pools)
     # topics: every catalogue topic, under this overlay's prefix, for this Kafka cluster
@@ -274,7 +298,10 @@ def test_overlay_is_consistent_with_settings_and_catalogue(rendered: dict[str, A
         assert meta["consumerGroup"] == s.app_id
         assert meta["topic"] in topics
         partitions.append(topics[meta["topic"]]["spec"]["partitions"])
-        assert meta["bootstrapServers"] == f"{kafka[0]['metadata']['name']}-kafka-bootstrap.{ns}.svc:9092"
+        assert meta["bootstrapServers"] == f"{kafka[0]['metadata']['name']}-kafka-bootstrap.{ns}.svc:{listener['port']}"
+        auth = one(docs, "TriggerAuthentication", trig["authenticationRef"]["name"])
+        assert any(r["name"] in {u["metadata"]["name"] for u in by_kind(docs, "KafkaUser")}
+                   for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "password")
     assert so["spec"]["maxReplicaCount"] <= max(partitions), "replicas beyond the partitions would sit idle"
     # every county served is a 6-digit code within the deployment's area
     counties = [c for c in s.counties.split(",") if c]
@@ -302,6 +329,7 @@ def test_workloads_env_secrets_resources_and_probes(rendered: dict[str, Any], ov
     for value in secret["stringData"].values():
         assert "CHANGE-ME" in value or value == '{"tokens": {}}', "only placeholders may be committed"
     secret_keys = set(secret["stringData"])
+    kafka_users = {u["metadata"]["name"] for u in by_kind(docs, "KafkaUser")}
     workloads = [d for d in docs if d["kind"] in WORKLOADS]
     assert {_key(d)[1] for d in workloads} >= {"pingan-worker", "pingan-receivers", "pingan-search", "pingan-es"}
     for wl in workloads:
@@ -314,9 +342,13 @@ def test_workloads_env_secrets_resources_and_probes(rendered: dict[str, Any], ov
             for e in c.get("env", []):
                 if e["name"].startswith("PINGAN_"):
                     assert e["name"] in KNOWN_ENV, e["name"]
-                if e["name"] in SECRET_ENV:
+                if e["name"] == "PINGAN_KAFKA_SASL_PASSWORD":  # the User Operator's Secret of the KafkaUser
                     ref = e["valueFrom"]["secretKeyRef"]
-                    assert "value" not in e and ref["name"] == "pingan-secrets" and ref["key"] in secret_keys
+                    assert "value" not in e and ref["key"] == "password" and ref["name"] in kafka_users
+                elif e["name"] in SECRET_ENV or SECRET_NAME.search(e["name"]):
+                    ref = e["valueFrom"]["secretKeyRef"]
+                    assert "value" not in e and ref["name"] == "pingan-secrets" and ref["key"] in secret_keys, \
+                        f"{c['name']}: {e['name']} must come from the Secret"
     # receivers and search: httpGet /healthz on their port; worker: exec probe (web binds 127.0.0.1)
     settings = Settings(**{k[len("PINGAN_"):].lower(): v for k, v in
                            one(docs, "ConfigMap", "pingan-settings")["data"].items()})
@@ -391,4 +423,150 @@ def test_known_env_is_the_settings_one_name_each() -> None:
     assert "PINGAN_KAFKA_BOOTSTRAP" in KNOWN_ENV and "PINGAN_NOT_A_SETTING" not in KNOWN_ENV
     assert "PINGAN_DEVICE_REGISTRY" not in KNOWN_ENV  # the deprecated alias of PINGAN_REGISTRY_PATH
     assert SECRET_ENV == {"PINGAN_PERSON_KEY_SECRET", "PINGAN_SIP_PASSWORD", "PINGAN_SEARCH_TOKENS",
-                          "PINGAN_ALARM110_URL", "PINGAN_AUDIT_KEY"}
+                          "PINGAN_ALARM110_URL", "PINGAN_AUDIT_KEY", "PINGAN_KAFKA_SASL_PASSWORD", "PINGAN_ES_PASSWORD"}
+
+
+# ------------------------------------------------------------------ issue 14: who reaches Kafka and Elasticsearch
+def _env(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def _pod_labels(doc: dict[str, Any]) -> dict[str, str]:
+    return doc["spec"]["template"]["metadata"]["labels"]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"selector form not checked here: {selector}"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _peer_names(peers: list[dict[str, Any]]) -> set[str]:
+    """app.kubernetes.io/name of same-namespace pod peers; namespace peers as 'ns:<name>'."""
+    out = set()
+    for p in peers:
+        if "namespaceSelector" in p:
+            out.add("ns:" + p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+        elif "podSelector" in p:
+            out.add(p["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+        else:
+            out.add("ipBlock:" + p["ipBlock"]["cidr"])
+    return out
+
+
+def _allowed(policies: list[dict[str, Any]], labels: dict[str, str], port: int) -> set[str]:
+    """Who may reach pods with these labels on this port, over every policy that selects them."""
+    who: set[str] = set()
+    for pol in policies:
+        if not _selects(pol["spec"]["podSelector"], labels):
+            continue
+        for rule in pol["spec"].get("ingress", []):
+            if any(p["port"] == port for p in rule.get("ports", [])):
+                who |= _peer_names(rule.get("from", []))
+    return who
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_restrict_kafka_and_elasticsearch(rendered: dict[str, Any], overlay: str) -> None:
+    docs = rendered[overlay]
+    policies = by_kind(docs, "NetworkPolicy")
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
+    assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress"], "default-deny ingress for the namespace"
+    # every workload is covered by an ingress policy
+    for wl in (d for d in docs if d["kind"] in WORKLOADS):
+        assert any(_selects(p["spec"]["podSelector"], _pod_labels(wl)) and "Ingress" in p["spec"]["policyTypes"]
+                   for p in policies), f"{_key(wl)} is covered by no NetworkPolicy"
+    # every Service port is allowed from somewhere (else default-deny makes it dead)
+    for svc in by_kind(docs, "Service"):
+        for port in svc["spec"].get("ports", []):
+            pods = [d for d in docs if d["kind"] in WORKLOADS and _selects({"matchLabels": svc["spec"]["selector"]},
+                                                                          _pod_labels(d))]
+            assert any(_allowed(policies, _pod_labels(d), port.get("targetPort", port["port"])) for d in pods), \
+                f"Service {svc['metadata']['name']}:{port['port']} is reachable from nowhere"
+    es = _pod_labels(one(docs, "StatefulSet", "pingan-es"))
+    assert _allowed(policies, es, 9200) == {"pingan-worker", "pingan-search", "pingan-init-index",
+                                            "pingan-es-users", "pingan-ops"}
+    assert _allowed(policies, es, 9300) == {"pingan-es"}
+    search = _pod_labels(one(docs, "StatefulSet", "pingan-search"))
+    assert _allowed(policies, search, 8080) == {"ns:ingress-nginx"}
+    # Kafka: Strimzi generates the listener's policy from networkPolicyPeers
+    (listener,) = by_kind(docs, "Kafka")[0]["spec"]["kafka"]["listeners"]
+    assert _peer_names(listener["networkPolicyPeers"]) == {"pingan-worker", "pingan-receivers", "pingan-search",
+                                                          "pingan-ops", "ns:keda"}
+    assert not any(p["spec"]["podSelector"].get("matchLabels", {}).get("strimzi.io/cluster") for p in policies), \
+        "NetworkPolicies add up: an extra Kafka policy would widen what networkPolicyPeers allow"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_clients_authenticate_with_their_own_users(rendered: dict[str, Any], overlay: str) -> None:
+    docs = rendered[overlay]
+    cm = one(docs, "ConfigMap", "pingan-settings")["data"]
+    users = {u["metadata"]["name"]: u for u in by_kind(docs, "KafkaUser")}
+    topics = {d["spec"]["topicName"] for d in by_kind(docs, "KafkaTopic")}
+    kafka_clients = {}
+    for wl in (d for d in docs if d["kind"] in WORKLOADS):
+        volumes = {v["name"]: v for v in wl["spec"]["template"]["spec"].get("volumes", [])}
+        for c in containers(wl):
+            env = _env(c)
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            if "PINGAN_KAFKA_SASL_USERNAME" in env:
+                user = env["PINGAN_KAFKA_SASL_USERNAME"]["value"]
+                assert user in users and env["PINGAN_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == user
+                kafka_clients[wl["metadata"]["name"]] = user
+                vol = volumes[mounts[str(Path(cm["PINGAN_KAFKA_SSL_CAFILE"]).parent)]]
+                assert vol["secret"]["secretName"] == "pingan-cluster-ca-cert"
+            if "PINGAN_ES_USERNAME" in env:
+                assert "secretKeyRef" in env["PINGAN_ES_PASSWORD"]["valueFrom"]
+                vol = volumes[mounts[str(Path(cm["PINGAN_ES_CA_CERTS"]).parent)]]
+                assert vol["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "the CA only, not the key"
+    assert kafka_clients == {"pingan-worker": "pingan-worker", "pingan-receivers": "pingan-receivers",
+                             "pingan-search": "pingan-search"}
+    # ACLs name only this overlay's topics; the worker's group is the app id
+    for user in users.values():
+        for acl in user["spec"]["authorization"]["acls"]:
+            res = acl["resource"]
+            if res["type"] == "topic" and res["patternType"] == "literal":
+                assert res["name"] in topics, res
+    worker_groups = [a["resource"]["name"] for a in users["pingan-worker"]["spec"]["authorization"]["acls"]
+                     if a["resource"]["type"] == "group"]
+    assert worker_groups == [cm["PINGAN_APP_ID"]] == [gen_users.APP_IDS[overlay]]
+    receiver_topics = {a["resource"]["name"] for a in users["pingan-receivers"]["spec"]["authorization"]["acls"]
+                       if a["resource"]["type"] == "topic"}
+    prefix = gen_topics.OVERLAYS[overlay]
+    assert receiver_topics == {prefix + t.name for t in TOPICS if t.name.startswith("raw.")} | {prefix + "deadletters.v1"}
+    assert all(set(a["operations"]) <= {"Write", "Describe", "IdempotentWrite"}
+               for a in users["pingan-receivers"]["spec"]["authorization"]["acls"])
+    search_acls = users["pingan-search"]["spec"]["authorization"]["acls"]
+    assert {a["resource"].get("name") for a in search_acls if a["resource"]["type"] == "topic"} == \
+        {prefix + "audit-anchors.v1"}
+
+
+def _literal_passwords(node: Any, where: str) -> Iterator[str]:
+    if isinstance(node, dict):
+        if "name" in node and "value" in node and isinstance(node["name"], str) and SECRET_NAME.search(node["name"]):
+            yield f"{where}: env {node['name']} has a literal value"
+        for k, v in node.items():
+            if isinstance(k, str) and re.search(r"passw|token", k, re.IGNORECASE) and isinstance(v, (str, int)):
+                yield f"{where}: {k} is a literal"
+            yield from _literal_passwords(v, where)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _literal_passwords(item, where)
+
+
+def test_no_literal_password_in_any_manifest() -> None:
+    found = []
+    for path in all_manifest_files():
+        for doc in load(path):
+            if doc["kind"] == "Secret":  # placeholders only (checked above)
+                continue
+            found += list(_literal_passwords(doc, f"{path.name} {_key(doc)}"))
+    assert found == []
+    assert list(_literal_passwords({"env": [{"name": "ES_PASSWORD", "value": "x"}]}, "probe")), "the check bites"
+    assert list(_literal_passwords({"spec": {"auth": {"password": "x"}}}, "probe"))
+
+
+def test_generated_kafka_users_are_current() -> None:
+    assert gen_users.stale() == [], "run `python -m infra.k8s.gen_users`"
+    assert gen_users.main(["--check"]) == 0
+    with pytest.raises(ValueError):
+        gen_users.acl_plan("someone", "", "pingan-bus")
