@@ -192,7 +192,8 @@ def _summary() -> dict[str, Any]:
     return {"event_id": "alarm110:J5132212026071400087", "source": "alarm110", "kind": "dispute",
             "occurred_at": T0 + 153_000, "severity": 2, "text": "报警人称与邻居因宅基地发生纠纷,对方动手推搡",
             "lat": 31.0935, "lon": 103.3577, "admin_code": "513221107201", "persons": ["王某学"],
-            "quality": [{"field": "JQJB", "reason": "JQJB is not an integer", "value": None}]}
+            "quality": [{"field": "JQJB", "reason": "JQJB is not an integer", "value": None}],
+            "person_keys": ["id:3f1c9a0e5b7d24c8a6e0f1b2c3d4e5f6"], "vehicle_keys": []}
 
 
 def _incident() -> dict[str, Any]:

@@ -13,11 +13,14 @@ Contract:
   carries one (absent otherwise).
 - Area views (jurisdiction by visible events only): ``views`` holds, for every town and village
   the incident touches, the incident as a credential of that area sees it — computed from the
-  events visible there (`event_visible`) only, by `area_view`: kind, severity, tier, first/last
-  seen, owning admin code, event count. A town or village credential filters, sorts and counts
-  on its own view, never on the incident-wide fields (which are computed over every event).
-  Template 2 maps ``views`` and ``events.severity``; documents indexed before it have no views,
-  so a town/village credential sees them only after ``pingan replay index`` built the new index
+  events visible there (`event_visible`) only, by `area_view`: kind, severity, tier, status,
+  first/last seen, owning admin code, event count, and the person and vehicle keys of those events
+  (``events[].person_keys``/``vehicle_keys``, from the event summaries; a record whose summaries
+  carry no keys gives a partial view no keys, never the incident's). A town or village credential
+  filters, sorts, counts and looks keys up on its own view, never on the incident-wide fields
+  (which are computed over every event). Template 2 maps ``views`` and ``events.severity``,
+  template 3 the keys and ``views.status``; documents indexed before them lack those fields, so a
+  town/village credential finds them only after ``pingan replay index`` built the new index
   version (the county's queries do not use views).
   Raises `DocumentError` for a record that cannot be indexed (no id, merged).
 - Merged incidents: the retired id is **deleted** from the index (`incident_action` returns a
@@ -93,6 +96,8 @@ def _event_doc(ev: Mapping[str, Any]) -> dict[str, Any]:
         "text": ev.get("text") or "",
         "admin_code": ev.get("admin_code"),
         "persons": list(ev.get("persons") or []),
+        "person_keys": sorted(set(ev.get("person_keys") or [])),
+        "vehicle_keys": sorted(set(ev.get("vehicle_keys") or [])),
     }
     if point:
         doc["location"] = point
@@ -197,9 +202,11 @@ def area_view(doc: Mapping[str, Any], area: str) -> dict[str, Any] | None:
     """The incident document as a credential of `area` sees it, from its visible events only
     (None when no event is visible there). When every event is visible the incident's own fields
     are the view (they are computed over exactly those events, escalations included); otherwise
-    kind, severity, tier, owner, first/last seen and version are recomputed the way the pipeline
-    computes them (`streams.domain.incidents`), as if the hidden events did not exist. An event
-    without a severity counts its kind's default severity."""
+    kind, severity, tier, owner, first/last seen, version, status and keys are recomputed the way
+    the pipeline computes them (`streams.domain.incidents`), as if the hidden events did not exist:
+    no escalation (an "escalated" incident is "open" in a partial view, like its routed tier), the
+    keys of the visible events only. An event without a severity counts its kind's default
+    severity."""
     events = list(doc.get("events") or [])
     owner = doc.get("admin_code")
     visible = [e for e in events if event_visible(area, e.get("admin_code"), owner)]
@@ -207,8 +214,11 @@ def area_view(doc: Mapping[str, Any], area: str) -> dict[str, Any] | None:
         return None
     if len(visible) == len(events):
         return {"area": area, "kind": doc.get("kind"), "severity": doc.get("severity"), "tier": doc.get("tier"),
+                "status": doc.get("status"),
                 "admin_code": owner, "first_seen": doc.get("first_seen"), "last_seen": doc.get("last_seen"),
-                "updated_at": doc.get("updated_at"), "version": doc.get("version"), "event_count": len(visible)}
+                "updated_at": doc.get("updated_at"), "version": doc.get("version"), "event_count": len(visible),
+                "person_keys": sorted(set(doc.get("person_keys") or [])),
+                "vehicle_keys": sorted(set(doc.get("vehicle_keys") or []))}
     rules = _rules()
     kind = min((e.get("kind") or "other" for e in visible), key=lambda k: (rules.kind_rank(k), k))
     severity = max(e["severity"] if isinstance(e.get("severity"), int) else DEFAULT_SEVERITY.get(e.get("kind") or "", 1)
@@ -220,11 +230,15 @@ def area_view(doc: Mapping[str, Any], area: str) -> dict[str, Any] | None:
     times = [int(e["occurred_at"]) for e in visible if e.get("occurred_at") is not None]
     ids = {e.get("event_id") for e in visible}
     links = [link for link in doc.get("links") or [] if link.get("event_a") in ids and link.get("event_b") in ids]
+    status = doc.get("status")
     return {"area": area, "kind": kind, "severity": severity, "tier": tier,
+            "status": "open" if status == "escalated" else status,
             "admin_code": admin.common(codes) or doc.get("county_code"),
             "first_seen": min(times) if times else None, "last_seen": max(times) if times else None,
             "updated_at": max(times) if times else None,
-            "version": len(visible) + len(links) + rules.rank(tier), "event_count": len(visible)}
+            "version": len(visible) + len(links) + rules.rank(tier), "event_count": len(visible),
+            "person_keys": sorted({k for e in visible for k in e.get("person_keys") or ()}),
+            "vehicle_keys": sorted({k for e in visible for k in e.get("vehicle_keys") or ()})}
 
 
 def area_views(doc: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 """Bump when the mappings change; an index built from an older template needs a replay.
 
 2: ``views`` (per town/village view of the incident from its visible events) and
 ``events.severity`` added — additions only, a template-1 index stays readable; town and village
-credentials need the replayed index (``pingan replay index``) to see incidents."""
+credentials need the replayed index (``pingan replay index``) to see incidents.
+
+3: ``events.person_keys``/``vehicle_keys`` (each event's own keys), ``views.person_keys``/
+``vehicle_keys`` (the keys of the events an area sees: a town or village looks keys up there) and
+``views.status`` — additions only (`ensure_incident_index` puts them on the live index); documents
+indexed before carry none of them, so a town or village lookup finds them after a replay."""
 
 # A custom analyzer equal to the built-in `cjk` one but also emitting unigrams, so a
 # one-character query ("火", "偷") still matches. Built from built-in filters only.
@@ -46,8 +51,8 @@ def _text(raw: bool = False, store: bool = True) -> dict[str, Any]:
 
 
 #: Incident fields repeated in each area view (``views``: the incident as a town or village sees it).
-VIEW_FIELDS = ("kind", "severity", "tier", "admin_code", "first_seen", "last_seen", "updated_at", "version",
-               "event_count")
+VIEW_FIELDS = ("kind", "severity", "tier", "status", "admin_code", "first_seen", "last_seen", "updated_at",
+               "version", "event_count", "person_keys", "vehicle_keys")
 
 
 def incident_mappings() -> dict[str, Any]:
@@ -101,6 +106,8 @@ def _incident_mappings() -> dict[str, Any]:
                     "admin_code": _KW,
                     "severity": {"type": "integer"},
                     "persons": {"type": "keyword", "index": False},
+                    "person_keys": _KW,
+                    "vehicle_keys": _KW,
                     "quality": {"type": "object", "properties": {
                         "field": _KW, "reason": {"type": "keyword", "index": False}}},
                 },

@@ -75,7 +75,8 @@ def _person_display(person: Mapping[str, Any]) -> str:
 
 
 def event_summary(event: Event) -> dict[str, Any]:
-    """The EventSummary an incident carries for one event."""
+    """The EventSummary an incident carries for one event (with the event's own pseudonymous person
+    and vehicle keys: the incident's keys are their union)."""
     loc = event.get("location") or {}
     code, _, _, _ = _codes(event)
     return {
@@ -86,6 +87,8 @@ def event_summary(event: Event) -> dict[str, Any]:
         "persons": [d for d in (_person_display(p) for p in event.get("persons") or ()) if d],
         "quality": [{"field": str(q.get("field")), "reason": str(q.get("reason")), "value": None}
                     for q in event.get("quality") or () if isinstance(q, Mapping)],
+        "person_keys": sorted({k for p in event.get("persons") or () for k in p.get("keys") or ()}),
+        "vehicle_keys": sorted({v["key"] for v in event.get("vehicles") or () if v.get("key")}),
     }
 
 

@@ -12,10 +12,11 @@ Jurisdiction by visible events only: a town or village credential (`is_area_cred
 an incident only through its own *view* (``views`` in the document, built by
 `connectors.elasticsearch.documents.area_view` from the events visible in its area):
 `view_filter` requires that view (and puts the request's view-level clauses inside it),
-`visible_events_filter` matches event-level clauses (places) against visible events only, and
-`incident_view` is what the API shows of an incident (kind, severity, tier, owner, first/last
-seen, version). A county (or wider) credential sees every event of its incidents (incidents never
-span counties): its filters and fields are the incident's own, as before.
+`visible_events_filter` matches event-level clauses (places) against visible events only,
+`visible_events_query` scores a query on event fields (free text) over visible events only, and
+`incident_view` is what the API shows of an incident (kind, severity, tier, status, owner,
+first/last seen, version). A county (or wider) credential sees every event of its incidents
+(incidents never span counties): its filters and fields are the incident's own, as before.
 """
 from __future__ import annotations
 
@@ -69,12 +70,28 @@ def visible_events_filter(admin_code: str, clauses: list[dict[str, Any]]) -> dic
     return {"bool": {"should": [inside, owned], "minimum_should_match": 1}}
 
 
+def visible_events_query(admin_code: str, query: dict[str, Any]) -> dict[str, Any]:
+    """Scoring counterpart of `visible_events_filter`: `query` (on ``events.*`` fields) over the
+    events visible to `admin_code` only, the incident's score the sum of their scores (a county
+    or wider credential: over every event). The score depends on those events alone as long as
+    `query` scores by constants (no term statistics, see `streams.web.query`)."""
+    code = _checked(admin_code)
+    if not is_area_credential(code):
+        return {"nested": {"path": "events", "score_mode": "sum", "query": query}}
+    inside = {"nested": {"path": "events", "score_mode": "sum", "query": {"bool": {
+        "must": [query], "filter": [{"prefix": {"events.admin_code": code}}]}}}}
+    uncoded = {"nested": {"path": "events", "score_mode": "sum", "query": {"bool": {
+        "must": [query], "must_not": [{"exists": {"field": "events.admin_code"}}]}}}}
+    owned = {"bool": {"must": [uncoded], "filter": [{"prefix": {"admin_code": code}}]}}
+    return {"bool": {"should": [inside, owned], "minimum_should_match": 1}}
+
+
 def incident_view(admin_code: str, incident: Mapping[str, Any]) -> dict[str, Any]:
     """The incident-level fields a credential may see: for a town or village credential the ones
     computed from its visible events (`area_view`), else the incident's own."""
     view = area_view(incident, _checked(admin_code)) if is_area_credential(admin_code) else None
     if view is None:
-        view = {k: incident.get(k) for k in ("kind", "severity", "tier", "admin_code", "first_seen",
+        view = {k: incident.get(k) for k in ("kind", "severity", "tier", "status", "admin_code", "first_seen",
                                               "last_seen", "updated_at", "version")}
     return view
 
@@ -101,7 +118,7 @@ def redact_incident(admin_code: str, incident: Mapping[str, Any]) -> dict[str, A
     """A copy of a visible incident without the events (and their links) outside the jurisdiction.
 
     Events without an admin code are kept only if the incident's own owning area is inside the
-    jurisdiction. ``hidden_events`` counts what was removed.
+    jurisdiction. Nothing says how many were removed (a village must not learn that either).
     """
     _checked(admin_code)
     owner = incident.get("admin_code")
@@ -119,5 +136,4 @@ def redact_incident(admin_code: str, incident: Mapping[str, Any]) -> dict[str, A
     ]
     if "event_ids" in out:
         out["event_ids"] = [e for e in out["event_ids"] or [] if e not in hidden]
-    out["hidden_events"] = len(hidden)
     return out

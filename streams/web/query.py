@@ -1,19 +1,27 @@
 """Request parameters → Elasticsearch query bodies (pure, no I/O).
 
 Contract: every body produced here has the shape
-``{"query": {"bool": {"filter": [jurisdiction_filter(code), <request clauses…>]}}, …}`` — the
-credential's jurisdiction filter is the first, unconditional filter, and whatever the request
-says only adds further clauses (so it can narrow, never widen). Free text ``q`` is searched as
-plain text with ``match`` (no query-string syntax, so ``admin_code:… OR *`` is just words),
-after full-width folding and traditional→simplified conversion (OpenCC t2s), so ``糾紛`` finds
-``纠纷``. Dates and times without an offset are local times of ``local_tz`` (``settings.timezone``;
+``{"query": {"bool": {"filter": [jurisdiction_filter(code), <request clauses…>], "must": [<text>]}}, …}``
+— the credential's jurisdiction filter is the first, unconditional filter, and whatever the
+request says only adds further clauses ANDed with it (so it can narrow, never widen; there is no
+``should`` at the top). Free text ``q`` is searched as plain text with ``match`` (no query-string
+syntax, so ``admin_code:… OR *`` is just words), after full-width folding and
+traditional→simplified conversion (OpenCC t2s), so ``糾紛`` finds ``纠纷``.
+
+Free text matches and scores the texts of the events the credential may see, and nothing else
+(`jurisdiction.visible_events_query`): each visible event whose text holds every bigram of ``q``
+scores 2, every unigram 1 (constant scores: no BM25 term statistics, which would count the text of
+hidden events and of other areas' incidents), an incident the sum over its visible events; ties
+by (visible) last seen, then id. So a town or village gets the same ids, order and totals whether
+or not events outside its area exist. Dates and times without an offset are local times of ``local_tz`` (``settings.timezone``;
 Asia/Shanghai unless configured). Invalid parameters raise `QueryError` (the API answers 400).
 
-A town or village credential filters, sorts and counts by the events it may see only (issue 14,
-`streams.web.jurisdiction`): time, kind and tier on its own view of the incident (``views``),
-places on its visible events, text on its visible events' text, an ``admin_code`` parameter on
-the view of that area — never on the incident-wide fields computed over hidden events too. A
-county (or wider) credential's bodies are unchanged.
+A town or village credential filters, sorts, counts and looks up by the events it may see only
+(issue 14, `streams.web.jurisdiction`): time, kind, tier and status on its own view of the
+incident (``views``), places on its visible events, text on its visible events' text, person and
+vehicle keys on its view's keys, an ``admin_code`` parameter on the view of that area — never on
+the incident-wide fields computed over hidden events too. A county (or wider) credential filters
+on the incident's own fields.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from streams.domain.text import clean_text
 from streams.settings import DEFAULT_TIMEZONE
 from streams.web.jurisdiction import (
     ADMIN_PATH_FIELD, is_area_credential, jurisdiction_filter, view_filter, visible_events_filter,
+    visible_events_query,
 )
 
 MAX_SIZE = 100
@@ -54,7 +63,8 @@ LIST_SOURCE: tuple[str, ...] = (
     "events.kind", "events.source", "events.severity", "links.event_a", "links.event_b",
 )
 PRIVATE_FIELDS: tuple[str, ...] = (
-    "person_keys", "vehicle_keys", "search_text", "admin_path", "event_locations",
+    "person_keys", "vehicle_keys", "search_text", "admin_path", "event_locations", "views",
+    "events.person_keys", "events.vehicle_keys",
 )
 
 
@@ -234,22 +244,26 @@ def parse_search_params(raw: Mapping[str, str], local_tz: str = DEFAULT_TIMEZONE
     )
 
 
+#: Constant score of an event whose text holds every bigram of ``q`` / every unigram (``.uni``).
+BIGRAM_SCORE, UNIGRAM_SCORE = 2.0, 1.0
+
+
+def event_text_query(text: str) -> dict[str, Any]:
+    """One event's text matches `text` (all its bigrams, or all its unigrams), scored by constants
+    only (`BIGRAM_SCORE` + `UNIGRAM_SCORE`): the score never depends on other documents."""
+    return {"bool": {"should": [
+        {"constant_score": {"filter": {"match": {"events.text": {"query": text, "operator": "and"}}},
+                            "boost": BIGRAM_SCORE}},
+        {"constant_score": {"filter": {"match": {"events.text.uni": {"query": text, "operator": "and"}}},
+                            "boost": UNIGRAM_SCORE}},
+    ], "minimum_should_match": 1}}
+
+
 def _text_clause(text: str, admin_code: str) -> dict[str, Any]:
-    """Full-text match that only looks at text the credential may see.
-
-    A county (or wider) credential sees every event of its incidents (incidents never span
-    counties), so the incident-wide `search_text` is used. A town or village credential matches
-    only the texts of events inside its area (nested `events`), so a visible cross-area incident
-    cannot reveal words of the events that are hidden from it."""
-    def should(field: str) -> list[dict[str, Any]]:
-        return [{"match": {field: {"query": text, "operator": "and", "boost": 2.0}}},
-                {"match": {f"{field}.uni": {"query": text, "operator": "and"}}}]
-
-    if len(admin_code) <= 6:
-        return {"bool": {"should": should("search_text"), "minimum_should_match": 1}}
-    return {"nested": {"path": "events", "score_mode": "max", "query": {"bool": {
-        "should": should("events.text"), "minimum_should_match": 1,
-        "filter": [{"prefix": {"events.admin_code": admin_code}}]}}}}
+    """Full-text match and score over the texts the credential may see only (the events visible to
+    it, `visible_events_query`), so neither a hidden event's words nor the term statistics of
+    text outside the jurisdiction change which incidents match or their order."""
+    return visible_events_query(admin_code, event_text_query(text))
 
 
 def _geo_clauses(p: SearchParams, field: str) -> list[dict[str, Any]]:
@@ -285,9 +299,10 @@ def _incident_field_clauses(p: SearchParams, prefix: str) -> list[dict[str, Any]
 
 def _area_clauses(p: SearchParams, admin_code: str) -> list[dict[str, Any]]:
     """A town/village credential's request filters, on what it may see only."""
-    filters = [view_filter(admin_code, _incident_field_clauses(p, "views."))]  # always: the incident has an event visible here
+    view_clauses = _incident_field_clauses(p, "views.")
     if p.statuses:
-        filters.append({"terms": {"status": list(p.statuses)}})
+        view_clauses.append({"terms": {"views.status": list(p.statuses)}})
+    filters = [view_filter(admin_code, view_clauses)]  # always: the incident has an event visible here
     if p.admin_code and not admin.within(admin_code, p.admin_code):
         # below the credential: incidents with an event in that area; elsewhere: nothing
         filters.append(view_filter(p.admin_code) if admin.within(p.admin_code, admin_code) else _NOTHING)
@@ -316,11 +331,12 @@ def _request_clauses(p: SearchParams, admin_code: str) -> tuple[list[dict[str, A
 
 
 def scoped_query(admin_code: str, filters: list[dict[str, Any]], must: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``bool`` query whose first filter is the jurisdiction filter; request clauses nested below it."""
-    inner: dict[str, Any] = {"filter": filters}
+    """``bool`` query whose first filter is the jurisdiction filter, the request's filters nested
+    below it; scoring clauses (`must`, ANDed) sit beside it in query context, so they score."""
+    out: dict[str, Any] = {"bool": {"filter": [jurisdiction_filter(admin_code), {"bool": {"filter": filters}}]}}
     if must:
-        inner["must"] = must
-    return {"bool": {"filter": [jurisdiction_filter(admin_code), {"bool": inner}]}}
+        out["bool"]["must"] = must
+    return out
 
 
 def _by(field: str, admin_code: str) -> dict[str, Any]:
@@ -369,16 +385,20 @@ def build_detail(incident_id: str, admin_code: str) -> dict[str, Any]:
 
 
 def build_lookup(keys: list[str], admin_code: str, *, page: int = 1, size: int = DEFAULT_SIZE) -> dict[str, Any]:
-    """Incidents carrying any of the pseudonymous `keys` (``id:…``, ``phone:…``, ``plate:…``)."""
+    """Incidents carrying any of the pseudonymous `keys` (``id:…``, ``phone:…``, ``plate:…``) — for
+    a town or village credential, carried by an event it may see (its view's keys), never by a
+    hidden one; a county (or wider) credential sees every event: the incident's keys."""
     if not keys or not all(_KEY_RE.match(k) for k in keys):
         raise QueryError("lookup keys must be kind:32-hex pseudonymous keys")
     if not (1 <= size <= MAX_SIZE and page >= 1 and page * size <= MAX_WINDOW):
         raise QueryError("invalid page/size")
-    clause = {"bool": {"should": [
-        {"terms": {"person_keys": list(keys)}},
-        {"terms": {"vehicle_keys": list(keys)}},
-    ], "minimum_should_match": 1}}
-    clauses = [clause, view_filter(admin_code)] if is_area_credential(admin_code) else [clause]
+    def carried(prefix: str) -> dict[str, Any]:
+        return {"bool": {"should": [
+            {"terms": {f"{prefix}person_keys": list(keys)}},
+            {"terms": {f"{prefix}vehicle_keys": list(keys)}},
+        ], "minimum_should_match": 1}}
+
+    clauses = [view_filter(admin_code, [carried("views.")])] if is_area_credential(admin_code) else [carried("")]
     return {
         "query": scoped_query(admin_code, clauses),
         "from": (page - 1) * size,
@@ -395,7 +415,7 @@ def build_stats(params: SearchParams, admin_code: str) -> dict[str, Any]:
     Area buckets are restricted (``include`` regex) to codes inside the jurisdiction, so an
     incident that also touches a neighbouring area does not reveal that area's counts. A town or
     village credential counts kinds and tiers on its own view of each incident (one view per
-    incident and area, so view counts are incident counts): a nested ``visible`` filter whose
+    incident and area, so view counts are incident counts) — statuses too: a nested ``visible`` filter whose
     ``values`` terms hold the buckets.
     """
     filters, must = _request_clauses(params, admin_code)
@@ -423,6 +443,6 @@ def build_stats(params: SearchParams, admin_code: str) -> dict[str, Any]:
             "by_village": area("village_codes", 1000),
             "by_kind": terms("kind", 50),
             "by_tier": terms("tier", 10),
-            "by_status": {"terms": {"field": "status", "size": 10}},
+            "by_status": terms("status", 10),
         },
     }

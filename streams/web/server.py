@@ -15,9 +15,10 @@ Contract (`make_app(settings, es_client, credentials, audit)`):
   address (``auth_fail_limit`` per ``auth_fail_window_s``, `FailureLimiter`): past the limit every
   ``/api/*`` request of that client gets 429 with ``Retry-After`` until the window frees up.
 - Responses hold only masked displays: pseudonymous keys, ``admin_path`` and search text are
-  stripped; events outside the jurisdiction are removed from cross-area incidents, and for a
-  town or village credential kind, severity, tier, owner, first/last seen and version are those
-  of its visible events (`jurisdiction.incident_view`), as are its filters, sorts and stats.
+  stripped; events outside the jurisdiction are removed from cross-area incidents (and not
+  counted), and for a town or village credential kind, severity, tier, status, owner, first/last
+  seen and version are those of its visible events (`jurisdiction.incident_view`), as are its
+  filters, sorts, free-text matches and scores, key lookups and stats.
 """
 from __future__ import annotations
 
@@ -195,29 +196,30 @@ def _present_event(ev: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def present_summary(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]:
-    """A result-list entry (visible events only; no keys, no location of hidden events; kind,
-    severity, tier, owner and first/last seen from the visible events: `incident_view`)."""
+    """A result-list entry (visible events only; no keys, no location or count of hidden events;
+    kind, severity, tier, status, owner and first/last seen from the visible events: `incident_view`)."""
     doc = redact_incident(admin_code, source)
     view = incident_view(admin_code, source)
     events = sorted(doc.get("events") or [], key=lambda e: e.get("occurred_at") or 0)
     snippet = next((e.get("text") for e in events if e.get("text")), "") or ""
     return {
-        "incident_id": doc.get("incident_id"), "status": doc.get("status"), "kind": view["kind"],
+        "incident_id": doc.get("incident_id"), "status": view["status"], "kind": view["kind"],
         "severity": view["severity"], "tier": view["tier"], "admin_code": view["admin_code"],
         "admin_name": area_name(view["admin_code"]), "first_seen": view["first_seen"],
-        "last_seen": view["last_seen"], "event_count": len(events), "hidden_events": doc["hidden_events"],
+        "last_seen": view["last_seen"], "event_count": len(events),
         "sources": sorted({e.get("source") for e in events if e.get("source")}),
         "snippet": snippet[:SNIPPET_CHARS],
     }
 
 
 def present_detail(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]:
-    """Full incident view: visible timeline, links with reasons, tier, status."""
+    """Full incident view: visible timeline, links with reasons, tier, status (as `present_summary`:
+    nothing computed over hidden events, not even how many there are)."""
     doc = redact_incident(admin_code, {k: v for k, v in source.items() if k not in PRIVATE_FIELDS})
     view = incident_view(admin_code, source)
     events = sorted((_present_event(e) for e in doc.get("events") or []), key=lambda e: e["occurred_at"] or 0)
     return {
-        "incident_id": doc.get("incident_id"), "status": doc.get("status"), "merged_into": doc.get("merged_into"),
+        "incident_id": doc.get("incident_id"), "status": view["status"], "merged_into": doc.get("merged_into"),
         "kind": view["kind"], "severity": view["severity"], "tier": view["tier"],
         "admin_code": view["admin_code"], "admin_name": area_name(view["admin_code"]),
         "county_code": doc.get("county_code"),
@@ -225,7 +227,7 @@ def present_detail(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]
         "village_codes": [c for c in doc.get("village_codes") or [] if admin.within(c, admin_code)],
         "first_seen": view["first_seen"], "last_seen": view["last_seen"],
         "updated_at": view["updated_at"], "version": view["version"],
-        "event_count": len(events), "hidden_events": doc["hidden_events"], "events": events,
+        "event_count": len(events), "events": events,
         "links": [
             {"link_id": link.get("link_id"), "event_a": link.get("event_a"), "event_b": link.get("event_b"),
              "score": link.get("score"), "reasons": list(link.get("reasons") or []), "rule": link.get("rule")}
@@ -369,7 +371,7 @@ async def stats(request: web.Request) -> web.Response:
         "by_village": _buckets(aggs.get("by_village", {})),
         "by_kind": {b["key"]: b["doc_count"] for b in _terms(aggs.get("by_kind", {}))},
         "by_tier": {b["key"]: b["doc_count"] for b in _terms(aggs.get("by_tier", {}))},
-        "by_status": {b["key"]: b["doc_count"] for b in aggs.get("by_status", {}).get("buckets", [])},
+        "by_status": {b["key"]: b["doc_count"] for b in _terms(aggs.get("by_status", {}))},
     })
 
 

@@ -93,13 +93,15 @@ def test_area_views_come_from_visible_events_only() -> None:
     views = {v["area"]: v for v in doc["views"]}
     assert sorted(views) == ["513221107", "513221107201", "513221107202"]
     assert views["513221107"] == {
-        "area": "513221107", "kind": "fire", "severity": 4, "tier": "county", "admin_code": "513221107",
+        "area": "513221107", "kind": "fire", "severity": 4, "tier": "county", "status": "open",
+        "admin_code": "513221107",
         "first_seen": 1_714_521_600_000, "last_seen": 1_714_608_000_000, "updated_at": 1_714_608_001_000,
-        "version": 3, "event_count": 2}
+        "version": 3, "event_count": 2, "person_keys": ["id:" + "a" * 32, "phone:" + "b" * 32], "vehicle_keys": []}
     assert views["513221107201"] == {
-        "area": "513221107201", "kind": "dispute", "severity": 2, "tier": "village", "admin_code": "513221107201",
+        "area": "513221107201", "kind": "dispute", "severity": 2, "tier": "village", "status": "open",
+        "admin_code": "513221107201",
         "first_seen": 1_714_521_600_000, "last_seen": 1_714_521_600_000, "updated_at": 1_714_521_600_000,
-        "version": 1, "event_count": 1}
+        "version": 1, "event_count": 1, "person_keys": [], "vehicle_keys": []}
     # a per-event severity, when the summary carries one, is used; without, the kind's default
     assert views["513221107202"]["severity"] == 4 and views["513221107202"]["tier"] == "county"
     no_sev = dict(doc, events=[{k: v for k, v in e.items() if k != "severity"} for e in doc["events"]])
@@ -107,6 +109,27 @@ def test_area_views_come_from_visible_events_only() -> None:
     assert area_view(doc, "513221100201") is None  # nothing visible there
     # county-level codes get no view: the county sees every event
     assert all(len(a) >= 9 for a in views)
+
+
+def test_view_keys_are_the_visible_events_keys() -> None:
+    """Issue 14 (lookup): an area's view carries the keys of the events it sees only; a partial view
+    of a record whose summaries carry no keys has none (never the incident-wide keys)."""
+    a, b, plate = "id:" + "a" * 32, "phone:" + "b" * 32, "plate:" + "c" * 32
+    events = [dict(_incident()["events"][1], person_keys=[a]),
+              dict(_incident()["events"][0], person_keys=[b], vehicle_keys=[plate])]
+    _, doc = incident_document(_incident(events=events, person_keys=[a, b], vehicle_keys=[plate],
+                                         status="escalated"))
+    views = {v["area"]: v for v in doc["views"]}
+    assert (views["513221107201"]["person_keys"], views["513221107201"]["vehicle_keys"]) == ([a], [])
+    assert (views["513221107202"]["person_keys"], views["513221107202"]["vehicle_keys"]) == ([b], [plate])
+    assert (views["513221107"]["person_keys"], views["513221107"]["vehicle_keys"]) == ([a, b], [plate])
+    assert doc["events"][0]["person_keys"] == [a] and doc["events"][1]["vehicle_keys"] == [plate]
+    # escalated: the whole incident's status; a partial view is routed, not escalated
+    assert views["513221107"]["status"] == "escalated" and views["513221107201"]["status"] == "open"
+    _, old = incident_document(_incident())  # summaries without keys (records before per-event keys)
+    old_views = {v["area"]: v for v in old["views"]}
+    assert old_views["513221107201"]["person_keys"] == [] and old_views["513221107"]["person_keys"] == [
+        "id:" + "a" * 32, "phone:" + "b" * 32]
 
 
 def test_event_visibility_rule() -> None:

@@ -69,9 +69,9 @@ def test_cross_area_incident_redacted_for_village() -> None:
     assert can_see(V_QISHAN, inc) and can_see(V_CAOPING, inc) and not can_see(V_QIPANGOU, inc)
     view = redact_incident(V_QISHAN, inc)
     assert [e["admin_code"] for e in view["events"]] == [V_QISHAN]
-    assert view["links"] == [] and view["hidden_events"] == 1
+    assert view["links"] == [] and "hidden_events" not in view  # not even how many are hidden
     town_view = redact_incident("513221107", inc)
-    assert len(town_view["events"]) == 2 and town_view["hidden_events"] == 0 and len(town_view["links"]) == 1
+    assert len(town_view["events"]) == 2 and len(town_view["links"]) == 1
     assert inc["events"][1]["admin_code"] == V_CAOPING  # input untouched
 
 
@@ -87,6 +87,9 @@ def test_incident_view_of_a_village_ignores_hidden_events() -> None:
     assert (village["kind"], village["severity"], village["tier"], village["admin_code"]) == (
         "dispute", 2, "village", V_QISHAN)
     assert (village["first_seen"], village["last_seen"], village["version"]) == (0, 0, 1)
+    # an escalation is the whole incident's: a partial view is routed, not escalated (like its tier)
+    assert incident_view(V_QISHAN, dict(doc, status="escalated"))["status"] == "open"
+    assert incident_view("513221", dict(doc, status="escalated"))["status"] == "escalated"
     county = incident_view("513221", doc)
     assert (county["kind"], county["severity"], county["tier"], county["last_seen"]) == ("fire", 4, "county", 9)
     assert is_area_credential("513221107") and is_area_credential(V_QISHAN)

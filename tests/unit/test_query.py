@@ -26,10 +26,10 @@ _params = st.dictionaries(st.sampled_from(PARAM_NAMES), _values, max_size=8)
 
 def _assert_scoped(body: dict, code: str) -> None:
     top = body["query"]
-    assert set(top) == {"bool"} and set(top["bool"]) == {"filter"}
+    # filter and must are ANDed: nothing at the top level (no should) can OR around the filter
+    assert set(top) == {"bool"} and set(top["bool"]) <= {"filter", "must"}
     filters = top["bool"]["filter"]
     assert filters[0] == {"term": {"admin_path": code}}
-    # nothing at the top level can OR around the filter
     assert all(set(f) <= {"bool", "term"} for f in filters)
 
 
@@ -68,6 +68,21 @@ def test_lookup_is_scoped_and_validates_keys() -> None:
         build_lookup([], "513221107")
 
 
+def test_lookup_of_an_area_credential_matches_its_views_keys_only() -> None:
+    """Issue 14: a key carried by an event hidden from a town/village must not find the incident."""
+    keys = ["id:" + "0" * 32, "plate:" + "f" * 32]
+    body = build_lookup(keys, "513221107201")
+    clauses = body["query"]["bool"]["filter"][1]["bool"]["filter"]
+    assert clauses == [{"nested": {"path": "views", "query": {"bool": {"filter": [
+        {"term": {"views.area": "513221107201"}},
+        {"bool": {"should": [{"terms": {"views.person_keys": keys}}, {"terms": {"views.vehicle_keys": keys}}],
+                  "minimum_should_match": 1}}]}}}}]
+    assert '"person_keys"' not in json.dumps(body["query"])  # never the incident-wide keys
+    county = build_lookup(keys, "513221")
+    assert county["query"]["bool"]["filter"][1]["bool"]["filter"] == [{"bool": {"should": [
+        {"terms": {"person_keys": keys}}, {"terms": {"vehicle_keys": keys}}], "minimum_should_match": 1}}]
+
+
 def test_admin_code_param_only_adds_a_filter() -> None:
     county = build_search(parse_search_params({"admin_code": "513221100201"}), "513221")
     assert {"term": {"admin_path": "513221100201"}} in county["query"]["bool"]["filter"][1]["bool"]["filter"]
@@ -100,10 +115,11 @@ def test_area_credential_filters_and_sorts_on_its_visible_events_only() -> None:
         {"range": {"views.first_seen": {"lte": 1714579199999}}},
         {"terms": {"views.kind": ["dispute"]}},
         {"terms": {"views.tier": ["town"]}},
+        {"terms": {"views.status": ["open"]}},
     ]
-    assert {"terms": {"status": ["open"]}} in inner
     text = json.dumps(inner)
-    for field in ('"last_seen"', '"first_seen"', '"kind"', '"tier"', '"event_locations"', '"severity"'):
+    for field in ('"last_seen"', '"first_seen"', '"kind"', '"tier"', '"event_locations"', '"severity"',
+                  '"status"'):
         assert field not in text, field
     geo = [c for c in inner if "should" in c.get("bool", {})]
     assert len(geo) == 2  # near and bbox, each on visible events
@@ -125,17 +141,26 @@ def test_q_is_plain_text_match_in_simplified_chinese() -> None:
     body = build_search(parse_search_params({"q": "糾紛 admin_code:513221100201 OR *"}), "513221107")
     text = json.dumps(body, ensure_ascii=False)
     assert "query_string" not in text and "simple_query_string" not in text
-    # a town credential matches only the texts of its own area's events (nested, prefix-filtered)
-    nested = body["query"]["bool"]["filter"][1]["bool"]["must"][0]["nested"]
-    assert nested["path"] == "events"
+    # a town credential matches only the texts of its visible events: inside its area, or without
+    # an admin code in an incident it owns (nested, in query context so that it scores)
+    inside, owned = body["query"]["bool"]["must"][0]["bool"]["should"]
+    nested = inside["nested"]
+    assert nested["path"] == "events" and nested["score_mode"] == "sum"
     assert nested["query"]["bool"]["filter"] == [{"prefix": {"events.admin_code": "513221107"}}]
-    should = nested["query"]["bool"]["should"]
-    assert should[0]["match"]["events.text"]["query"].startswith("纠纷")
-    assert should[0]["match"]["events.text"]["operator"] == "and"
-    # the county sees every event of its incidents: the incident-wide text
+    assert owned["bool"]["filter"] == [{"prefix": {"admin_code": "513221107"}}]
+    uncoded = owned["bool"]["must"][0]["nested"]["query"]["bool"]
+    assert uncoded["must_not"] == [{"exists": {"field": "events.admin_code"}}]
+    bigram, unigram = nested["query"]["bool"]["must"][0]["bool"]["should"]
+    # constant scores only: no term statistics (they would count hidden events' text)
+    assert bigram["constant_score"]["boost"] == 2.0 and unigram["constant_score"]["boost"] == 1.0
+    match = bigram["constant_score"]["filter"]["match"]["events.text"]
+    assert match["query"].startswith("纠纷") and match["operator"] == "and"
+    assert "search_text" not in text
+    # the county sees every event of its incidents: every event's text, scored the same way
     county = build_search(parse_search_params({"q": "糾紛"}), "513221")
-    should = county["query"]["bool"]["filter"][1]["bool"]["must"][0]["bool"]["should"]
-    assert should[0]["match"]["search_text"]["query"] == "纠纷"
+    nested = county["query"]["bool"]["must"][0]["nested"]
+    assert nested["path"] == "events" and "filter" not in nested["query"]["bool"]
+    assert nested["query"]["bool"]["should"][0]["constant_score"]["filter"]["match"]["events.text"]["query"] == "纠纷"
     assert normalize_q("　ＡＢＣ　宅基地糾紛 ") == "ABC 宅基地纠纷"
 
 
@@ -185,7 +210,7 @@ def test_stats_area_buckets_limited_to_jurisdiction() -> None:
 
 def test_stats_kinds_and_tiers_from_the_credentials_view() -> None:
     aggs = build_stats(parse_search_params({}), "513221107201")["aggs"]
-    for name, field in (("by_kind", "views.kind"), ("by_tier", "views.tier")):
+    for name, field in (("by_kind", "views.kind"), ("by_tier", "views.tier"), ("by_status", "views.status")):
         assert aggs[name]["nested"] == {"path": "views"}
         visible = aggs[name]["aggs"]["visible"]
         assert visible["filter"] == {"term": {"views.area": "513221107201"}}
