@@ -87,7 +87,8 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
     demo_dir = base.run_dir / "demo"
     day = demo_dir / "day"
     demo_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(**{**base.model_dump(), "registry_path": day / "registry.csv"})
+    # the simulated days are in the past: the county clock is the feed's event time (no wall ticks)
+    settings = Settings(**{**base.model_dump(), "registry_path": day / "registry.csv", "clock_ticks": False})
     env = settings_env(settings)
     provision(settings)
     if not (day / "truth.json").exists():

@@ -113,7 +113,11 @@ class Settings(BaseSettings):
     sink_batch_size: int = 500
     sink_chunk_size: int = 500
     counties: str = Field(default="513221", description="comma-separated county codes served (deadline ticks)")
-    deadline_check_s: float = 60.0
+    deadline_check_s: float = Field(default=60.0, description="clock tick interval (seconds)")
+    clock_ticks: bool = Field(default=True, description=(
+        "tick the county clock from wall time (clock.v1) so quiet counties' deadlines pass; off for "
+        "replays and for simulated feeds whose days are in the past (their clock is event time)"))
+    clock_grace_s: float = Field(default=300.0, description="a tick is wall time minus this grace")
     correlate_batch_size: int = 200
     correlate_batch_s: float = 0.2
     log_json: bool = Field(default=False, description="workers log one JSON object per line (PINGAN_LOG_JSON=1)")

@@ -210,6 +210,7 @@ class Draft:
     plates: list[str] = field(default_factory=list)
     related_ids: list[str] = field(default_factory=list)
     quality: list[tuple[str, str]] = field(default_factory=list)  # (field, reason) of optional fields not used
+    resolution: str | None = None  # the source says the matter is settled (Event.resolution)
 
     def flag(self, field_name: str, reason: str) -> None:
         """Note an optional field that could not be used (the event is still made)."""
@@ -380,6 +381,7 @@ class Normalizer:
                 "raw_offset": raw_offset,
             },
             "duplicate_of": None,
+            "resolution": draft.resolution,
             "quality": self._quality(record, draft),
         }
 

@@ -45,7 +45,7 @@ from connectors.elasticsearch.sink import IncidentSink
 from schemas.serde import SchemaStore, default_store
 from streams.ops.provision import provision_topics
 from streams.settings import DEFAULT_TIMEZONE, Settings
-from streams.worker.stages import RAW_SOURCES
+from streams.worker.stages import LIFECYCLE_INPUTS, RAW_SOURCES
 from streams.worker.topology import BY_COUNTY, INCIDENTS
 
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ def pipeline_settings(settings: Settings, target_prefix: str, app_id: str) -> Se
     """Settings of the replay worker: raw topics from the live prefix, every output under `target_prefix`."""
     return Settings(**{**settings.model_dump(), "input_topic_prefix": settings.raw_topic_prefix,
                        "topic_prefix": target_prefix, "app_id": app_id, "worker_id": 0,
-                       "worker_web_port": _free_port(), "deadline_check_s": 10 * 365 * 86400.0})
+                       "worker_web_port": _free_port(), "clock_ticks": False})
 
 
 def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
@@ -385,7 +385,8 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
     app_id = f"{settings.app_id}-replay-{stamp}"
     replay_settings = pipeline_settings(settings, target_prefix, app_id)
     provision_topics(replay_settings)
-    raw_topics = [settings.input_topic(n) for n in RAW_SOURCES]
+    # every input of the bus: the raw topics, centers' actions and the recorded clock ticks
+    raw_topics = [settings.input_topic(n) for n in (*RAW_SOURCES, *LIFECYCLE_INPUTS)]
     raw_ends = end_offsets(settings, raw_topics)
     raw_total = sum(raw_ends.values())
     log_dir = log_dir or settings.run_dir / "replay"

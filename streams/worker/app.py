@@ -42,12 +42,11 @@ from streams.worker import topology
 from streams.worker.engine import PinganFaustApp, StateTables
 from streams.worker.observability import install as install_observability
 from streams.worker.observability import observe_bulk, observe_quality
-from streams.worker.stages import NormalizeStage, RetriableStageError, decode_event
+from streams.worker.stages import NormalizeStage, RetriableStageError, decode_correlate_input
 from streams.worker.topology import CORRELATE, INDEX, NORMALIZE
 
 log = logging.getLogger(__name__)
 
-TICK_PREFIX = b"{"  # deadline ticks are tiny JSON objects; Avro single-object data starts with C3 01
 
 
 @dataclass
@@ -164,7 +163,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
                                           for field, name in topology.CORRELATE_TABLES.items()}))
     normalize = _add_normalize(w, raw_topic)
     correlate = _add_correlate(w, by_county_t, tables, processor)
-    _add_deadline_ticks(w, by_county_t)
+    _add_clock_ticks(w)
     if with_index:
         _add_index(w, incidents_t)
     _add_pages(w, with_index=with_index)
@@ -197,6 +196,8 @@ def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
                                 msg.offset, exc)
                     await stream.sleep(1.0)
             observe_quality(w.app, out.quality_notes())
+            for county, value in out.forward:  # centers' actions and clock ticks, unchanged
+                await w.send(by_county_name, county, value)
             for event in out.events:
                 value = store.encode("pingan.Event", event)
                 county = (event.get("location") or {}).get("county_code") or settings.county_code
@@ -226,12 +227,13 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
                 msg = ev.message
                 value: bytes = ev.value or b""
                 try:
-                    if value.startswith(TICK_PREFIX):
-                        tick = json.loads(value)
-                        step = processor.check_deadlines(int(tick["now_ms"]), tick.get("county"))
-                        processor.expire()
+                    schema, record = decode_correlate_input(store, value)
+                    if schema == "pingan.ClockTick":
+                        step = processor.tick(record)
+                    elif schema == "pingan.Disposition":
+                        step = processor.apply_disposition(record)
                     else:
-                        step = processor.process(decode_event(store, value))
+                        step = processor.process(record)
                 except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
                     if classify(exc) is ErrorClass.FATAL:
                         raise
@@ -272,16 +274,22 @@ def _publisher(w: _Wiring) -> Any:
     return publish
 
 
-def _add_deadline_ticks(w: _Wiring, by_county_t: faust.TopicT) -> None:
-    """Every `deadline_check_s`, one tick per configured county into the by-county topic."""
+def _add_clock_ticks(w: _Wiring) -> None:
+    """Every `deadline_check_s`, one pingan.ClockTick per configured county into `clock.v1`:
+    wall time minus `clock_grace_s` (events arriving that late still count on time). Off when
+    `clock_ticks` is false: replays (they re-read the recorded ticks) and simulated feeds whose
+    days are in the past (the demo: its clock is the feed's event time)."""
     settings = w.settings
+    if not settings.clock_ticks:
+        return
+    clock_name = settings.input_topic(topology.CLOCK)
 
     @w.app.timer(settings.deadline_check_s)
-    async def deadline_ticks() -> None:
-        now_ms = int(time.time() * 1000)
+    async def clock_ticks() -> None:
+        now_ms = int(time.time() * 1000) - int(settings.clock_grace_s * 1000)
         for county in filter(None, (c.strip() for c in settings.counties.split(","))):
-            await by_county_t.send(key=county.encode(),
-                                   value=json.dumps({"now_ms": now_ms, "county": county}).encode())
+            await w.send(clock_name, county, w.store.encode(
+                "pingan.ClockTick", {"county_code": county, "now_ms": now_ms, "worker": str(settings.worker_id)}))
 
 
 def _add_pages(w: _Wiring, *, with_index: bool) -> None:

@@ -21,6 +21,10 @@ from streams.domain.normalize import Normalizer
 RAW_SOURCES: Mapping[str, str] = MappingProxyType({s.topic: s.source for s in source_registry.SOURCES})
 # writer schema → canonical source name (used when the topic name does not say)
 SCHEMA_SOURCES: Mapping[str, str] = MappingProxyType({s.schema: s.source for s in source_registry.SOURCES})
+#: the correlate stage's other inputs (catalogue topic → schema): centers' actions and the county
+#: clock. The normalize agent passes them on to the by-county topic, keyed by county code.
+LIFECYCLE_INPUTS: Mapping[str, str] = MappingProxyType({
+    "dispositions.v1": "pingan.Disposition", "clock.v1": "pingan.ClockTick"})
 EVENT_SCHEMA = "pingan.Event"
 DEAD_LETTER_SCHEMA = "pingan.DeadLetter"
 
@@ -31,6 +35,8 @@ class Outcome:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    #: (county code, the message bytes unchanged) for the by-county topic: lifecycle inputs
+    forward: list[tuple[str, bytes]] = field(default_factory=list)
 
     def quality_notes(self) -> list[tuple[str, str]]:
         """(source, field) of every data-quality note on the events (``pingan_events_quality_notes_total``)."""
@@ -64,6 +70,11 @@ class NormalizeStage:
             if not value:
                 raise ValueError("empty message value")
             schema, record = self.store.decode(value)
+            if schema in LIFECYCLE_INPUTS.values():
+                county = str(record.get("county_code") or "")
+                if len(county) != 6 or not county.isdigit():
+                    raise ValueError(f"{schema}: county_code {county!r} is not a 6-digit county code")
+                return Outcome(forward=[(county, value)])
             if schema not in SCHEMA_SOURCES:
                 raise ValueError(f"{topic}: expected a raw source record, got {schema}")
             source = SCHEMA_SOURCES[schema]
@@ -85,6 +96,14 @@ class NormalizeStage:
 
     def encode_dead_letter(self, record: Mapping[str, Any]) -> bytes:
         return self.store.encode(DEAD_LETTER_SCHEMA, record)
+
+
+def decode_correlate_input(store: SchemaStore, value: bytes) -> tuple[str, dict[str, Any]]:
+    """Decode a by-county message: (schema, record) for an Event, Disposition or ClockTick."""
+    name, record = store.decode(value)
+    if name != EVENT_SCHEMA and name not in LIFECYCLE_INPUTS.values():
+        raise ValueError(f"expected {EVENT_SCHEMA} or a lifecycle input, got {name}")
+    return name, record
 
 
 def decode_event(store: SchemaStore, value: bytes) -> dict[str, Any]:

@@ -8,12 +8,15 @@ are catalogue names (schemas/catalogue.py); `Settings.topic(name)` adds the depl
 Agents:
 
 - ``normalize``: every raw topic → `events.v1` (key event_id) and `internal.events-by-county.v1`
-  (the same event keyed by county code); bad input → `deadletters.v1`.
-- ``correlate``: `internal.events-by-county.v1` → `links.v1`, `incidents.v1`, `escalations.v1`,
+  (the same event keyed by county code); bad input → `deadletters.v1`. Centers' actions
+  (`dispositions.v1`) and clock ticks (`clock.v1`) pass through to the by-county topic.
+- ``correlate``: `internal.events-by-county.v1` (events, actions, ticks) → `links.v1`,
+  `incidents.v1`, `escalations.v1`,
   with its state in changelogged tables partitioned like the by-county topic (a county's state
   lives with its partition and recovers with it).
 - ``index``: `incidents.v1` → Elasticsearch (no topic output).
-- the ``deadline_ticks`` timer writes a tick per county into `internal.events-by-county.v1`.
+- the ``clock_ticks`` timer writes a pingan.ClockTick per county into `clock.v1` (an input, read
+  back through normalize), so quiet counties' deadlines pass and a replay re-reads the ticks.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from types import MappingProxyType
 
 from schemas.catalogue import topic as catalogue_topic
 from streams.settings import Settings
-from streams.worker.stages import RAW_SOURCES
+from streams.worker.stages import LIFECYCLE_INPUTS, RAW_SOURCES
 
 EVENTS = "events.v1"
 BY_COUNTY = "internal.events-by-county.v1"
@@ -31,6 +34,8 @@ LINKS = "links.v1"
 INCIDENTS = "incidents.v1"
 ESCALATIONS = "escalations.v1"
 DEAD_LETTERS = "deadletters.v1"
+DISPOSITIONS = "dispositions.v1"
+CLOCK = "clock.v1"
 
 #: Stores field (streams.domain.pipeline.Stores) → Faust table name. The table names are part of
 #: the deployed state: they name the changelog topics (``<app_id>-<table>-changelog``).
@@ -63,8 +68,11 @@ class Agent:
     raw_inputs: bool = False
 
 
-NORMALIZE = Agent("normalize", inputs=tuple(RAW_SOURCES), outputs=(EVENTS,), repartitions=(BY_COUNTY,),
-                  raw_inputs=True)
+# the normalize agent also reads the lifecycle inputs (centers' actions, clock ticks) and passes
+# them on to the by-county topic: they are inputs of the bus like the raw topics, so a pipeline
+# replay re-reads them from the live prefix
+NORMALIZE = Agent("normalize", inputs=(*RAW_SOURCES, *LIFECYCLE_INPUTS), outputs=(EVENTS,),
+                  repartitions=(BY_COUNTY,), raw_inputs=True)
 CORRELATE = Agent("correlate", inputs=(BY_COUNTY,), outputs=(LINKS, INCIDENTS, ESCALATIONS),
                   tables=tuple(CORRELATE_TABLES.values()), source="events")
 INDEX = Agent("index", inputs=(INCIDENTS,), source="incidents", sink="Elasticsearch (the incidents alias)")
@@ -72,7 +80,7 @@ INDEX = Agent("index", inputs=(INCIDENTS,), source="incidents", sink="Elasticsea
 AGENTS: tuple[Agent, ...] = (NORMALIZE, CORRELATE, INDEX)
 
 #: Timer name → the topic it writes (deadline ticks go where the correlate agent reads them).
-TIMERS: Mapping[str, str] = MappingProxyType({"deadline_ticks": BY_COUNTY})
+TIMERS: Mapping[str, str] = MappingProxyType({"clock_ticks": CLOCK})
 
 
 def table_partitions() -> int:
@@ -88,7 +96,7 @@ def deployed_inputs(agent: Agent, settings: Settings) -> dict[str, str]:
 
 def input_sources(agent: Agent) -> dict[str, str]:
     """Catalogue topic name → the metrics `source` label of what `agent` consumes from it."""
-    return {name: agent.source or RAW_SOURCES[name] for name in agent.inputs}
+    return {name: agent.source or RAW_SOURCES.get(name) or name.split(".")[0] for name in agent.inputs}
 
 
 def markdown() -> str:

@@ -29,7 +29,7 @@ def make_normalizer(secret: bytes = SECRET, timezone: str = "Asia/Shanghai", dev
 SH = ZoneInfo("Asia/Shanghai")
 RECEIVED = 1_784_017_000_000
 
-EVENT_FIELDS = {"event_id", "source", "kind", "severity", "occurred_at", "received_at", "location",
+EVENT_FIELDS = {"event_id", "source", "kind", "resolution", "severity", "occurred_at", "received_at", "location",
                 "persons", "vehicles", "text", "text_original", "refs", "duplicate_of", "quality"}
 LOCATION_FIELDS = {"lat", "lon", "accuracy_m", "admin_code", "county_code", "town_code", "village_code",
                    "address", "geo_cell"}

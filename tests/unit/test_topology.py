@@ -7,7 +7,7 @@ from schemas.catalogue import TOPICS
 from streams.settings import Settings
 from streams.worker import topology
 from streams.worker.app import build_app
-from streams.worker.stages import RAW_SOURCES
+from streams.worker.stages import LIFECYCLE_INPUTS, RAW_SOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ def test_every_topic_is_in_the_catalogue_and_tables_follow_the_by_county_topic()
         assert set(agent.inputs) | set(agent.outputs) | set(agent.repartitions) <= names, agent.name
     assert set(topology.TIMERS.values()) <= names and topology.DEAD_LETTERS in names
     assert topology.table_partitions() == next(t.partitions for t in TOPICS if t.name == topology.BY_COUNTY)
-    assert topology.NORMALIZE.inputs == tuple(RAW_SOURCES)
+    assert topology.NORMALIZE.inputs == (*RAW_SOURCES, *LIFECYCLE_INPUTS)
 
 
 def test_the_app_is_wired_from_the_topology(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_the_app_is_wired_from_the_topology(tmp_path: Path) -> None:
     assert set(app.tables) == set(topology.CORRELATE.tables)
     assert all(t.partitions == topology.table_partitions() for t in app.tables.values())
     assert {n for n in topology.deployed_inputs(topology.NORMALIZE, settings)} == \
-        {f"in.{n}" for n in RAW_SOURCES}
+        {f"in.{n}" for n in (*RAW_SOURCES, *LIFECYCLE_INPUTS)}  # a replay re-reads actions and ticks too
 
 
 def test_operations_doc_shows_the_topology() -> None:

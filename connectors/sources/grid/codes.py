@@ -98,3 +98,19 @@ def kind(category_code: str | None, category_name: str | None = None,
     if c is None or c.kind == "other":
         c = by_keywords(KEYWORDS, (category_name, description)) or c
     return refine(c or Classification("other", 1), category_name, description)
+
+
+#: Grid-app status wording that means the matter is settled (已化解 / 已办结 …); a status with a
+#: negation (未化解, 未办结, 不能化解) is not. Matched as substrings, case-insensitively.
+SETTLED_WORDS: tuple[str, ...] = ("已化解", "化解成功", "已办结", "办结", "已解决", "已完成", "已结案", "结案",
+                                  "已处置", "处置完毕", "resolved", "closed", "finished", "done", "completed")
+_NEGATIONS: tuple[str, ...] = ("未", "不", "没有", "无法", "待", "not ", "un")
+
+
+def settled(status: str | None) -> str | None:
+    """The settling wording of a grid report's status ("已化解"), or None if it does not settle."""
+    text = (status or "").strip()
+    low = text.lower()
+    if not text or any(n in low for n in _NEGATIONS):
+        return None
+    return text if any(w in low for w in SETTLED_WORDS) else None

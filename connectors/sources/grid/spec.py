@@ -41,6 +41,7 @@ def map_record(r: RecordReader) -> Draft:
     if grid_code and (code := admin.clean(grid_code.group(0))):
         draft.admin_codes.append(code)
     draft.parties.extend(r.parties("persons", default_role="party"))
+    draft.resolution = codes.settled(r.text("status"))
     return draft
 
 
