@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -103,7 +104,7 @@ class PushAuth:
         if cred is None:
             return {}
         if cred.scheme == "hmac":
-            return signed_headers(cred.key_id, cred.secret, body)
+            return signed_headers(cred.key_id, cred.secret, body, nonce=secrets.token_hex(8))  # re-sends differ
         if cred.scheme == "token":
             return {"Authorization": f"Bearer {cred.secret}"}
         if cred.scheme == "basic":

@@ -20,7 +20,9 @@ Contract
   - ``hmac``: headers ``X-Pingan-Key-Id``, ``X-Pingan-Timestamp`` (Unix seconds) and
     ``X-Pingan-Signature`` = hex HMAC-SHA256(secret, timestamp + "\\n" + body) (`sign`,
     `signed_headers`); the timestamp must be within ``replay_window_s`` of the receiver's clock and
-    a signature is accepted once (`Authenticator.settle`);
+    a signature is accepted once (`Authenticator.settle`). A sender that may re-send the same body
+    within one second adds ``X-Pingan-Nonce`` (up to 64 characters); the signed text is then
+    timestamp + "\\n" + nonce + "\\n" + body;
   - ``token``: ``Authorization: Bearer <secret>`` (or ``X-Pingan-Token``), for vendors that cannot sign;
   - ``digest``: RFC 2617 HTTP Digest (MD5, qop=auth) as Hikvision ISAPI cameras send it; the
     receiver answers a challenge (`Verdict.challenge` → ``WWW-Authenticate``) with a nonce it issued;
@@ -53,6 +55,7 @@ HEADER_KEY_ID: Final = "X-Pingan-Key-Id"
 HEADER_TIMESTAMP: Final = "X-Pingan-Timestamp"
 HEADER_SIGNATURE: Final = "X-Pingan-Signature"
 HEADER_TOKEN: Final = "X-Pingan-Token"
+HEADER_NONCE: Final = "X-Pingan-Nonce"
 DEFAULT_REPLAY_WINDOW_S: Final = 300
 DEFAULT_REALM: Final = "pingan"
 
@@ -143,16 +146,22 @@ def load_credentials(path: Path, *, known_feeds: Iterable[str] | None = None) ->
 
 
 # --------------------------------------------------------------------------- signing (senders)
-def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
-    """Hex HMAC-SHA256 of ``timestamp + "\\n" + body`` under `secret`."""
+def sign(secret: str | bytes, timestamp: str, body: bytes, nonce: str | None = None) -> str:
+    """Hex HMAC-SHA256 of ``timestamp + "\\n" + body`` (with a nonce: ``timestamp + "\\n" + nonce +
+    "\\n" + body``) under `secret`."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return hmac.new(key, timestamp.encode("ascii") + b"\n" + body, hashlib.sha256).hexdigest()
+    head = timestamp if nonce is None else f"{timestamp}\n{nonce}"
+    return hmac.new(key, head.encode("utf-8") + b"\n" + body, hashlib.sha256).hexdigest()
 
 
-def signed_headers(key_id: str, secret: str | bytes, body: bytes, now_s: float | None = None) -> dict[str, str]:
-    """The three ``X-Pingan-*`` headers of an HMAC-signed push of `body`."""
+def signed_headers(key_id: str, secret: str | bytes, body: bytes, now_s: float | None = None,
+                   *, nonce: str | None = None) -> dict[str, str]:
+    """The ``X-Pingan-*`` headers of an HMAC-signed push of `body` (the nonce header when given)."""
     ts = str(int(time.time() if now_s is None else now_s))
-    return {HEADER_KEY_ID: key_id, HEADER_TIMESTAMP: ts, HEADER_SIGNATURE: sign(secret, ts, body)}
+    out = {HEADER_KEY_ID: key_id, HEADER_TIMESTAMP: ts, HEADER_SIGNATURE: sign(secret, ts, body, nonce)}
+    if nonce is not None:
+        out[HEADER_NONCE] = nonce
+    return out
 
 
 def basic_header(user: str, password: str) -> str:
@@ -255,8 +264,10 @@ class Authenticator:
             return self._digest(feed, method, uri, auth)
         if "basic" in schemes and lower.startswith("basic "):
             return self._basic(feed, auth[6:].strip())
-        return _fail("missing", f"{feed} pushes must authenticate ({', '.join(sorted(schemes))})",
-                     self._challenge() if "digest" in schemes else None)
+        if "digest" in schemes:  # the first leg of the Digest handshake, not (yet) a failure
+            return _fail("challenge", f"{feed} pushes must authenticate ({', '.join(sorted(schemes))}); "
+                                      "answer the Digest challenge", self._challenge())
+        return _fail("missing", f"{feed} pushes must authenticate ({', '.join(sorted(schemes))})")
 
     def settle(self, verdict: Verdict, kept: bool) -> None:
         """After the push was answered: a signature whose payload was kept (2xx/400) stays spent;
@@ -280,7 +291,10 @@ class Authenticator:
         window = self.credentials.replay_window_s
         if abs(now - int(ts)) > window:
             return _fail("stale", f"timestamp {ts} is more than {window} s from the receiver's clock", key_id=key_id)
-        if not hmac.compare_digest(sign(cred.secret, ts, body), sig):
+        nonce = h.get(HEADER_NONCE.lower())
+        if nonce is not None and not 0 < len(nonce) <= 64:
+            return _fail("bad-nonce", f"{HEADER_NONCE} must have 1 to 64 characters", key_id=key_id)
+        if not hmac.compare_digest(sign(cred.secret, ts, body, nonce), sig):
             return _fail("bad-signature", "signature does not match the body and timestamp", key_id=key_id)
         replay_key = (key_id, sig)
         self._signatures.prune(now)

@@ -96,7 +96,7 @@ async def test_unsigned_bad_stale_and_replayed_pushes_are_refused(
 async def test_digest_isapi_and_token_door(live: tuple[TestClient, IngestGateway, Settings]) -> None:
     client, _gateway, settings = live
     first = await client.post("/isapi/alert", data=ISAPI_ANPR, headers={"Content-Type": "application/xml"})
-    assert first.status == 401 and (await first.json())["code"] == "missing"
+    assert first.status == 401 and (await first.json())["code"] == "challenge"
     challenge = first.headers["WWW-Authenticate"]
     assert challenge.startswith("Digest ") and 'qop="auth"' in challenge
     wrong = digest_header(challenge, DIGEST_USER, "not-the-password", "POST", "/isapi/alert")

@@ -114,7 +114,7 @@ def test_hmac_verification_accepts_once_and_refuses_tampering(creds: Credentials
     auth.settle(ok, kept=True)
     assert auth.verify("grid", "POST", "/grid/reports", h, BODY).reason == "replayed"
     assert auth.verify("grid", "POST", "/grid/reports", h, BODY + b"x").reason == "bad-signature"
-    assert auth.verify("door", "POST", "/door/events", h, BODY).reason == "missing"  # door takes no hmac
+    assert auth.verify("door", "POST", "/door/events", h, BODY).reason == "challenge"  # door takes no hmac: digest, token
     assert auth.verify("gb28181", "POST", "/gb28181/alarm", h, BODY).reason == "no-credential"
     other = signed_headers("nobody", "grid-secret-0123456789", BODY, now_s=clock.now)
     assert auth.verify("grid", "POST", "/grid/reports", other, BODY).reason == "unknown-key"
@@ -134,6 +134,19 @@ def test_hmac_outside_the_window_is_stale_and_a_released_signature_may_be_resent
     assert auth.verify("grid", "POST", "/grid/reports", h, BODY).ok
     bad_ts = {**h, "X-Pingan-Timestamp": "yesterday"}
     assert auth.verify("grid", "POST", "/grid/reports", bad_ts, BODY).reason == "bad-timestamp"
+
+
+def test_a_nonce_lets_the_same_body_be_sent_twice_in_one_second(creds: Credentials) -> None:
+    clock = Clock()
+    auth = Authenticator(creds, clock=clock)
+    a = signed_headers("grid-app", "grid-secret-0123456789", BODY, now_s=clock.now, nonce="n1")
+    b = signed_headers("grid-app", "grid-secret-0123456789", BODY, now_s=clock.now, nonce="n2")
+    assert a["X-Pingan-Signature"] != b["X-Pingan-Signature"]
+    assert auth.verify("grid", "POST", "/grid/reports", a, BODY).ok
+    assert auth.verify("grid", "POST", "/grid/reports", b, BODY).ok
+    assert auth.verify("grid", "POST", "/grid/reports", a, BODY).reason == "replayed"
+    swapped = {**a, "X-Pingan-Nonce": "n3"}  # the nonce is signed
+    assert auth.verify("grid", "POST", "/grid/reports", swapped, BODY).reason == "bad-signature"
 
 
 def test_token(creds: Credentials) -> None:
