@@ -157,3 +157,23 @@ def test_only_settings_reads_the_environment() -> None:
             if lines:
                 offenders[rel] = lines
     assert offenders == {}, "read settings through streams.settings.Settings.from_env()"
+
+
+@pytest.mark.parametrize("args, missing", [
+    (["worker", "run"], "PINGAN_PERSON_KEY_SECRET"),
+    (["search", "serve"], "PINGAN_PERSON_KEY_SECRET"),
+    (["connectors", "run"], "PINGAN_INGEST_CREDENTIALS, PINGAN_SIP_PASSWORD"),
+    (["connectors", "run", "--no-sip"], "PINGAN_INGEST_CREDENTIALS"),
+])
+def test_processes_refuse_to_start_without_secrets_outside_dev_mode(clean_env: pytest.MonkeyPatch,
+                                                                     args: list[str], missing: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PINGAN_")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"without {missing} " in out.stderr and "PINGAN_DEV_MODE" in out.stderr
