@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     records = payload.records[: args.limit] if args.limit else payload.records
     store = default_store()
     registry = DeviceRegistry.from_csv(args.folder / "registry.csv")
-    stage = NormalizeStage(store, normalizer(settings.person_key_secret.encode(), settings.timezone, registry))
+    stage = NormalizeStage(store, normalizer(settings.person_key(), settings.timezone, registry))
     show = dict(color=False, show_all=False, short_mode=False)
 
     prof = Profiler(interval=0.0005)

@@ -44,12 +44,14 @@ from connectors.ingest.poller import Alarm110Poller, PollerConfig
 from connectors.ingest.producer import RecordProducer
 from connectors.ingest.receiver import Payload, default_translators
 from connectors.sources.alarm110.translate import translate_row
+from connectors.sources.auth import Credentials, load_credentials
 from connectors.sources.devices import DeviceRegistry
 from connectors.sources.mediation.translate import translate_csv
+from infra.demo import write_ingest_credentials
 from infra.processes import ConnectorsProcess, isolated_settings
 from simulator.formats import ALARM110_COLUMNS, MEDIATION_COLUMNS, alarm110_row, http_request, mediation_rows
 from simulator.model import build_world
-from simulator.sender import Alarm110Sink, delivery_stream
+from simulator.sender import Alarm110Sink, PushAuth, delivery_stream
 from simulator.writer import write_registry
 from streams.ops.provision import provision_topics
 from streams.settings import Settings
@@ -132,9 +134,11 @@ def pure_rate(fn: Callable[[Any], Any], items: Sequence[Any], *, min_seconds: fl
 # --------------------------------------------------------------------------------------------
 
 async def post_all(url: str, payloads: Sequence[HttpPayload], concurrency: int,
-                   timeout_s: float = 30.0) -> tuple[Counter[str], float]:
-    """POST every payload with at most ``concurrency`` in flight; (status counts, wall seconds)."""
+                   timeout_s: float = 30.0, credentials: Credentials | None = None) -> tuple[Counter[str], float]:
+    """POST every payload with at most ``concurrency`` in flight, authenticated like the simulator's
+    pushes with `credentials` (None: unauthenticated); (status counts, wall seconds)."""
     statuses: Counter[str] = Counter()
+    auth = PushAuth(credentials)
     sem = asyncio.Semaphore(concurrency)
     conn = aiohttp.TCPConnector(limit=concurrency)
 
@@ -142,9 +146,7 @@ async def post_all(url: str, payloads: Sequence[HttpPayload], concurrency: int,
         async def one(p: HttpPayload) -> None:
             async with sem:
                 try:
-                    async with session.post(url + p.path, data=p.body, headers={"Content-Type": p.content_type}) as r:
-                        await r.read()
-                        statuses[str(r.status)] += 1
+                    statuses[str(await auth.post(session, url, p.source, p.path, p.body, p.content_type))] += 1
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     statuses[f"error:{type(exc).__name__}"] += 1
 
@@ -265,7 +267,10 @@ def run_ingest(options: IngestOptions, base: Settings | None = None,
         reg_path = tmp / "registry.csv"
         write_registry(build_world(options.seed), reg_path)
         registry = DeviceRegistry.from_csv(reg_path)
-        settings = isolated_settings(base or Settings.from_env(), registry=reg_path, run_dir=tmp / "run")
+        creds_path = tmp / "ingest-credentials.toml"
+        write_ingest_credentials(creds_path)  # the receivers check signatures as in production
+        settings = isolated_settings(base or Settings.from_env(), registry=reg_path, run_dir=tmp / "run",
+                                     ingest_credentials=creds_path)
         provision_topics(settings)
         try:
             progress("preparing payloads")
@@ -284,7 +289,8 @@ def run_ingest(options: IngestOptions, base: Settings | None = None,
                     b_events, b_secs = pure_rate(lambda p, tr=tr: tr(Payload(p.body, p.content_type, 0, None)),
                                                  batch)
                     progress(f"posting {len(batch)} {label} payloads")
-                    statuses, secs = asyncio.run(post_all(proc.url, batch, options.concurrency))
+                    statuses, secs = asyncio.run(post_all(proc.url, batch, options.concurrency,
+                                                          credentials=load_credentials(creds_path)))
                     rows.append(RateRow(label, "HTTP → Kafka", statuses.get("202", 0), secs, b_events, b_secs,
                                         {**statuses, "distinct": len(distinct)}))
             finally:

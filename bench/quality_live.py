@@ -63,7 +63,7 @@ def evaluate_live(base: Settings, folder: Path, *, timeout_s: float = 600.0, kee
     settings = isolated_settings(base, registry=folder / "registry.csv")
     provision_topics(settings)
     provision_elasticsearch(settings)
-    offline = run_folder(folder, secret=settings.person_key_secret.encode())
+    offline = run_folder(folder, secret=settings.person_key())
     expected_events = set(offline.events)
     t0 = time.perf_counter()
     publish_folder(settings, folder)

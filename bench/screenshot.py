@@ -70,7 +70,7 @@ def _offline(folder: str, secret: str) -> tuple[dict[str, Any], ...]:
 def offline_incidents(folder: Path, settings: Settings) -> list[dict[str, Any]]:
     """The live incidents the pure pipeline computes for a simulator folder (`bench.quality.run_folder`,
     cached per folder)."""
-    return [dict(i) for i in _offline(str(Path(folder).resolve()), settings.person_key_secret)]
+    return [dict(i) for i in _offline(str(Path(folder).resolve()), settings.person_key().decode())]
 
 
 def index_incidents(settings: Settings, incidents: list[Mapping[str, Any]]) -> int:

@@ -142,7 +142,7 @@ def prepare_payload(folder: Path, settings: Settings) -> Payload:
     """Translate + encode every record once; compute the expected outputs offline."""
     store = default_store()
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    stage = NormalizeStage(store, normalizer(settings.person_key_secret.encode(), settings.timezone, registry))
+    stage = NormalizeStage(store, normalizer(settings.person_key(), settings.timezone, registry))
     processor = CountyProcessor()
     latest: dict[str, dict[str, Any]] = {}
     records: list[RawRecord] = []

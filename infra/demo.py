@@ -7,6 +7,12 @@ continuous simulated feed flowing through the receivers. A child that dies is re
 capped exponential backoff (infra/supervisor.py, policy in infra/restart_policy.py; every exit is
 printed, state in ``demo/supervisor.json``); a crash loop stops the demo with exit code 1 and the
 reason. Ctrl-C (or ``--duration``) stops everything it started. The stack itself is started by ``./run.sh demo`` (``pingan infra up``).
+
+The demo runs outside dev mode with its own secrets (`demo_secrets`): random ingest credentials
+(``demo/ingest-credentials.toml``: an HMAC key for the platforms, a digest user for the ISAPI
+cameras) and SIP password at every start-up, and a random person-key secret kept in
+``demo/person-key.secret`` (the demo's topics outlive a run: keys must stay comparable), unless the
+environment sets them; they reach the children through ``PINGAN_*`` and the feed signs its pushes.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from infra.processes import settings_env
 from infra.restart_policy import GiveUp
 from infra.supervisor import Supervisor
 from streams.ops.provision import provision
-from streams.settings import Settings
+from streams.settings import DEV_SECRETS, Settings
 
 app = typer.Typer(help="The Wenchuan demo: workers, receivers, a simulated feed and the search page")
 console = Console()
@@ -60,6 +66,40 @@ def write_credentials(path: Path) -> list[tuple[str, str, str]]:
     return creds
 
 
+def write_ingest_credentials(path: Path) -> None:
+    """Fresh random ingest credentials for the demo's senders (format: README "Ingest credentials")."""
+    path.write_text(
+        "# written by `pingan demo run` at start-up (random; replaced at every start)\n"
+        "[[credential]]\n"
+        'key_id = "demo-platforms"\nscheme = "hmac"\n'
+        f'secret = "{secrets.token_urlsafe(32)}"\n'
+        'feeds = ["gb28181", "grid", "mediation", "door"]\n\n'
+        "[[credential]]\n"
+        'key_id = "admin"\nscheme = "digest"\n'
+        f'secret = "{secrets.token_urlsafe(18)}"\n'
+        'feeds = ["isapi", "door"]\n', encoding="utf-8")
+    path.chmod(0o600)
+
+
+def demo_secrets(base: Settings, demo_dir: Path) -> dict[str, object]:
+    """The demo's secrets (see module docstring): what the environment sets explicitly wins."""
+    def explicit(name: str) -> str | None:
+        value = getattr(base, name)
+        return None if value in (None, DEV_SECRETS.get(name)) else value
+
+    key_file = demo_dir / "person-key.secret"
+    if explicit("person_key_secret") is None and not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+        key_file.chmod(0o600)
+    ingest = base.ingest_credentials
+    if ingest is None:
+        ingest = demo_dir / "ingest-credentials.toml"
+        write_ingest_credentials(ingest)
+    return {"person_key_secret": explicit("person_key_secret") or key_file.read_text(encoding="utf-8").strip(),
+            "sip_password": explicit("sip_password") or secrets.token_urlsafe(18),
+            "ingest_credentials": ingest, "dev_mode": False}
+
+
 def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -88,7 +128,8 @@ def run(seed: int = typer.Option(1, help="simulator seed"),
     day = demo_dir / "day"
     demo_dir.mkdir(parents=True, exist_ok=True)
     # the simulated days are in the past: the county clock is the feed's event time (no wall ticks)
-    settings = Settings(**{**base.model_dump(), "registry_path": day / "registry.csv", "clock_ticks": False})
+    settings = Settings(**{**base.model_dump(), "registry_path": day / "registry.csv", "clock_ticks": False,
+                           **demo_secrets(base, demo_dir)})
     env = settings_env(settings)
     provision(settings)
     if not (day / "truth.json").exists():

@@ -1,7 +1,10 @@
 """`pingan simulate --send`: replay the simulated county to running receivers, paced and bounded.
 
-HTTP feeds are POSTed with aiohttp to the receiver paths of docs/native-formats.md; 110 rows are
-inserted into the alarm desk's JJD table through SQLAlchemy (any URL: sqlite, postgresql …).
+HTTP feeds are POSTed with aiohttp to the receiver paths of docs/native-formats.md, authenticated
+like the real senders with the receivers' ingest credentials (`PushAuth`: HMAC-signed, token, or
+HTTP Digest/Basic answering the receiver's challenge, whichever the file gives the feed; no
+credentials: unsigned, for a dev-mode receiver); 110 rows are inserted into the alarm desk's JJD
+table through SQLAlchemy (any URL: sqlite, postgresql …).
 Generation is continuous: background days follow each other with fresh ids until
 `rate × minutes` deliveries have been made, then the sender stops by itself.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from connectors.sources.auth import Credential, Credentials, basic_header, digest_header, signed_headers
 
 from .formats import ALARM110_COLUMNS, alarm110_row, http_request
 from .model import build_world
@@ -70,6 +76,67 @@ class SendLog:
         path.write_text(json.dumps(self.to_json(counts, **meta), ensure_ascii=False, indent=1), encoding="utf-8")
 
 
+_PREFERENCE = ("hmac", "token", "digest", "basic")
+
+
+class PushAuth:
+    """Authenticates pushes as the real senders do, with one credential per feed from `Credentials`
+    (the first of hmac, token, digest, basic). Digest: the receiver's last challenge per path is
+    reused with an increasing nonce count; a 401 fetches a fresh one and the push is re-sent once."""
+
+    def __init__(self, credentials: Credentials | None) -> None:
+        self.credentials = credentials
+        self._challenges: dict[str, tuple[str, int]] = {}
+
+    def credential(self, feed: str) -> Credential | None:
+        """The credential used for `feed` (None: unauthenticated)."""
+        if self.credentials is None:
+            return None
+        for scheme in _PREFERENCE:
+            found = self.credentials.for_feed(feed, scheme)
+            if found:
+                return found[0]
+        return None
+
+    def headers(self, feed: str, path: str, body: bytes) -> dict[str, str]:
+        """Authentication headers of one push (digest: from the cached challenge, if any)."""
+        cred = self.credential(feed)
+        if cred is None:
+            return {}
+        if cred.scheme == "hmac":
+            return signed_headers(cred.key_id, cred.secret, body, nonce=secrets.token_hex(8))  # re-sends differ
+        if cred.scheme == "token":
+            return {"Authorization": f"Bearer {cred.secret}"}
+        if cred.scheme == "basic":
+            return {"Authorization": basic_header(cred.key_id, cred.secret)}
+        cached = self._challenges.get(path)
+        if cached is None:
+            return {}
+        challenge, nc = cached
+        self._challenges[path] = (challenge, nc + 1)
+        return {"Authorization": digest_header(challenge, cred.key_id, cred.secret, "POST", path, nc=nc + 1)}
+
+    def challenged(self, path: str, www_authenticate: str | None) -> bool:
+        """Remember a digest challenge; True when the push should be re-sent with it."""
+        if not www_authenticate or not www_authenticate.lower().startswith("digest"):
+            return False
+        self._challenges[path] = (www_authenticate, 0)
+        return True
+
+    async def post(self, session: aiohttp.ClientSession, url: str, feed: str, path: str, body: bytes,
+                   ctype: str) -> int:
+        """POST one push (answering one digest challenge); returns the final HTTP status."""
+        for attempt in range(2):
+            headers = {"Content-Type": ctype, **self.headers(feed, path, body)}
+            async with session.post(url + path, data=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status == 401 and attempt == 0 and self.credential(feed) is not None \
+                        and self.challenged(path, resp.headers.get("WWW-Authenticate")):
+                    continue
+                return resp.status
+        return 401
+
+
 class Alarm110Sink:
     """Inserts JJD rows into a SQLAlchemy database (table created if missing)."""
 
@@ -100,8 +167,10 @@ class Alarm110Sink:
 
 async def send(url: str, rate: float, minutes: float, *, seed: int = 1, scale: float = 1.0,
                alarm110_db: str | None = None, concurrency: int = 32, progress: bool = True,
-               timeout_s: float = 10.0, log: SendLog | None = None) -> Counter[tuple[str, str]]:
+               timeout_s: float = 10.0, log: SendLog | None = None,
+               credentials: Credentials | None = None) -> Counter[tuple[str, str]]:
     """Send `rate × minutes × 60` deliveries at `rate` per second; count (endpoint, status).
+    Pushes are authenticated with `credentials` (`PushAuth`; None: unauthenticated).
 
     With ``log``, every delivery's feed, native id, duplicate flag and outcome is also recorded there."""
     total = max(1, int(rate * minutes * 60))
@@ -110,6 +179,7 @@ async def send(url: str, rate: float, minutes: float, *, seed: int = 1, scale: f
     db_lock = asyncio.Lock()
     sem = asyncio.Semaphore(concurrency)
     base = url.rstrip("/")
+    auth = PushAuth(credentials)
     prog: Any
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -134,9 +204,7 @@ async def send(url: str, rate: float, minutes: float, *, seed: int = 1, scale: f
                 return
             path, ctype, body = http_request(ev)
             try:
-                async with session.post(base + path, data=body, headers={"Content-Type": ctype}) as resp:
-                    await resp.read()
-                    status = str(resp.status)
+                status = str(await auth.post(session, base, ev.feed, path, body, ctype))
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 status = f"error:{type(exc).__name__}"
             counts[(path, status)] += 1

@@ -14,6 +14,13 @@ loopback stack). An inconsistent combination (SASL protocol without mechanism, a
 non-SASL protocol, a CA file without TLS, a password without a user) fails validation; SASL
 without user or password fails when a Kafka client is built.
 
+Secrets have no default outside development: ``dev_mode`` (``PINGAN_DEV_MODE=1``) fills the
+person-key secret and the SIP password with fixed, public development values (`from_env` warns when
+it does); without it they stay None and `require_secrets(role)` — called by ``pingan worker run``,
+``pingan connectors run`` and ``pingan search serve`` before anything starts — raises
+`MissingSecrets` naming every missing ``PINGAN_*`` variable (the receivers also need the ingest
+credentials file, ``PINGAN_INGEST_CREDENTIALS``; its format: README "Ingest credentials").
+
 Deprecated names still read (each logs a warning; `DEPRECATED_ENV`): ``PINGAN_DEVICE_REGISTRY``
 → ``PINGAN_REGISTRY_PATH`` (the new name wins when both are set).
 """
@@ -35,6 +42,20 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 """Local time of the Chinese sources (no offset in their timestamps): the one default of ``timezone``."""
 DEPRECATED_ENV: Mapping[str, str] = {"PINGAN_DEVICE_REGISTRY": "PINGAN_REGISTRY_PATH"}
 """Old variable → the one name in force (still accepted through the field's validation alias)."""
+DEV_SECRETS: Mapping[str, str] = {"person_key_secret": "dev-only-person-key-secret-change-me",
+                                  "sip_password": "dev-only-sip-password"}
+"""The public values ``dev_mode`` fills in for unset secrets (never used outside dev mode)."""
+ROLE_SECRETS: Mapping[str, tuple[str, ...]] = {
+    "worker": ("person_key_secret",),
+    "search": ("person_key_secret",),
+    "receivers": ("ingest_credentials",),
+    "sip": ("sip_password",),
+}
+"""What each process role refuses to start without (outside dev mode)."""
+
+
+class MissingSecrets(ValueError):
+    """A process was asked to start outside dev mode without the secrets it needs."""
 
 
 class Settings(BaseSettings):
@@ -74,7 +95,10 @@ class Settings(BaseSettings):
     es_refresh_interval: str = "1s"
     # --- domain ------------------------------------------------------------------
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="IANA zone of the sources' local (offset-less) times")
-    person_key_secret: str = Field(default="dev-only-person-key-secret-change-me", repr=False)
+    dev_mode: bool = Field(default=False, description="development/demo only: fixed public secrets fill unset ones "
+                                                      "and receivers without ingest credentials accept unsigned pushes")
+    person_key_secret: str | None = Field(default=None, repr=False,
+                                          description="HMAC key of the person keys; required outside dev mode")
     county_code: str = "513221"
     # --- processing -------------------------------------------------------------
     app_id: str = "pingan-bus"
@@ -83,7 +107,11 @@ class Settings(BaseSettings):
     receiver_port: int = 8090
     # --- receivers (`pingan connectors run`) ----------------------------------
     sip_port: int = Field(default=5060, description="GB/T 28181 SIP listener port (UDP and TCP)")
-    sip_password: str = Field(default="12345678", repr=False, description="SIP digest password of the platform")
+    sip_password: str | None = Field(default=None, repr=False,
+                                     description="SIP digest password of the platform; required outside dev mode")
+    ingest_credentials: Path | None = Field(
+        default=None, description="TOML/JSON file of the receivers' per-source credentials (HMAC keys, tokens, "
+                                  "ISAPI digest users); required outside dev mode (README: Ingest credentials)")
     alarm110_url: str | None = Field(default=None, repr=False,
                                      description="SQLAlchemy URL of the 110 desk database; None: no 110 poller")
     # --- search (`pingan search serve`) ----------------------------------------
@@ -173,6 +201,16 @@ class Settings(BaseSettings):
             opts["ca_certs"] = str(self.es_ca_certs)
         return opts
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dev_secrets(cls, data: object) -> object:
+        """Dev mode only: unset secrets take their public development values (`DEV_SECRETS`)."""
+        if isinstance(data, dict) and str(data.get("dev_mode", "")).lower() in ("1", "true", "yes", "on"):
+            for name, value in DEV_SECRETS.items():
+                if data.get(name) is None:
+                    data = {**data, name: value}
+        return data
+
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
         """Read ``PINGAN_*`` from the environment; explicit overrides win."""
@@ -180,7 +218,34 @@ class Settings(BaseSettings):
             if old in os.environ:
                 logging.getLogger(__name__).warning("%s is deprecated: set %s instead%s", old, new,
                                                     " (it is set and wins)" if new in os.environ else "")
-        return cls(**overrides)  # type: ignore[arg-type]
+        settings = cls(**overrides)  # type: ignore[arg-type]
+        if settings.dev_mode:
+            public = [n for n, v in DEV_SECRETS.items() if getattr(settings, n) == v]
+            logging.getLogger(__name__).warning(
+                "PINGAN_DEV_MODE is on: development only%s",
+                f"; public development values are used for {', '.join(public)}" if public else "")
+        return settings
+
+    def missing_secrets(self, *roles: str) -> list[str]:
+        """The ``PINGAN_*`` variables `roles` need that are unset ([] in dev mode: its values fill in)."""
+        if self.dev_mode:
+            return []
+        names = dict.fromkeys(n for role in roles for n in ROLE_SECRETS[role])
+        return [f"PINGAN_{n.upper()}" for n in names if getattr(self, n) is None]
+
+    def require_secrets(self, *roles: str) -> "Settings":
+        """Self, or `MissingSecrets` naming every secret the roles need and lack (see module docstring)."""
+        missing = self.missing_secrets(*roles)
+        if missing:
+            raise MissingSecrets(f"refusing to start {'/'.join(roles)} without {', '.join(missing)} "
+                                 "(set them, or PINGAN_DEV_MODE=1 for development only)")
+        return self
+
+    def person_key(self) -> bytes:
+        """The person-key HMAC secret as bytes; `MissingSecrets` when it is unset."""
+        if self.person_key_secret is None:
+            raise MissingSecrets("PINGAN_PERSON_KEY_SECRET is not set (PINGAN_DEV_MODE=1 for development only)")
+        return self.person_key_secret.encode("utf-8")
 
     def as_env(self) -> dict[str, str]:
         """The ``PINGAN_*`` variables that give a subprocess these settings (unset fields left out)."""

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,15 @@ from infra.stack import Stack
 from streams.ops.provision import provision_topics
 from streams.settings import Settings
 from tests.harness.leaks import SessionTags, leftovers, snapshot
+
+
+# The suite runs outside dev mode, with explicit test secrets (a worker or search server refuses to
+# start without them); the receivers' ingest credentials are set per test (tests/harness/auth.py) or
+# a test that is not about authentication runs its in-process receiver in dev mode (tmp_settings).
+TEST_SECRETS = {"PINGAN_PERSON_KEY_SECRET": "test-person-key-secret-0123456789",
+                "PINGAN_SIP_PASSWORD": "test-sip-password-0123"}
+for _name, _value in TEST_SECRETS.items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(scope="session")

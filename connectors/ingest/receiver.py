@@ -31,6 +31,13 @@ native payload to Kafka:
    as accepted (the answer says ``rejected``; 413 when nothing else was accepted); records failed only
    by the producer's state are re-sent after a producer reset, else spooled (``RecordProducer``).
 
+Authentication (``IngestGateway.authenticator``, from the ingest credentials file of the settings;
+see `connectors.sources.auth` and README "Ingest credentials"): every POST is verified before it is
+translated — HMAC-signed, token, or HTTP Digest/Basic (ISAPI cameras) per the feed's credentials;
+a failure is answered 401 ``{"error": "Unauthorized", "code", "reason"}`` (with a Digest challenge
+on digest routes), counted in ``pingan_receiver_auth_failed_total{source,code}`` and never reaches
+Kafka. Without credentials the receiver only starts in dev mode (``PINGAN_DEV_MODE``), open.
+
 ``create_app(gateway)`` mounts: POST /gb28181/alarm, /isapi/alert, /grid/reports,
 /mediation/cases, /door/events; GET /metrics (prometheus text, per-app registry), GET /healthz.
 """
@@ -54,10 +61,12 @@ from connectors.ingest.blobs import BlobStore
 from connectors.ingest.producer import DeliveryError, Item, RecordProducer, encode_key, is_retriable
 from connectors.ingest.spool import Spool, SpoolRecord
 from connectors.sources import registry as source_registry
+from connectors.sources.auth import Authenticator, Verdict, load_credentials
 from connectors.sources.common import Rejected, TranslateResult
 from connectors.sources.devices import DeviceRegistry
 from connectors.sources.spec import Payload, SourceSpec
 from schemas.deadletter import make_dead_letter
+from streams.settings import MissingSecrets
 
 if TYPE_CHECKING:  # pragma: no cover
     from streams.settings import Settings
@@ -146,6 +155,8 @@ class ReceiverMetrics:
         self.unmapped_fields = Counter("pingan_receiver_unmapped_fields",
                                        "records with a native field no mapping reads, per source and field",
                                        ["source", "field"], registry=r)
+        self.auth_failed = Counter("pingan_receiver_auth_failed", "pushes answered 401 (authentication failed), "
+                                   "per source and reason code", ["source", "code"], registry=r)
         self.quality_flags = Counter("pingan_receiver_quality_flags",
                                      "optional fields kept with a problem (quality flags of records translated)",
                                      ["source", "field"], registry=r)
@@ -247,6 +258,7 @@ class IngestGateway(Source):
         translators: Mapping[str, Translator],
         config: ReceiverConfig | None = None,
         clock: Callable[[], int] = _now_ms,
+        authenticator: Authenticator | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -258,6 +270,7 @@ class IngestGateway(Source):
         self._limits_tried_at: float | None = None
         self.metrics = ReceiverMetrics()
         self.clock = clock
+        self.authenticator = authenticator  # None: pushes are not authenticated (dev mode, tests)
         self._wake: asyncio.Event | None = None
         self._set_up = False
         self.kafka_ok: bool | None = None  # last known Kafka state (None: not tried yet)
@@ -272,8 +285,10 @@ class IngestGateway(Source):
         producer: RecordProducer | None = None,
         translators: Mapping[str, Translator] | None = None,
     ) -> "IngestGateway":
-        """Gateway with the settings' Kafka, a spool under ``run_dir/spool/<spool_name>``, default translators."""
+        """Gateway with the settings' Kafka, a spool under ``run_dir/spool/<spool_name>``, default translators
+        and the authenticator of the settings' ingest credentials (`authenticator_from_settings`)."""
         cfg = config or ReceiverConfig()
+        authenticator = authenticator_from_settings(settings)
         spool = Spool.for_receiver(
             settings, cfg.spool_name, max_bytes=cfg.spool_max_bytes,
             segment_bytes=cfg.spool_segment_bytes, high_water=cfg.spool_high_water,
@@ -285,7 +300,18 @@ class IngestGateway(Source):
             translators=translators if translators is not None else default_translators(
                 registry, check_peer=cfg.isapi_check_peer, profile_dir=settings.profile_dir),
             config=cfg,
+            authenticator=authenticator,
         )
+
+    def authenticate(self, source: str, request: web.Request, body: bytes) -> Verdict | None:
+        """The verdict on one push (None: no authenticator, dev mode); failures are counted."""
+        if self.authenticator is None:
+            return None
+        verdict = self.authenticator.verify(source, request.method, request.path_qs, request.headers, body)
+        if not verdict.ok:
+            self.metrics.auth_failed.labels(source=source, code=verdict.reason).inc()
+            log.info("push to %s from %s refused: %s (%s)", source, request.remote, verdict.reason, verdict.detail)
+        return verdict
 
     # ------------------------------------------------------------------ lifecycle
     async def setup(self) -> None:
@@ -595,8 +621,15 @@ def _handler(gateway: IngestGateway, source: str) -> Callable[[web.Request], Any
             gateway.metrics.too_large.labels(source=source).inc()
             return web.json_response(
                 {"error": "TooLarge", "reason": f"body larger than {gateway.config.max_body_bytes} bytes"}, status=413)
+        verdict = gateway.authenticate(source, request, body)
+        if verdict is not None and not verdict.ok:
+            return web.json_response({"error": "Unauthorized", "code": verdict.reason, "reason": verdict.detail},
+                                     status=401, headers={"WWW-Authenticate": verdict.challenge}
+                                     if verdict.challenge else None)
         outcome = await gateway.ingest(source, body, content_type=request.headers.get("Content-Type"),
                                        peer_ip=request.remote)
+        if verdict is not None and gateway.authenticator is not None:
+            gateway.authenticator.settle(verdict, kept=outcome.status < 500 and outcome.status != 429)
         return _json_response(outcome)
 
     return handle
@@ -673,6 +706,18 @@ class HttpReceiver(Source):
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+
+def authenticator_from_settings(settings: "Settings") -> Authenticator | None:
+    """The authenticator of ``settings.ingest_credentials``; None (open, with a warning) in dev mode
+    without a file; `MissingSecrets` outside dev mode without one, `CredentialsError` for a bad file."""
+    if settings.ingest_credentials is not None:
+        return Authenticator(load_credentials(settings.ingest_credentials, known_feeds=ROUTES))
+    if not settings.dev_mode:
+        raise MissingSecrets("refusing to start the receivers without PINGAN_INGEST_CREDENTIALS "
+                             "(set it, or PINGAN_DEV_MODE=1 for development only)")
+    log.warning("PINGAN_DEV_MODE without PINGAN_INGEST_CREDENTIALS: the receivers accept unauthenticated pushes")
+    return None
 
 
 def registry_from_path(path: Path | None) -> DeviceRegistry | None:

@@ -4,7 +4,8 @@ Contract
 --------
 * ``SipServer(gateway, config)`` listens on ``config.host:config.port`` over UDP and TCP;
   ``SipConfig.from_settings(settings, **overrides)`` takes the port, password and timezone from the
-  `Settings` (``PINGAN_SIP_PORT``, ``PINGAN_SIP_PASSWORD``, ``PINGAN_TIMEZONE``).
+  `Settings` (``PINGAN_SIP_PORT``, ``PINGAN_SIP_PASSWORD``, ``PINGAN_TIMEZONE``). There is no
+  default password: without one (``password`` None) every REGISTER is refused (403).
 * REGISTER: without credentials → 401 with a fresh digest challenge (MD5, realm = ``config.realm``);
   with a valid digest over a nonce this server issued (and not expired) → 200 with ``Expires``
   (the requested value capped at ``expires_max``; 0 unregisters) and a GB-style ``Date``
@@ -12,7 +13,8 @@ Contract
 * MESSAGE with an ``Application/MANSCDP+xml`` body goes through ``IngestGateway.ingest("gb28181", …)``
   — the same path as ``POST /gb28181/alarm``: Keepalive → 200 (dropped), Alarm Notify → 200 once
   Kafka or the spool holds it; bad body → 400 (dead-lettered); spool full → 503 + Retry-After.
-  With ``require_registration`` a MESSAGE from an unregistered device gets 403.
+  A MESSAGE from a device without an unexpired registration gets 403 (``require_registration``,
+  on by default; off only for a trusted gateway in front of the listener), counted as ``unregistered``.
 * Retransmissions (same Call-ID + CSeq + method) get the byte-identical cached response and are not
   published again (bounded LRU of ``transaction_cache`` entries); a retransmission that arrives
   while the original is still being processed is ignored (the sender retransmits again).
@@ -63,12 +65,12 @@ class SipConfig:
     port: int = Settings.model_fields["sip_port"].default
     platform_id: str = "51322100002000000001"
     realm: str = "5132210000"
-    password: str = field(default=Settings.model_fields["sip_password"].default, repr=False)
+    password: str | None = field(default=None, repr=False)
     expires_max: int = 3600
     nonce_ttl_s: float = 300.0
     max_nonces: int = 10_000
     transaction_cache: int = 4096
-    require_registration: bool = False
+    require_registration: bool = True
     timezone: str = DEFAULT_TIMEZONE
     retry_after_s: int = 5
     tcp_idle_timeout_s: float = 300.0
@@ -117,7 +119,7 @@ class SipServer(Source):
         self._in_flight: set[tuple[str, int, str]] = set()
         self.registrations: dict[str, _Registration] = {}
         self.counters: dict[str, int] = {"unparseable": 0, "retransmissions": 0, "registered": 0,
-                                         "auth_failed": 0, "messages": 0}
+                                         "auth_failed": 0, "messages": 0, "unregistered": 0}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -285,7 +287,8 @@ class SipServer(Source):
         expiry = self._nonces.get(nonce) if nonce else None
         if expiry is None or expiry < self.clock():
             return self._challenge(msg, stale=expiry is not None)
-        if not verify_digest(auth, "REGISTER", self.config.password, self.config.realm, nonce=nonce):
+        if self.config.password is None or not verify_digest(auth, "REGISTER", self.config.password,
+                                                             self.config.realm, nonce=nonce):
             self.counters["auth_failed"] += 1
             return build_response(msg, 403, "Forbidden")
         self._nonces.pop(nonce, None)  # one use per nonce
@@ -311,7 +314,9 @@ class SipServer(Source):
             return build_response(msg, 415, "Unsupported Media Type", {"Accept": "Application/MANSCDP+xml"})
         device_id = _user_of(msg.headers.get("From"))
         if self.config.require_registration and not self.is_registered(device_id):
-            return build_response(msg, 403, "Forbidden")
+            self.counters["unregistered"] += 1
+            log.info("SIP MESSAGE from unregistered device %r refused", device_id)
+            return build_response(msg, 403, "Forbidden", {"Warning": '399 pingan "device not registered"'})
         self.counters["messages"] += 1
         outcome = await self.gateway.ingest("gb28181", msg.body, content_type=msg.headers.get("Content-Type"))
         if outcome.status in (200, 202):

@@ -56,7 +56,8 @@ def run(
     sip_realm: str = typer.Option("5132210000"),
     sip_password: Optional[str] = typer.Option(None, help="SIP digest password (default: settings.sip_password; "
                                                           "prefer PINGAN_SIP_PASSWORD over a visible argument)"),
-    sip_require_registration: bool = typer.Option(False),
+    sip_require_registration: bool = typer.Option(True, "--sip-require-registration/--sip-allow-unregistered",
+                                                  help="refuse SIP MESSAGEs from devices not registered"),
     alarm110_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the 110 desk database "
                                                           "(default: settings.alarm110_url; poller off when absent)"),
     alarm110_table: Optional[str] = typer.Option(None, help="the desk's table or view (default: the alarm110 "
@@ -70,16 +71,26 @@ def run(
     from connectors.ingest.sip_server import SipConfig, SipServer
     from connectors.ingest.importer import MediationImporter
     from connectors.ingest.receiver import HttpReceiver, IngestGateway, ReceiverConfig, registry_from_path
-    from streams.settings import Settings
+    from connectors.sources.auth import CredentialsError
+    from streams.settings import MissingSecrets, Settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    try:
+        settings.require_secrets("receivers", *(("sip",) if sip and sip_password is None else ()))
+    except MissingSecrets as exc:
+        typer.echo(f"pingan connectors run: {exc}", err=True)
+        raise typer.Exit(2) from None
     cfg = ReceiverConfig(host=host, port=port, max_body_bytes=max_body_mb << 20, kafka_timeout_s=kafka_timeout,
                          spool_max_bytes=spool_max_mb << 20, spool_high_water=high_water,
                          isapi_check_peer=isapi_check_peer)
     registry = registry if registry is not None else settings.registry_path
     alarm110_url = alarm110_url if alarm110_url is not None else settings.alarm110_url
-    gateway = IngestGateway.from_settings(settings, cfg, registry=registry_from_path(registry))
+    try:
+        gateway = IngestGateway.from_settings(settings, cfg, registry=registry_from_path(registry))
+    except (MissingSecrets, CredentialsError) as exc:
+        typer.echo(f"pingan connectors run: {exc}", err=True)
+        raise typer.Exit(2) from None
     components: list[Any] = [gateway, HttpReceiver(gateway)]
     if sip:
         components.append(SipServer(gateway, SipConfig.from_settings(
@@ -212,6 +223,7 @@ def inspect_sample(
     """Run a sample through its feed's translate and normalize (nothing is published) and report
     field mappings, unknown codes, parse failures, odd coordinates and times, and the accept share."""
     import json
+    import secrets
 
     from rich.console import Console
     from rich.markup import escape
@@ -228,7 +240,9 @@ def inspect_sample(
     common: dict[str, Any] = {
         "devices": DeviceRegistry.from_csv(registry) if registry is not None else None,
         "profile_dir": profile_dir if profile_dir is not None else settings.profile_dir,
-        "secret": settings.person_key_secret.encode(), "timezone": settings.timezone}
+        # onboarding only: without the deployment's secret the sample's person keys use a throwaway one
+        "secret": settings.person_key() if settings.person_key_secret else secrets.token_bytes(32),
+        "timezone": settings.timezone}
     try:
         if url:
             table = table or str(load_profile(feed or "alarm110", common["profile_dir"]).get("table") or "JJD")

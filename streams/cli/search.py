@@ -67,13 +67,18 @@ def serve(
     from aiohttp import web
     from elasticsearch import AsyncElasticsearch
 
-    from streams.settings import Settings
+    from streams.settings import MissingSecrets, Settings
     from streams.web.audit import ANCHOR_TOPIC, AuditError, AuditLog, KafkaAnchors, rotate_aside
     from streams.web.auth import credentials_from_settings
     from streams.web.server import PathOnlyAccessLogger, make_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    try:
+        settings.require_secrets("search")
+    except MissingSecrets as exc:
+        typer.echo(f"pingan search serve: {exc}", err=True)
+        raise typer.Exit(2) from None
     creds = credentials_from_settings(settings, credentials)
     key, development = _audit_key(settings, host)
     audit_path = audit_log or settings.run_dir / "audit" / "search-audit.jsonl"

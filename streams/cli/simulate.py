@@ -71,18 +71,28 @@ def simulate(
                                                               "sentences, GCJ-02), with its profiles/")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write what was sent as JSON here (--send): counts per "
                                                      "endpoint/status and per feed/status, duplicates, native ids")] = None,
+    credentials: Annotated[Path | None, typer.Option(help="Ingest credentials file to authenticate the pushes with "
+                                                          "(--send; default: settings.ingest_credentials, else "
+                                                          "unauthenticated, for a dev-mode receiver)")] = None,
 ) -> None:
     """Write `--days` of simulated feeds under `--out`, or `--send` them for `--minutes` at `--rate`/s."""
     if ctx.invoked_subcommand is not None:
         return
     console = Console()
     if send:
+        from connectors.sources.auth import CredentialsError, load_credentials
         from simulator.sender import SendLog
         from simulator.sender import send as do_send
+        from streams.settings import Settings
 
+        creds_path = credentials if credentials is not None else Settings.from_env().ingest_credentials
+        try:
+            creds = load_credentials(creds_path) if creds_path is not None else None
+        except CredentialsError as exc:
+            raise typer.BadParameter(str(exc)) from None
         log = SendLog() if report is not None else None
         counts = asyncio.run(do_send(url, rate, minutes, seed=seed, scale=scale, alarm110_db=alarm110_db,
-                                     progress=not quiet, log=log))
+                                     progress=not quiet, log=log, credentials=creds))
         console.print(sent_table(counts))
         if report is not None and log is not None:
             log.write(report, counts, url=url, rate=rate, minutes=minutes, seed=seed, scale=scale)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.settings import Settings
+from streams.settings import MissingSecrets, Settings
 
 app = typer.Typer(help="Stream-processing workers (faust-streaming)")
 
@@ -19,6 +19,11 @@ def run(worker_id: int = typer.Option(None, help="distinct per worker on one hos
 
     overrides = {} if worker_id is None else {"worker_id": worker_id}
     settings = Settings.from_env(**overrides)
+    try:
+        settings.require_secrets("worker")
+    except MissingSecrets as exc:
+        typer.echo(f"pingan worker run: {exc}", err=True)
+        raise typer.Exit(2) from None
     faust_app = build_app(settings, with_index=not no_index)
     extra: dict = {}
     if settings.log_json:

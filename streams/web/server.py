@@ -415,7 +415,7 @@ def make_app(settings: Settings, es_client: AsyncElasticsearch, credentials: Cre
         app[DENIED_KEY].close()
 
     app.on_cleanup.append(flush_denied)
-    app[KEYER_KEY] = PersonKeyer(settings.person_key_secret.encode("utf-8"))
+    app[KEYER_KEY] = PersonKeyer(settings.person_key())
     app[INDEX_KEY] = IndexNames(settings.es_index_prefix).alias
     app.router.add_get("/", index_page)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)

@@ -176,7 +176,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
     """Every raw topic → `events.v1` (key event_id) and the by-county topic (key county code)."""
     settings, store, metrics = w.settings, w.store, w.metrics
-    stage = NormalizeStage(store, normalizer(settings.person_key_secret.encode(), settings.timezone,
+    stage = NormalizeStage(store, normalizer(settings.person_key(), settings.timezone,
                                              _load_registry(settings)),
                            topic_prefix=settings.raw_topic_prefix)
     (events_name,) = [w.name(n) for n in NORMALIZE.outputs]

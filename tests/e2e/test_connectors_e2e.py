@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 from infra.processes import ConnectorsProcess, isolated_settings, simulate_folder
+from tests.harness.auth import write_ingest_credentials
 from tests.harness.kafka import delete_topics
 from tests.harness.leaks import delete_namespace
 from streams.settings import Settings
@@ -68,7 +71,8 @@ def namespace(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     from streams.ops.provision import provision_topics
     from schemas.catalogue import TOPICS
 
-    s = isolated_settings(stack, run_dir=tmp_path / "run")
+    s = isolated_settings(stack, run_dir=tmp_path / "run",
+                          ingest_credentials=write_ingest_credentials(tmp_path / "ingest.toml"))
     provision_topics(s)
     yield s
     delete_topics([s.topic(t.name) for t in TOPICS])
@@ -91,7 +95,8 @@ def test_simulate_send_counts_equal_topics(namespace: Settings, tmp_path: Path) 
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "streams.cli", "simulate", "--send", "--url", receivers.url, "--rate", str(RATE),
-             "--minutes", str(MINUTES), "--alarm110-db", db_url, "--seed", "1", "--quiet", "--report", str(report_path)],
+             "--minutes", str(MINUTES), "--alarm110-db", db_url, "--seed", "1", "--quiet", "--report", str(report_path),
+             "--credentials", str(namespace.ingest_credentials)],  # the simulator signs like the real senders
             capture_output=True, text=True, timeout=90)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "Sent" in proc.stdout  # the human table is still printed
@@ -125,6 +130,17 @@ def test_simulate_send_counts_equal_topics(namespace: Settings, tmp_path: Path) 
         rejected = sum(n for c in report["by_feed"].values() for st, n in c.items() if st.startswith("4"))
         letters = read_all(namespace.kafka_bootstrap, namespace.topic("deadletters.v1"), rejected, timeout_s=5)
         assert len(letters) == rejected == 0
+        # an unsigned push is refused, counted, and adds nothing to any topic
+        req = urllib.request.Request(receivers.url + "/grid/reports", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)  # noqa: S310 - loopback
+        assert refused.value.code == 401 and json.loads(refused.value.read())["code"] == "missing"
+        assert 'pingan_receiver_auth_failed_total{code="missing",source="grid"} 1.0' in receivers.metrics()
+        failed = [line for line in receivers.metrics().splitlines()
+                  if line.startswith("pingan_receiver_auth_failed_total{") and 'code="challenge"' not in line]
+        assert failed == ['pingan_receiver_auth_failed_total{code="missing",source="grid"} 1.0'], failed
+        # (Digest challenges — the ISAPI handshake's first leg — are counted apart, as code="challenge")
         health = receivers.healthz()
         assert health is not None and health["kafka"] == "ok" and health["spool"]["pending_records"] == 0
     finally:

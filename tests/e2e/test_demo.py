@@ -62,6 +62,14 @@ def test_demo_serves_the_page_with_scoped_credentials(stack: Settings, tmp_path:
                        if line.startswith("pingan_receiver_accepted_total{"))
 
         wait_for(lambda: accepted() > 0, 60, 2, "receiver accepted deliveries")
+        # the demo made its own ingest credentials (the feed signs with them); an unsigned push is refused
+        demo_creds = settings.run_dir / "demo" / "ingest-credentials.toml"
+        assert demo_creds.stat().st_mode & 0o077 == 0
+        unsigned = urllib.request.Request(f"http://127.0.0.1:{settings.receiver_port}/grid/reports", data=b"{}",
+                                          method="POST", headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=5)  # noqa: S310 - loopback
+        assert refused.value.code == 401
         html = urllib.request.urlopen(base + "/", timeout=5).read().decode()
         assert "平安总线" in html
     finally:

@@ -70,7 +70,8 @@ def test_acknowledged_events_survive_a_kafka_outage(private_kafka: KafkaEngine, 
     from schemas.serde import default_store
 
     engine = private_kafka
-    settings = Settings(**{**engine.settings.model_dump(), "topic_prefix": "outage.", "run_dir": tmp_path / "recv"})
+    settings = Settings(**{**engine.settings.model_dump(), "topic_prefix": "outage.", "run_dir": tmp_path / "recv",
+                           "dev_mode": True})  # about Kafka outages, not authentication: an open receiver
     assert settings.kafka_bootstrap != "127.0.0.1:19092"
     provision_topics(settings)
     reg = tmp_path / "registry.csv"

@@ -53,7 +53,8 @@ def receiver(settings: Settings, sim_day: Path, tmp_path: Path):  # noqa: ANN201
     dead_kafka = free_ports(1)[0]  # nothing listens there: every delivery attempt fails fast
     port = free_ports(1)[0]
     s = Settings(**{**settings.model_dump(), "run_dir": tmp_path / "run", "kafka_bootstrap": f"127.0.0.1:{dead_kafka}",
-                    "topic_prefix": "tload.", "receiver_port": port})
+                    "topic_prefix": "tload.", "receiver_port": port,
+                    "dev_mode": True})  # about load and the spool, not authentication: an open receiver
     log = open(tmp_path / "receiver.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "connectors", "run", "--port", str(port), "--no-sip",

@@ -161,9 +161,12 @@ DOOR_JSON = """{"ipAddress": "10.51.40.2", "macAddress": "44:19:b6:0a:22:01", "d
  "attendanceStatus": "checkIn"}}""".encode()
 
 
-def tmp_settings(tmp_path: Path, prefix: str, bootstrap: str = BOOTSTRAP) -> Settings:
-    """Settings isolated to ``tmp_path`` and the test topic prefix."""
-    return Settings(run_dir=tmp_path, topic_prefix=prefix, kafka_bootstrap=bootstrap)
+def tmp_settings(tmp_path: Path, prefix: str, bootstrap: str = BOOTSTRAP, **extra: object) -> Settings:
+    """Settings isolated to ``tmp_path`` and the test topic prefix. In dev mode (receivers without
+    ingest credentials accept unsigned pushes) unless `extra` says otherwise: for the tests that are not
+    about authentication (tests/integration/test_receiver_auth.py is)."""
+    return Settings(**{"run_dir": tmp_path, "topic_prefix": prefix, "kafka_bootstrap": bootstrap,
+                       "dev_mode": True, **extra})
 
 
 def read_topic(bootstrap: str, topic: str, idle_s: float = 5.0) -> list[Any]:

@@ -240,7 +240,7 @@ def receivers(stack: Settings, tmp_path: Path) -> Iterator[tuple[ConnectorsProce
     from streams.ops.provision import provision_topics
     from schemas.catalogue import TOPICS
 
-    s = isolated_settings(stack, run_dir=tmp_path / "run")
+    s = isolated_settings(stack, run_dir=tmp_path / "run", dev_mode=True)  # malformed input, not auth: open receiver
     provision_topics(s)
     proc = ConnectorsProcess(s, registry=REGISTRY, log_path=tmp_path / "connectors.log").start()
     try:

@@ -46,6 +46,18 @@ def request(method: str, call_id: str, cseq: int, *, body: bytes = b"", ctype: s
     return head.encode() + body
 
 
+async def register(server: SipServer, call_id: str = "regtcp") -> None:
+    """REGISTER the test camera through the digest challenge (MESSAGEs need a registration)."""
+    first = parse_sip(await server.handle(request("REGISTER", call_id, 1)) or b"")
+    params = parse_digest_params(first.headers.get("WWW-Authenticate") or "")
+    uri = "sip:51322100002000000001@5132210000"
+    resp = digest_response(DEVICE, params["realm"], "s3cret", "REGISTER", uri, params["nonce"])
+    auth = (f'Authorization: Digest username="{DEVICE}", realm="{params["realm"]}", nonce="{params["nonce"]}", '
+            f'uri="{uri}", response="{resp}", algorithm=MD5\r\n')
+    ok = parse_sip(await server.handle(request("REGISTER", call_id, 2, extra=auth)) or b"")
+    assert ok.status == 200 and server.is_registered(DEVICE)
+
+
 class UdpPeer(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -132,6 +144,7 @@ async def test_udp_register_keepalive_alarm_and_retransmission(sip: tuple[SipSer
 
 async def test_tcp_alarm_and_options(sip: tuple[SipServer, IngestGateway, str]) -> None:
     server, gateway, prefix = sip
+    await register(server)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
     try:
         async def exchange(data: bytes) -> bytes:
@@ -165,8 +178,11 @@ async def test_require_registration(tmp_path: Path) -> None:
     gateway = IngestGateway.from_settings(tmp_settings(tmp_path, unique_prefix(), bootstrap=CLOSED_BOOTSTRAP),
                                           registry=registry())
     await gateway.setup()
-    server = SipServer(gateway, SipConfig(port=0, require_registration=True))
+    server = SipServer(gateway, SipConfig(port=0))  # registration is required by default
+    assert server.config.require_registration and server.config.password is None  # no default password
     out = await server.handle(request("MESSAGE", "u1", 1, body=gb28181_body(1), ctype="Application/MANSCDP+xml"))
     assert out is not None and parse_sip(out).status == 403
+    assert "not registered" in parse_sip(out).headers.get("Warning", "")
+    assert server.counters["unregistered"] == 1 and server.counters["messages"] == 0
     assert gateway.spool.is_empty
     await gateway.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connectors.ingest.sip_server import SipConfig
-from streams.settings import DEFAULT_TIMEZONE, DEPRECATED_ENV, Settings
+from streams.settings import DEFAULT_TIMEZONE, DEPRECATED_ENV, DEV_SECRETS, MissingSecrets, Settings
 from streams.web.auth import CredentialsError, credentials_from_settings, hash_token
 from streams.web.query import parse_search_params
 
@@ -36,6 +36,7 @@ def test_receiver_and_search_settings_are_read_from_their_one_name(clean_env: py
     clean_env.setenv("PINGAN_REGISTRY_PATH", "/etc/pingan/registry.csv")
     clean_env.setenv("PINGAN_SEARCH_TOKENS", TOKENS)
     clean_env.setenv("PINGAN_TIMEZONE", "Asia/Urumqi")
+    clean_env.setenv("PINGAN_PERSON_KEY_SECRET", "person-key-0123456789")
     s = Settings.from_env()
     assert (s.sip_port, s.sip_password, s.alarm110_url) == (5070, "s3cret-sip", "postgresql://desk:pw@db/jjd")
     assert s.registry_path == Path("/etc/pingan/registry.csv") and s.timezone == "Asia/Urumqi"
@@ -51,6 +52,35 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.timezone == DEFAULT_TIMEZONE == "Asia/Shanghai"
     assert s.sip_port == 5060 and s.alarm110_url is None and s.registry_path is None
     assert s.search_tokens is None and s.search_credentials is None
+
+
+def test_no_default_secrets_outside_dev_mode(clean_env: pytest.MonkeyPatch) -> None:
+    s = Settings.from_env()
+    assert (s.dev_mode, s.person_key_secret, s.sip_password, s.ingest_credentials) == (False, None, None, None)
+    assert s.missing_secrets("worker", "receivers", "sip") == [
+        "PINGAN_PERSON_KEY_SECRET", "PINGAN_INGEST_CREDENTIALS", "PINGAN_SIP_PASSWORD"]
+    for role in ("worker", "search", "receivers", "sip"):
+        with pytest.raises(MissingSecrets, match="PINGAN_DEV_MODE"):
+            s.require_secrets(role)
+    with pytest.raises(MissingSecrets, match="PINGAN_PERSON_KEY_SECRET"):
+        s.person_key()
+    clean_env.setenv("PINGAN_PERSON_KEY_SECRET", "k" * 16)
+    assert Settings.from_env().require_secrets("worker").person_key() == b"k" * 16
+
+
+def test_dev_mode_fills_public_secrets_and_warns(clean_env: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    clean_env.setenv("PINGAN_DEV_MODE", "1")
+    clean_env.setenv("PINGAN_SIP_PASSWORD", "set-explicitly")
+    with caplog.at_level(logging.WARNING, logger="streams.settings"):
+        s = Settings.from_env()
+    assert s.dev_mode and s.person_key_secret == DEV_SECRETS["person_key_secret"]
+    assert s.sip_password == "set-explicitly"  # an explicit value wins even in dev mode
+    assert s.missing_secrets("worker", "receivers", "sip") == [] and s.require_secrets("worker") is s
+    assert "PINGAN_DEV_MODE is on" in caplog.text and "person_key_secret" in caplog.text
+    clean_env.delenv("PINGAN_SIP_PASSWORD")
+    assert Settings(dev_mode=True).sip_password == DEV_SECRETS["sip_password"]
+    assert Settings(dev_mode=False).sip_password is None
 
 
 def test_deprecated_registry_name_is_an_alias_and_warns(clean_env: pytest.MonkeyPatch,
@@ -127,3 +157,23 @@ def test_only_settings_reads_the_environment() -> None:
             if lines:
                 offenders[rel] = lines
     assert offenders == {}, "read settings through streams.settings.Settings.from_env()"
+
+
+@pytest.mark.parametrize("args, missing", [
+    (["worker", "run"], "PINGAN_PERSON_KEY_SECRET"),
+    (["search", "serve"], "PINGAN_PERSON_KEY_SECRET"),
+    (["connectors", "run"], "PINGAN_INGEST_CREDENTIALS, PINGAN_SIP_PASSWORD"),
+    (["connectors", "run", "--no-sip"], "PINGAN_INGEST_CREDENTIALS"),
+])
+def test_processes_refuse_to_start_without_secrets_outside_dev_mode(clean_env: pytest.MonkeyPatch,
+                                                                     args: list[str], missing: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PINGAN_")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"without {missing} " in out.stderr and "PINGAN_DEV_MODE" in out.stderr

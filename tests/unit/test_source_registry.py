@@ -16,7 +16,10 @@ from streams.domain.normalize import NormalizeError
 from streams.worker.stages import RAW_SOURCES, SCHEMA_SOURCES
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
-DEVICES = DeviceRegistry.from_csv(FIX / "isapi" / "devices.csv")
+# the ISAPI fixtures' devices and the GB/T 28181 sample's camera (unknown devices are dead-lettered)
+DEVICES = DeviceRegistry([*DeviceRegistry.from_csv(FIX / "isapi" / "devices.csv"), *DeviceRegistry.from_rows([{
+    "device_id": "51322110201310000456", "kind": "camera_tianwang", "lat": "31.05", "lon": "103.49",
+    "admin_code": "513221102"}])])
 
 # one good fixture payload per feed: (file, content type)
 SAMPLES: dict[str, tuple[str, str]] = {
