@@ -19,7 +19,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from connectors.elasticsearch.documents import incident_admin_path
 from schemas.serde import SchemaStore, default_store
@@ -80,22 +80,26 @@ class LiveHub:
             q.put_nowait((kind, record))
 
     async def _consumer(self) -> AIOKafkaConsumer:
+        """A started consumer holding every partition of both topics, positioned at their ends."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                    enable_auto_commit=False, client_id="pingan-web-live",
-                                    request_timeout_ms=15_000)
-        await consumer.start()
+                                    enable_auto_commit=False, auto_offset_reset="latest",
+                                    client_id="pingan-web-live", request_timeout_ms=15_000)
         try:
-            await consumer.topics()  # fetches the cluster metadata (partitions of unsubscribed topics)
-            parts = [TopicPartition(topic, p) for topic in self.topics
-                     for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not parts:
-                raise RuntimeError(f"none of {sorted(self.topics)} exists")
-            consumer.assign(parts)
+            await consumer.start()
+            # no group: the subscription is assigned every partition of the topics, no commits
+            consumer.subscribe(topics=sorted(self.topics))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not consumer.assignment():
+                if loop.time() > deadline:
+                    raise RuntimeError(f"none of {sorted(self.topics)} exists")
+                await asyncio.sleep(0.1)
+            parts = sorted(consumer.assignment())
             await consumer.seek_to_end(*parts)
             for tp in parts:  # fix the positions now: records produced after `ready` are seen
                 await consumer.position(tp)
         except BaseException:
-            await consumer.stop()
+            await asyncio.shield(consumer.stop())
             raise
         return consumer
 
@@ -131,7 +135,7 @@ class LiveHub:
                 await asyncio.sleep(self.retry_s)
             finally:
                 with contextlib.suppress(Exception):
-                    await consumer.stop()
+                    await asyncio.shield(consumer.stop())
 
     async def stop(self) -> None:
         """Stop the consumer (idempotent)."""
