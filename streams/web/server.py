@@ -468,6 +468,9 @@ async def whoami(request: web.Request) -> web.Response:
         "map": {"tile_url": tile_origin(settings.map_tile_url) and settings.map_tile_url,
                 "attribution": settings.map_tile_attribution},
         "due_soon_h": settings.queue_due_soon_h,
+        "labels": {"status": {**lifecycle.STATUS_NAMES_CN, "escalated": "已上报", "closed": "已办结"},
+                   "action": lifecycle.ACTION_NAMES_CN, "tier": TIER_NAMES_CN},
+        "allowed": {a: sorted(s) for a, s in lifecycle.ALLOWED.items()},
     })
 
 
