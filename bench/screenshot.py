@@ -156,7 +156,8 @@ def search(page: Any, query: str) -> dict[str, Any]:
     data = info.value.json()
     page.wait_for_function("([n]) => document.getElementById('total').textContent === '共 ' + n + ' 条'",
                            arg=[data["total"]])
-    page.wait_for_load_state("networkidle")
+    # not "networkidle": the live stream (/api/stream) keeps a connection open
+    page.wait_for_selector("#stats table")
     return data
 
 

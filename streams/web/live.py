@@ -9,7 +9,7 @@ subscriber (`subscribe`; `ready` is set once positions are fixed) and keeps runn
 the oldest item (counted in ``dropped``), never blocks the others. Filtering by jurisdiction is the
 caller's (`streams.web.operations`), per subscriber. ``known_paths`` remembers the admin path of
 the incidents seen (bounded) so dispositions and merges can be filtered too. Kafka unreachable:
-the hub retries every `retry_s` seconds; subscribers stay connected (heartbeats) meanwhile.
+the hub retries every `retry_s` seconds (also while neither topic exists: it never creates them); subscribers stay connected (heartbeats) meanwhile.
 """
 from __future__ import annotations
 
@@ -86,8 +86,13 @@ class LiveHub:
                                     client_id="pingan-web-live", request_timeout_ms=15_000)
         try:
             await consumer.start()
+            # only topics that exist: a subscription to a missing topic would let the broker
+            # auto-create it (provisioning creates topics, never a reader)
+            existing = sorted(set(self.topics) & set(await consumer.topics()))
+            if not existing:
+                raise RuntimeError(f"none of {sorted(self.topics)} exists")
             # no group: the subscription is assigned every partition of the topics, no commits
-            consumer.subscribe(topics=sorted(self.topics))
+            consumer.subscribe(topics=existing)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 10
             while not consumer.assignment():
