@@ -154,6 +154,7 @@ def test_village_cannot_act_on_town_incident_and_map_renders_offline(served: Ser
         with page.expect_response(lambda r: r.url.endswith("/actions")) as info:
             page.click("#actions button[data-action=note]")
         assert info.value.status == 403
+        page.wait_for_selector("#action-msg.error")
         assert "无权" in page.locator("#action-msg").inner_text()
 
 

@@ -237,7 +237,7 @@
       links.append(el("li", null, (names[l.event_a] || l.event_a) + " ↔ " + (names[l.event_b] || l.event_b) +
         "（相似度 " + Number(l.score).toFixed(2) + "）：", (l.reasons || []).join("；") || "—"));
     }
-    box.replaceChildren(
+    box.replaceChildren(...[
       el("div", null,
         el("span", { class: "badge sev" + d.severity }, SEV[d.severity] || d.severity),
         el("span", { class: "badge" }, KIND[d.kind] || d.kind),
@@ -250,7 +250,8 @@
       d.actionable === false ? null : actionBar(d),
       el("h3", null, "时间线（" + d.event_count + " 条关联事件）"), timeline,
       d.hidden_events ? el("p", { class: "muted" }, "另有 " + d.hidden_events + " 条事件不在本辖区，未显示。") : null,
-      el("h3", null, "关联理由"), d.links.length ? links : el("p", { class: "muted" }, "单一事件，无关联。"));
+      el("h3", null, "关联理由"), d.links.length ? links : el("p", { class: "muted" }, "单一事件，无关联。")
+    ].filter((x) => x !== null));  // replaceChildren would print a null as "null"
     drawEvidence(d);
   }
 
