@@ -256,9 +256,9 @@ def present_summary(source: Mapping[str, Any], admin_code: str) -> dict[str, Any
         "last_seen": view["last_seen"], "event_count": len(events), "hidden_events": doc["hidden_events"],
         "sources": sorted({e.get("source") for e in events if e.get("source")}),
         "snippet": snippet[:SNIPPET_CHARS],
-        "lat": (doc.get("location") or {}).get("lat") if not doc["hidden_events"] else _visible_point(events, "lat"),
-        "lon": (doc.get("location") or {}).get("lon") if not doc["hidden_events"] else _visible_point(events, "lon"),
+        "lat": _visible_point(events, "lat"), "lon": _visible_point(events, "lon"),
         **_lifecycle_summary(source),
+        **({"handling_tier": view["tier"]} if doc["hidden_events"] else {}),
     }
 
 
@@ -268,7 +268,8 @@ def _visible_point(events: list[Mapping[str, Any]], axis: str) -> float | None:
 
 
 def _lifecycle_summary(source: Mapping[str, Any]) -> dict[str, Any]:
-    """Queue fields: who must act (``handling_tier``, the incident's own tier), deadline, assignee."""
+    """Queue fields: who must act (``handling_tier``, the incident's own tier — in result lists, for a
+    town/village credential that cannot see every event, the tier of its view), deadline, assignee."""
     return {"actionable": source.get("actionable", True) is not False,
             "status_name": lifecycle.STATUS_NAMES_CN.get(operations.lifecycle_status(source.get("status")),
                                                          source.get("status")),
@@ -315,6 +316,7 @@ def present_detail(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]
             for link in doc.get("links") or []
         ],
         **present_lifecycle(source),
+        **({"handling_tier": view["tier"]} if doc["hidden_events"] else {}),
     }
 
 

@@ -16,6 +16,12 @@
     witness: "证人", applicant: "申请人", respondent: "被申请人", resident: "住户", subject: "识别对象",
     mentioned: "提及人员" };
   const SEV = { 1: "一般", 2: "较重", 3: "严重", 4: "特别严重" };
+  // 摄像机等设备上报的英文事件描述（ISAPI eventDescription / eventType）→ 中文。
+  const DEVICE_TEXT = { "motion alarm": "移动侦测报警", vmd: "移动侦测报警", "line crossing": "越界侦测报警",
+    linedetection: "越界侦测报警", intrusion: "区域入侵报警", fielddetection: "区域入侵报警", facecapture: "人脸抓拍",
+    "face capture": "人脸抓拍", anpr: "车牌识别", "video loss": "视频丢失", videoloss: "视频丢失", tamper: "视频遮挡",
+    shelteralarm: "视频遮挡", "shelter alarm": "视频遮挡", "videoloss alarm": "视频丢失", accesscontrollerevent: "门禁刷卡", "access controller event": "门禁刷卡" };
+  const text = (t) => { const k = String(t || "").trim().toLowerCase(); return DEVICE_TEXT[k] || t; };
   const SEV_COLOR = { 1: "#5b8def", 2: "#e0a800", 3: "#e8590c", 4: "#b3261e" };
   const $ = (id) => document.getElementById(id);
   let page = 1;
@@ -106,7 +112,7 @@
 
   function item(it, list) {
     const li = el("li", { tabindex: "0", "data-id": it.incident_id }, badges(it),
-      el("div", null, it.snippet || "（无文本）"),
+      el("div", null, text(it.snippet) || "（无文本）"),
       el("div", { class: "muted" }, (it.admin_name || it.admin_code) + " · " + fmt(it.last_seen) + " · " + it.event_count + " 条事件"));
     li.addEventListener("click", () => {
       for (const x of document.querySelectorAll(".results li.active")) x.classList.remove("active");
@@ -161,10 +167,10 @@
     const rows = el("dl", { class: "lifecycle" },
       el("dt", null, "办理状态"), el("dd", { id: "status-name" }, d.status_name || STATUS[d.status] || d.status),
       el("dt", null, "处置层级"), el("dd", null, TIER[d.handling_tier] || d.handling_tier || "—"),
-      el("dt", null, "办理时限"), el("dd", { id: "deadline" }, d.deadline_at ? "办理时限 " + fmt(d.deadline_at) : "—"),
       el("dt", null, "承办人"), el("dd", { id: "assignee" }, d.assignee || "—"));
     if (d.outcome) rows.append(el("dt", null, "办理结果"), el("dd", null, d.outcome));
-    const out = [rows];
+    const out = [rows, el("p", { id: "deadline", class: "deadline-line" },
+      d.deadline_at ? "办理时限 " + fmt(d.deadline_at) : (d.status === "resolved" ? "已办结，无办理时限" : "无办理时限（最高层级或仅作线索）"))];
     if ((d.escalation_history || []).length) {
       const ul = el("ul", { class: "escalations" });
       for (const s of d.escalation_history) ul.append(el("li", null, fmt(s.at) + " · " + (TIER[s.from_tier] || s.from_tier || "") + " → " + (TIER[s.to_tier] || s.to_tier) + "：", el("strong", null, s.reason)));
@@ -228,7 +234,7 @@
       names[ev.event_id] = "#" + (i + 1);
       timeline.append(el("li", null,
         el("div", null, el("strong", null, "#" + (i + 1) + " "), fmtEvent(ev), " · ", SOURCE[ev.source] || ev.source, " · ", KIND[ev.kind] || ev.kind),
-        el("div", null, ev.text || ""),
+        el("div", null, text(ev.text) || ""),
         el("div", { class: "muted" }, [ev.admin_name || ev.admin_code || "", (ev.persons || []).map(person).join("、")].filter(Boolean).join(" · ")),
         qualityNote(ev.quality)));
     });
@@ -280,7 +286,8 @@
         const town = a.level === "town";
         L.circle([a.lat, a.lon], { radius: town ? 2500 : 900, color: town ? "#6b7785" : "#9aa5b1", weight: 1,
           fillOpacity: town ? 0.06 : 0.1, className: "area " + a.level }).addTo(areaLayer)
-          .bindTooltip(a.name, { permanent: true, direction: "center", className: "area-label " + a.level });
+          .bindTooltip(a.name, { permanent: town || data.items.length <= 12, direction: town ? "center" : "top",
+            className: "area-label " + a.level });  // village names on hover when the county is shown
         pts.push([a.lat, a.lon]);
       }
       if (pts.length) map.fitBounds(L.latLngBounds(pts).pad(0.15));
@@ -298,7 +305,7 @@
       const m = L.circleMarker([it.lat, it.lon], { radius: evidence ? 5 : 8, color: evidence ? "#6b7785" : SEV_COLOR[it.severity] || "#b3261e",
         weight: it.due ? 3 : 1, fillOpacity: evidence ? 0.4 : 0.8, className: "incident-marker" + (evidence ? " evidence" : "") + (it.due ? " due" : "") });
       const pop = el("div", null, el("strong", null, (KIND[it.kind] || it.kind) + " · " + (STATUS[it.status] || it.status)), el("br"),
-        it.snippet || "", el("br"), evidence ? "线索" : (it.deadline_at ? "办理时限 " + fmt(it.deadline_at) : ""));
+        text(it.snippet) || "", el("br"), evidence ? "线索" : (it.deadline_at ? "办理时限 " + fmt(it.deadline_at) : ""));
       m.bindPopup(pop);
       m.on("click", () => showDetail(it.incident_id));
       m.addTo(markerLayer);
