@@ -14,9 +14,17 @@ What it does (each step is a function here):
    the linked dispute incident, and saves a screenshot;
 6. deletes the index.
 
-Usage (needs Elasticsearch, ``pingan infra up``; Chinese text needs fonts-noto-cjk)::
+The operator page (issue 15) the same way: `operator_incidents` gives the day's incidents their
+lifecycle at a wall clock (times shifted so that the last actionable incident opened 62 hours ago: some village deadlines
+have passed — ``村级72小时未办结，自动上报镇级`` — others are due within hours), and
+`capture_operator` saves ``docs/screenshot-queue.png`` (the work queue), ``docs/screenshot-map.png``
+(the offline map with admin areas and incident markers) and ``docs/screenshot-escalation.png`` (an
+incident with its escalation reason and deadline). `dispatch` drives 受理 → 分派 → 办结 on an open
+incident (the e2e test of the dispatch flow).
 
-    python -m bench.screenshot [--out docs/screenshot-search.png] [--query 纠纷]
+Usage (needs Elasticsearch and Kafka, ``pingan infra up``; Chinese text needs fonts-noto-cjk)::
+
+    python -m bench.screenshot [--out docs/screenshot-search.png] [--query 纠纷] [--operator]
 """
 from __future__ import annotations
 
@@ -38,6 +46,8 @@ from bench.quality import run_folder
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
 from connectors.elasticsearch.sink import IncidentSink
 from infra.processes import ChildProcess, free_port, pingan_command, settings_env, simulate_folder
+from streams.domain import lifecycle
+from streams.domain.tiers import load_tier_rules
 from streams.settings import Settings
 from streams.web.auth import hash_token
 
@@ -146,7 +156,8 @@ def search(page: Any, query: str) -> dict[str, Any]:
     data = info.value.json()
     page.wait_for_function("([n]) => document.getElementById('total').textContent === '共 ' + n + ' 条'",
                            arg=[data["total"]])
-    page.wait_for_load_state("networkidle")
+    # not "networkidle": the live stream (/api/stream) keeps a connection open
+    page.wait_for_selector("#stats table")
     return data
 
 
@@ -187,11 +198,128 @@ def capture(base_url: str, out: Path, *, token: str = COUNTY_TOKEN, query: str =
         context.close()
 
 
+HOUR_MS = 3_600_000
+OPENED_H = 62  # the last actionable incident opened this many hours before the wall clock
+
+
+def shift_times(incident: Mapping[str, Any], delta_ms: int) -> dict[str, Any]:
+    """The incident with every event/link/incident time moved by `delta_ms`."""
+    def mv(v: Any) -> Any:
+        return None if v is None else int(v) + delta_ms
+
+    out = dict(incident)
+    for k in ("first_seen", "last_seen", "updated_at", "opening_at"):
+        if k in out:
+            out[k] = mv(out[k])
+    out["events"] = [dict(e, occurred_at=mv(e.get("occurred_at"))) for e in incident.get("events") or []]
+    out["links"] = [dict(lk, created_at=mv(lk.get("created_at"))) for lk in incident.get("links") or []]
+    return out
+
+
+def with_lifecycle(incident: Mapping[str, Any], clock_ms: int) -> dict[str, Any]:
+    """The incident with its lifecycle fields derived by the pure `streams.domain.lifecycle` at
+    `clock_ms` (what the correlate stage computes once it applies dispositions)."""
+    rules = load_tier_rules()
+    inc = dict(incident)
+    inc.setdefault("actionable", any(lifecycle.opens(e, rules) for e in inc.get("events") or []))
+    inc.setdefault("dispositions", [])
+    return {**inc, **lifecycle.derive(inc, rules, clock_ms)}
+
+
+def operator_incidents(incidents: list[Mapping[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+    """The incidents shifted so that the last actionable one opened `OPENED_H` hours before
+    `now_ms`, with their lifecycle at `now_ms`; incidents that would then lie in the future are left out."""
+    rules = load_tier_rules()
+    opening = [int(i["first_seen"]) for i in incidents
+               if any(lifecycle.opens(e, rules) for e in i.get("events") or [])]
+    delta = now_ms - OPENED_H * HOUR_MS - max(opening or [int(i["first_seen"]) for i in incidents])
+    shifted = (shift_times(i, delta) for i in incidents)
+    return [with_lifecycle(i, now_ms) for i in shifted if int(i["last_seen"]) <= now_ms]
+
+
+def apply_disposition(incident: Mapping[str, Any], disposition: Mapping[str, Any], clock_ms: int) -> dict[str, Any]:
+    """The incident after one pingan.Disposition (pure pieces: summary_of, merge, derive), version+1."""
+    inc = dict(incident)
+    inc["dispositions"] = lifecycle.merge_dispositions(inc.get("dispositions") or [],
+                                                       [lifecycle.summary_of(disposition)])
+    inc["version"] = int(inc.get("version") or 0) + 1
+    inc["updated_at"] = max(int(inc.get("updated_at") or 0), int(disposition["at"]))
+    return {**inc, **lifecycle.derive(inc, load_tier_rules(), clock_ms)}
+
+
+def login_operator(page: Any, base_url: str, token: str) -> None:
+    """Log in and wait for the queue, the map's areas and the live stream."""
+    login(page, base_url, token)
+    page.wait_for_selector("#queue li")
+    page.wait_for_selector("#map .area-label")
+    page.wait_for_selector("#live-status.on", timeout=20_000)
+
+
+def open_from_queue(page: Any, incident_id: str) -> None:
+    """Open a queue entry and wait for its lifecycle block."""
+    page.locator(f"#queue li[data-id='{incident_id}']").click()
+    page.wait_for_selector("#detail dl.lifecycle")
+
+
+def dispatch(page: Any, assignee: str, outcome: str, apply: Any = None) -> list[str]:
+    """受理 → 分派 → 办结 on the open incident; `apply(disposition_id)` makes the action take
+    effect (a worker, or the test applying it) before the page is expected to show the new status.
+    Returns the disposition ids."""
+    ids: list[str] = []
+    steps = [("accept", None, None, "已受理"), ("assign", "#assignee-input", assignee, "已分派"),
+             ("resolve", "#outcome-input", outcome, "已办结")]
+    for action, field, value, shown in steps:
+        if field:
+            page.fill(field, value)
+        with page.expect_response(lambda r: r.url.endswith("/actions") and r.request.method == "POST") as info:
+            page.click(f"#actions button[data-action={action}]")
+        assert info.value.status == 202, info.value.text()
+        ids.append(info.value.json()["disposition_id"])
+        if apply is not None:
+            apply(ids[-1])
+        page.wait_for_function("([s]) => (document.getElementById('status-name') || {}).textContent === s",
+                               arg=[shown], timeout=20_000)
+    return ids
+
+
+def capture_operator(base_url: str, outdir: Path, escalated_id: str, *, token: str = COUNTY_TOKEN,
+                     browser: Any = None) -> dict[str, Any]:
+    """docs/screenshot-queue.png, -map.png and -escalation.png (county credential)."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            own = launch_chromium(pw)
+            try:
+                return capture_operator(base_url, outdir, escalated_id, token=token, browser=own)
+            finally:
+                own.close()
+    context = browser.new_context(viewport={"width": 1600, "height": 1100}, device_scale_factor=1,
+                                  locale="zh-CN", timezone_id="Asia/Shanghai")
+    try:
+        page = context.new_page()
+        login_operator(page, base_url, token)
+        outdir.mkdir(parents=True, exist_ok=True)
+        page.locator("#queue-panel").screenshot(path=str(outdir / "screenshot-queue.png"))
+        markers = page.locator("#map path.incident-marker").count()
+        page.locator("#map").screenshot(path=str(outdir / "screenshot-map.png"))
+        open_from_queue(page, escalated_id)
+        page.wait_for_selector("#detail .escalations li")
+        page.screenshot(path=str(outdir / "screenshot-escalation.png"))
+        return {"queue": page.locator("#queue li.queue-item").count(), "markers": markers,
+                "escalation": page.locator("#detail .escalations").inner_text()}
+    finally:
+        context.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--query", default="纠纷")
     parser.add_argument("--open", dest="open_text", default="王某学", help="text of the result to open")
+    parser.add_argument("--operator", action="store_true",
+                        help="the operator page instead: docs/screenshot-queue.png, -map.png, -escalation.png "
+                             "(next to --out)")
     args = parser.parse_args(argv)
     base = Settings.from_env()
     settings = Settings(**{**base.model_dump(), "es_index_prefix": f"pingan-shot-{uuid.uuid4().hex[:8]}"})
@@ -199,11 +327,24 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         folder = simulate_day(work / "day")
         incidents = offline_incidents(folder, settings)
+        if args.operator:
+            import time
+
+            incidents = operator_incidents(incidents, int(time.time() * 1000))
         try:
             indexed = index_incidents(settings, incidents)
             creds = write_credentials(work / "credentials.json")
             with search_server(settings, creds, work) as url:
-                info = capture(url, args.out, query=args.query, open_text=args.open_text)
+                # (the operator data is time-shifted and cut at the wall clock: the search shot uses the plain day)
+                info = {"total": "-", "incident_id": "-", "links": "-"} if args.operator else \
+                    capture(url, args.out, query=args.query, open_text=args.open_text)
+                if args.operator:
+                    escalated = next(i["incident_id"] for i in incidents
+                                     if i.get("escalation_history") and i["status"] != "resolved"
+                                     and any(s["reason_code"] == "deadline" for s in i["escalation_history"]))
+                    shots = capture_operator(url, args.out.parent, escalated)
+                    print(f"operator page: {shots['queue']} queued, {shots['markers']} markers, "
+                          f"escalation: {shots['escalation']!r}")
         finally:
             drop_index(settings)
     print(f"{indexed} incidents indexed; {args.query!r}: {info['total']} results; "

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     search_credentials: Path | None = Field(default=None, description="JSON/TOML file: token → {user, admin_code}")
     search_tokens: str | None = Field(default=None, repr=False,
                                       description="the credentials JSON mapping itself (when no file is given)")
+    map_tile_url: str | None = Field(
+        default=None, description="XYZ tile URL template of the county's own tile service for the operator page's "
+                                  "map (e.g. https://tiles.example.gov.cn/{z}/{x}/{y}.png); None: the offline map "
+                                  "(admin areas from the gazetteer, no tiles)")
+    map_tile_attribution: str = Field(default="", description="attribution text shown under the map tiles")
+    queue_due_soon_h: float = Field(default=12.0, description="operator queue: highlight incidents whose handling "
+                                                              "deadline passes within this many hours")
     # --- search audit log (streams/web/audit.py) -------------------------------
     audit_key: str | None = Field(
         default=None, repr=False,

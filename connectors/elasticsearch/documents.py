@@ -23,6 +23,11 @@ Contract:
   town/village credential finds them only after ``pingan replay index`` built the new index
   version (the county's queries do not use views).
   Raises `DocumentError` for a record that cannot be indexed (no id, merged).
+- Lifecycle (template 3, `lifecycle_fields`): ``actionable`` (absent in the record: true),
+  ``watch_hits``, ``escalated``, ``escalation_history`` (steps with their Chinese reasons),
+  ``opened_at``, ``deadline_at``, ``accepted_by``, ``assignee``, ``resolved_at``, ``outcome`` and
+  ``dispositions`` (notes already masked by the API) — what the operator queue filters and sorts on
+  and what the incident detail shows.
 - Merged incidents: the retired id is **deleted** from the index (`incident_action` returns a
   delete action). The surviving incident's own record carries every event, so a search never
   shows the same events twice; a stale link to the retired id answers 404.
@@ -173,7 +178,35 @@ def incident_document(incident: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
         "links": [_link_doc(link) for link in incident.get("links") or []],
     }
     doc["views"] = area_views(doc)
+    doc.update(lifecycle_fields(incident))
     return inc_id, doc
+
+
+#: Lifecycle fields copied from the record (pingan.Incident v2) into the document, with defaults.
+LIFECYCLE_DEFAULTS: dict[str, Any] = {
+    "actionable": True, "watch_hits": [], "escalated": False, "escalation_history": [], "opened_at": None,
+    "deadline_at": None, "accepted_by": None, "assignee": None, "resolved_at": None, "outcome": None,
+    "dispositions": [],
+}
+_STEP_FIELDS = ("from_tier", "to_tier", "reason_code", "reason", "at")
+_DISPOSITION_FIELDS = ("disposition_id", "action", "actor", "actor_admin_code", "at", "assignee", "outcome",
+                       "note", "to_tier", "origin")
+
+
+def lifecycle_fields(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """The incident's lifecycle fields as indexed (defaults for records before Incident v2)."""
+    out: dict[str, Any] = {}
+    for name, default in LIFECYCLE_DEFAULTS.items():
+        value = incident.get(name, default)
+        out[name] = default if value is None and default is not None else value
+    out["actionable"] = bool(out["actionable"])
+    out["escalated"] = bool(out["escalated"]) or bool(out["escalation_history"])
+    out["watch_hits"] = sorted({str(w) for w in out["watch_hits"]})
+    out["escalation_history"] = [{k: s.get(k) for k in _STEP_FIELDS} for s in out["escalation_history"]
+                                 if isinstance(s, Mapping)]
+    out["dispositions"] = [{k: d.get(k) for k in _DISPOSITION_FIELDS} for d in out["dispositions"]
+                           if isinstance(d, Mapping)]
+    return out
 
 
 # ----------------------------------------------------------------------------- area views

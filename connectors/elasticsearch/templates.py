@@ -14,6 +14,11 @@ from typing import Any
 TEMPLATE_VERSION = 3
 """Bump when the mappings change; an index built from an older template needs a replay.
 
+3: the incident lifecycle (``actionable``, ``status`` values of Incident v2, ``deadline_at``,
+``escalated``, ``escalation_history``, ``assignee``, ``dispositions`` …; `LIFECYCLE_MAPPINGS`) —
+additions only; the operator queue needs them (a template-2 index answers an empty queue until
+replayed).
+
 2: ``views`` (per town/village view of the incident from its visible events) and
 ``events.severity`` added — additions only, a template-1 index stays readable; town and village
 credentials need the replayed index (``pingan replay index``) to see incidents.
@@ -55,10 +60,32 @@ VIEW_FIELDS = ("kind", "severity", "tier", "status", "admin_code", "first_seen",
                "version", "event_count", "person_keys", "vehicle_keys")
 
 
+_NOT_INDEXED: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
+
+#: Lifecycle fields (template 3): queue filters/sorts on actionable, status, deadline_at, tier, severity.
+LIFECYCLE_MAPPINGS: dict[str, Any] = {
+    "actionable": {"type": "boolean"},
+    "watch_hits": _KW,
+    "escalated": {"type": "boolean"},
+    "escalation_history": {"type": "object", "properties": {
+        "from_tier": _KW, "to_tier": _KW, "reason_code": _KW, "reason": _NOT_INDEXED, "at": _DATE}},
+    "opened_at": _DATE,
+    "deadline_at": _DATE,
+    "accepted_by": _KW,
+    "assignee": _KW,
+    "resolved_at": _DATE,
+    "outcome": _NOT_INDEXED,
+    "dispositions": {"type": "object", "properties": {
+        "disposition_id": _KW, "action": _KW, "actor": _KW, "actor_admin_code": _KW, "at": _DATE,
+        "assignee": _KW, "outcome": _NOT_INDEXED, "note": _NOT_INDEXED, "to_tier": _KW, "origin": _KW}},
+}
+
+
 def incident_mappings() -> dict[str, Any]:
     """Mappings of an incident document (see `connectors.elasticsearch.documents`)."""
     mappings = _incident_mappings()
     props = mappings["properties"]
+    props.update(LIFECYCLE_MAPPINGS)
     props["views"] = {"type": "nested", "properties": {"area": _KW, **{k: props[k] for k in VIEW_FIELDS}}}
     return mappings
 

@@ -48,7 +48,7 @@ MAX_RADIUS_M = 200_000.0
 DEFAULT_RADIUS_M = 1_000.0
 MAX_Q_LEN = 200
 TIERS = frozenset({"village", "town", "county"})
-STATUSES = frozenset({"open", "escalated", "closed", "merged"})
+STATUSES = frozenset({"open", "escalated", "closed", "merged", "accepted", "assigned", "resolved"})
 SORTS = frozenset({"relevance", "last_seen", "first_seen", "severity"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _KIND_RE = re.compile(r"^[a-z][a-z_]{0,39}$")
@@ -61,6 +61,7 @@ LIST_SOURCE: tuple[str, ...] = (
     "town_codes", "village_codes", "first_seen", "last_seen", "updated_at", "event_count", "sources",
     "location", "events.event_id", "events.admin_code", "events.text", "events.occurred_at",
     "events.kind", "events.source", "events.severity", "links.event_a", "links.event_b",
+    "actionable", "escalated", "deadline_at", "assignee", "opened_at", "events.lat", "events.lon",
 )
 PRIVATE_FIELDS: tuple[str, ...] = (
     "person_keys", "vehicle_keys", "search_text", "admin_path", "event_locations", "views",
@@ -445,4 +446,39 @@ def build_stats(params: SearchParams, admin_code: str) -> dict[str, Any]:
             "by_tier": terms("tier", 10),
             "by_status": terms("status", 10),
         },
+    }
+
+
+QUEUE_STATUSES = frozenset({"open", "accepted", "assigned", "escalated"})
+MAX_QUEUE = 200
+
+
+def build_queue(admin_code: str, *, tiers: tuple[str, ...] = (), statuses: tuple[str, ...] = (),
+                size: int = 100) -> dict[str, Any]:
+    """The work queue: actionable incidents not resolved or merged in the jurisdiction, handling
+    deadline soonest first (none last), then severity (the credential's view) high first.
+
+    ``tiers`` filter on the incident's handling tier (who must act), ``statuses`` on its status
+    (a subset of `QUEUE_STATUSES`)."""
+    if not 1 <= size <= MAX_QUEUE:
+        raise QueryError(f"size must be between 1 and {MAX_QUEUE}")
+    if any(t not in TIERS for t in tiers):
+        raise QueryError(f"tier must be among {sorted(TIERS)}")
+    if any(s not in QUEUE_STATUSES for s in statuses):
+        raise QueryError(f"status must be among {sorted(QUEUE_STATUSES)}")
+    clauses: list[dict[str, Any]] = [
+        {"bool": {"must_not": [{"term": {"actionable": False}}]}},
+        {"terms": {"status": list(statuses or QUEUE_STATUSES)}},
+    ]
+    if tiers:
+        clauses.append({"terms": {"tier": list(tiers)}})
+    if is_area_credential(admin_code):
+        clauses.append(view_filter(admin_code))
+    return {
+        "query": scoped_query(admin_code, clauses),
+        "size": size,
+        "sort": [{"deadline_at": {"order": "asc", "missing": "_last"}}, _by("severity", admin_code),
+                 {"incident_id": "asc"}],
+        "track_total_hits": True,
+        "_source": {"includes": list(LIST_SOURCE)},
     }
