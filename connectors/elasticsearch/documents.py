@@ -43,6 +43,7 @@ from typing import Any
 
 from streams.domain import admin
 from streams.domain.kinds import DEFAULT_SEVERITY
+from streams.domain.lifecycle import opens, routing_steps
 from streams.domain.tiers import TierRules, load_tier_rules, route
 
 
@@ -264,12 +265,17 @@ def area_view(doc: Mapping[str, Any], area: str) -> dict[str, Any] | None:
     ids = {e.get("event_id") for e in visible}
     links = [link for link in doc.get("links") or [] if link.get("event_a") in ids and link.get("event_b") in ids]
     status = doc.get("status")
+    # the version the visible events alone would have as an incident (incidents._finish): 5 per fact
+    # + tier rank + the tier rises of its content (an incident of evidence only has none)
+    sub = {"events": visible, "kind": kind, "severity": severity, "town_codes": towns, "village_codes": villages,
+           "last_seen": max(times) if times else 0}
+    rises = routing_steps(sub, rules)[1] if any(opens(e, rules) for e in visible) else []
     return {"area": area, "kind": kind, "severity": severity, "tier": tier,
             "status": "open" if status == "escalated" else status,
             "admin_code": admin.common(codes) or doc.get("county_code"),
             "first_seen": min(times) if times else None, "last_seen": max(times) if times else None,
             "updated_at": max(times) if times else None,
-            "version": len(visible) + len(links) + rules.rank(tier), "event_count": len(visible),
+            "version": 5 * (len(visible) + len(links)) + rules.rank(tier) + len(rises), "event_count": len(visible),
             "person_keys": sorted({k for e in visible for k in e.get("person_keys") or ()}),
             "vehicle_keys": sorted({k for e in visible for k in e.get("vehicle_keys") or ()})}
 
