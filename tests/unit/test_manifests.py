@@ -537,7 +537,9 @@ def test_clients_authenticate_with_their_own_users(rendered: dict[str, Any], ove
                for a in users["pingan-receivers"]["spec"]["authorization"]["acls"])
     search_acls = users["pingan-search"]["spec"]["authorization"]["acls"]
     assert {a["resource"].get("name") for a in search_acls if a["resource"]["type"] == "topic"} == \
-        {prefix + "audit-anchors.v1"}
+        {prefix + "audit-anchors.v1", prefix + "dispositions.v1", prefix + "incidents.v1"}
+    # the page only reads incidents; it writes anchors and centers' actions
+    assert all("Write" not in a["operations"] for a in search_acls if a["resource"].get("name") == prefix + "incidents.v1")
 
 
 def _literal_passwords(node: Any, where: str) -> Iterator[str]:
