@@ -10,8 +10,10 @@ Contract
   ``streams.domain.quality.evaluate``. Events the pipeline never produced count as singletons
   (a lost event costs recall); events it invented that the truth does not know count as
   singletons on the truth side (they cost precision if they were linked).
-- ``run_folder(folder, *, secret) -> OfflineRun`` the same replay, keeping the processors, the
-  links and the counts (for diagnostics: which links are wrong and why).
+- ``run_folder(folder, *, secret, until_ms=None) -> OfflineRun`` the same replay, keeping the
+  processors, the links and the counts (for diagnostics: which links are wrong and why); with
+  ``until_ms``, only the records received and occurred before it (the county as it stood then;
+  the others are counted in ``held_back``).
 - ``evaluate_run(run, folder) -> QualityReport`` scores an existing replay.
 - ``render(report, title=...) -> rich.table.Table``: one row per scenario plus "overall" —
   events, true/predicted/correct pairs, pairwise P/R/F1 and B-cubed P/R/F1.
@@ -49,6 +51,7 @@ class OfflineRun:
     records: int = 0
     rejected: Counter = field(default_factory=Counter)
     normalize_errors: Counter = field(default_factory=Counter)
+    held_back: int = 0
 
     def predicted(self) -> dict[str, str]:
         """event_id → live incident id, for every event the pipeline saw."""
@@ -62,7 +65,7 @@ class OfflineRun:
 
 
 def run_folder(folder: Path, *, secret: bytes = b"bench", rules: CorrelationRules | None = None,
-               timezone: str = DEFAULT_TIMEZONE) -> OfflineRun:
+               timezone: str = DEFAULT_TIMEZONE, until_ms: int | None = None) -> OfflineRun:
     """Replay a simulator folder through translate → normalize → per-county processors."""
     folder = Path(folder)
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
@@ -79,6 +82,10 @@ def run_folder(folder: Path, *, secret: bytes = b"bench", rules: CorrelationRule
                 event = normalizer.normalize(delivery.source, record)
             except Exception as exc:  # NormalizeError and friends: a dead letter in the real pipeline
                 run.normalize_errors[(delivery.feed, type(exc).__name__)] += 1
+                continue
+            if until_ms is not None and max(int(event["occurred_at"]),
+                                            int(event.get("received_at") or 0)) >= until_ms:
+                run.held_back += 1
                 continue
             county = partition_key(event)
             proc = run.processors.get(county)

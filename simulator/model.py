@@ -158,6 +158,9 @@ class SimEvent:
     late: bool = False
     dup_delay: int | None = None  # when set, delivered a second time this much later
     vehicles: tuple[str, ...] = ()
+    #: (seconds after the first delivery, payload changes): the source delivers the same record
+    #: again, updated (a grid report re-sent with status 已化解 when the matter is settled)
+    followup: tuple[int, tuple[tuple[str, str], ...]] | None = None
 
     @property
     def source(self) -> str:

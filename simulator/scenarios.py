@@ -5,6 +5,7 @@ Every event is built with its final native payload (noise decided here, from see
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections.abc import Iterator
@@ -85,6 +86,29 @@ ISAPI_TYPES = (("VMD", "intrusion", 35, "Motion alarm"), ("linedetection", "intr
 NAMESPACES = ("http://www.hikvision.com/ver10/XMLSchema", "http://www.hikvision.com/ver20/XMLSchema",
               "http://www.isapi.org/ver20/XMLSchema", "")
 _PLATE_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+
+
+#: Grid reports the grid worker settles and re-sends with a final status: kind → (share, status,
+#: hours after the first delivery (min, max)). Decided from the report id (not the run's random
+#: stream), so adding follow-ups changed no other simulated event.
+GRID_FOLLOWUPS: dict[str, tuple[float, str, tuple[int, int]]] = {
+    "dispute": (0.6, "已化解", (4, 72)),
+    "help": (0.75, "已办结", (1, 24)),
+}
+
+
+def grid_followup(report_id: str, kind: str) -> tuple[int, tuple[tuple[str, str], ...]] | None:
+    """The follow-up delivery of a grid report, if its worker settles it: (delay s, status change)."""
+    rule = GRID_FOLLOWUPS.get(kind)
+    if rule is None:
+        return None
+    share, status, (lo, hi) = rule
+    h = int.from_bytes(hashlib.sha1(f"followup|{report_id}".encode()).digest()[:8], "big")
+    if (h % 10_000) / 10_000 >= share:
+        return None
+    hours = lo + (h // 10_000) % (hi - lo + 1)
+    minutes = (h // 1_000_000) % 60
+    return hours * 3600 + minutes * 60, (("status", status),)
 
 
 def gb_time(w: World, t: int) -> str:
@@ -210,11 +234,13 @@ class Builder:
         if coord:
             loc["coordType"] = coord
         name, kind, _w = GRID_CATS[cat]
+        followup = grid_followup(rid, kind) if status == "reported" else None
         payload = {"reportId": rid, "gridCode": worker.grid_code, "reporterId": worker.worker_id,
                    "category": {"code": cat, "name": name}, "description": desc, "address": address,
                    "location": loc, "persons": parties, "reportTime": sql_time(self.world, t), "status": status}
-        return self._event(rng, "grid", t, rid, kind, scenario, incident, persons, payload, "json",
-                           late=late, dup=dup)
+        ev = self._event(rng, "grid", t, rid, kind, scenario, incident, persons, payload, "json",
+                         late=late, dup=dup)
+        return replace(ev, followup=followup) if followup else ev
 
     def jjdbh(self, t: int) -> str:
         """A fresh call-sheet number."""

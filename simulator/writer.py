@@ -17,7 +17,7 @@ import sqlite3
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,10 +39,17 @@ class Delivery:
     at: int
     event: SimEvent
     duplicate: bool
+    followup: bool = False  # a later, updated delivery of the same record (same native id)
+
+
+def followup_event(ev: SimEvent) -> SimEvent:
+    """The event as its follow-up delivery carries it (payload with the follow-up's changes)."""
+    assert ev.followup is not None
+    return replace(ev, payload={**ev.payload, **dict(ev.followup[1])}, dup_delay=None, followup=None)
 
 
 def deliveries(events: Iterator[SimEvent]) -> Iterator[Delivery]:
-    """Re-order events (occurrence order) into delivery order, duplicates included."""
+    """Re-order events (occurrence order) into delivery order, duplicates and follow-ups included."""
     heap: list[tuple[int, int, Delivery]] = []
     order = 0
     for ev in events:
@@ -54,6 +61,10 @@ def deliveries(events: Iterator[SimEvent]) -> Iterator[Delivery]:
         if ev.dup_delay is not None:
             order += 1
             heapq.heappush(heap, (at + ev.dup_delay, order, Delivery(at + ev.dup_delay, ev, True)))
+        if ev.followup is not None:
+            order += 1
+            later = at + ev.followup[0]
+            heapq.heappush(heap, (later, order, Delivery(later, followup_event(ev), True, True)))
     while heap:
         yield heapq.heappop(heap)[2]
 
@@ -192,19 +203,23 @@ class OutputWriter:
         self._line("delivery.jsonl", {
             "seq": seq, "offset_s": d.at, "occurred_offset_s": ev.t, "feed": feed,
             "endpoint": ENDPOINTS.get(feed, "db:JJD"), "event_id": None if heartbeat else ev.event_id,
-            "duplicate": d.duplicate, "late": ev.late, "payload": loc})
+            "duplicate": d.duplicate, "late": ev.late, "payload": loc,
+            **({"followup": True} if d.followup else {})})
         if heartbeat:
             self.extra["heartbeats"] += 1
             return
         truth = {"event_id": ev.event_id, "source": ev.source, "feed": feed, "kind": ev.kind,
                  "scenario": ev.scenario, "incident": ev.incident, "persons": list(ev.persons),
                  "vehicles": list(ev.vehicles), "occurred_at": self.world.at(ev.t).isoformat(),
-                 "delivered_offset_s": d.at, "duplicate": d.duplicate, "late": ev.late, "payload": loc}
+                 "delivered_offset_s": d.at, "duplicate": d.duplicate, "late": ev.late, "payload": loc,
+                 **({"followup": True} if d.followup else {})}
         self._truth.write(("" if self._first_truth else ",\n")
                           + json.dumps(truth, ensure_ascii=False, separators=(",", ":")))
         self._first_truth = False
         self.person_ids.update(ev.persons)
-        if d.duplicate:
+        if d.followup:
+            self.extra["followups"] += 1
+        elif d.duplicate:
             self.extra["duplicates"] += 1
         else:
             self.counts[feed] += 1
@@ -257,7 +272,11 @@ class OutputWriter:
                            "occurred_offset_s": "event time, seconds after base_date", "feed": "native feed",
                            "endpoint": "receiver path (db:JJD = insert into the 110 table)",
                            "event_id": "canonical id (null for ISAPI heartbeats, which are not events)",
-                           "duplicate": "second delivery of the same payload", "late": "delivered late",
+                           "duplicate": "a further delivery of an event already delivered (the same payload, "
+                                        "or with followup the same record updated)",
+                           "followup": "present (true) on a later delivery of the same record with a "
+                                       "changed status (a grid report settled: 已化解/已办结)",
+                           "late": "delivered late",
                            "payload": "where the bytes are"},
                 "count": self.counts["deliveries"],
             },

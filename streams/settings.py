@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     registry_path: Path | None = Field(
         default=None, validation_alias=AliasChoices("PINGAN_REGISTRY_PATH", "PINGAN_DEVICE_REGISTRY"),
         description="device registry CSV (cameras, door controllers); PINGAN_DEVICE_REGISTRY is a deprecated alias")
+    watchlist_path: Path | None = Field(
+        default=None, description="watch-list TOML ([[list]] name, plates, id_numbers, phones; README: Watch lists): "
+                                  "an event with a listed plate, ID number or phone opens an incident")
     profile_dir: Path | None = Field(
         default=None, description="folder of deployment profiles (<feed>.toml) extending each feed's built-in "
                                   "variants: field aliases, code tables, enum wording (connectors/sources/profile.py)")

@@ -1,7 +1,7 @@
 """`pingan bench`: benchmarks (mounted by `streams.cli`).
 
 ``throughput`` drives the real stack (`bench.throughput`); further commands (``quality``) are
-registered on the same `app`.
+registered on the same `app` (``quality``, ``queue``: the daily work queue of a simulated county).
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def quality(out: Path = typer.Option(None, help="simulator folder to use (defaul
 
     from rich.console import Console
 
-    from bench.quality import evaluate_folder, render
+    from bench.quality import evaluate_run, render, run_folder
+    from bench.queue import county_clocks, fmt_ms, queue_of_run, totals_line
     from infra.processes import simulate_folder
     from streams.settings import Settings
 
@@ -60,9 +61,12 @@ def quality(out: Path = typer.Option(None, help="simulator folder to use (defaul
         if not (folder / "truth.json").exists():
             simulate_folder(folder, seed=seed, days=days, variants=variants)
         if offline:
-            console.print(render(evaluate_folder(folder), f"Correlation quality, offline (%) — seed {seed}"
+            run = run_folder(folder)
+            console.print(render(evaluate_run(run, folder), f"Correlation quality, offline (%) — seed {seed}"
                                  + (", variants" if variants else ""),
                                  width=console.width))
+            console.print(totals_line(queue_of_run(run, folder)) + " (every delivery, county clock "
+                          + ", ".join(f"{c} at {fmt_ms(ms)}" for c, ms in county_clocks(run).items()) + ")")
             return
         from bench.quality_live import evaluate_live
 
@@ -74,6 +78,33 @@ def quality(out: Path = typer.Option(None, help="simulator folder to use (defaul
                       f"to fully indexed; index equals the offline pipeline: {live.equals_offline}")
         if not live.equals_offline:
             raise typer.Exit(1)
+
+
+@app.command()
+def queue(out: Path = typer.Option(None, help="simulator folder to use (default: generate one)"),
+          seed: int = typer.Option(1, help="simulator seed"), days: int = typer.Option(3, help="simulated days"),
+          variants: bool = typer.Option(False, "--variants", help="the days as other counties' systems export them")
+          ) -> None:
+    """The daily work queue of a simulated county through the pure pipeline: events, actionable incidents
+    vs evidence-only clusters (by kind and tier), escalations by reason, single-event share, resolutions."""
+    import tempfile
+
+    from rich.console import Console
+
+    from bench.queue import queue_run, render, totals_line
+    from infra.processes import simulate_folder
+
+    console = Console(width=max(Console().width, 120))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = out or Path(tmp) / "sim"
+        if not (folder / "truth.json").exists():
+            simulate_folder(folder, seed=seed, days=days, variants=variants)
+        counts, run = queue_run(folder)
+        console.print(render(counts, f"Work queue per day, offline pipeline — seed {seed}, {days} days"
+                             + (", variants" if variants else "")))
+        console.print(totals_line(counts))
+        console.print(f"{run.held_back} records received after the last simulated day left out "
+                      f"(scenario follow-ups, late re-deliveries); clock ticked to the end of the last day")
 
 
 @app.command()

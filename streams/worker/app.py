@@ -36,7 +36,9 @@ from schemas.catalogue import topic as catalogue_topic
 from schemas.deadletter import ErrorClass, classify, make_dead_letter
 from schemas.serde import SchemaStore, default_store
 from connectors.sources.registry import normalizer
+from streams.domain.identity import PersonKeyer
 from streams.domain.pipeline import CountyProcessor, StepOutput, Stores
+from streams.domain.watch import parse_watchlists
 from streams.settings import Settings
 from streams.worker import topology
 from streams.worker.engine import PinganFaustApp, StateTables
@@ -71,6 +73,16 @@ def _load_registry(settings: Settings) -> Any:
     if settings.registry_path is None:
         return None
     return DeviceRegistry.from_csv(settings.registry_path)
+
+
+def load_watch(settings: Settings) -> dict[str, str]:
+    """The watch lists of `settings.watchlist_path` as key → list name ({} without a file)."""
+    if settings.watchlist_path is None:
+        return {}
+    text = Path(settings.watchlist_path).read_text(encoding="utf-8")
+    watch = parse_watchlists(text, PersonKeyer(settings.person_key()))
+    log.info("watch lists: %d keys from %s", len(watch), settings.watchlist_path)
+    return watch
 
 
 def worker_dir(settings: Settings) -> Path:
@@ -160,7 +172,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     (incidents_t,) = [w.topic(n) for n in INDEX.inputs]
     tables = StateTables(app, topology.table_partitions())
     processor = CountyProcessor(Stores(**{field: tables.table(name)
-                                          for field, name in topology.CORRELATE_TABLES.items()}))
+                                          for field, name in topology.CORRELATE_TABLES.items()}),
+                                watch=load_watch(settings))
     normalize = _add_normalize(w, raw_topic)
     correlate = _add_correlate(w, by_county_t, tables, processor)
     _add_clock_ticks(w)

@@ -4,7 +4,10 @@
   index's, by sha256 of the canonical JSON of each ``_source`` per ``_id``; the alias moves to it;
 - resumption: a replay stopped after its first batch and rerun gives the same documents;
 - the alias swap: searches issued continuously during a replay never fail and never return zero;
-- dry run and --from-timestamp (seeded from the current index).
+- dry run and --from-timestamp (seeded from the current index);
+- the loop: after the live worker caught up, centers' actions (accept, assign, resolve on real
+  incidents) are published to dispositions.v1 and applied before the live hashes are taken, so the
+  pipeline replay (which reads dispositions.v1 and clock.v1 too) must reproduce those states.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from infra.processes import WorkerProcess, free_port, isolated_settings, wait_fo
 from tests.harness.leaks import delete_namespace
 from streams.ops.replay import Checkpoint, checkpoint_path, end_offsets, group_offsets, replay_index
 from streams.settings import Settings
-from streams.worker.stages import RAW_SOURCES
+from streams.worker.stages import LIFECYCLE_INPUTS, RAW_SOURCES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,6 +51,8 @@ class LiveDay:
     metrics_text: str
     healthz: dict
     worker_log: Path
+    dispositions: dict[str, str]  # incident_id -> the status its center actions gave it
+    lifecycle_records: int  # records on dispositions.v1 and clock.v1 (inputs of the pipeline replay)
 
 
 def doc_hashes(es: Elasticsearch, index: str) -> dict[str, str]:
@@ -64,6 +69,54 @@ def doc_hashes(es: Elasticsearch, index: str) -> dict[str, str]:
     finally:
         es.clear_scroll(scroll_id=resp["_scroll_id"], ignore=(404,))
     return out
+
+
+#: the center actions published on live incidents, and the status each sequence leaves
+ACTIONS: tuple[tuple[tuple[tuple[str, dict[str, str]], ...], str], ...] = (
+    ((("accept", {}),), "accepted"),
+    ((("accept", {}), ("assign", {"assignee": "三江镇综治中心 网格员张某"})), "assigned"),
+    ((("resolve", {"outcome": "已现场调解，双方和解"}),), "resolved"),
+)
+
+
+def publish_dispositions(settings: Settings, es: Elasticsearch) -> dict[str, str]:
+    """Publish pingan.Disposition records (built as the API builds them) for a few open actionable
+    incidents of the live index; returns incident_id → expected status."""
+    from connectors.ingest.publish import make_producer
+    from schemas.serde import default_store
+    from streams.web.operations import ActionRequest, build_disposition, parse_action
+
+    alias = IndexNames(settings.es_index_prefix).alias
+    es.indices.refresh(index=alias)
+    hits = es.search(index=alias, size=len(ACTIONS), sort=[{"incident_id": "asc"}],
+                     query={"bool": {"filter": [{"term": {"status": "open"}}, {"term": {"actionable": True}}]}},
+                     )["hits"]["hits"]
+    assert len(hits) == len(ACTIONS), "not enough open actionable incidents in the live index"
+    store = default_store()
+    producer = make_producer(settings)
+    expected: dict[str, str] = {}
+    try:
+        now = int(time.time() * 1000)
+        for n, (hit, (steps, status)) in enumerate(zip(hits, ACTIONS)):
+            incident = hit["_source"]
+            for k, (action, fields) in enumerate(steps):
+                request = parse_action({"action": action, "request_id": f"e2e-{n}-{k}", **fields})
+                assert isinstance(request, ActionRequest), request
+                record = build_disposition(request, incident, "e2e-center", incident["county_code"], now + k)
+                assert record["anchor_event_id"] == min(incident["event_ids"])
+                producer.send(settings.topic("dispositions.v1"), key=record["incident_id"].encode(),
+                              value=store.encode("pingan.Disposition", record)).get(30)
+            expected[incident["incident_id"]] = status
+    finally:
+        producer.close()
+    return expected
+
+
+def indexed_statuses(es: Elasticsearch, settings: Settings, ids: list[str]) -> dict[str, str]:
+    alias = IndexNames(settings.es_index_prefix).alias
+    es.indices.refresh(index=alias)
+    hits = es.search(index=alias, size=len(ids), query={"ids": {"values": ids}})["hits"]["hits"]
+    return {h["_id"]: h["_source"]["status"] for h in hits}
 
 
 def alias_target(es: Elasticsearch, settings: Settings) -> list[str]:
@@ -91,6 +144,7 @@ def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFa
     try:
         t0 = time.perf_counter()
         topics = [settings.topic(n) for n in (*RAW_SOURCES, "internal.events-by-county.v1")]
+        topics += [settings.input_topic(n) for n in LIFECYCLE_INPUTS]
 
         def caught_up() -> bool:
             if worker.proc is not None and worker.proc.poll() is not None:
@@ -104,6 +158,16 @@ def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFa
         except AssertionError:
             raise AssertionError(f"worker log:\n{worker.log_tail()}") from None
         live_seconds = time.perf_counter() - t0
+        # the loop: centers act on real incidents; the worker applies it and the index shows it
+        dispositions = publish_dispositions(settings, es)
+        try:
+            wait_for(lambda: indexed_statuses(es, settings, sorted(dispositions)) == dispositions, 120, 1.0,
+                     "the index to show the centers' actions applied")
+            wait_for(caught_up, 120, 1.0, "the live worker to consume the dispositions")
+        except AssertionError:
+            raise AssertionError(f"indexed: {indexed_statuses(es, settings, sorted(dispositions))}, expected "
+                                 f"{dispositions}\nworker log:\n{worker.log_tail()}") from None
+        lifecycle_records = sum(end_offsets(settings, [settings.input_topic(n) for n in LIFECYCLE_INPUTS]).values())
         base = f"http://127.0.0.1:{settings.worker_web_port}"
         metrics_text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
         healthz = json.loads(urllib.request.urlopen(f"{base}/healthz", timeout=10).read())
@@ -113,7 +177,7 @@ def live_day(stack: Settings, sim_day: Path, tmp_path_factory: pytest.TempPathFa
         incident_records = sum(end_offsets(settings, [settings.topic("incidents.v1")]).values())
         assert len(hashes) > 50
         yield LiveDay(settings, live_index, hashes, report.records, live_seconds, incident_records, metrics_text,
-                      healthz, worker.log_path)
+                      healthz, worker.log_path, dispositions, lifecycle_records)
     finally:
         worker.stop()
         es.close()
@@ -263,13 +327,44 @@ def test_pipeline_replay_rebuilds_the_same_index_from_the_raw_topics(live_day: L
     try:
         report = replay_pipeline(settings, timeout_s=180, poll_s=1.0)
         assert report.target_prefix.startswith(settings.topic_prefix + "replay")
-        assert report.app_id != settings.app_id and report.raw_records == live_day.raw_records + 1
+        assert live_day.lifecycle_records >= 4  # the centers' actions (and any recorded clock ticks)
+        assert report.app_id != settings.app_id
+        assert report.raw_records == live_day.raw_records + 1 + live_day.lifecycle_records
         assert report.index is not None and report.index.completed
         assert report.index.topic == f"{report.target_prefix}incidents.v1"
         assert alias_target(es, settings) == [report.index.target_index]
-        assert doc_hashes(es, report.index.target_index) == live_day.live_hashes
+        replayed = doc_hashes(es, report.index.target_index)
+        if replayed != live_day.live_hashes:
+            raise AssertionError(describe_difference(es, live_day.live_index, report.index.target_index))
+        assert indexed_statuses(es, settings, sorted(live_day.dispositions)) == live_day.dispositions
         print(f"\nreplay pipeline: {report.raw_records} raw records in {report.seconds_pipeline:.1f}s "
               f"({report.rate:.0f}/s incl. worker start), then {report.index.records} incident records indexed "
               f"in {report.index.seconds:.2f}s")
     finally:
         es.close()
+
+
+def describe_difference(es: Elasticsearch, live: str, replayed: str, limit: int = 20) -> str:
+    """Which documents and which top-level fields differ between two indices (for the failure)."""
+    def sources(index: str) -> dict[str, dict]:
+        es.indices.refresh(index=index)
+        out: dict[str, dict] = {}
+        resp = es.search(index=index, size=1000, scroll="1m", query={"match_all": {}}, sort=["_doc"])
+        try:
+            while resp["hits"]["hits"]:
+                out.update({h["_id"]: h["_source"] for h in resp["hits"]["hits"]})
+                resp = es.scroll(scroll_id=resp["_scroll_id"], scroll="1m")
+        finally:
+            es.clear_scroll(scroll_id=resp["_scroll_id"], ignore=(404,))
+        return out
+
+    a, b = sources(live), sources(replayed)
+    lines = [f"only live: {sorted(set(a) - set(b))[:limit]}", f"only replay: {sorted(set(b) - set(a))[:limit]}"]
+    differing = [k for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+    lines.append(f"{len(differing)} documents differ")
+    for k in differing[:limit]:
+        fields = sorted(f for f in set(a[k]) | set(b[k]) if a[k].get(f) != b[k].get(f))
+        lines.append(f"{k}: " + "; ".join(f"{f}: live={json.dumps(a[k].get(f), ensure_ascii=False)[:200]} "
+                                          f"replay={json.dumps(b[k].get(f), ensure_ascii=False)[:200]}"
+                                          for f in fields))
+    return "\n".join(lines)

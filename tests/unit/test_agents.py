@@ -79,8 +79,10 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
     norm = normalizer(b"test", DEFAULT_TIMEZONE, DeviceRegistry.from_csv(sim_folder / "registry.csv"))
     events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder)
               for r in d.result.records]
-    chosen = [e for e in events if e["event_id"] in dispute]  # the grid report is delivered twice
-    assert len(chosen) == 4 and {e["event_id"] for e in chosen} == dispute
+    # the grid report is delivered twice, then once more when the grid worker settles it (已化解)
+    chosen = [e for e in events if e["event_id"] in dispute]
+    deliveries = [e for e in truth["events"] if e["scenario"] == "dispute_demolition"]
+    assert len(chosen) == len(deliveries) >= 4 and {e["event_id"] for e in chosen} == dispute
     async with app.pingan_agents["correlate"].test_context() as agent:
         for ev in chosen:
             await agent.put(key=b"513221", value=store.encode("pingan.Event", ev))
@@ -93,6 +95,9 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
     assert live == {final[-1]["incident_id"]}  # every intermediate incident was merged into it
     reasons = {r for link in final[-1]["links"] for r in link["reasons"]}
     assert "同一身份证号" in reasons
+    if any(e.get("followup") for e in deliveries):  # settled by the source: resolved with its reason
+        assert final[-1]["status"] == "resolved"
+        assert any("已化解" in (d["outcome"] or "") for d in final[-1]["dispositions"] if d["origin"] == "source")
     (dl,) = _decoded(sent, "deadletters")
     assert dl["stage"] == "correlate"
 

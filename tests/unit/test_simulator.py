@@ -357,3 +357,24 @@ def test_background_camera_alarms_inside_the_flood_footprint_belong_to_the_flood
                 if absorb(e, [flood], devices) is not e]
     assert all(flood.covers(devices[e.native_id.split(":")[0]].lat, devices[e.native_id.split(":")[0]].lon, e.t)
                for e in absorbed)
+
+
+def test_grid_followups_settle_the_same_report(run: Path) -> None:
+    """Some dispute/help grid reports are delivered again later, same reportId, status 已化解/已办结."""
+    from simulator.scenarios import grid_followup
+
+    truth = json.loads((run / "truth.json").read_text("utf-8"))
+    follow = [e for e in truth["events"] if e.get("followup")]
+    assert follow and truth["counts"]["followups"] == len(follow)
+    originals = {e["event_id"]: e for e in truth["events"] if not e["duplicate"]}
+    lines = (run / "grid" / "reports.jsonl").read_text("utf-8").splitlines()
+    for f in follow:
+        o = originals[f["event_id"]]
+        assert f["duplicate"] and f["delivered_offset_s"] > o["delivered_offset_s"] and o["kind"] in ("dispute", "help")
+        body = json.loads(lines[f["payload"]["line"] - 1])
+        assert body["reportId"] == f["event_id"].split(":", 1)[1] and body["status"] in ("已化解", "已办结")
+        assert json.loads(lines[o["payload"]["line"] - 1])["status"] == "reported"
+    assert grid_followup("WG1", "dispute") == grid_followup("WG1", "dispute")
+    assert grid_followup("WG1", "intrusion") is None
+    shares = [grid_followup(f"WG{i}", "dispute") is not None for i in range(2000)]
+    assert 0.5 < sum(shares) / len(shares) < 0.7
