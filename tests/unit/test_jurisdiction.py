@@ -86,7 +86,7 @@ def test_incident_view_of_a_village_ignores_hidden_events() -> None:
     village = incident_view(V_QISHAN, doc)
     assert (village["kind"], village["severity"], village["tier"], village["admin_code"]) == (
         "dispute", 2, "village", V_QISHAN)
-    assert (village["first_seen"], village["last_seen"], village["version"]) == (0, 0, 1)
+    assert (village["first_seen"], village["last_seen"], village["version"]) == (0, 0, 5)  # version: 5 × 1 event
     # an escalation is the whole incident's: a partial view is routed, not escalated (like its tier)
     assert incident_view(V_QISHAN, dict(doc, status="escalated"))["status"] == "open"
     assert incident_view("513221", dict(doc, status="escalated"))["status"] == "escalated"

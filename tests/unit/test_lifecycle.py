@@ -55,7 +55,8 @@ def only(proc: CountyProcessor) -> dict:
     (ev("camera:1", "person_sighting", T0, severity=1), False),  # a face capture
     (ev("camera:2", "vehicle_sighting", T0, severity=1), False),  # a plate read
     (ev("camera:3", "intrusion", T0, severity=1), False),     # low-severity motion
-    (ev("camera:4", "intrusion", T0, severity=3), True),      # a serious camera alarm
+    (ev("camera:4", "intrusion", T0, severity=4), True),      # a serious camera alarm
+    (ev("camera:7", "intrusion", T0, severity=3), False),     # line crossing by day: evidence
     (ev("camera:5", "mass_gathering", T0, severity=1), True),
     (ev("camera:6", "device", T0, severity=4), False),        # a device fault is not a governance matter
 ])
@@ -202,7 +203,7 @@ def _feed() -> list[tuple[str, dict]]:
         keys = [WANG] if i % 3 == 0 else ["id:" + str(i) * 32]
         items.append(("event", ev(f"grid:g{i}", "dispute", t, keys=keys)))
         items.append(("event", ev(f"door:d{i}", "person_sighting", t + 60_000, severity=1, keys=keys)))
-        items.append(("event", ev(f"camera:c{i}", "intrusion", t + 120_000, severity=3 if i % 4 == 0 else 1,
+        items.append(("event", ev(f"camera:c{i}", "intrusion", t + 120_000, severity=4 if i % 4 == 0 else 1,
                                   village="513221107202")))
     items.append(("action", action("grid:g0", "accept", T0 + 2 * HOUR)))
     items.append(("action", action("grid:g3", "resolve", T0 + 70 * HOUR, outcome="和解")))
