@@ -213,6 +213,9 @@ def shift_times(incident: Mapping[str, Any], delta_ms: int) -> dict[str, Any]:
             out[k] = mv(out[k])
     out["events"] = [dict(e, occurred_at=mv(e.get("occurred_at"))) for e in incident.get("events") or []]
     out["links"] = [dict(lk, created_at=mv(lk.get("created_at"))) for lk in incident.get("links") or []]
+    out["dispositions"] = [dict(d, at=mv(d.get("at"))) for d in incident.get("dispositions") or []]
+    if out.get("recurrence"):
+        out["recurrence"] = dict(out["recurrence"], at=mv(out["recurrence"].get("at")))
     return out
 
 
