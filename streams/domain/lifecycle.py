@@ -149,21 +149,26 @@ def routing_steps(incident: Mapping[str, Any], rules: TierRules) -> tuple[str, l
     tier: str | None = None
     start = ""
     steps: list[dict[str, Any]] = []
-    kinds: list[str] = []
+    kind: tuple[int, str] | None = None  # (rank, kind) of the most serious kind so far
     severity = 1
     villages: set[str] = set()
     towns: set[str] = set()
+    top = rules.tiers[-1]
     for e in events:
-        kinds.append(e.get("kind") or "other")
+        if tier == top:
+            break  # nothing can rise any more
+        k = e.get("kind") or "other"
+        seen = (kind, severity, len(villages), len(towns))
+        kind = min(kind, (rules.kind_rank(k), k)) if kind else (rules.kind_rank(k), k)
         severity = max(severity, int(e.get("severity") or 1))
         code = str(e.get("admin_code") or "")
         if len(code) >= 12:
             villages.add(code[:12])
         if len(code) >= 9:
             towns.add(code[:9])
-        kind = min(kinds, key=lambda k: (rules.kind_rank(k), k))
-        now = route({"kind": kind, "severity": severity, "village_codes": sorted(villages),
-                     "town_codes": sorted(towns)}, rules)
+        if tier is not None and seen == (kind, severity, len(villages), len(towns)):
+            continue  # nothing that routing depends on changed
+        now = route({"kind": kind[1], "severity": severity, "village_codes": villages, "town_codes": towns}, rules)
         if tier is None:
             tier = start = now
         elif rules.rank(now) > rules.rank(tier):
