@@ -216,17 +216,6 @@ class CountyProcessor:
             out.escalations.extend(escalation_records(prior, rec))
         return out
 
-    def check_deadlines(self, now_ms: int, county_code: str | None = None) -> StepOutput:
-        """Compatibility: a clock tick for one county (or every county seen)."""
-        counties = [county_code] if county_code else sorted(
-            k[len(_CLOCK):] for k in self.stores.history.keys() if str(k).startswith(_CLOCK))
-        out = StepOutput()
-        for county in counties:
-            step = self._advance(county, now_ms)
-            out.incidents.extend(step.incidents)
-            out.escalations.extend(step.escalations)
-        return out
-
     def expire(self, now_ms: int | None = None) -> int:
         """Drop candidate entries older than the longest window plus lateness."""
         return self.index.expire(now_ms)

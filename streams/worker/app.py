@@ -9,8 +9,8 @@ streams/worker/engine.py. Here:
 - `faust_config(settings, table_store)`: the app's Faust settings.
 - `_Wiring`: what the agents share (app, settings, schema store, metrics, topic names) and the
   two ways they publish, `send` and `dead_letter`.
-- one function per agent (`_add_normalize`, `_add_correlate`, `_add_index`), the deadline timer
-  (`_add_deadline_ticks`) and the web pages (`_add_pages`).
+- one function per agent (`_add_normalize`, `_add_correlate`, `_add_index`), the clock timer
+  (`_add_clock_ticks`) and the web pages (`_add_pages`).
 
 The ``index`` agent flushes a batch to Elasticsearch (with retries until Elasticsearch confirms)
 before it takes the next batch, so offsets are committed only after the documents are safe. Faust
