@@ -19,7 +19,7 @@ Contract
   the producer's state are sent again (``ProducerConfig.state_retries`` times). Those still failing
   are reported as retriable (:class:`ProducerStateError`: the caller spools them); only the records
   themselves refused stay non-retriable failures (dead-letter them).
-* Schema store guard: a producer built by ``from_settings`` makes sure, once, before its first send,
+* Schema store guard: a producer built by ``from_settings`` (on a real Kafka client) makes sure, once, before its first send,
   that every current schema it may write is published on ``schemas.v1``
   (``connectors.ingest.schema_topic.ensure_published``: publishing what is missing); when that
   fails it refuses to send — ``DeliveryError(retriable=True)``, so a receiver spools — and tries
@@ -163,7 +163,8 @@ class RecordProducer:
         """Producer for ``settings.kafka_bootstrap`` writing dead letters to the prefixed topic."""
         kwargs.setdefault("deadletter_topic", settings.topic(DEADLETTER_TOPIC))
         kwargs.setdefault("security", settings.aiokafka_client_options())
-        kwargs.setdefault("schema_guard", functools.partial(ensure_published, settings))
+        if kwargs.get("producer_factory") is None:  # a fake transport has no schema topic to check
+            kwargs.setdefault("schema_guard", functools.partial(ensure_published, settings))
         return cls(settings.kafka_bootstrap, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
