@@ -1,6 +1,8 @@
 """The downstream-facing AsyncAPI 2.6.0 document, generated from the catalogue and the schemas.
 
-Contract: ``build(store)`` returns the document as a dict; ``render(store)`` returns it as JSON text
+Contract: ``build(store)`` returns the document as a dict; its ``info.version`` is ``N.0.0`` for the
+last schema release ``vN`` (``release_version()``), so the document's version follows the releases;
+each message carries its fingerprint in both notations and the release that holds it; ``render(store)`` returns it as JSON text
 (sorted keys, 2-space indent, UTF-8 characters kept, trailing newline) — deterministic, so
 ``docs/asyncapi.json`` can be checked for staleness byte for byte.
 """
@@ -12,7 +14,8 @@ from typing import Any
 
 from schemas.catalogue import TOPICS, Topic
 from schemas.examples import EXAMPLE_NAMES, example
-from schemas.loader import SCHEMA_DIR, short_name
+from schemas.loader import RELEASED_DIR, SCHEMA_DIR, released_versions, short_name
+from schemas.registry import UNRELEASED, fingerprint_hex, fingerprint_long
 from schemas.serde import SchemaStore
 
 ASYNCAPI_PATH: Path = SCHEMA_DIR.parent / "docs" / "asyncapi.json"
@@ -23,8 +26,19 @@ _WIRE = (
     "Every value is Avro single-object encoded: the bytes C3 01, then the 8-byte little-endian "
     "CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form (x-avro-fingerprint below, "
     "as hex of those 8 bytes), then the Avro binary body. Find the writer schema by fingerprint and "
-    "resolve it to your reader schema. Keys are UTF-8 strings. Times are UTC epoch milliseconds."
+    "resolve it to your reader schema. Keys are UTF-8 strings. Times are UTC epoch milliseconds "
+    "(logicalType timestamp-millis). Every schema version the bus writes is published before it is "
+    "written: on the compacted topic schemas.v1 (pingan.SchemaEntry keyed by the fingerprint in wire "
+    "hex) and at GET /schemas/{fingerprint} (wire hex or the signed decimal Java prints) and "
+    "GET /schemas/{name}/versions of the search server; fetch an unknown fingerprint from there."
 )
+
+
+def release_version(released_dir: Path = RELEASED_DIR) -> str:
+    """``N.0.0`` for the last release ``vN`` (``0.0.0`` before the first)."""
+    versions = released_versions(released_dir)
+    return f"{versions[-1][0][1:]}.0.0" if versions else "0.0.0"
+
 
 
 def _jsonable(value: Any) -> Any:
@@ -56,7 +70,9 @@ def _channel(t: Topic, store: SchemaStore) -> dict[str, Any]:
                 "key": {"type": "string", "description": f"UTF-8 value of the record field `{t.key}`"},
             }
         },
-        "x-avro-fingerprint": sv.fingerprint.hex(),
+        "x-avro-fingerprint": fingerprint_hex(sv.fingerprint),
+        "x-avro-fingerprint-long": fingerprint_long(sv.fingerprint),
+        "x-schema-release": store.first_release(sv.fingerprint) or UNRELEASED,
     }
     if sv.name in EXAMPLE_NAMES:
         message["examples"] = [{"name": "wenchuan", "payload": _jsonable(example(sv.name))}]
@@ -87,7 +103,7 @@ def build(store: SchemaStore) -> dict[str, Any]:
         "id": "urn:pingan-bus:events",
         "info": {
             "title": "Ping'an Bus (平安总线)",
-            "version": "1.0.0",
+            "version": release_version(),
             "description": "Topics of the county governance event bus. " + _WIRE,
         },
         "defaultContentType": CONTENT_TYPE,

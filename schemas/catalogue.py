@@ -15,6 +15,9 @@ from types import MappingProxyType
 from typing import Any
 
 DAY_MS = 24 * 3600 * 1000
+SCHEMAS_TOPIC = "schemas.v1"
+#: topics read by systems outside the bus: their schemas are released (schemas/released/vN) and gated FULL
+DOWNSTREAM_TOPICS: tuple[str, ...] = ("events.v1", "links.v1", "incidents.v1", "escalations.v1", "dispositions.v1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,14 @@ TOPICS: tuple[Topic, ...] = (
           "read by the correlate stage like an event so deadlines pass even without new events; a "
           "pipeline replay re-reads it, so deadline escalations are reproduced.",
           "Ticks are idempotent (the clock only moves forward); duplicates from several workers are harmless."),
+    Topic("schemas.v1", "fingerprint", "pingan.SchemaEntry", 1, MappingProxyType({"cleanup.policy": "compact"}),
+          "The schema store: every schema version the bus may write (pingan.SchemaEntry, the self-contained schema "
+          "JSON keyed by its fingerprint in wire notation), published by provisioning before any writer starts. "
+          "Writers refuse to start while a schema they write is missing here. Also served read-only over HTTP: "
+          "GET /schemas/{fingerprint} and GET /schemas/{name}/versions on the search server.",
+          "Compacted, one record per fingerprint; republishing is idempotent (same key, same bytes). A schema is "
+          "published before the first record written with it, so a subscriber that reads this topic (or asks the "
+          "HTTP endpoint) after meeting an unknown fingerprint always finds it."),
     Topic("deadletters.v1", "source", "pingan.DeadLetter", 3, _delete(30),
           "Inputs that could not be processed, with the raw bytes, origin topic/partition/offset, stage, "
           "error class and reason; re-drivable.",

@@ -5,17 +5,21 @@ Contract: with ``mode="BACKWARD"`` (the gate), every schema of the *last* releas
 released = writer, ``avro.compatibility.ReaderWriterCompatibilityChecker`` says COMPATIBLE.
 A type removed since the release fails the gate; a new type passes. ``FORWARD`` swaps the roles
 and ``FULL`` requires both. No release yet -> the gate passes with nothing to compare.
+``full_for`` names types checked FULL whatever ``mode`` says; ``gate()`` is the release gate:
+BACKWARD for every type, FULL (old consumers keep reading) for the value schemas of the downstream
+topics (``schemas.catalogue.DOWNSTREAM_TOPICS``).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
+from schemas.catalogue import DOWNSTREAM_TOPICS, topic
 from schemas.loader import RELEASED_DIR, SCHEMA_DIR, expand, load_dir, released_versions
 
 Mode = Literal["BACKWARD", "FORWARD", "FULL"]
@@ -76,10 +80,22 @@ def _pair(reader: avro.schema.Schema, writer: avro.schema.Schema) -> str | None:
     return f"{', '.join(kinds)}: {'; '.join(msgs)} at {', '.join(locs)}"
 
 
+def downstream_schemas() -> tuple[str, ...]:
+    """Full names of the value schemas of the downstream topics."""
+    return tuple(sorted({topic(t).value_schema for t in DOWNSTREAM_TOPICS}))
+
+
+def gate(schema_dir: Path = SCHEMA_DIR, released_dir: Path = RELEASED_DIR) -> CompatReport:
+    """The release gate: BACKWARD everywhere, FULL for downstream value schemas."""
+    return check(schema_dir, released_dir, "BACKWARD", full_for=downstream_schemas())
+
+
 def check(
-    schema_dir: Path = SCHEMA_DIR, released_dir: Path = RELEASED_DIR, mode: Mode = "BACKWARD"
+    schema_dir: Path = SCHEMA_DIR, released_dir: Path = RELEASED_DIR, mode: Mode = "BACKWARD",
+    *, full_for: Iterable[str] = (),
 ) -> CompatReport:
     """Compare the current schemas with the last release snapshot."""
+    full = frozenset(full_for)
     if mode not in ("BACKWARD", "FORWARD", "FULL"):
         raise ValueError(f"unknown mode {mode!r}")
     versions = released_versions(released_dir)
@@ -97,13 +113,15 @@ def check(
             findings.append(Finding(name, False, f"removed since {baseline}"))
             continue
         problems = []
-        if mode in ("BACKWARD", "FULL"):
+        eff = "FULL" if name in full else mode
+        if eff in ("BACKWARD", "FULL"):
             why = _pair(current[name], released[name])
             if why:
                 problems.append(f"current cannot read {baseline}: {why}")
-        if mode in ("FORWARD", "FULL"):
+        if eff in ("FORWARD", "FULL"):
             why = _pair(released[name], current[name])
             if why:
                 problems.append(f"{baseline} cannot read current: {why}")
         findings.append(Finding(name, not problems, " | ".join(problems)))
-    return CompatReport(baseline, mode, tuple(findings))
+    label = mode if not full else f"{mode} (FULL for {', '.join(sorted(full))})"
+    return CompatReport(baseline, label, tuple(findings))

@@ -107,7 +107,7 @@ def _mediation() -> dict[str, Any]:
         "parties": [_party(), {"role": "party", "name": "李春兰", "id_number": None,
                                "phone": "13990421188", "address": "汶川县三江镇柒山村二组"}],
         "mediator": "张玉芬",
-        "result": "agreement",
+        "outcome": "agreement",
         "result_text": "调解成功，双方签订协议，李某一次性补偿王某1500元",
         "compensation": 1500.0,
         "performance": "已履行",
@@ -301,6 +301,11 @@ _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "pingan.DeadLetter": _dead_letter,
     "pingan.QualityFlag": _quality_flag,
     "pingan.AuditAnchor": _audit_anchor,
+    "pingan.SchemaEntry": lambda: {
+        "fingerprint": "4a1e5c0d9b2f7e36", "fingerprint_long": int.from_bytes(bytes.fromhex("4a1e5c0d9b2f7e36"),
+                                                                              "little", signed=True),
+        "name": "pingan.ClockTick", "release": "v2",
+        "schema": '{"type":"record","name":"ClockTick","namespace":"pingan","fields":[]}'},
 }
 EXAMPLE_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 

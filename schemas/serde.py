@@ -17,7 +17,12 @@ Contract:
   ``(full name, record)``, e.g. ``("pingan.Event", {...})``. Unknown fingerprints raise
   ``UnknownFingerprintError``; anything not single-object encoded, truncated or with trailing bytes
   raises ``DecodeError`` (both ``ValueError``).
-- Times are plain ``int`` (UTC epoch milliseconds); ``bytes`` fields are ``bytes``.
+- Times are plain ``int`` (UTC epoch milliseconds) in Python even where a schema declares
+  ``timestamp-millis`` (the logical type is for other languages; it is not part of the Parsing
+  Canonical Form, so it changes no fingerprint): fastavro parses a copy without logical types.
+  ``bytes`` fields are ``bytes``.
+- ``first_release(fingerprint)`` names the oldest release snapshot holding a writer version
+  (``None``: only the current code has it — it is unreleased).
 - ``default_store()`` is the process-wide store for callers that do not build their own; module
   functions ``encode``/``decode``/``fingerprint`` delegate to it.
 """
@@ -83,12 +88,28 @@ class SchemaVersion:
     fingerprint: bytes
 
 
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def without_logical_types(node: Any) -> Any:
+    """A copy of a schema JSON with every ``logicalType`` annotation dropped and the annotated
+    primitive written bare (``{"type": "long", "logicalType": ...}`` -> ``"long"``): the same Parsing
+    Canonical Form, which fastavro computes wrongly for an annotated primitive."""
+    if isinstance(node, list):
+        return [without_logical_types(n) for n in node]
+    if isinstance(node, Mapping):
+        if isinstance(node.get("type"), str) and node["type"] in _PRIMITIVES and "logicalType" in node:
+            return node["type"]
+        return {k: without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    return node
+
+
 def _parse_set(schema_dir: Path, version: str) -> dict[str, SchemaVersion]:
     raw = load_dir(schema_dir)
     out: dict[str, SchemaVersion] = {}
     for name in raw:
         expanded = expand(name, raw)
-        parsed = fastavro.parse_schema(expanded)
+        parsed = fastavro.parse_schema(without_logical_types(expanded))
         pcf = to_parsing_canonical_form(parsed)
         out[name] = SchemaVersion(name, version, expanded, parsed, pcf, crc64_avro(pcf.encode("utf-8")))
     return out
@@ -105,9 +126,12 @@ class SchemaStore:
                 raise SerdeError(f"short name {short_name(name)!r} is ambiguous")
             self._short[short_name(name)] = name
         by_fp: dict[bytes, SchemaVersion] = {}
+        first: dict[bytes, str] = {}
         for version, path in released_versions(released_dir) if released_dir else []:
             for sv in _parse_set(path, version).values():
                 by_fp.setdefault(sv.fingerprint, sv)
+                first.setdefault(sv.fingerprint, version)
+        self._first_release = first
         for sv in self._current.values():  # current wins for an unchanged schema
             by_fp[sv.fingerprint] = sv
         self._by_fp = by_fp
@@ -145,6 +169,10 @@ class SchemaStore:
     def writer_versions(self) -> tuple[SchemaVersion, ...]:
         """Every schema version ``decode`` accepts (current and released, distinct fingerprints)."""
         return tuple(sorted(self._by_fp.values(), key=lambda sv: (sv.name, sv.version)))
+
+    def first_release(self, fp: bytes) -> str | None:
+        """The oldest release (``v1`` ...) holding the writer version ``fp``; None when unreleased."""
+        return self._first_release.get(bytes(fp))
 
     # --- codec -----------------------------------------------------------------------------
     def encode(self, name: str | Mapping[str, Any], record: Mapping[str, Any]) -> bytes:

@@ -19,12 +19,18 @@ Contract
   the producer's state are sent again (``ProducerConfig.state_retries`` times). Those still failing
   are reported as retriable (:class:`ProducerStateError`: the caller spools them); only the records
   themselves refused stay non-retriable failures (dead-letter them).
+* Schema store guard: a producer built by ``from_settings`` (on a real Kafka client) makes sure, once, before its first send,
+  that every current schema it may write is published on ``schemas.v1``
+  (``connectors.ingest.schema_topic.ensure_published``: publishing what is missing); when that
+  fails it refuses to send — ``DeliveryError(retriable=True)``, so a receiver spools — and tries
+  again on the next send. ``schema_guard=None`` (the constructor's default) skips the check.
 * ``discover_limits(topics)`` reads the broker's ``message.max.bytes`` and each topic's
   ``max.message.bytes`` (admin describe_configs) into a ``connectors.ingest.limits.SizeLimits``.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -33,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerClosed
 
 from connectors.ingest.limits import SizeLimits, default_limits, limits_from_configs
+from connectors.ingest.schema_topic import ensure_published
 from schemas.deadletter import make_dead_letter, truncate_raw
 from schemas.serde import SchemaStore, default_store
 
@@ -133,6 +140,7 @@ class RecordProducer:
         store: "SchemaStore | None" = None,
         producer_factory: Callable[..., Any] | None = None,
         security: Mapping[str, Any] | None = None,
+        schema_guard: Callable[["SchemaStore"], object] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.security = dict(security or {})  # aiokafka TLS/SASL options (Settings.aiokafka_client_options)
@@ -147,12 +155,16 @@ class RecordProducer:
         self.generation = 0  # bumped for every underlying producer created
         self.limits: SizeLimits = default_limits(self.config.max_request_size)  # see discover_limits
         self.resets = 0  # resets after a failed send (observability, tests)
+        self._schema_guard = schema_guard
+        self._schemas_ok = schema_guard is None
 
     @classmethod
     def from_settings(cls, settings: "Settings", **kwargs: Any) -> "RecordProducer":
         """Producer for ``settings.kafka_bootstrap`` writing dead letters to the prefixed topic."""
         kwargs.setdefault("deadletter_topic", settings.topic(DEADLETTER_TOPIC))
         kwargs.setdefault("security", settings.aiokafka_client_options())
+        if kwargs.get("producer_factory") is None:  # a fake transport has no schema topic to check
+            kwargs.setdefault("schema_guard", functools.partial(ensure_published, settings))
         return cls(settings.kafka_bootstrap, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
@@ -210,6 +222,16 @@ class RecordProducer:
                         retriable=is_retriable(exc),
                     ) from exc
                 raise
+            if not self._schemas_ok:
+                try:
+                    await asyncio.to_thread(self._schema_guard, self.store)  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001 - refused with its reason; retried on the next send
+                    try:
+                        await asyncio.wait_for(producer.stop(), timeout=5)
+                    except Exception:  # noqa: BLE001 - the refusal is what we report
+                        log.debug("stop after the schema check raised", exc_info=True)
+                    raise DeliveryError(f"{type(exc).__name__}: {exc}", retriable=True) from exc
+                self._schemas_ok = True
             self._producer = producer
             self.generation += 1
             return producer

@@ -38,7 +38,8 @@ def up(no_provision: bool = typer.Option(False, help="start only; skip topics an
             _fail(RuntimeError(f"provisioning failed: {type(exc).__name__}: {exc}"))
             return
         console.print(f"provisioned: {len(report.created)} topics created, {len(report.existing)} present, "
-                      f"{len(report.repartitioned)} repartitioned; elasticsearch: {', '.join(report.es) or '-'}")
+                      f"{len(report.repartitioned)} repartitioned, {report.schemas_published} schema versions published; "
+                      f"elasticsearch: {', '.join(report.es) or '-'}")
 
 
 @app.command()

@@ -24,6 +24,13 @@ def run(worker_id: int = typer.Option(None, help="distinct per worker on one hos
     except MissingSecrets as exc:
         typer.echo(f"pingan worker run: {exc}", err=True)
         raise typer.Exit(2) from None
+    from connectors.ingest.schema_topic import ensure_published
+
+    try:  # every schema this worker writes is on schemas.v1 before its first record
+        ensure_published(settings)
+    except Exception as exc:  # noqa: BLE001 - shown to the operator, then exit 2
+        typer.echo(f"pingan worker run: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
     faust_app = build_app(settings, with_index=not no_index)
     extra: dict = {}
     if settings.log_json:

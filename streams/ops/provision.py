@@ -1,7 +1,9 @@
 """Provisioning from the one topic catalogue (`schemas.catalogue`) and the index templates.
 
 Idempotent: creates missing topics, raises partition counts that are too low, applies topic
-configs; installs the Elasticsearch template, the first versioned index and its alias.
+configs, publishes every schema version the bus may write on ``schemas.v1`` (before any writer
+starts: the schema store subscribers resolve fingerprints from); installs the Elasticsearch
+template, the first versioned index and its alias.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTo
 from kafka.errors import TopicAlreadyExistsError
 
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
-from schemas.catalogue import TOPICS
+from connectors.ingest.schema_topic import publish_schemas
+from schemas.catalogue import SCHEMAS_TOPIC, TOPICS
 from streams.settings import Settings
 
 
@@ -27,18 +30,19 @@ class ProvisionReport:
     existing: list[str] = field(default_factory=list)
     repartitioned: list[str] = field(default_factory=list)
     es: list[str] = field(default_factory=list)
+    schemas_published: int = 0
 
 
 def provision_topics(settings: Settings, report: ProvisionReport | None = None, *,
                      only: Iterable[str] | None = None) -> ProvisionReport:
-    """Make every catalogue topic (or those named in `only`, by catalogue name) exist with at least
-    its partitions and its configs."""
+    """Make every catalogue topic (or those named in `only`, by catalogue name, and always the schema
+    topic) exist with at least its partitions and its configs; then publish the schemas."""
     report = report or ProvisionReport()
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-provision",
                              request_timeout_ms=15000, **settings.kafka_client_options())
     try:
         existing = set(admin.list_topics())
-        names = None if only is None else set(only)
+        names = None if only is None else {*only, SCHEMAS_TOPIC}
         wanted = {settings.topic(t.name): t for t in TOPICS if names is None or t.name in names}
         new = [NewTopic(name, t.partitions, settings.replication_factor, topic_configs=dict(t.config))
                for name, t in wanted.items() if name not in existing]
@@ -65,6 +69,7 @@ def provision_topics(settings: Settings, report: ProvisionReport | None = None, 
                                  for name in present if wanted[name].config])
     finally:
         admin.close()
+    report.schemas_published = publish_schemas(settings)
     return report
 
 

@@ -24,6 +24,8 @@ Contract (`make_app(settings, es_client, credentials, audit)`):
   change, filtered per credential: `streams.web.operations`, `streams.web.live`) and
   ``GET /api/areas`` (the jurisdiction's towns and villages with reference points, for the map).
   The decisions are pure functions in `streams.web.operations`.
+- ``GET /schemas/{fingerprint}``, ``/schemas/{name}/versions``, ``/schemas``: the read-only schema
+  store (no credential), `streams.web.schema_routes`.
 - Responses hold only masked displays: pseudonymous keys, ``admin_path`` and search text are
   stripped; events outside the jurisdiction are removed from cross-area incidents (and not
   counted), and for a town or village credential kind, severity, tier, status, owner, first/last
@@ -55,6 +57,7 @@ from streams.web.audit import AuditLog, DeniedRecorder
 from streams.web.auth import Credentials, FailureLimiter, Principal, bearer_token
 from streams.web.jurisdiction import incident_view, redact_incident
 from streams.web.live import DISPOSITIONS_TOPIC, LiveHub
+from streams.web.schema_routes import SchemaSource, add_schema_routes
 from streams.web.query import (
     PRIVATE_FIELDS, QueryError, build_detail, build_lookup, build_queue, build_search, build_stats,
     mask_digits, parse_search_params,
@@ -722,4 +725,5 @@ def make_app(settings: Settings, es_client: AsyncElasticsearch, credentials: Cre
     app.router.add_get("/api/areas", areas)
     app.router.add_get("/api/stream", stream)
     app.router.add_post("/api/incidents/{incident_id}/actions", act)
+    add_schema_routes(app, SchemaSource.from_settings(settings))  # public, read-only: streams.web.schema_routes
     return app

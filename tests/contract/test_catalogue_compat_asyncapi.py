@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas import asyncapi, compat
-from schemas.catalogue import DAY_MS, TOPICS, by_schema, topic
+from schemas.catalogue import DAY_MS, DOWNSTREAM_TOPICS, TOPICS, by_schema, topic
+from schemas.registry import fingerprint_hex, fingerprint_long
 from streams.cli.schemas import app
 from schemas.examples import example
 from schemas.loader import RELEASED_DIR, SCHEMA_DIR, load_dir, released_versions
@@ -30,6 +31,7 @@ CONTRACT = {  # docs/contracts.md topic table: key field, schema, partitions, re
     "audit-anchors.v1": ("log_id", "pingan.AuditAnchor", 1, 3650),
     "dispositions.v1": ("incident_id", "pingan.Disposition", 3, 3650),
     "clock.v1": ("county_code", "pingan.ClockTick", 3, 3650),
+    "schemas.v1": ("fingerprint", "pingan.SchemaEntry", 1, None),
 }
 
 
@@ -161,3 +163,51 @@ def test_cli_check_and_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "released" / "v1").glob("*.avsc"))) == len(list(SCHEMA_DIR.glob("*.avsc")))
     assert runner.invoke(app, ["release", "v1"]).exit_code == 1  # immutable
+    order = (tmp_path / "released" / "v1" / "load-order.txt").read_text().split()
+    assert sorted(order) == sorted(p.name for p in SCHEMA_DIR.glob("*.avsc"))
+    assert order.index("Location.avsc") < order.index("Event.avsc") < order.index("Incident.avsc") or \
+        order.index("EventSummary.avsc") < order.index("Incident.avsc")
+
+
+def test_downstream_wire_schemas_are_released_versions(store: SchemaStore) -> None:
+    """CI's release discipline: what the bus writes on a downstream topic is a released schema version,
+    the last release holds it, and the AsyncAPI version is that release's."""
+    last, last_dir = released_versions(RELEASED_DIR)[-1]
+    released = SchemaStore(last_dir, None)
+    for name in DOWNSTREAM_TOPICS:
+        schema = topic(name).value_schema
+        fp = store.fingerprint(schema)
+        assert store.first_release(fp) is not None, (
+            f"{name}: the wire schema {schema} ({fp.hex()}) is not released: run `pingan schemas release v<N+1>`")
+        assert released.fingerprint(schema) == fp, f"{name}: {schema} differs from the last release {last}"
+    doc = json.loads(asyncapi.render(store))
+    assert doc["info"]["version"] == f"{last[1:]}.0.0"
+    msg = doc["channels"]["incidents.v1"]["subscribe"]["message"]
+    fp = store.fingerprint("Incident")
+    assert msg["x-avro-fingerprint"] == fingerprint_hex(fp)
+    assert msg["x-avro-fingerprint-long"] == fingerprint_long(fp) == int.from_bytes(fp, "little", signed=True)
+    assert msg["x-schema-release"] == last
+
+
+def test_gate_is_full_for_downstream_topics(tmp_path: Path) -> None:
+    """Dropping a required field is BACKWARD compatible but old consumers cannot read it: the gate fails."""
+    cur, rel = _copy(tmp_path)
+    _edit(cur / "Incident.avsc", lambda s: s.update(fields=[f for f in s["fields"] if f["name"] != "kind"]))
+    assert compat.check(cur, rel).ok
+    report = compat.gate(cur, rel)
+    assert [f.name for f in report.failures()] == ["pingan.Incident"]
+    assert "cannot read current" in report.failures()[0].detail
+    # a raw (internal) type is gated BACKWARD only
+    cur2, rel2 = _copy(tmp_path / "b")
+    _edit(cur2 / "DoorAccess.avsc", lambda s: s.update(fields=[f for f in s["fields"] if f["name"] != "device_id"]))
+    assert compat.gate(cur2, rel2).ok
+
+
+def test_v2_is_forward_compatible_with_v1_readers() -> None:
+    """Release v2 only added fields with defaults (and annotations): v1 readers keep reading."""
+    v1 = compat.avro_schemas(RELEASED_DIR / "v1")
+    v2 = compat.avro_schemas(RELEASED_DIR / "v2")
+    for name in compat.downstream_schemas():
+        if name in v1:
+            assert compat._pair(v1[name], v2[name]) is None, name
+            assert compat._pair(v2[name], v1[name]) is None, name

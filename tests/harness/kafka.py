@@ -62,11 +62,21 @@ def create_topics(prefix: str, names: Iterable[str] = RAW_TOPICS, partitions: in
 
 
 def delete_topics(topics: list[str]) -> None:
-    """Best-effort cleanup of test topics."""
+    """Best-effort cleanup of test topics, and of the schema topic a producer of the same prefix
+    created (``schemas.v1``: writers publish their schemas before the first send)."""
+    from schemas.catalogue import SCHEMAS_TOPIC, TOPICS
+
+    prefixes = {t[: -len(c.name)] for t in topics for c in TOPICS if t.endswith(c.name) and len(t) > len(c.name)}
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="pingan-test-admin")
     try:
-        admin.delete_topics(topics)
-    except Exception:  # noqa: BLE001 - cleanup only; the broker may already be gone
+        existing = set(admin.list_topics())
+        for batch in (topics, [p + SCHEMAS_TOPIC for p in sorted(prefixes) if p + SCHEMAS_TOPIC in existing]):
+            try:
+                if batch:
+                    admin.delete_topics(batch)
+            except Exception:  # noqa: BLE001 - cleanup only; the broker may already be gone
+                pass
+    except Exception:  # noqa: BLE001 - cleanup only
         pass
     finally:
         admin.close()

@@ -120,7 +120,7 @@ def mediation_record() -> dict[str, Any]:
              "phone": "13888881234", "address": "三江镇柒山村3组"},
             {"role": "respondent", "name": "李秀英", "id_number": None, "phone": None, "address": None},
         ],
-        "mediator": "陈调解", "result": "agreement", "compensation": 3000.0,
+        "mediator": "陈调解", "outcome": "agreement", "compensation": 3000.0,
     }
 
 

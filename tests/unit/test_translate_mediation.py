@@ -27,7 +27,7 @@ EXPECTED = [("WC-TJ-2026-0712", "2026-07-15", ["applicant", "respondent"], "agre
 
 
 def summary(res) -> list[tuple]:
-    return [(r["case_no"], r["accepted_date_local"], [p["role"] for p in r["parties"]], r["result"],
+    return [(r["case_no"], r["accepted_date_local"], [p["role"] for p in r["parties"]], r["outcome"],
              r["compensation"], r["judicial_confirmation"]) for r in res.records]
 
 
@@ -77,7 +77,7 @@ def test_bad_csv_reasons() -> None:
         "row 6: missing 案件编号",
         "case WC-TJ-2026-0790: 受理日期 '2026-02-30' is not a real date"]
     by_no = {r["case_no"]: r for r in res.records}
-    assert by_no["WC-TJ-2026-0791"]["result"] is None and by_no["WC-TJ-2026-0791"]["result_text"] == "也许"
+    assert by_no["WC-TJ-2026-0791"]["outcome"] is None and by_no["WC-TJ-2026-0791"]["result_text"] == "也许"
     assert [(f["field"], f["value"]) for f in by_no["WC-TJ-2026-0791"]["quality"]] == [("调解结果", "也许")]
     assert by_no["WC-TJ-2026-0792"]["compensation"] is None
     assert by_no["WC-TJ-2026-0792"]["quality"] == [
@@ -95,7 +95,7 @@ def test_rest_json() -> None:
         "parties": [{"role": "applicant", "name": "王德学", "id_number": "513221196805120312", "phone": "138 8888 1234",
                      "address": "三江镇柒山村3组8号"},
                     {"role": "respondent", "name": "何建国", "id_number": None, "phone": "13700001111", "address": None}],
-        "mediator": "赵明", "result": "agreement", "result_text": "调解成功", "compensation": 3500.5, "performance": "未履行",
+        "mediator": "赵明", "outcome": "agreement", "result_text": "调解成功", "compensation": 3500.5, "performance": "未履行",
         "judicial_confirmation": False, "received_at": 5, "raw_format": "mediation-json", "quality": []}
     bad = translate_json((FIX / "case_rest_bad.json").read_bytes(), received_at_ms=5)
     assert bad.records == [] and bad.rejected[0].reason == "missing 受理日期"

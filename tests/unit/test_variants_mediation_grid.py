@@ -121,7 +121,7 @@ def test_mediation_variant_ingests_whole(variant: str) -> None:
     expected = MEDIATION_VARIANTS[variant]
     res, ctx, path = ingest("mediation", variant)
     assert res.rejected == [], res.rejected
-    assert {r["case_no"]: r["result"] for r in res.records} == expected["results"]
+    assert {r["case_no"]: r["outcome"] for r in res.records} == expected["results"]
     assert {(r["case_no"], f) for r in res.records for f in flagged(r)} == expected["flags"]
     assert set(res.unmapped) == expected["unmapped"]
     events = normalize_all("mediation", res)
@@ -134,7 +134,8 @@ def test_mediation_variant_ingests_whole(variant: str) -> None:
         cols = resolve_columns(profile, rows[0].keys())
         for field_name, column in cols.case.items():
             if any(not blank(row.get(column)) for row in rows):
-                assert record[field_name] is not None or column in flagged(record), (variant, field_name)
+                field_ = {"result": "outcome"}.get(field_name, field_name)  # the column concept vs the record field
+                assert record[field_] is not None or column in flagged(record), (variant, field_name)
         if cols.parties:
             natives = [p for row in rows for p in row.get(cols.parties) or []]
         else:
@@ -157,7 +158,7 @@ def test_sentence_results_keep_the_text_verbatim() -> None:
     assert by_no["WC-TJ-2026-0806"]["compensation"] == 3000.0
     assert by_no["WC-TJ-2026-0808"]["compensation"] == 12000.0 and by_no["WC-TJ-2026-0808"]["judicial_confirmation"]
     unknown = by_no["WC-TJ-2026-0809"]
-    assert unknown["result"] is None and unknown["result_text"] == "调处中止，当事人外出务工"
+    assert unknown["outcome"] is None and unknown["result_text"] == "调处中止，当事人外出务工"
     # canonical events drop flag values; the reasons must not carry an ID number or a phone either
     reasons = " ".join(f["reason"] for r in res.records for f in r["quality"])
     assert "5132211958" not in reasons and "不详" not in reasons
@@ -200,8 +201,8 @@ def test_deployment_classifier_goes_first(tmp_path: Path) -> None:
     path = data_file(VARIANTS / "mediation" / "sentence_results")
     res = MEDIATION.translate(Payload(path.read_bytes(), "text/csv", 1), registry.context(profile_dir=tmp_path))
     by_no = {r["case_no"]: r for r in res.records}
-    assert by_no["WC-TJ-2026-0809"]["result"] == "in_progress"
-    assert by_no["WC-TJ-2026-0803"]["result"] == "failed"  # the built-in pairs still apply after it
+    assert by_no["WC-TJ-2026-0809"]["outcome"] == "in_progress"
+    assert by_no["WC-TJ-2026-0803"]["outcome"] == "failed"  # the built-in pairs still apply after it
 
 
 # --- grid ---------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def map_record(r: RecordReader) -> Draft:
     if code := r.admin_code("admin_code"):
         draft.admin_codes.append(code)
     draft.parties.extend(r.parties("parties", default_role="party"))
-    if r.text("result") == "agreement":  # 调解成功 (the translator maps the wording, see profile.toml)
+    if r.text("outcome") == "agreement":  # 调解成功 (the translator maps the wording, see profile.toml)
         draft.resolution = "调解成功"
     return draft
 

@@ -268,7 +268,7 @@ def _case_record(case: Mapping[str, Any], parties: list[dict[str, Any]], flags: 
         "admin_code": opt("admin_code", _admin_code),
         "parties": parties,
         "mediator": opt("mediator", lambda v: _text(v, "调解员")),
-        "result": outcome,
+        "outcome": outcome,
         "result_text": result_text,
         "compensation": opt("compensation", _compensation),
         "performance": opt("performance", lambda v: _text(v, "履行情况")),
