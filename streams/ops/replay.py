@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 from elasticsearch import AsyncElasticsearch
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from connectors.elasticsearch import admin
 from connectors.elasticsearch.sink import IncidentSink
@@ -423,7 +424,7 @@ async def _ids(client: Any, index: str) -> set[str]:
     """Every document id of `index` (scroll, ids only)."""
     await client.indices.refresh(index=index)
     out: set[str] = set()
-    resp = await client.search(index=index, query={"match_all": {}}, source=False, sort=["_doc"], size=5000,
+    resp = await client.search(index=index, query={"match_all": {}}, _source=False, sort=["_doc"], size=5000,
                                scroll="1m")
     try:
         while resp["hits"]["hits"]:
@@ -541,7 +542,14 @@ def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     kafka_admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin",
                                    **settings.kafka_client_options())
     try:
-        offsets = kafka_admin.list_group_offsets({group: None}).get(group) or {}
+        for attempt in range(10):
+            try:
+                offsets = kafka_admin.list_group_offsets({group: None}).get(group) or {}
+                break
+            except KafkaError as exc:  # NotCoordinator / CoordinatorLoadInProgress while the broker moves groups
+                if not getattr(exc, "retriable", False) or attempt == 9:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     finally:
         kafka_admin.close()
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
