@@ -37,6 +37,7 @@ from schemas.deadletter import ErrorClass, classify, make_dead_letter
 from schemas.serde import SchemaStore, default_store
 from connectors.sources.registry import normalizer
 from streams.domain.pipeline import CountyProcessor, StepOutput, Stores
+from streams.domain.ruleset import load_ruleset
 from streams.settings import Settings
 from streams.worker import topology
 from streams.worker.engine import PinganFaustApp, StateTables
@@ -159,8 +160,10 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     (by_county_t,) = [w.topic(n) for n in CORRELATE.inputs]
     (incidents_t,) = [w.topic(n) for n in INDEX.inputs]
     tables = StateTables(app, topology.table_partitions())
+    ruleset = load_ruleset(settings.rules_dir)  # RulesError (clear, names the file) before anything starts
     processor = CountyProcessor(Stores(**{field: tables.table(name)
-                                          for field, name in topology.CORRELATE_TABLES.items()}))
+                                          for field, name in topology.CORRELATE_TABLES.items()}),
+                                rules=ruleset.correlation, tier_rules=ruleset.tiers, rules_version=ruleset.version)
     normalize = _add_normalize(w, raw_topic)
     correlate = _add_correlate(w, by_county_t, tables, processor)
     _add_clock_ticks(w)
