@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -195,3 +196,80 @@ def pipeline(from_beginning: bool = typer.Option(False, "--from-beginning", help
     typer.echo("Run the live workers on the new namespace from now on: "
                f"PINGAN_TOPIC_PREFIX={report.target_prefix} PINGAN_INPUT_TOPIC_PREFIX={settings.raw_topic_prefix} "
                f"PINGAN_APP_ID={report.app_id}")
+
+
+@app.command("diff")
+def diff(rules: Path = typer.Option(..., "--rules", exists=True, file_okay=False,
+                                    help="folder with the new correlation_rules.toml and/or tier_rules.toml"),
+         since: str = typer.Option("7d", help="compare incidents changed within this long of the newest one "
+                                              "(7d, 36h, 90m)"),
+         out: Path = typer.Option(None, help="JSON file of the diff (default: run_dir/replay/diff-<stamp>.json)"),
+         examples: int = typer.Option(5, help="examples printed per kind of change"),
+         timeout_s: float = typer.Option(3600.0, help="give up when the shadow worker has not caught up")) -> None:
+    """Preview a rule change: run the pipeline with the new rules into a shadow prefix and print what changes."""
+    from streams.domain.ruleset import RulesError
+    from streams.ops.replay import replay_diff
+    from streams.ops.rules_diff import parse_since
+
+    try:
+        window = parse_since(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = Settings.from_env()
+    bar = _progress()
+    task = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = bar.add_task("shadow pipeline (raw records)", total=total)
+        bar.advance(task, done)
+
+    _interruptible()
+    try:
+        with bar:
+            report = replay_diff(settings, rules, window_ms=window, out_path=out, timeout_s=timeout_s,
+                                 progress=progress)
+    except RulesError as exc:
+        typer.echo(f"invalid rules: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was swapped; run the command again for a new preview", err=True)
+        raise typer.Exit(130) from None
+    except (RuntimeError, TimeoutError, ValueError) as exc:
+        typer.echo(f"replay diff failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"shadow pipeline: {report.raw_records} raw record(s) in {report.seconds_pipeline:.1f}s under "
+               f"{report.target_prefix!r} with rules {report.rules_version} ({report.rules_dir})")
+    for line in report.diff.lines(examples):
+        typer.echo(line)
+    typer.echo(f"diff written to {report.json_path}")
+    typer.echo("nothing swapped; `pingan replay promote` indexes the shadow incidents and swaps the alias")
+
+
+@app.command("promote")
+def promote_(force: bool = typer.Option(False, "--force", help="swap even if the new index is smaller")) -> None:
+    """Index the last `replay diff` preview into a new index version and swap the alias."""
+    from streams.ops.replay import ReplayRefused, promote
+
+    settings = Settings.from_env()
+    _interruptible()
+    try:
+        state, report = promote(settings, force=force, announce=_say)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    except ReplayRefused as exc:
+        typer.echo(f"REFUSED: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    if report.refused:
+        _print_shrink(report)
+        raise typer.Exit(1)
+    typer.echo(f"promoted rules {state['rules_version']}: {report.records} incident record(s) → "
+               f"{report.target_index}; alias swapped from {', '.join(report.swapped_from) or '-'}")
+    typer.echo("Run the live workers on the new namespace and rules from now on: "
+               f"PINGAN_TOPIC_PREFIX={state['target_prefix']} PINGAN_INPUT_TOPIC_PREFIX={settings.raw_topic_prefix} "
+               f"PINGAN_APP_ID={state['app_id']} PINGAN_RULES_DIR={state['rules_dir']}")

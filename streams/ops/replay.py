@@ -683,6 +683,121 @@ def _run_pipeline_worker(settings: Settings, replay_settings: Settings, app_id: 
                 proc.wait(10)
 
 
+# --------------------------------------------------------------------------- rule change preview
+def read_incidents(settings: Settings, topic: str, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
+    """incident_id → the latest record of `topic` (read from the beginning to the end offsets now)."""
+    store = default_store()
+    consumer = make_consumer(settings, "pingan-replay-diff")
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            raise ValueError(f"topic {topic!r} does not exist")
+        ends = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout_s
+        pending = {tp for tp in tps if consumer.position(tp) < ends[tp]}
+        while pending and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for r in records:
+                    if r.offset < ends[tp]:
+                        try:
+                            _name, rec = store.decode(r.value)
+                        except Exception:  # noqa: BLE001 - an undecodable record is skipped (counted by the index)
+                            continue
+                        out[str(rec["incident_id"])] = rec
+            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+        if pending:
+            raise TimeoutError(f"{topic} not read to its end within {timeout_s:.0f}s")
+    finally:
+        consumer.close()
+    return out
+
+
+def shadow_state_path(settings: Settings) -> Path:
+    """``run_dir/replay/shadow-<es prefix>[-<topic prefix>].json``: the last rule-change preview."""
+    tag = settings.es_index_prefix + (f"-{settings.topic_prefix.strip('.')}" if settings.topic_prefix else "")
+    return settings.run_dir / "replay" / f"shadow-{tag}.json"
+
+
+@dataclass
+class DiffReport:
+    """A rule-change preview: where the shadow pipeline ran and what would change."""
+
+    app_id: str
+    target_prefix: str
+    rules_dir: str
+    rules_version: str
+    raw_records: int
+    seconds_pipeline: float
+    since_ms: int | None
+    diff: Any  # rules_diff.RulesDiff
+    json_path: Path
+
+
+def replay_diff(settings: Settings, rules_dir: Path, *, window_ms: int | None = None, out_path: Path | None = None,
+                timeout_s: float = 3600.0, poll_s: float = 2.0,
+                progress: Callable[[int, int], None] | None = None) -> DiffReport:
+    """Run the pipeline with the rules of `rules_dir` into a shadow prefix (nothing is swapped) and compare
+    its incidents with the live ones changed within `window_ms` of the newest live incident.
+
+    Raises `RulesError` (before anything runs) when the rules are invalid. The shadow namespace is
+    kept for `promote` (``shadow_state_path``)."""
+    from streams.domain.ruleset import load_ruleset
+    from streams.ops.rules_diff import compare
+
+    rules = load_ruleset(rules_dir)
+    stamp = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
+    target_prefix = f"{settings.topic_prefix}shadow{stamp}."
+    app_id = f"{settings.app_id}-replay-shadow{stamp}"
+    shadow = Settings(**{**pipeline_settings(settings, target_prefix, app_id).model_dump(),
+                         "rules_dir": Path(rules_dir).resolve()})
+    provision_topics(shadow)
+    raw_topics = [settings.input_topic(n) for n in (*RAW_SOURCES, *LIFECYCLE_INPUTS)]
+    raw_ends = end_offsets(settings, raw_topics)
+    log_dir = settings.run_dir / "replay"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    seconds = _run_pipeline_worker(settings, shadow, app_id, raw_ends, log_dir / f"shadow-{app_id}.log", timeout_s,
+                                   poll_s, progress)
+    live = read_incidents(settings, settings.topic(INCIDENTS))
+    shadowed = read_incidents(settings, f"{target_prefix}{INCIDENTS}")
+    newest = max((int(r.get("last_seen") or 0) for r in live.values()), default=0)
+    since_ms = newest - window_ms if window_ms is not None and newest else None
+    diff = compare(live, shadowed, since_ms=since_ms)
+    out_path = out_path or log_dir / f"diff-{stamp}.json"
+    report = DiffReport(app_id, target_prefix, str(Path(rules_dir).resolve()), rules.version, sum(raw_ends.values()),
+                        seconds, since_ms, diff, out_path)
+    _save_json(out_path, {"app_id": app_id, "target_prefix": target_prefix, "rules_dir": report.rules_dir,
+                          "rules_version": rules.version, "since_ms": since_ms, **diff.as_json()})
+    _save_json(shadow_state_path(settings), {"app_id": app_id, "target_prefix": target_prefix,
+                                             "rules_dir": report.rules_dir, "rules_version": rules.version,
+                                             "diff": str(out_path), "promoted": False, "at": time.time()})
+    return report
+
+
+def promote(settings: Settings, *, force: bool = False,
+            announce: Callable[[str], None] | None = None) -> tuple[dict[str, Any], ReplayReport]:
+    """Index the last previewed shadow namespace into a new index version and swap the alias (the index
+    replay's safety checks hold: resumable, catch-up, no shrink without `force`). ValueError when
+    there is no preview to promote."""
+    path = shadow_state_path(settings)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"no rule-change preview to promote ({path}); run `pingan replay diff --rules DIR` "
+                         "first") from None
+    if state.get("promoted"):
+        raise ValueError(f"the preview {state['target_prefix']!r} was already promoted; run a new `replay diff`")
+    report = asyncio.run(replay_index(settings, source_topic_prefix=state["target_prefix"], force=force,
+                                      announce=announce))
+    if report.completed:
+        state["promoted"] = True
+        _save_json(path, state)
+    return state, report
+
+
 def plans_as_rows(plans: list[PartitionPlan]) -> list[Mapping[str, int]]:
     """Plain rows for printing/JSON."""
     return [{"partition": p.partition, "start": p.start, "end": p.end, "count": p.count} for p in plans]
