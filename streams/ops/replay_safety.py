@@ -39,7 +39,11 @@ class StartPoint:
         if self.mode == "beginning":
             return "from the beginning"
         if self.mode == "offsets":
-            return "from offsets " + ",".join(f"{p}:{o}" for p, o in sorted((self.offsets or {}).items()))
+            offs = dict(self.offsets or {})
+            every = offs.pop(-1, None)
+            parts = ([f"offset {every} on every partition"] if every is not None else []) + \
+                ([("offsets " + ",".join(f"{p}:{o}" for p, o in sorted(offs.items())))] if offs else [])
+            return "from " + " and ".join(parts)
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((self.ms or 0) / 1000))
         return f"from {self.mode} {when}"
 

@@ -26,9 +26,11 @@ def test_completeness_from_meta() -> None:
     start = StartPoint("offsets", offsets={-1: 5})
     assert not is_complete(build_meta(start, complete=False))[0]  # unfinished
     ok, why = is_complete(build_meta(start, complete=False, finished=True))
-    assert not ok and "partial" in why and "offsets" in why
+    assert not ok and "partial" in why and "offset 5" in why
     assert is_complete(build_meta(StartPoint(), complete=True, finished=True))[0]
     assert StartPoint("event-time", 0).describe() == "from event-time 1970-01-01T00:00:00Z"
+    assert StartPoint("offsets", offsets={-1: 250}).describe() == "from offset 250 on every partition"
+    assert StartPoint("offsets", offsets={0: 5, 1: 7}).describe() == "from offsets 0:5,1:7"
 
 
 def test_shrink_check() -> None:
