@@ -185,7 +185,7 @@ def _link() -> dict[str, Any]:
     return {"link_id": "4b1d7c2e9f0a3b5c6d7e", "event_a": "alarm110:J5132212026071400087",
             "event_b": "grid:GR202607140031", "score": 0.92,
             "reasons": ["同一身份证号密钥", "相距45米、间隔1分钟"], "rule": "alarm110-grid",
-            "county_code": "513221", "created_at": T0 + 4 * MIN}
+            "county_code": "513221", "created_at": T0 + 4 * MIN, "rules_version": "r3f9c0a1b22aa"}
 
 
 def _summary() -> dict[str, Any]:
@@ -233,6 +233,7 @@ def _incident() -> dict[str, Any]:
         "dispositions": [_disposition_summary()],
         "opening_at": T0 + 2 * MIN,
         "recurrence": None,
+        "rules_version": "r3f9c0a1b22aa",
     }
 
 

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     profile_dir: Path | None = Field(
         default=None, description="folder of deployment profiles (<feed>.toml) extending each feed's built-in "
                                   "variants: field aliases, code tables, enum wording (connectors/sources/profile.py)")
+    rules_dir: Path | None = Field(
+        default=None, description="folder of the deployment's rule files (correlation_rules.toml, tier_rules.toml); "
+                                  "a file absent there is the built-in one (streams/domain/ruleset.py)")
     sink_batch_size: int = 500
     sink_chunk_size: int = 500
     counties: str = Field(default="513221", description="comma-separated county codes served (deadline ticks)")

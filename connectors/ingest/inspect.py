@@ -171,6 +171,8 @@ class _Unit:
     natives: list[dict[str, Any]]
     detected: str
     input: str | None = None  # the file it came from (default: its name)
+    raw: bytes = b""  # the bytes translate read (a whole export file, one request body)
+    content_type: str | None = None
 
 
 def _flatten(value: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
@@ -313,7 +315,8 @@ def _file_units(spec: SourceSpec, data: bytes, name: str, ctx: SourceContext, at
         except Exception as exc:  # noqa: BLE001 - a broken export is reported, not raised through
             raise InspectError(f"{name}: cannot be read as a {spec.feed} export ({exc})") from None
         result = spec.translate_rows(rows, at_ms, f"{spec.feed}-{suffix[1:]}", ctx)
-        return [_Unit(spec.feed, name, result, [dict(r) for r in rows], detected)]
+        return [_Unit(spec.feed, name, result, [dict(r) for r in rows], detected, raw=data,
+                      content_type=CONTENT_TYPES.get(suffix))]
     if suffix == ".jsonl":
         units = []
         for n, line in enumerate(data.splitlines(), 1):
@@ -344,7 +347,21 @@ def _file_units(spec: SourceSpec, data: bytes, name: str, ctx: SourceContext, at
 def _payload_unit(spec: SourceSpec, body: bytes, ctype: str | None, name: str, ctx: SourceContext,
                   at_ms: int, detected: str) -> _Unit:
     result = spec.translate(Payload(body, ctype, at_ms), ctx)
-    return _Unit(spec.feed, name, result, native_items(body, ctype), detected)
+    return _Unit(spec.feed, name, result, native_items(body, ctype), detected, raw=body, content_type=ctype)
+
+
+def translate_file(data: bytes, name: str, feed: str, ctx: SourceContext, at_ms: int) -> list[tuple[str, bytes, str | None,
+                                                                                             TranslateResult]]:
+    """A native file through its feed's translate, as the receivers would: ``(unit name, raw bytes,
+    content type, result)`` per delivery in it (one per request of a ``.jsonl`` capture, one for a
+    whole export or document). Raises InspectError when the file cannot be read as that feed."""
+    return [(u.name, u.raw, u.content_type, u.result)
+            for u in _file_units(source_registry.feed(feed), data, name, ctx, at_ms, "import")]
+
+
+def sample_files(folder: Path) -> list[Path]:
+    """The native files of a folder (its simulator metadata, pictures and notes left out)."""
+    return _sample_files(folder)
 
 
 def _sample_files(folder: Path) -> list[Path]:

@@ -26,6 +26,9 @@ class PublishReport:
     dead_letters: Counter = field(default_factory=Counter)
     dropped: int = 0
     seconds: float = 0.0
+    accepted_by_feed: Counter = field(default_factory=Counter)  # records published, per feed
+    dead_by_feed: Counter = field(default_factory=Counter)  # dead letters, per feed
+    deliveries_by_feed: Counter = field(default_factory=Counter)
 
     @property
     def records(self) -> int:
@@ -54,6 +57,9 @@ def publish_deliveries(settings: Settings, deliveries: Iterable[Delivery], *, st
         for d in deliveries:
             res = d.result
             report.dropped += res.dropped
+            report.deliveries_by_feed[d.feed] += 1
+            report.accepted_by_feed[d.feed] += len(res.records)
+            report.dead_by_feed[d.feed] += len(res.rejected)
             for rec in res.records:
                 futures.append(producer.send(settings.topic(res.topic), key=res.key_of(rec).encode(),
                                              value=store.encode(res.schema, rec)))

@@ -302,9 +302,26 @@ def parse_xml(body: bytes | str) -> Element:
     except DefusedXmlException as exc:
         raise TranslateError(f"unsafe XML: {type(exc).__name__}", "UnsafeXml") from None
     except _stdlib_et.ParseError as exc:
-        raise TranslateError(f"malformed XML: {exc}", "MalformedXml") from None
+        raise TranslateError(_not_xml_reason(text, exc), "MalformedXml") from None
     except (ValueError, RecursionError) as exc:
         raise TranslateError(f"malformed XML: {exc}", "MalformedXml") from None
+
+
+def _not_xml_reason(text: str, exc: Exception) -> str:
+    """What a body that expat cannot parse looks like instead, and what to do about it."""
+    head = text.lstrip()[:1]
+    if head in ("{", "["):
+        try:
+            json.loads(text)
+            what = "JSON body"
+        except ValueError:
+            what = "JSON-like body"
+        return (f"{what} on an XML endpoint (malformed XML: {exc}): this route takes XML; point the sender at the "
+                "feed's JSON route or switch its push format to XML")
+    if head and head != "<":
+        return (f"malformed XML: {exc}: the body does not start with '<' (first bytes {text.lstrip()[:20]!r}); "
+                "check the sender's push format")
+    return f"malformed XML: {exc}: the document is cut off or not well-formed; keep the payload as a fixture"
 
 
 def local_name(tag: object) -> str:

@@ -104,6 +104,83 @@ def run(
     asyncio.run(_serve(components, gateway))
 
 
+@app.command("import")
+def import_folder(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="a folder of native files: any mix of the "
+                                  "six feeds' pushes, captures and exports, simulator folders included"),
+    feed: Optional[str] = typer.Option(None, help="the feed of every file (default: detected per file)"),
+    registry: Optional[Path] = typer.Option(None, help="device registry CSV (default: settings.registry_path; a "
+                                                       "simulator folder's own registry.csv when neither is set)"),
+    profile_dir: Optional[Path] = typer.Option(None, help="profile folder (default: settings.profile_dir)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="translate and count; publish nothing"),
+) -> None:
+    """Publish a folder of native files through the receivers' translate path: records to the raw topics,
+    rejections to the dead-letter topic; a progress bar and a summary per source."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from bench.tables import number_column, text_column
+    from connectors.ingest.files import Delivery
+    from connectors.ingest.folder import Skipped, iter_folder, plan_folder
+    from connectors.ingest.publish import PublishReport, publish_deliveries
+    from connectors.sources.devices import DeviceRegistry
+    from connectors.sources.registry import feeds
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    if feed is not None and feed not in feeds():
+        raise typer.BadParameter(f"unknown feed {feed!r} (one of {', '.join(feeds())})", param_hint="--feed")
+    registry = registry if registry is not None else settings.registry_path
+    devices = DeviceRegistry.from_csv(registry) if registry is not None else None
+    plan = plan_folder(folder)
+    if not plan.units:
+        typer.echo(f"{folder}: no native files found", err=True)
+        raise typer.Exit(1)
+    skipped: list[Skipped] = []
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("[bold]import"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console)
+    task = bar.add_task("import", total=plan.units)
+
+    def deliveries():  # noqa: ANN202 - Iterator[Delivery]
+        for item in iter_folder(plan, devices, profile_dir=profile_dir if profile_dir is not None else
+                                settings.profile_dir, feed=feed, timezone=settings.timezone,
+                                progress=lambda n: bar.advance(task, n)):
+            if isinstance(item, Skipped):
+                skipped.append(item)
+            else:
+                yield item
+
+    with bar:
+        if dry_run:
+            report = PublishReport()
+            for d in deliveries():
+                assert isinstance(d, Delivery)
+                report.deliveries_by_feed[d.feed] += 1
+                report.accepted_by_feed[d.feed] += len(d.result.records)
+                report.dead_by_feed[d.feed] += len(d.result.rejected)
+        else:
+            report = publish_deliveries(settings, deliveries())
+    table = Table(title=f"{folder}: {len(plan.simulator_folders)} simulator folder(s), {len(plan.files)} file(s)"
+                  + (" — dry run, nothing published" if dry_run else ""))
+    text_column(table, "source")
+    for col in ("deliveries", "accepted", "dead-lettered"):
+        number_column(table, col)
+    for name in sorted(report.deliveries_by_feed):
+        table.add_row(name, str(report.deliveries_by_feed[name]), str(report.accepted_by_feed[name]),
+                      str(report.dead_by_feed[name]))
+    table.add_row("all", str(sum(report.deliveries_by_feed.values())), str(sum(report.accepted_by_feed.values())),
+                  str(sum(report.dead_by_feed.values())), style="bold")
+    out = Console()
+    out.print(table)
+    for s in skipped:
+        out.print(f"skipped {escape(s.path)}: {escape(s.reason)}")
+    if report.dead_letters and not dry_run:
+        out.print("dead letters: pingan dlq list --stage translate (then fix and pingan dlq redrive)")
+
+
 @app.command("import-mediation")
 def import_mediation(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False)) -> None:
     """Import mediation CSV/XLSX exports once (idempotent by case number) and print what was sent."""

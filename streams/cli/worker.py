@@ -31,10 +31,34 @@ def run(worker_id: int = typer.Option(None, help="distinct per worker on one hos
     except Exception as exc:  # noqa: BLE001 - shown to the operator, then exit 2
         typer.echo(f"pingan worker run: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
-    faust_app = build_app(settings, with_index=not no_index)
+    from streams.domain.ruleset import RulesError
+
+    try:
+        faust_app = build_app(settings, with_index=not no_index)
+    except RulesError as exc:
+        typer.echo(f"pingan worker run: rules: {exc}", err=True)
+        raise typer.Exit(2) from None
     extra: dict = {}
     if settings.log_json:
         from streams.worker.observability import json_logging_config
 
         extra["logging_config"] = json_logging_config(loglevel)
     Worker(faust_app, loglevel=loglevel, quiet=True, **extra).execute_from_commandline()
+
+
+@app.command("rules")
+def rules(rules_dir: str = typer.Argument(None, help="rules folder to check (default: PINGAN_RULES_DIR)")) -> None:
+    """Validate a rules folder and print its version and which files are in force (nothing starts)."""
+    from pathlib import Path
+
+    from streams.domain.ruleset import RulesError, load_ruleset
+
+    folder = Path(rules_dir) if rules_dir else Settings.from_env().rules_dir
+    try:
+        rs = load_ruleset(folder)
+    except RulesError as exc:
+        typer.echo(f"invalid rules: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"rules version {rs.version}")
+    for name, path in sorted(rs.files.items()):
+        typer.echo(f"  {name}: {path}")

@@ -168,6 +168,7 @@ class LinkDecision:
             "link_id": self.link_id, "event_a": self.event_a, "event_b": self.event_b,
             "score": self.score, "reasons": list(self.reasons), "rule": self.rule,
             "county_code": self.county_code, "created_at": self.created_at,
+            "rules_version": "",  # the processor stamps the version of the rules in force
         }
 
 

@@ -441,6 +441,7 @@ class IncidentState:
             "opening_at": inc.get("opening_at"),
             "dispositions": list(inc.get("dispositions") or ()),
             "recurrence": inc.get("recurrence"),
+            "rules_version": "",  # the processor stamps the version of the rules in force on output
         }
         out.update(lifecycle.derive(out, self.rules, self.clock(out["county_code"])))
         if inc.get("status") == "merged":

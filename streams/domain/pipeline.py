@@ -82,8 +82,10 @@ class CountyProcessor:
     """
 
     def __init__(self, stores: Stores | None = None, rules: CorrelationRules | None = None,
-                 tier_rules: TierRules | None = None, watch: Mapping[str, str] | None = None) -> None:
+                 tier_rules: TierRules | None = None, watch: Mapping[str, str] | None = None,
+                 rules_version: str = "") -> None:
         self.stores = stores or Stores()
+        self.rules_version = rules_version  # stamped on every link and incident record emitted
         self.rules = rules or load_rules()
         self.tier_rules = tier_rules or load_tier_rules()
         self.index = CandidateIndex(self.rules, self.stores.candidates)
@@ -118,7 +120,7 @@ class CountyProcessor:
         """A pingan.ClockTick: the county clock moves to now_ms if that is later."""
         out = self._advance(str(tick["county_code"]), int(tick["now_ms"]))
         self.expire()
-        return out
+        return self._stamp(out)
 
     # ------------------------------------------------------------------ inputs
 
@@ -136,20 +138,21 @@ class CountyProcessor:
         if known is not None:
             # Re-index and re-apply its links too: both are idempotent, and they restore candidate
             # entries and merges that a worker killed between two table writes left out.
-            repaired = {rec["incident_id"]: rec for rec in self.state.apply_links(self.index.add(event), repair=True)}
+            repaired = {rec["incident_id"]: rec
+                        for rec in self.state.apply_links(self._stamped(self.index.add(event)), repair=True)}
             for rec in self.state.apply_settlement(event):
                 repaired[rec["incident_id"]] = rec
             current = repaired.get(known) or self.stores.incidents.get(known)
             if current is None or current.get("status") == "merged":
-                return self._emit(clock_out, {}, repaired)
+                return self._stamp(self._emit(clock_out, {}, repaired))
             live_id = current["incident_id"]
             redirects = [{**current, "incident_id": gone, "status": "merged", "merged_into": live_id,
                           "merged_from": []} for gone in current.get("merged_from") or ()]
             repaired.pop(live_id, None)
             out = self._emit(clock_out, {}, repaired)
             out.incidents = redirects + out.incidents + [current]
-            return out
-        links = self.index.add(event)
+            return self._stamp(out)
+        links = self._stamped(self.index.add(event))
         before: dict[str, dict[str, Any]] = {}
         for link in links:
             for eid in (link["event_a"], link["event_b"]):
@@ -180,6 +183,15 @@ class CountyProcessor:
                 touched[iid] = updated
         out = self._emit(clock_out, before, touched)
         out.links = list(links)
+        return self._stamp(out)
+
+    def _stamped(self, links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Links made under the rules in force carry their version."""
+        return [{**link, "rules_version": self.rules_version} for link in links]
+
+    def _stamp(self, out: StepOutput) -> StepOutput:
+        """Every emitted incident record carries the version of the rules that produced it."""
+        out.incidents = [{**rec, "rules_version": self.rules_version} for rec in out.incidents]
         return out
 
     def _recurrence_candidates(self, event: Event, touched: Mapping[str, Any]) -> list[str]:
@@ -200,7 +212,7 @@ class CountyProcessor:
         iid = self.state.incident_of(anchor)
         before = {iid: dict(self.stores.incidents[iid])} if iid is not None else {}
         touched = {rec["incident_id"]: rec for rec in self.state.apply_dispositions([disposition])}
-        return self._emit(StepOutput(), before, touched)
+        return self._stamp(self._emit(StepOutput(), before, touched))
 
     def _emit(self, out: StepOutput, before: Mapping[str, Mapping[str, Any]],
               touched: Mapping[str, Mapping[str, Any]]) -> StepOutput:

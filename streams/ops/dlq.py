@@ -5,19 +5,22 @@ Contract:
   beginning to the end offsets captured at the call) and returns `Letter`s (the decoded record plus
   where it sits in the dead-letter topic), filtered by source, stage, reason substring and limit
   (newest last). Undecodable entries are skipped with a warning.
-- `redrive(settings, letters, dry_run=...)` re-drives each letter:
+- `redrive(settings, letters, dry_run=...)` re-drives each letter (its corrected body when `edit_letter`
+  recorded one; letters already ``resolved`` are skipped):
   * stages with an origin topic (``normalize``, ``correlate``, ``index``, ``receive``): the raw bytes
-    are re-published unchanged to the topic they came from (``letter.topic``), key = the original
-    key when it is recoverable (``index``: the incident id; otherwise none), with the header
-    ``pingan-redrive-of: <dead_letter_id>``; the consuming stage processes them as new input. For
-    the ``index`` stage (raw = the incident as JSON) the record is re-encoded as ``pingan.Incident``.
+    are re-published to the topic they came from (``letter.topic``), key recomputed from the value by
+    the catalogue, with the header ``pingan-redrive-of: <dead_letter_id>``; the consuming stage
+    processes them as new input → state ``re-driven`` (``failed-again`` when the same payload is
+    dead-lettered again afterwards, see `dlq_state.collapse`). ``index`` letters (raw = the incident
+    as JSON) are re-encoded as ``pingan.Incident``.
   * ``translate`` letters (no origin topic: the connector rejected the payload): the source's pure
-    translate function is run again on the raw bytes (by source name, see `translate_payload`); its
-    records go to their raw topics with the header; if it rejects the payload again, a NEW dead letter
-    with ``redrive_of`` = the old id and the new reason is published (same header), so every attempt
-    is traceable.
-  Returns a `RedriveOutcome` per letter. ``dry_run`` does everything except send.
-- Nothing here changes or deletes the original dead letters (the topic is an audit trail).
+    translate function is run again (device registry and profiles from the same settings as the
+    receivers: ``registry_path``, ``profile_dir``); its records go to their raw topics with the header
+    → ``resolved``; rejected again → ``failed-again`` with the new reason in the letter's history (no
+    second letter with the same id).
+  Returns a `RedriveOutcome` per letter; the states go to the journal (streams/ops/dlq_state.py)
+  after Kafka confirmed the sends. ``dry_run`` does everything except send and record.
+- Nothing here changes or deletes the dead letters in the topic (it is the audit trail).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from connectors.ingest.publish import make_producer
@@ -33,8 +37,9 @@ from connectors.sources import registry as source_registry
 from connectors.sources.common import TranslateResult
 from connectors.sources.spec import Payload, SourceContext
 from schemas.catalogue import topic as catalogue_topic
-from schemas.deadletter import make_dead_letter
 from schemas.serde import SchemaStore, default_store
+from streams.ops.dlq_state import (Group, Journal, LetterState, PatchError, apply_patch, collapse, entry,
+                                    fingerprint)
 from streams.settings import Settings
 from streams.worker.topology import BY_COUNTY, DEAD_LETTERS
 
@@ -173,15 +178,71 @@ class RedriveOutcome:
     detail: str = ""
 
 
-def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = False,
-            store: SchemaStore | None = None, producer: Any = None) -> list[RedriveOutcome]:
-    """Re-drive dead letters (see module contract); returns one outcome per letter, in order."""
+def journal_path(settings: Settings) -> Path:
+    """``run_dir/dlq/state-<topic prefix or default>.jsonl``: the namespace's dead-letter state journal."""
+    tag = settings.topic_prefix.strip(".") or "default"
+    return settings.run_dir / "dlq" / f"state-{tag}.jsonl"
+
+
+def journal(settings: Settings) -> Journal:
+    """The state journal of the settings' namespace (see streams/ops/dlq_state.py)."""
+    return Journal(journal_path(settings))
+
+
+def grouped(letters: Iterable[Letter], states: Mapping[str, LetterState]) -> list[tuple[Letter, Group]]:
+    """One entry per failure (oldest letter first, its copies and state), newest failure last."""
+    ordered = sorted(letters, key=lambda x: (x.record.get("at") or 0, x.dlq_partition, x.dlq_offset))
+    first: dict[str, Letter] = {}
+    rows = []
+    for x in ordered:
+        first.setdefault(x.id, x)
+        rec = x.record
+        rows.append((x.id, fingerprint(str(rec.get("source")), str(rec.get("stage")), bytes(rec.get("raw") or b"")),
+                     int(rec.get("at") or 0), rec.get("redrive_of")))
+    return [(first[g.id], g) for g in collapse(rows, states)]
+
+
+def edit_letter(settings: Settings, letter: Letter, *, patch: Mapping[str, Any] | None = None,
+                body: bytes | None = None, content_type: str | None = None,
+                store: SchemaStore | None = None) -> bytes:
+    """Record a corrected body for `letter` (a merge patch on its current body, or a new body); returns it.
+
+    Raises `PatchError` when the patch does not apply. The dead-letter topic is not changed."""
     store = store or default_store()
+    jr = journal(settings)
+    current = jr.states().get(letter.id)
+    raw = current.body if current is not None and current.body is not None else bytes(letter.record.get("raw") or b"")
+    if body is None:
+        if patch is None:
+            raise PatchError("give a patch or a body")
+        body = apply_patch(raw, patch, decode=store.decode, encode=store.encode)
+    state = current.state if current is not None and current.state != "resolved" else "new"
+    jr.append(entry(letter.id, "edit", state, f"{len(raw)} → {len(body)} bytes", body=body,
+                    content_type=content_type))
+    return body
+
+
+def mark_resolved(settings: Settings, letter: Letter, note: str = "") -> None:
+    """An operator closes a letter by hand (fixed elsewhere, or not worth re-driving)."""
+    journal(settings).append(entry(letter.id, "resolve", "resolved", note or "resolved by an operator"))
+
+
+def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = False,
+            store: SchemaStore | None = None, producer: Any = None, include_resolved: bool = False,
+            record_state: bool = True) -> list[RedriveOutcome]:
+    """Re-drive dead letters (see module contract); returns one outcome per letter, in order.
+
+    Letters the journal marks ``resolved`` are skipped unless `include_resolved`; an edited letter is
+    re-driven with its corrected body. Each outcome is appended to the journal (not on a dry run)."""
+    store = store or default_store()
+    jr = journal(settings)
+    states = jr.states()
     own = producer is None and not dry_run
     producer = producer if producer is not None or dry_run else make_producer(settings)
     registry = None
     futures: list[Any] = []
     outcomes: list[RedriveOutcome] = []
+    log_entries: list[dict[str, Any]] = []
 
     def send(topic: str, key: bytes | None, value: bytes, dl_id: str) -> None:
         if not dry_run:
@@ -191,18 +252,24 @@ def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = Fa
         for letter in letters:
             rec = letter.record
             dl_id = letter.id
-            raw = bytes(rec.get("raw") or b"")
+            st = states.get(dl_id)
+            if st is not None and st.state == "resolved" and not include_resolved:
+                outcomes.append(RedriveOutcome(dl_id, "skipped", detail="already resolved"))
+                continue
+            edited = st is not None and st.body is not None
+            raw = st.body if edited and st is not None and st.body is not None else bytes(rec.get("raw") or b"")
+            content_type = (st.content_type if st is not None and st.content_type else None) or rec.get("content_type")
             stage = rec.get("stage")
+            note = " (edited body)" if edited else ""
             if stage == "translate" or not rec.get("topic"):
                 if registry is None:
                     registry = source_registry.context_from_settings(settings)
                 now = int(time.time() * 1000)
                 try:
-                    result = translate_payload(str(rec["source"]), raw, rec.get("content_type"), registry, now)
+                    result = translate_payload(str(rec["source"]), raw, content_type, registry, now)
                     problem = "; ".join(r.reason for r in result.rejected) if result.rejected else None
-                    error_type = result.rejected[0].error_type if result.rejected else None
-                except Exception as exc:  # noqa: BLE001 - a failing re-drive becomes a new dead letter
-                    result, problem, error_type = None, f"{type(exc).__name__}: {exc}", type(exc).__name__
+                except Exception as exc:  # noqa: BLE001 - a failing re-drive is recorded, not raised
+                    result, problem = None, f"{type(exc).__name__}: {exc}"
                 out = RedriveOutcome(dl_id, "translated")
                 if result is not None:
                     for r in result.records:
@@ -212,14 +279,11 @@ def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = Fa
                         if topic not in out.topics:
                             out.topics.append(topic)
                 if problem:
-                    new = make_dead_letter(source=str(rec["source"]), stage=str(stage or "translate"), raw=raw,
-                                           error=problem, error_type=error_type or "error",
-                                           content_type=rec.get("content_type"), at_ms=now, redrive_of=dl_id)
-                    send(settings.topic(DLQ_TOPIC), str(rec["source"]).encode(), store.encode(DEAD_LETTER_SCHEMA, new),
-                         dl_id)
                     out.action = "failed-again" if not out.records else "translated"
-                    out.new_dead_letter_id = new["dead_letter_id"]
                     out.detail = problem
+                state = "resolved" if not problem else ("failed-again" if not out.records else "re-driven")
+                log_entries.append(entry(dl_id, "redrive", state, (problem or f"{out.records} record(s) → "
+                                                                   f"{', '.join(out.topics) or '-'}") + note))
                 outcomes.append(out)
                 continue
             topic = str(rec["topic"])
@@ -236,11 +300,14 @@ def redrive(settings: Settings, letters: Iterable[Letter], *, dry_run: bool = Fa
             else:
                 key = original_key(settings, topic, raw, store)
             send(topic, key, value, dl_id)
+            log_entries.append(entry(dl_id, "redrive", "re-driven", f"republished to {topic}{note}"))
             outcomes.append(RedriveOutcome(dl_id, "republished", [topic], 1))
         if not dry_run and producer is not None:
             producer.flush()
             for f in futures:
                 f.get(timeout=60)
+            if record_state and log_entries:
+                jr.append(*log_entries)  # only what Kafka confirmed
     finally:
         if own:
             producer.close()

@@ -2,15 +2,25 @@
 
 Contract (index replay, `replay_index`):
 - Builds a NEW versioned index (``admin.create_next_index``) from the incidents topic, reading every
-  partition from a start offset (the beginning, or ``offsets_for_times(from_ms)``) up to the end
-  offsets captured when the replay started; records written after that are left to the live index
-  agent. Documents go through `IncidentSink` (same documents, same external versions as live), so
-  the result equals the live index for the same input. Then the alias is swapped atomically.
-- From a timestamp, the new index is first seeded with a copy of the alias's current index
-  (``_reindex`` keeping external versions), so incidents not updated since the timestamp are kept.
-- Resumable: after each flushed batch the per-partition next offsets, the end offsets and the target
-  index are written (atomically) to ``run_dir/replay/index-<es prefix>[-<topic prefix>].json``; a rerun
-  resumes from there. A finished replay marks its checkpoint ``done``; the next run starts fresh.
+  partition from a start point (`replay_safety.StartPoint`: the beginning; an event time — every
+  record is read, those whose incident changed before it are skipped; a Kafka produce time —
+  ``offsets_for_times``; or explicit offsets) up to the end offsets captured when the replay started.
+  Documents go through `IncidentSink` (same documents, same external versions as live).
+- No loss window: after that, it catches up — moves the end offsets to the topic's end now and
+  indexes the gap, round after round until a round finds nothing new — then swaps the alias, then
+  catches up once more (what the live agent wrote into the old index until the swap). External
+  versions make every extra read idempotent.
+- Never shrinks silently: before the swap the new index is compared with the alias's current index;
+  fewer documents → no swap, ``report.refused`` and ``report.shrink`` (the diff), the checkpoint is
+  kept, and the same command with ``force`` swaps.
+- Records its completeness in the mapping's ``_meta.pingan_build`` (complete: from the beginning, or
+  seeded from a complete index). Not from the beginning, the new index is first seeded with a copy
+  of the alias's current index (``_reindex`` keeping external versions) — refused (`ReplayRefused`)
+  when that index was not a complete build, unless ``force``.
+- Resumable: after each flushed batch the per-partition next offsets, the end offsets, the target
+  index and the phase (swapped or not) are written atomically to
+  ``run_dir/replay/index-<es prefix>[-<topic prefix>].json``; a rerun resumes from there (and says
+  so through `announce`). A finished replay marks its checkpoint ``done``; the next run starts fresh.
 - ``dry_run`` reports per partition what would be reprocessed and writes nothing.
 - ``max_batches`` stops after that many flushed batches without swapping (tests of resumption).
 
@@ -39,11 +49,14 @@ from zoneinfo import ZoneInfo
 
 from elasticsearch import AsyncElasticsearch
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from connectors.elasticsearch import admin
 from connectors.elasticsearch.sink import IncidentSink
 from schemas.serde import SchemaStore, default_store
 from streams.ops.provision import provision_topics
+from streams.ops.replay_safety import (ShrinkDiff, StartPoint, build_meta, event_time_of, is_complete, offset_for,
+                                       shrink_check)
 from streams.settings import DEFAULT_TIMEZONE, Settings
 from streams.worker.stages import LIFECYCLE_INPUTS, RAW_SOURCES
 from streams.worker.topology import BY_COUNTY, INCIDENTS
@@ -105,17 +118,29 @@ class Checkpoint:
 
     topic: str
     target_index: str
-    from_ms: int | None
+    from_ms: int | None  # produce time (Kafka offsets_for_times)
     positions: dict[int, int]  # partition → next offset to read
-    ends: dict[int, int]  # partition → end offset captured at start
+    ends: dict[int, int]  # partition → end offset read up to (moves forward while catching up)
     seeded: bool = False
     batches: int = 0
     records: int = 0
     done: bool = False
     started_at: float = field(default_factory=time.time)
+    mode: str = "beginning"  # beginning | event-time | produce-time | offsets
+    event_from_ms: int | None = None
+    swapped: bool = False  # the alias points at target_index; only the post-swap catch-up is left
+    seeded_from: list[str] = field(default_factory=list)
+    catchup_records: int = 0
 
     def remaining(self) -> int:
         return sum(max(0, self.ends[p] - self.positions.get(p, 0)) for p in self.ends)
+
+    def start_point(self) -> StartPoint:
+        if self.mode == "event-time":
+            return StartPoint("event-time", self.event_from_ms)
+        if self.mode == "produce-time":
+            return StartPoint("produce-time", self.from_ms)
+        return StartPoint(self.mode)
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename)."""
@@ -136,7 +161,8 @@ class Checkpoint:
             return None
         data["positions"] = {int(k): int(v) for k, v in data["positions"].items()}
         data["ends"] = {int(k): int(v) for k, v in data["ends"].items()}
-        return cls(**data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def checkpoint_path(settings: Settings, topic_prefix: str | None = None) -> Path:
@@ -162,9 +188,15 @@ class ReplayReport:
     indexed: int = 0
     deleted: int = 0
     stale: int = 0
+    skipped: int = 0  # records before the event-time start
     dead_letters: int = 0
     batches: int = 0
     seconds: float = 0.0
+    catchup_records: int = 0  # records read after the captured end offsets (before and after the swap)
+    catchup_rounds: int = 0
+    refused: str | None = None  # why the alias was not swapped (the checkpoint is kept: rerun with force)
+    shrink: ShrinkDiff | None = None
+    complete_build: bool = False
 
     @property
     def total(self) -> int:
@@ -176,22 +208,57 @@ class ReplayReport:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
+class ReplayRefused(Exception):
+    """A replay that would lose data without an explicit ``force`` (the message says why and what to do)."""
+
+
 ProgressFn = Callable[[int, int], None]  # (records done in this step, total planned)
 
 
-async def replay_index(settings: Settings, *, from_ms: int | None = None, dry_run: bool = False,
-                       source_topic_prefix: str | None = None, seed: bool = True,
+def _start_point(from_ms: int | None, from_event_ms: int | None, from_offsets: Mapping[int, int] | None) -> StartPoint:
+    given = [x is not None for x in (from_ms, from_event_ms, from_offsets)]
+    if sum(given) > 1:
+        raise ValueError("give at most one of an event time, a produce time or offsets")
+    if from_event_ms is not None:
+        return StartPoint("event-time", from_event_ms)
+    if from_ms is not None:
+        return StartPoint("produce-time", from_ms)
+    if from_offsets is not None:
+        return StartPoint("offsets", offsets=dict(from_offsets))
+    return StartPoint()
+
+
+def _plans_for(consumer: Any, topic: str, start: StartPoint) -> list[PartitionPlan]:
+    if start.mode == "produce-time":
+        return plan_partitions(consumer, topic, start.ms)
+    plans = plan_partitions(consumer, topic, None)  # event time: read everything, select by the record
+    if start.mode == "offsets":
+        offs = start.offsets or {}
+        plans = [PartitionPlan(p.partition, min(max(p.start, o), p.end) if (o := offset_for(offs, p.partition))
+                               is not None else p.start, p.end) for p in plans]
+    return plans
+
+
+async def replay_index(settings: Settings, *, from_ms: int | None = None, from_event_ms: int | None = None,
+                       from_offsets: Mapping[int, int] | None = None, dry_run: bool = False,
+                       source_topic_prefix: str | None = None, seed: bool = True, force: bool = False,
                        max_batches: int | None = None, batch_size: int | None = None,
                        checkpoint: Path | None = None, restart: bool = False,
                        progress: ProgressFn | None = None, store: SchemaStore | None = None,
-                       es_client: Any = None) -> ReplayReport:
-    """Rebuild the incidents index from the incidents topic into a new version, then swap (see module)."""
+                       es_client: Any = None, announce: Callable[[str], None] | None = None,
+                       catchup_rounds: int = 20, before_swap: Callable[[], None] | None = None) -> ReplayReport:
+    """Rebuild the incidents index from the incidents topic into a new version, catch up, swap (see module).
+
+    Raises `ReplayRefused` when seeding would copy an index that was not a complete build (unless
+    `force`); a swap that would shrink the index is refused as data (``report.refused``/``shrink``)."""
     store = store or default_store()
+    say = announce or (lambda _msg: None)
     prefix = settings.topic_prefix if source_topic_prefix is None else source_topic_prefix
     topic = f"{prefix}{INCIDENTS}"
     names = admin.IndexNames(settings.es_index_prefix)
     cp_path = checkpoint or checkpoint_path(settings, prefix)
     batch_size = batch_size or settings.sink_batch_size
+    start = _start_point(from_ms, from_event_ms, from_offsets)
     consumer = make_consumer(settings)
     client = es_client or AsyncElasticsearch(settings.es_url, timeout=60, **settings.es_client_options())
     t0 = time.perf_counter()
@@ -200,10 +267,10 @@ async def replay_index(settings: Settings, *, from_ms: int | None = None, dry_ru
         if cp is not None and (cp.done or cp.topic != topic):
             cp = None
         if cp is not None and not await client.indices.exists(index=cp.target_index):
-            log.warning("checkpoint target %s is gone; starting over", cp.target_index)
+            say(f"the unfinished replay's target {cp.target_index} is gone; starting over")
             cp = None
         if dry_run:
-            plans = plan_partitions(consumer, topic, from_ms)
+            plans = _plans_for(consumer, topic, start)
             if cp is not None:
                 plans = [PartitionPlan(p, cp.positions.get(p, 0), cp.ends[p]) for p in sorted(cp.ends)]
                 target = cp.target_index
@@ -215,66 +282,181 @@ async def replay_index(settings: Settings, *, from_ms: int | None = None, dry_ru
 
         resumed = cp is not None
         if cp is None:
-            plans = plan_partitions(consumer, topic, from_ms)
+            if start.mode != "beginning" and seed:
+                await _check_seed_source(client, names, force)
+            plans = _plans_for(consumer, topic, start)
             await admin.put_template(client, names, settings.es_refresh_interval)
             target = await admin.create_next_index(client, names)
-            cp = Checkpoint(topic, target, from_ms, {p.partition: p.start for p in plans},
-                            {p.partition: p.end for p in plans})
+            await _put_build_meta(client, target, build_meta(start, complete=False, topic=topic))
+            cp = Checkpoint(topic, target, start.ms if start.mode == "produce-time" else None,
+                            {p.partition: p.start for p in plans}, {p.partition: p.end for p in plans},
+                            mode=start.mode, event_from_ms=start.ms if start.mode == "event-time" else None)
             cp.save(cp_path)
+        else:
+            if start != cp.start_point() and start.mode != "beginning":
+                say(f"note: the unfinished replay was started {cp.start_point().describe()}; it goes on with "
+                    "that (--restart discards it)")
+            say(f"resuming the replay into {cp.target_index}: {cp.records} record(s) done, {cp.remaining()} left "
+                f"(checkpoint {cp_path})")
         report = ReplayReport(topic, cp.target_index,
                               [PartitionPlan(p, cp.positions.get(p, 0), cp.ends[p]) for p in sorted(cp.ends)],
                               resumed=resumed)
+        if cp.swapped:  # killed after the swap: only the post-swap catch-up is left
+            await _catch_up(consumer, cp, cp_path, report, store, client, settings, batch_size, catchup_rounds)
+            cp.done = True
+            cp.save(cp_path)
+            report.completed = True
+            report.seconds = time.perf_counter() - t0
+            return report
         await client.indices.put_settings(index=cp.target_index, body={"index": {"refresh_interval": "-1"}})
-        if cp.from_ms is not None and seed and not cp.seeded:
-            await _seed_from_alias(client, names, cp.target_index)
+        if cp.mode != "beginning" and seed and not cp.seeded:
+            cp.seeded_from = await _seed_from_alias(client, names, cp.target_index)
             cp.seeded = True
             cp.save(cp_path)
 
         sink = IncidentSink(client, cp.target_index, batch_size=batch_size, chunk_size=settings.sink_chunk_size)
         await sink.setup()
-        total = report.total
         stopped = False
         for batch in _batches(consumer, cp, batch_size):
-            for rec in batch:
-                try:
-                    _name, inc = store.decode(rec.value)
-                except Exception as exc:  # noqa: BLE001 - an undecodable record is counted, not fatal
-                    log.warning("replay: undecodable record %s[%s]@%s: %s", rec.topic, rec.partition,
-                                rec.offset, exc)
-                    report.dead_letters += 1
-                    continue
-                sink.add(inc, topic=rec.topic, partition=rec.partition, offset=rec.offset)
-            result = await sink.flush()
-            report.indexed += result.indexed
-            report.deleted += result.deleted
-            report.stale += result.stale
-            report.dead_letters += len(result.dead_letters)
-            for rec in batch:
-                cp.positions[rec.partition] = max(cp.positions.get(rec.partition, 0), rec.offset + 1)
+            await _index_batch(sink, batch, cp, report, store)
             cp.batches += 1
-            cp.records += len(batch)
-            report.records += len(batch)
-            report.batches += 1
             cp.save(cp_path)
+            report.batches += 1
             if progress:
-                progress(len(batch), total)
+                progress(len(batch), report.total)
             if max_batches is not None and report.batches >= max_batches and cp.remaining() > 0:
                 stopped = True
                 break
-        if not stopped:
-            await client.indices.put_settings(index=cp.target_index,
-                                              body={"index": {"refresh_interval": settings.es_refresh_interval}})
-            await client.indices.refresh(index=cp.target_index)
-            report.swapped_from = await admin.swap_alias(client, names, cp.target_index)
-            cp.done = True
-            cp.save(cp_path)
-            report.completed = True
+        if stopped:
+            report.seconds = time.perf_counter() - t0
+            return report
+        # catch up to the live end: records written while the replay ran (gap closed when a round reads nothing)
+        await _catch_up(consumer, cp, cp_path, report, store, client, settings, batch_size, catchup_rounds)
+        await client.indices.put_settings(index=cp.target_index,
+                                          body={"index": {"refresh_interval": settings.es_refresh_interval}})
+        await client.indices.refresh(index=cp.target_index)
+        live = [i for i in await admin.alias_targets(client, names) if i != cp.target_index]
+        if live and not force:
+            diff = shrink_check(live[0], await _ids(client, live[0]), cp.target_index,
+                                await _ids(client, cp.target_index))
+            if diff is not None:
+                report.shrink = diff
+                report.refused = (f"{cp.target_index} is smaller than the live index {live[0]}; the alias was not "
+                                  "moved. Check the diff, then rerun the same command with --force to swap anyway "
+                                  "(or --restart with another start point)")
+                report.seconds = time.perf_counter() - t0
+                return report
+        complete = start_complete = cp.mode == "beginning"
+        if cp.seeded:
+            complete = all([(await _index_complete(client, i))[0] for i in cp.seeded_from]) if cp.seeded_from \
+                else False
+        report.complete_build = complete or start_complete
+        await _put_build_meta(client, cp.target_index, build_meta(cp.start_point(), complete=report.complete_build,
+                                                                  seeded_from=cp.seeded_from, topic=topic,
+                                                                  finished=True))
+        if before_swap:
+            before_swap()
+        report.swapped_from = await admin.swap_alias(client, names, cp.target_index)
+        cp.swapped = True
+        cp.save(cp_path)
+        # the live agent wrote into the old index until the swap: read what it saw since our last end
+        await _catch_up(consumer, cp, cp_path, report, store, client, settings, batch_size, catchup_rounds)
+        cp.done = True
+        cp.save(cp_path)
+        report.completed = True
         report.seconds = time.perf_counter() - t0
         return report
     finally:
         consumer.close()
         if es_client is None:
             await client.close()
+
+
+async def _index_batch(sink: IncidentSink, batch: list[Any], cp: Checkpoint, report: ReplayReport,
+                       store: SchemaStore) -> None:
+    """Index one batch (records before the event-time start are skipped) and advance the checkpoint."""
+    for rec in batch:
+        try:
+            _name, inc = store.decode(rec.value)
+        except Exception as exc:  # noqa: BLE001 - an undecodable record is counted, not fatal
+            log.warning("replay: undecodable record %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, exc)
+            report.dead_letters += 1
+            continue
+        if cp.event_from_ms is not None and event_time_of(inc) < cp.event_from_ms:
+            report.skipped += 1
+            continue
+        sink.add(inc, topic=rec.topic, partition=rec.partition, offset=rec.offset)
+    result = await sink.flush()
+    report.indexed += result.indexed
+    report.deleted += result.deleted
+    report.stale += result.stale
+    report.dead_letters += len(result.dead_letters)
+    for rec in batch:
+        cp.positions[rec.partition] = max(cp.positions.get(rec.partition, 0), rec.offset + 1)
+    cp.records += len(batch)
+    report.records += len(batch)
+
+
+async def _catch_up(consumer: Any, cp: Checkpoint, cp_path: Path, report: ReplayReport, store: SchemaStore,
+                    client: Any, settings: Settings, batch_size: int, rounds: int) -> None:
+    """Move the end offsets to the topic's end now and index the gap, until a round finds nothing new.
+
+    Idempotent: documents carry external versions, so a record the live agent also indexed is stale."""
+    sink = IncidentSink(client, cp.target_index, batch_size=batch_size, chunk_size=settings.sink_chunk_size)
+    await sink.setup()
+    for _ in range(rounds):
+        tps = [TopicPartition(cp.topic, p) for p in sorted(cp.ends)]
+        now = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        if all(now[p] <= cp.ends[p] for p in now):
+            return
+        report.catchup_rounds += 1
+        cp.ends = {p: max(cp.ends[p], now[p]) for p in now}
+        before = report.records
+        for batch in _batches(consumer, cp, batch_size):
+            await _index_batch(sink, batch, cp, report, store)
+        report.catchup_records += report.records - before
+        cp.catchup_records += report.records - before
+        cp.save(cp_path)
+    log.warning("replay: still behind after %d catch-up rounds; the live agent indexes the rest", rounds)
+
+
+async def _ids(client: Any, index: str) -> set[str]:
+    """Every document id of `index` (scroll, ids only)."""
+    await client.indices.refresh(index=index)
+    out: set[str] = set()
+    resp = await client.search(index=index, query={"match_all": {}}, _source=False, sort=["_doc"], size=5000,
+                               scroll="1m")
+    try:
+        while resp["hits"]["hits"]:
+            out.update(h["_id"] for h in resp["hits"]["hits"])
+            resp = await client.scroll(scroll_id=resp["_scroll_id"], scroll="1m")
+    finally:
+        await client.clear_scroll(scroll_id=resp["_scroll_id"], ignore=(404,))
+    return out
+
+
+async def _index_meta(client: Any, index: str) -> dict[str, Any]:
+    resp = await client.indices.get_mapping(index=index)
+    return dict((resp.get(index) or {}).get("mappings", {}).get("_meta") or {})
+
+
+async def _index_complete(client: Any, index: str) -> tuple[bool, str]:
+    return is_complete(await _index_meta(client, index))
+
+
+async def _put_build_meta(client: Any, index: str, entry: Mapping[str, Any]) -> None:
+    """Merge `entry` into the index mapping's ``_meta`` (put_mapping replaces _meta as a whole)."""
+    meta = {**await _index_meta(client, index), **entry}
+    await client.indices.put_mapping(index=index, body={"_meta": meta})
+
+
+async def _check_seed_source(client: Any, names: Any, force: bool) -> None:
+    """Refuse to seed from an alias target that was not a complete build (unless `force`)."""
+    for index in await admin.alias_targets(client, names):
+        ok, why = await _index_complete(client, index)
+        if not ok and not force:
+            raise ReplayRefused(f"will not seed from {index}: it is {why}. Replay --from-beginning to rebuild a "
+                                "complete index, or pass --force to seed from it anyway")
 
 
 def _batches(consumer: Any, cp: Checkpoint, batch_size: int):  # noqa: ANN202 - Iterator[list[ConsumerRecord]]
@@ -286,6 +468,7 @@ def _batches(consumer: Any, cp: Checkpoint, batch_size: int):  # noqa: ANN202 - 
     if not tps:
         return
     consumer.assign(list(tps.values()))
+    consumer.resume(*tps.values())  # partitions paused by an earlier pass (catch-up rounds reuse the consumer)
     for p, tp in tps.items():
         consumer.seek(tp, cp.positions.get(p, 0))
     active = dict(tps)
@@ -312,14 +495,15 @@ def _batches(consumer: Any, cp: Checkpoint, batch_size: int):  # noqa: ANN202 - 
                 raise TimeoutError(f"no records from {sorted(active)} of {cp.topic} for 30 s before their end offsets")
 
 
-async def _seed_from_alias(client: Any, names: Any, target: str) -> None:
-    """Copy the alias's current documents (keeping their external versions) into `target`."""
+async def _seed_from_alias(client: Any, names: Any, target: str) -> list[str]:
+    """Copy the alias's current documents (keeping their external versions) into `target`; the sources."""
     sources = [i for i in await admin.alias_targets(client, names) if i != target]
     if not sources:
-        return
+        return []
     await client.reindex(body={"source": {"index": sources}, "dest": {"index": target, "version_type": "external"},
                                "conflicts": "proceed"}, wait_for_completion=True, refresh=True,
                          request_timeout=600)
+    return sources
 
 
 # --------------------------------------------------------------------------- pipeline replay
@@ -358,7 +542,14 @@ def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     kafka_admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="pingan-replay-admin",
                                    **settings.kafka_client_options())
     try:
-        offsets = kafka_admin.list_group_offsets({group: None}).get(group) or {}
+        for attempt in range(10):
+            try:
+                offsets = kafka_admin.list_group_offsets({group: None}).get(group) or {}
+                break
+            except KafkaError as exc:  # NotCoordinator / CoordinatorLoadInProgress while the broker moves groups
+                if not getattr(exc, "retriable", False) or attempt == 9:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     finally:
         kafka_admin.close()
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
@@ -374,24 +565,89 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
         consumer.close()
 
 
+def pipeline_state_path(settings: Settings) -> Path:
+    """``run_dir/replay/pipeline-<es prefix>[-<topic prefix>].json``: the unfinished pipeline replay."""
+    tag = settings.es_index_prefix + (f"-{settings.topic_prefix.strip('.')}" if settings.topic_prefix else "")
+    return settings.run_dir / "replay" / f"pipeline-{tag}.json"
+
+
+def _save_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, timeout_s: float = 3600.0,
                     poll_s: float = 2.0, log_dir: Path | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> PipelineReplayReport:
-    """Re-run normalize → correlate from the raw topics into `target_prefix`, then index + swap (see module)."""
-    stamp = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
-    target_prefix = target_prefix or f"{settings.topic_prefix}replay{stamp}."
-    if target_prefix == settings.raw_topic_prefix:
-        raise ValueError("the target prefix must differ from the live (raw) topic prefix")
-    app_id = f"{settings.app_id}-replay-{stamp}"
+                    progress: Callable[[int, int], None] | None = None, restart: bool = False,
+                    announce: Callable[[str], None] | None = None, force: bool = False) -> PipelineReplayReport:
+    """Re-run normalize → correlate from the raw topics into `target_prefix`, then index + swap (see module).
+
+    Resumable: the app id, target prefix and captured raw end offsets are saved in
+    `pipeline_state_path`; the same call after a kill restarts the replay worker under the same app id
+    (it continues from its committed offsets and changelogged tables) and then the index replay
+    resumes from its own checkpoint. ``restart`` discards an unfinished replay."""
+    say = announce or (lambda _msg: None)
+    state_path = pipeline_state_path(settings)
+    state: dict[str, Any] | None = None
+    if not restart:
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            state = None
+        if state and state.get("done"):
+            state = None
+    if state is not None:
+        if target_prefix and target_prefix != state["target_prefix"]:
+            raise ValueError(f"an unfinished pipeline replay into {state['target_prefix']!r} exists ({state_path}); "
+                             "rerun without --target-prefix to resume it, or with --restart to discard it")
+        app_id, target_prefix = state["app_id"], state["target_prefix"]
+        raw_ends = {(t, int(p)): int(o) for t, p, o in state["raw_ends"]}
+        say(f"resuming the pipeline replay {app_id} into {target_prefix!r} (phase {state['phase']}; "
+            f"state {state_path})")
+    else:
+        stamp = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
+        target_prefix = target_prefix or f"{settings.topic_prefix}replay{stamp}."
+        if target_prefix == settings.raw_topic_prefix:
+            raise ValueError("the target prefix must differ from the live (raw) topic prefix")
+        app_id = f"{settings.app_id}-replay-{stamp}"
+        raw_ends = {}
     replay_settings = pipeline_settings(settings, target_prefix, app_id)
     provision_topics(replay_settings)
     # every input of the bus: the raw topics, centers' actions and the recorded clock ticks
     raw_topics = [settings.input_topic(n) for n in (*RAW_SOURCES, *LIFECYCLE_INPUTS)]
-    raw_ends = end_offsets(settings, raw_topics)
+    if state is None:
+        raw_ends = end_offsets(settings, raw_topics)
+        state = {"app_id": app_id, "target_prefix": target_prefix, "phase": "pipeline", "done": False,
+                 "raw_ends": [[t, p, o] for (t, p), o in sorted(raw_ends.items())], "started_at": time.time()}
+        _save_json(state_path, state)
     raw_total = sum(raw_ends.values())
     log_dir = log_dir or settings.run_dir / "replay"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"pipeline-{app_id}.log"
+    seconds = 0.0
+    if state["phase"] == "pipeline":
+        seconds = _run_pipeline_worker(settings, replay_settings, app_id, raw_ends, log_path, timeout_s, poll_s,
+                                       progress)
+        state["phase"] = "index"
+        state["seconds_pipeline"] = seconds
+        _save_json(state_path, state)
+    else:
+        seconds = float(state.get("seconds_pipeline") or 0.0)
+    index_report = asyncio.run(replay_index(settings, source_topic_prefix=target_prefix, announce=announce,
+                                            force=force))
+    if index_report.completed:
+        state["done"] = True
+        _save_json(state_path, state)
+    return PipelineReplayReport(app_id, target_prefix, raw_total, seconds, index_report, log_path)
+
+
+def _run_pipeline_worker(settings: Settings, replay_settings: Settings, app_id: str,
+                         raw_ends: Mapping[tuple[str, int], int], log_path: Path, timeout_s: float, poll_s: float,
+                         progress: Callable[[int, int], None] | None) -> float:
+    """Run the replay worker until its group has committed `raw_ends` and the by-county end; seconds taken."""
+    raw_total = sum(raw_ends.values())
     env = {**os.environ, **replay_settings.as_env()}
     t0 = time.perf_counter()
     with open(log_path, "ab") as log_fh:
@@ -416,7 +672,7 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
                 if all(committed.get(k, 0) >= end for k, end in county_ends.items()):
                     break
             time.sleep(poll_s)
-        seconds = time.perf_counter() - t0
+        return time.perf_counter() - t0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
@@ -425,8 +681,121 @@ def replay_pipeline(settings: Settings, *, target_prefix: str | None = None, tim
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait(10)
-    index_report = asyncio.run(replay_index(settings, source_topic_prefix=target_prefix))
-    return PipelineReplayReport(app_id, target_prefix, raw_total, seconds, index_report, log_path)
+
+
+# --------------------------------------------------------------------------- rule change preview
+def read_incidents(settings: Settings, topic: str, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
+    """incident_id → the latest record of `topic` (read from the beginning to the end offsets now)."""
+    store = default_store()
+    consumer = make_consumer(settings, "pingan-replay-diff")
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            raise ValueError(f"topic {topic!r} does not exist")
+        ends = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout_s
+        pending = {tp for tp in tps if consumer.position(tp) < ends[tp]}
+        while pending and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for r in records:
+                    if r.offset < ends[tp]:
+                        try:
+                            _name, rec = store.decode(r.value)
+                        except Exception:  # noqa: BLE001 - an undecodable record is skipped (counted by the index)
+                            continue
+                        out[str(rec["incident_id"])] = rec
+            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+        if pending:
+            raise TimeoutError(f"{topic} not read to its end within {timeout_s:.0f}s")
+    finally:
+        consumer.close()
+    return out
+
+
+def shadow_state_path(settings: Settings) -> Path:
+    """``run_dir/replay/shadow-<es prefix>[-<topic prefix>].json``: the last rule-change preview."""
+    tag = settings.es_index_prefix + (f"-{settings.topic_prefix.strip('.')}" if settings.topic_prefix else "")
+    return settings.run_dir / "replay" / f"shadow-{tag}.json"
+
+
+@dataclass
+class DiffReport:
+    """A rule-change preview: where the shadow pipeline ran and what would change."""
+
+    app_id: str
+    target_prefix: str
+    rules_dir: str
+    rules_version: str
+    raw_records: int
+    seconds_pipeline: float
+    since_ms: int | None
+    diff: Any  # rules_diff.RulesDiff
+    json_path: Path
+
+
+def replay_diff(settings: Settings, rules_dir: Path, *, window_ms: int | None = None, out_path: Path | None = None,
+                timeout_s: float = 3600.0, poll_s: float = 2.0,
+                progress: Callable[[int, int], None] | None = None) -> DiffReport:
+    """Run the pipeline with the rules of `rules_dir` into a shadow prefix (nothing is swapped) and compare
+    its incidents with the live ones changed within `window_ms` of the newest live incident.
+
+    Raises `RulesError` (before anything runs) when the rules are invalid. The shadow namespace is
+    kept for `promote` (``shadow_state_path``)."""
+    from streams.domain.ruleset import load_ruleset
+    from streams.ops.rules_diff import compare
+
+    rules = load_ruleset(rules_dir)
+    stamp = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
+    target_prefix = f"{settings.topic_prefix}shadow{stamp}."
+    app_id = f"{settings.app_id}-replay-shadow{stamp}"
+    shadow = Settings(**{**pipeline_settings(settings, target_prefix, app_id).model_dump(),
+                         "rules_dir": Path(rules_dir).resolve()})
+    provision_topics(shadow)
+    raw_topics = [settings.input_topic(n) for n in (*RAW_SOURCES, *LIFECYCLE_INPUTS)]
+    raw_ends = end_offsets(settings, raw_topics)
+    log_dir = settings.run_dir / "replay"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    seconds = _run_pipeline_worker(settings, shadow, app_id, raw_ends, log_dir / f"shadow-{app_id}.log", timeout_s,
+                                   poll_s, progress)
+    live = read_incidents(settings, settings.topic(INCIDENTS))
+    shadowed = read_incidents(settings, f"{target_prefix}{INCIDENTS}")
+    newest = max((int(r.get("last_seen") or 0) for r in live.values()), default=0)
+    since_ms = newest - window_ms if window_ms is not None and newest else None
+    diff = compare(live, shadowed, since_ms=since_ms)
+    out_path = out_path or log_dir / f"diff-{stamp}.json"
+    report = DiffReport(app_id, target_prefix, str(Path(rules_dir).resolve()), rules.version, sum(raw_ends.values()),
+                        seconds, since_ms, diff, out_path)
+    _save_json(out_path, {"app_id": app_id, "target_prefix": target_prefix, "rules_dir": report.rules_dir,
+                          "rules_version": rules.version, "since_ms": since_ms, **diff.as_json()})
+    _save_json(shadow_state_path(settings), {"app_id": app_id, "target_prefix": target_prefix,
+                                             "rules_dir": report.rules_dir, "rules_version": rules.version,
+                                             "diff": str(out_path), "promoted": False, "at": time.time()})
+    return report
+
+
+def promote(settings: Settings, *, force: bool = False,
+            announce: Callable[[str], None] | None = None) -> tuple[dict[str, Any], ReplayReport]:
+    """Index the last previewed shadow namespace into a new index version and swap the alias (the index
+    replay's safety checks hold: resumable, catch-up, no shrink without `force`). ValueError when
+    there is no preview to promote."""
+    path = shadow_state_path(settings)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"no rule-change preview to promote ({path}); run `pingan replay diff --rules DIR` "
+                         "first") from None
+    if state.get("promoted"):
+        raise ValueError(f"the preview {state['target_prefix']!r} was already promoted; run a new `replay diff`")
+    report = asyncio.run(replay_index(settings, source_topic_prefix=state["target_prefix"], force=force,
+                                      announce=announce))
+    if report.completed:
+        state["promoted"] = True
+        _save_json(path, state)
+    return state, report
 
 
 def plans_as_rows(plans: list[PartitionPlan]) -> list[Mapping[str, int]]:

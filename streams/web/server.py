@@ -50,7 +50,8 @@ from connectors.elasticsearch.admin import IndexNames
 from connectors.ingest.producer import DeliveryError, ProducerConfig, RecordProducer
 from streams.domain import admin, gazetteer, lifecycle
 from streams.domain.identity import PersonKeyer
-from streams.domain.tiers import TIER_NAMES_CN, TierRules, load_tier_rules
+from streams.domain.ruleset import load_ruleset
+from streams.domain.tiers import TIER_NAMES_CN, TierRules
 from streams.settings import Settings
 from streams.web import operations
 from streams.web.audit import AuditLog, DeniedRecorder
@@ -694,7 +695,7 @@ def make_app(settings: Settings, es_client: AsyncElasticsearch, credentials: Cre
     app[KEYER_KEY] = PersonKeyer(settings.person_key())
     app[PRODUCER_KEY] = producer or RecordProducer.from_settings(
         settings, config=ProducerConfig(client_id="pingan-web", start_timeout_s=5.0, request_timeout_ms=10_000))
-    app[RULES_KEY] = rules or load_tier_rules()
+    app[RULES_KEY] = rules or load_ruleset(settings.rules_dir).tiers
     app[SHUTDOWN_KEY] = asyncio.Event()
 
     async def start_hub(_: web.Application) -> None:

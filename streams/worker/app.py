@@ -38,6 +38,7 @@ from schemas.serde import SchemaStore, default_store
 from connectors.sources.registry import normalizer
 from streams.domain.identity import PersonKeyer
 from streams.domain.pipeline import CountyProcessor, StepOutput, Stores
+from streams.domain.ruleset import load_ruleset
 from streams.domain.watch import parse_watchlists
 from streams.settings import Settings
 from streams.worker import topology
@@ -171,8 +172,10 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     (by_county_t,) = [w.topic(n) for n in CORRELATE.inputs]
     (incidents_t,) = [w.topic(n) for n in INDEX.inputs]
     tables = StateTables(app, topology.table_partitions())
+    ruleset = load_ruleset(settings.rules_dir)  # RulesError (clear, names the file) before anything starts
     processor = CountyProcessor(Stores(**{field: tables.table(name)
                                           for field, name in topology.CORRELATE_TABLES.items()}),
+                                rules=ruleset.correlation, tier_rules=ruleset.tiers, rules_version=ruleset.version,
                                 watch=load_watch(settings))
     normalize = _add_normalize(w, raw_topic)
     correlate = _add_correlate(w, by_county_t, tables, processor)

@@ -1,6 +1,7 @@
 """`pingan dlq` on the real Kafka: list/show dead letters, re-drive them traceably."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from schemas.deadletter import make_dead_letter
 from schemas.serde import default_store
-from streams.ops.dlq import REDRIVE_HEADER, read_dead_letters, redrive
+from streams.ops.dlq import REDRIVE_HEADER, journal, read_dead_letters, redrive
 from streams.settings import Settings
 from infra.processes import isolated_settings, settings_env
 from tests.harness.leaks import delete_namespace
@@ -37,12 +38,12 @@ def _consume(settings: Settings, topic: str, min_count: int, timeout_s: float = 
 
 
 @pytest.fixture(scope="module")
-def dlq_settings(stack: Settings) -> Iterator[Settings]:
+def dlq_settings(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An isolated namespace holding three dead letters (see `letters`)."""
     from connectors.ingest.publish import make_producer
     from streams.ops.provision import provision_topics
 
-    settings = isolated_settings(stack)
+    settings = isolated_settings(stack, run_dir=tmp_path_factory.mktemp("dlq-run"))  # the state journal
     provision_topics(settings)
     store = default_store()
     now = int(time.time() * 1000)
@@ -60,7 +61,7 @@ def dlq_settings(stack: Settings) -> Iterator[Settings]:
         make_dead_letter(source="grid", stage="translate", raw=(FIXTURES / "report_gcj02.json").read_bytes(),
                          error="temporarily rejected", error_type="bad_field", content_type="application/json",
                          at_ms=now + 1),
-        # a payload that is still bad: a new dead letter carrying redrive_of
+        # a payload that is still bad: failed-again, its new reason in the letter's history
         make_dead_letter(source="grid", stage="translate", raw=(FIXTURES / "malformed.json").read_bytes(),
                          error="malformed JSON", error_type="malformed", content_type="application/json",
                          at_ms=now + 2),
@@ -113,7 +114,61 @@ def test_redrive_is_tagged_and_traceable(dlq_settings: Settings) -> None:
     original = next(r for r in raw if dict(r.headers)[REDRIVE_HEADER].decode() == every[0].id)
     assert original.value == every[0].record["raw"] and original.key == b"G-REDRIVE-1"  # key recomputed
 
-    again = [x for x in read_dead_letters(settings) if x.record.get("redrive_of")]
-    assert len(again) == 1
-    assert again[0].record["redrive_of"] == every[2].id == outcomes[2].dead_letter_id
-    assert again[0].id == outcomes[2].new_dead_letter_id and again[0].header(REDRIVE_HEADER) == every[2].id
+    # one letter per id: a failed re-drive adds no second letter; the journal has the state and history
+    assert [x.id for x in read_dead_letters(settings)] == [x.id for x in every]
+    states = journal(settings).states()
+    assert [states[x.id].state for x in every] == ["re-driven", "resolved", "failed-again"]
+    assert outcomes[2].new_dead_letter_id is None and "JSON" in states[every[2].id].history[-1]["detail"]
+
+    from streams.cli import _mount, app
+
+    _mount()
+    runner = CliRunner()
+    env = {**settings_env(settings), "COLUMNS": "200"}
+    bulk = runner.invoke(app, ["dlq", "redrive", "--source", "grid", "--stage", "translate", "--dry-run"], env=env)
+    assert bulk.exit_code == 0, bulk.output
+    assert "1 resolved letter(s) skipped" in bulk.output and every[1].id[:12] not in bulk.output
+    assert every[2].id[:12] in bulk.output  # failed-again letters are re-driven again
+    listed = runner.invoke(app, ["dlq", "list", "--state", "failed-again", "--json"], env=env)
+    assert [json.loads(line)["dead_letter_id"] for line in listed.output.splitlines()] == [every[2].id]
+
+
+def test_edit_then_redrive_by_prefix_resolves_the_letter(dlq_settings: Settings) -> None:
+    """A grid report without its report id: corrected with a merge patch, re-driven by a 12-char prefix."""
+    from connectors.ingest.publish import make_producer
+
+    settings = dlq_settings
+    store = default_store()
+    raw = (FIXTURES / "bad_missing_report_id.json").read_bytes()
+    dl = make_dead_letter(source="grid", stage="translate", raw=raw, error="no report id", error_type="MissingField",
+                          content_type="application/json", at_ms=int(time.time() * 1000) + 10)
+    producer = make_producer(settings)
+    producer.send(settings.topic("deadletters.v1"), key=b"grid", value=store.encode("pingan.DeadLetter", dl)).get(30)
+    producer.close()
+    prefix = dl["dead_letter_id"][:12]
+
+    from streams.cli import _mount, app
+
+    _mount()
+    runner = CliRunner()
+    env = {**settings_env(settings), "COLUMNS": "200"}
+    ambiguous = runner.invoke(app, ["dlq", "show", ""], env=env)
+    assert ambiguous.exit_code == 2 and "empty" in ambiguous.output
+    unknown = runner.invoke(app, ["dlq", "redrive", "--id", "zzzz"], env=env)
+    assert unknown.exit_code == 2 and "no dead letter 'zzzz'" in unknown.output
+    first = runner.invoke(app, ["dlq", "redrive", "--id", prefix], env=env)
+    assert first.exit_code == 0 and "failed-again" in first.output, first.output
+    patch = settings.run_dir / "patch.json"
+    patch.write_text(json.dumps({"reportId": "WG-FIXED-1"}), encoding="utf-8")
+    edited = runner.invoke(app, ["dlq", "edit", prefix, "--patch", str(patch)], env=env)
+    assert edited.exit_code == 0 and "edited" in edited.output, edited.output
+    shown = runner.invoke(app, ["dlq", "show", prefix], env=env)
+    assert "WG-FIXED-1" in shown.output and '"failed-again"' in shown.output
+    second = runner.invoke(app, ["dlq", "redrive", "--id", prefix], env=env)
+    assert second.exit_code == 0 and "translated 1 record(s)" in second.output, second.output
+    st = journal(settings).states()[dl["dead_letter_id"]]
+    assert st.state == "resolved" and [h["action"] for h in st.history] == ["redrive", "edit", "redrive"]
+    raw_topic = _consume(settings, settings.topic("raw.grid.v1"), 4)
+    assert any(b"WG-FIXED-1" in r.value for r in raw_topic)
+    again = runner.invoke(app, ["dlq", "redrive", "--source", "grid", "--stage", "translate"], env=env)
+    assert prefix not in again.output and "2 resolved letter(s) skipped" in again.output

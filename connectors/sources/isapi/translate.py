@@ -143,8 +143,13 @@ def resolve_device(fields: Mapping[str, Any], registry: DeviceRegistry, peer_ip:
     uuid = _scalar(fields, "deviceID", "deviceUUID", "UUID")
     device = registry.resolve(mac=mac, ip=ip, uuid=uuid, device_id=uuid)
     if device is None:
-        raise TranslateError(f"unknown device: mac={mac!r} ip={ip!r} deviceID={uuid!r} not in the device registry",
-                             "UnknownDevice")
+        if mac is None and ip is None and uuid is None:
+            raise TranslateError("no device identifier in the body (no macAddress, ipAddress/ipv4Address or "
+                                 "deviceID/UUID): configure the device to send its identity in event notifications",
+                                 "UnknownDevice")
+        named = ", ".join(f"{k}={v!r}" for k, v in (("mac", mac), ("ip", ip), ("deviceID", uuid)) if v is not None)
+        raise TranslateError(f"unknown device: {named} not in the device registry; add it to the registry CSV "
+                             "(PINGAN_REGISTRY_PATH), then re-drive this letter", "UnknownDevice")
     if peer_ip is not None:
         peer = normalize_ip(peer_ip)
         if device.ip and peer and device.ip != peer:
