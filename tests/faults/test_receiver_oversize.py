@@ -180,7 +180,9 @@ def test_oversize_and_normal_records_interleaved_are_all_accounted_for(settings,
         m = gateway.metrics
         assert m.value("dead_letters_lost", "gb28181") == 0 and m.value("dead_letters_lost", "receiver") == 0
         assert m.value("bodies_lost", "gb28181") == 0
-        assert m.value("accepted", "gb28181") == 2 * NORMAL
+        # acknowledged: the normal records, and any oversize record answered from stale limits (spooled,
+        # then dead-lettered whole by the drainer: `late`, the known gap in docs/faults.md)
+        assert m.value("accepted", "gb28181") == 2 * NORMAL + len(late)
         assert m.value("dead_lettered", "gb28181") + m.value("dead_lettered", "receiver") == len(letters)
         assert m.value("too_large", "gb28181") == 2 * (OVERSIZE + OVER_BODY_LIMIT) - len(late)
         print(f"camera records {sum(got.values())} ({dups} duplicate(s)); dead letters {dict(stages)}")
