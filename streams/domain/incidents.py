@@ -4,7 +4,9 @@ Contracts
 - ``IncidentState(event_incident, incidents, pending, tier_rules)``: ``event_incident`` maps
   event_id → incident_id, ``incidents`` maps incident_id → Incident dict (docs/contracts.md),
   ``pending`` maps a not-yet-seen event_id → links waiting for it (links.v1 and events.v1 are
-  separate topics, so a link may arrive before its event). Dicts in tests, Faust tables in the
+  separate topics, so a link may arrive before its event); it also holds center actions waiting
+  for their anchor event (``disp:<event_id>``) and the deadline index (``~due:<county>:<bucket>``
+  → incident ids, so a clock step re-derives only what fell due). Dicts in tests, Faust tables in the
   agent; values are always re-assigned, never mutated in place.
 - ``apply_event(event) -> list[Incident]``: a new event becomes a singleton incident (then any
   pending links for it are applied); a known event changes nothing ([]).
@@ -28,6 +30,9 @@ from .tiers import TierRules, load_tier_rules
 
 #: pending-store key prefix for center actions waiting for their anchor event
 _DISP = "disp:"
+#: pending-store key prefix of the deadline index: ``~due:<county>:<bucket>`` → incident ids whose
+#: deadline_at falls in that clock step (bucket = deadline_at // clock_step_ms)
+_DUE = "~due:"
 
 Event = Mapping[str, Any]
 Incident = dict[str, Any]
@@ -172,7 +177,7 @@ class IncidentState:
             "dispositions": [settle] if settle else [], "recurrence": None,
         }
         inc = self._finish(inc)
-        self.incidents[inc["incident_id"]] = inc
+        self._put(inc)
         self.event_incident[eid] = inc["incident_id"]
         out: dict[str, Incident] = {inc["incident_id"]: inc}
         parked = self.pending.get(_DISP + eid)
@@ -210,7 +215,7 @@ class IncidentState:
                 return [out[k] for k in sorted(out)]
             new = self._finish({**inc, "links": _cap_links(links[:at] + [dict(link)] + links[at:]),
                                 "link_count": int(inc.get("link_count") or len(links)) + 1}, presorted=True)
-            self.incidents[ia] = new
+            self._put(new)
             out[ia] = new
             return [out[k] for k in sorted(out)]
         for rec in self._merge(self.incidents[ia], self.incidents[ib], link):
@@ -227,7 +232,7 @@ class IncidentState:
                 self.rules.rank(step["to_tier"]), -int(step["at"])):
             return []  # keep the higher target, then the earlier time
         new = self._finish({**inc, "recurrence": dict(step)}, presorted=True)
-        self.incidents[iid] = new
+        self._put(new)
         return [new]
 
     def apply_dispositions(self, dispositions: list[Mapping[str, Any]]) -> list[Incident]:
@@ -249,7 +254,8 @@ class IncidentState:
                 continue
             new = self._finish({**inc, "dispositions": lifecycle.merge_dispositions(
                 inc.get("dispositions") or (), [lifecycle.summary_of(d)])}, presorted=True)
-            self.incidents[iid] = out[iid] = new
+            self._put(new)
+            out[iid] = new
         return [out[k] for k in sorted(out)]
 
     def apply_settlement(self, event: Event) -> list[Incident]:
@@ -260,17 +266,24 @@ class IncidentState:
             return []
         return self.apply_dispositions([{**settle, "anchor_event_id": event["event_id"]}])
 
-    def rederive(self, county_code: str, clock_ms: int) -> list[tuple[Incident, Incident]]:
-        """(old, new) for the incidents of a county whose handling deadline passed by `clock_ms`."""
+    def rederive(self, county_code: str, before_ms: int | None, clock_ms: int) -> list[tuple[Incident, Incident]]:
+        """(old, new) for the incidents of a county whose handling deadline passed when its clock
+        moved from `before_ms` to `clock_ms` (both rounded to the clock step), found through the
+        deadline index: the work is proportional to what is due, not to the county's incidents."""
+        if before_ms is None:
+            return []  # no incident of the county exists before its clock first moves
+        step = max(1, self.rules.clock_step_ms)
+        due: set[str] = set()
+        for bucket in range(int(before_ms) // step, int(clock_ms) // step):
+            due.update(self.pending.get(f"{_DUE}{county_code}:{bucket}") or ())
         out: list[tuple[Incident, Incident]] = []
-        for iid in sorted(self.incidents.keys()):
-            inc = self.incidents[iid]
-            due = inc.get("deadline_at")
-            if due is None or int(due) >= clock_ms or inc.get("county_code") != county_code:
+        for iid in sorted(due):
+            inc = self.incidents.get(iid)
+            if inc is None or inc.get("deadline_at") is None or int(inc["deadline_at"]) >= clock_ms:
                 continue
             new = self._finish(inc, presorted=True)
             if new != inc:
-                self.incidents[iid] = new
+                self._put(new)
                 out.append((inc, new))
         return out
 
@@ -291,6 +304,39 @@ class IncidentState:
         if callable(events):
             return events(eid)
         return events.get(eid)
+
+    def _due_key(self, inc: Mapping[str, Any] | None) -> str | None:
+        if not inc or inc.get("deadline_at") is None:
+            return None
+        step = max(1, self.rules.clock_step_ms)
+        return f"{_DUE}{inc.get('county_code') or ''}:{int(inc['deadline_at']) // step}"
+
+    def _reindex_due(self, iid: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
+        """Move `iid` between deadline buckets when its deadline changes (values re-assigned)."""
+        was, now = self._due_key(old), self._due_key(new)
+        if was == now:
+            return
+        if was is not None:
+            kept = [x for x in self.pending.get(was) or () if x != iid]
+            if kept:
+                self.pending[was] = kept
+            elif was in self.pending:
+                del self.pending[was]
+        if now is not None:
+            ids = list(self.pending.get(now) or ())
+            if iid not in ids:
+                self.pending[now] = sorted(ids + [iid])
+
+    def _put(self, inc: Incident) -> None:
+        """Store a live incident record, keeping the deadline index in step."""
+        iid = inc["incident_id"]
+        self._reindex_due(iid, self.incidents.get(iid), inc)
+        self.incidents[iid] = inc
+
+    def _drop(self, iid: str) -> None:
+        """Remove a merged-away incident (and its deadline index entry)."""
+        self._reindex_due(iid, self.incidents.get(iid), None)
+        del self.incidents[iid]
 
     def _capped_away(self, link: Mapping[str, Any]) -> bool:
         """Whether a link inside one incident is absent from a full kept-links list and weaker
@@ -351,9 +397,9 @@ class IncidentState:
                 continue
             for eid in old["event_ids"]:
                 self.event_incident[eid] = new_id
-            del self.incidents[old["incident_id"]]
+            self._drop(old["incident_id"])
             out.append({**old, "status": "merged", "merged_into": new_id, "version": old["version"] + 1})
-        self.incidents[new_id] = merged
+        self._put(merged)
         return sorted(out, key=lambda r: r["incident_id"])
 
     def apply_links(self, links: list[Mapping[str, Any]], events: EventLookup = None, *,

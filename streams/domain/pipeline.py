@@ -111,7 +111,7 @@ class CountyProcessor:
         out = StepOutput()
         if after is None or after == before:
             return out
-        for old, new in self.state.rederive(county_code, after):
+        for old, new in self.state.rederive(county_code, before, after):
             out.escalations.extend(escalation_records(old, new))
             out.incidents.append(new)
         return out

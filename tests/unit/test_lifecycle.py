@@ -217,14 +217,7 @@ def _feed() -> list[tuple[str, dict]]:
 
 def _run(items: list[tuple[str, dict]]) -> dict:
     proc = CountyProcessor(tier_rules=RULES)
-    for kind, rec in items:
-        if kind == "event":
-            proc.process(rec)
-        elif kind == "action":
-            proc.apply_disposition(rec)
-        else:
-            proc.tick(rec)
-    proc.tick({"county_code": "513221", "now_ms": T0 + 400 * HOUR})
+    _run_into(proc, items)
     return proc.state.live()
 
 
@@ -253,3 +246,29 @@ def test_versions_increase_with_every_change() -> None:
             assert inc["version"] > seen.get(inc["incident_id"], -1) or inc == proc.stores.incidents.get(
                 inc["incident_id"]), inc["incident_id"]
             seen[inc["incident_id"]] = inc["version"]
+
+
+def test_the_deadline_index_finds_every_due_incident() -> None:
+    """After the clock moved on, every live incident equals its derivation at the final clock:
+    the deadline index (``~due:`` buckets) missed none, and holds exactly the open deadlines."""
+    proc = CountyProcessor(tier_rules=RULES)
+    _run_into(proc, _feed())
+    clock = proc.clock("513221")
+    assert clock is not None
+    indexed = {iid for k, ids in proc.stores.pending.items() if str(k).startswith("~due:") for iid in ids}
+    for iid, inc in proc.state.live().items():
+        derived = derive(inc, RULES, clock)
+        assert {k: inc[k] for k in derived} == derived, iid
+        assert (iid in indexed) == (inc["deadline_at"] is not None), iid
+    assert any(s["reason_code"] == "deadline" for i in proc.state.live().values() for s in i["escalation_history"])
+
+
+def _run_into(proc: CountyProcessor, items: list[tuple[str, dict]]) -> None:
+    for kind, rec in items:
+        if kind == "event":
+            proc.process(rec)
+        elif kind == "action":
+            proc.apply_disposition(rec)
+        else:
+            proc.tick(rec)
+    proc.tick({"county_code": "513221", "now_ms": T0 + 400 * HOUR})
