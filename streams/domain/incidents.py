@@ -16,8 +16,10 @@ Contracts
   the merged-away id. Re-applying a known link returns [].
 - Order independence: the live incidents (``live()``) after any permutation of the same events
   and links are identical. incident_id = "inc-" + sha1(smallest event_id)[:16]; every field is
-  a commutative aggregate (unions, min/max, priority); version = #events + #links + tier rank
-  (monotone for a live id); updated_at = last_seen.
+  a commutative aggregate (unions, min/max, priority), and the lifecycle fields are derived from
+  those facts and the county clock (lifecycle.derive); version = 5 × (#events + #links +
+  #actions + recurrence) + tier rank + #escalation steps (strictly increasing for a live id, see
+  `_finish`); updated_at = last_seen.
 """
 from __future__ import annotations
 
