@@ -134,12 +134,14 @@
   }
 
   // ---------------------------------------------------------------- 工作队列
+  let queueTotal = 0;
   async function loadQueue() {
     const tier = $("queue-tier").value;
     let data;
     try { data = await api("/api/queue" + (tier ? "?tier=" + tier : "")); }
     catch (e) { if (e.message !== "unauthorized") $("queue").replaceChildren(el("li", { class: "muted" }, "队列不可用：" + e.message)); return; }
     const list = $("queue"); list.replaceChildren();
+    queueTotal = data.total;
     $("queue-total").textContent = "待办 " + data.total + " 件";
     for (const it of data.items) {
       const li = item(it, list);
@@ -228,6 +230,7 @@
     try { d = await api("/api/incidents/" + encodeURIComponent(id)); }
     catch (e) { current = null; box.replaceChildren(el("span", { class: "error" }, e.status === 404 ? "未找到（或不在本辖区）。" : "加载失败：" + e.message)); return; }
     current = d;
+    settleQueueItem(d);
     const names = {};
     const timeline = el("ol", { class: "timeline" });
     d.events.forEach((ev, i) => {
@@ -258,6 +261,18 @@
       el("h3", null, "关联理由"), d.links.length ? links : el("p", { class: "muted" }, "单一事件，无关联。")
     ].filter((x) => x !== null));  // replaceChildren would print a null as "null"
     drawEvidence(d);
+  }
+
+  // The detail is read in real time, the queue through search (visible after the index's next
+  // refresh): an incident the detail shows as resolved leaves the queue now, not at the next update.
+  function settleQueueItem(d) {
+    if (d.status !== "resolved" && d.actionable !== false) return;
+    const li = document.querySelector("#queue li.queue-item[data-id='" + CSS.escape(d.incident_id) + "']");
+    if (!li) return;
+    li.remove();
+    queueTotal = Math.max(0, queueTotal - 1);
+    $("queue-total").textContent = "待办 " + queueTotal + " 件";
+    setTimeout(loadQueue, 1500);  // and the search agrees once the index has refreshed
   }
 
   function refresh(id) {
