@@ -24,7 +24,8 @@ Contracts
 from __future__ import annotations
 
 import bisect
-from typing import Any, Callable, Mapping, MutableMapping
+import heapq
+from typing import Any, Callable, Iterable, Mapping, MutableMapping
 
 from . import admin, lifecycle
 from .ids import incident_id
@@ -104,9 +105,103 @@ def lowest_common_admin(codes: list[str], county_code: str | None) -> str:
     return admin.common(codes) or county_code or ""
 
 
-def _contains(sorted_ids: list[str], eid: str) -> bool:
+def sorted_contains(sorted_ids: list[str], eid: str) -> bool:
+    """Whether `eid` is in a sorted list (binary search)."""
     at = bisect.bisect_left(sorted_ids, eid)
     return at < len(sorted_ids) and sorted_ids[at] == eid
+
+
+# ---------------------------------------------------------------------- incremental set algebra
+# A touch of a big incident must not cost in proportion to its size: these helpers add the
+# (usually few) items of the smaller side into the kept, already canonical lists of the bigger
+# side. They return the base list itself when nothing changes (so the caller can tell by
+# identity) and a new list otherwise (values are re-assigned, never mutated in place).
+
+_BULK = 64  # above this many new items a full sorted union is cheaper than insertions
+
+
+def _union_sorted(base: list[str], extra: Iterable[str]) -> list[str]:
+    """Sorted unique union of a sorted unique `base` and any `extra`."""
+    extra = list(extra)
+    if not extra:
+        return base
+    if len(extra) > _BULK:
+        out = sorted(set(base).union(extra))
+        return base if out == base else out
+    new: list[str] | None = None
+    for x in extra:
+        lst = base if new is None else new
+        at = bisect.bisect_left(lst, x)
+        if at < len(lst) and lst[at] == x:
+            continue
+        if new is None:
+            new = list(base)
+        new.insert(at, x)
+    return base if new is None else new
+
+
+def _summary_key(e: Mapping[str, Any]) -> tuple[int, str]:
+    return (int(e["occurred_at"]), e["event_id"])
+
+
+def _merge_summaries(base: list[dict[str, Any]], extra: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The earliest MAX_EVENT_SUMMARIES of the union (by occurred_at, event_id); `base` canonical."""
+    new: list[dict[str, Any]] | None = None
+    for e in extra:
+        lst = base if new is None else new
+        key = _summary_key(e)
+        if len(lst) >= MAX_EVENT_SUMMARIES and key > _summary_key(lst[-1]):
+            continue
+        at = bisect.bisect_left(lst, key, key=_summary_key)
+        if at < len(lst) and lst[at]["event_id"] == e["event_id"]:
+            continue
+        if new is None:
+            new = list(base)
+        new.insert(at, dict(e))
+        if len(new) > MAX_EVENT_SUMMARIES:
+            new.pop()
+    return base if new is None else new
+
+
+def _merge_links(base: list[dict[str, Any]], extra: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """(union by link_id in link_id order, uncapped; how many of `extra` were not in it)."""
+    new: list[dict[str, Any]] | None = None
+    added = 0
+    for link in extra:
+        lst = base if new is None else new
+        at = bisect.bisect_left(lst, link["link_id"], key=_link_key)
+        if at < len(lst) and lst[at]["link_id"] == link["link_id"]:
+            continue
+        if new is None:
+            new = list(base)
+        new.insert(at, dict(link))
+        added += 1
+    return (base if new is None else new), added
+
+
+def _cap_links_sorted(links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`_cap_links` of a list already in link_id order, dropping only the weakest surplus."""
+    surplus = len(links) - MAX_LINKS
+    if surplus <= 0:
+        return links
+    weakest = {lk["link_id"] for lk in heapq.nlargest(surplus, links, key=_link_strength)}
+    return [lk for lk in links if lk["link_id"] not in weakest]
+
+
+#: list fields a "merged" redirect record leaves empty: it is a header (id, status, merged_into,
+#: version, and the place/tier fields that route and delete it), not a copy of the old content
+_REDIRECT_EMPTY = ("events", "links", "event_ids", "person_keys", "vehicle_keys", "dispositions", "merged_from")
+
+
+def redirect(old: Mapping[str, Any], into: str, version: int, incident_id_: str | None = None) -> Incident:
+    """The final record of a merged-away incident id: `old`'s header, status "merged",
+    merged_into = `into`, with empty member lists (see _REDIRECT_EMPTY)."""
+    rec = {k: v for k, v in old.items() if k not in _REDIRECT_EMPTY}
+    rec.update({k: [] for k in _REDIRECT_EMPTY})
+    rec.update({"status": "merged", "merged_into": into, "version": int(version)})
+    if incident_id_ is not None:
+        rec["incident_id"] = incident_id_
+    return rec
 
 
 class IncidentState:
@@ -129,6 +224,8 @@ class IncidentState:
         self.clock: Callable[[str], int | None] = clock or (lambda _county: None)
         #: person / plate key -> watch list name (a hit makes an event open an incident)
         self.watch: Mapping[str, str] = watch or {}
+        #: id(summaries list) -> (that list, its _summary_facts); a cache, never state
+        self._facts_memo: dict[int, tuple[list[dict[str, Any]], tuple[str, str | None, Any]]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -142,10 +239,10 @@ class IncidentState:
         if iid is None:
             return False
         inc = self.incidents.get(iid)
-        if inc is not None and _contains(inc["event_ids"], eid):
+        if inc is not None and sorted_contains(inc["event_ids"], eid):
             return True
         own = self.incidents.get(incident_id(eid))  # the incident it started (or kept) as the first event
-        if own is not None and _contains(own["event_ids"], eid):
+        if own is not None and sorted_contains(own["event_ids"], eid):
             self.event_incident[eid] = own["incident_id"]
             return True
         del self.event_incident[eid]
@@ -157,7 +254,7 @@ class IncidentState:
         if self.registered(eid):
             return []
         existing = self.incidents.get(incident_id(eid))
-        if existing is not None and _contains(existing["event_ids"], eid):
+        if existing is not None and sorted_contains(existing["event_ids"], eid):
             # its incident survived a partial write but the mapping did not: restore the mapping
             self.event_incident[eid] = existing["incident_id"]
             return [existing]
@@ -360,39 +457,51 @@ class IncidentState:
         return self._combine([a, b], [link])
 
     def _combine(self, incs: list[Incident], new_links: list[Mapping[str, Any]]) -> list[Incident]:
-        """Merge incidents (one or more) and add new links; returns the survivor and redirects."""
-        events = {e["event_id"]: e for inc in incs for e in inc["events"]}
-        links = {lk["link_id"]: lk for inc in incs for lk in inc["links"]}
-        added = 0
-        for link in new_links:
-            if link["link_id"] not in links:
-                links[link["link_id"]] = dict(link)
-                added += 1
+        """Merge incidents (one or more) and add new links; returns the survivor and redirects.
+
+        Incremental: the kept lists of the biggest part are the base and the others' items are
+        added into them (a flood incident of thousands of events absorbing a new singleton costs
+        about what the singleton brings, not what the flood holds). Same result as a full union:
+        every field is a union, a min/max or a top-K of a total order."""
+        big = max(incs, key=lambda i: (len(i["event_ids"]), i["incident_id"]))
+        rest = sorted((i for i in incs if i is not big), key=lambda i: i["incident_id"])
+        event_ids, events, links = big["event_ids"], big["events"], big["links"]
+        persons, vehicles = big["person_keys"], big["vehicle_keys"]
+        for other in rest:
+            event_ids = _union_sorted(event_ids, other["event_ids"])
+            events = _merge_summaries(events, other["events"])
+            links, _ = _merge_links(links, other["links"])
+            persons = _union_sorted(persons, other["person_keys"])
+            vehicles = _union_sorted(vehicles, other["vehicle_keys"])
+        links, added = _merge_links(links, sorted(new_links, key=_link_key))
+        links = _cap_links_sorted(links)
+        new_id = incident_id(event_ids[0])
+        merged_from = list(big.get("merged_from") or ())
+        for other in rest:
+            merged_from = _union_sorted(merged_from, other.get("merged_from") or ())
+        merged_from = _union_sorted(merged_from, [i["incident_id"] for i in incs if i["incident_id"] != new_id])
+        dispositions = [i["dispositions"] for i in incs if i.get("dispositions")]
         recurrences = [i["recurrence"] for i in incs if i.get("recurrence")]
         openings = [int(i["opening_at"]) for i in incs if i.get("opening_at") is not None]
         merged = self._finish({
             "status": "open", "merged_into": None, "severity": max(i["severity"] for i in incs),
-            "county_code": next((i["county_code"] for i in incs if i["county_code"]), ""),
+            "county_code": next((i["county_code"] for i in sorted(incs, key=lambda i: i["incident_id"])
+                                 if i["county_code"]), ""),
             "town_codes": sorted({c for i in incs for c in i["town_codes"]}),
             "village_codes": sorted({c for i in incs for c in i["village_codes"]}),
             "first_seen": min(i["first_seen"] for i in incs),
             "last_seen": max(i["last_seen"] for i in incs),
-            "events": list(events.values()), "links": list(links.values()),
-            "event_ids": sorted({e for i in incs for e in i["event_ids"]}),
+            "events": events, "links": links, "event_ids": event_ids, "merged_from": merged_from,
             "link_count": sum(int(i.get("link_count") or len(i["links"])) for i in incs) + added,
-            "person_keys": sorted({k for i in incs for k in i["person_keys"]}),
-            "vehicle_keys": sorted({k for i in incs for k in i["vehicle_keys"]}),
+            "person_keys": persons, "vehicle_keys": vehicles,
             "tier": None,
             "actionable": any(i.get("actionable", True) for i in incs),
             "watch_hits": sorted({h for i in incs for h in i.get("watch_hits") or ()}),
             "opening_at": max(openings) if openings else None,
-            "dispositions": lifecycle.merge_dispositions(*(i.get("dispositions") or () for i in incs)),
+            "dispositions": dispositions[0] if len(dispositions) == 1 else lifecycle.merge_dispositions(*dispositions),
             "recurrence": max(recurrences, key=lambda r: (self.rules.rank(r["to_tier"]), -int(r["at"]),
                                                           r["reason"])) if recurrences else None,
-        })
-        new_id = merged["incident_id"]
-        merged["merged_from"] = sorted({x for i in incs for x in i.get("merged_from") or ()}
-                                       | {i["incident_id"] for i in incs if i["incident_id"] != new_id})
+        }, presorted=True)
         out = [merged]
         for old in incs:
             if old["incident_id"] == new_id:
@@ -400,7 +509,7 @@ class IncidentState:
             for eid in old["event_ids"]:
                 self.event_incident[eid] = new_id
             self._drop(old["incident_id"])
-            out.append({**old, "status": "merged", "merged_into": new_id, "version": old["version"] + 1})
+            out.append(redirect(old, new_id, old["version"] + 1))
         self._put(merged)
         return sorted(out, key=lambda r: r["incident_id"])
 
@@ -462,27 +571,56 @@ class IncidentState:
                 out[rec["incident_id"]] = rec
         return [out[k] for k in sorted(out)]
 
+    def _summary_facts(self, events: list[dict[str, Any]]) -> tuple[str, str | None, Any]:
+        """(kind, common admin code of the summaries, lifecycle.event_rises) of a summaries list.
+
+        Kept per list object (a reference is held, so the identity is sound): a touch that leaves
+        an incident's summaries unchanged (a flood's later events do not make its earliest 300)
+        reuses them instead of walking the summaries again."""
+        hit = self._facts_memo.get(id(events))
+        if hit is not None and hit[0] is events:
+            return hit[1]
+        kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
+        facts = (kind, admin.common([e.get("admin_code") or "" for e in events]),
+                 lifecycle.event_rises(events, self.rules))
+        if len(self._facts_memo) >= 4096:
+            self._facts_memo.clear()
+        self._facts_memo[id(events)] = (events, facts)
+        return facts
+
     def _finish(self, inc: Incident, presorted: bool = False) -> Incident:
         """Recompute the derived fields (id, kind, admin code, tier, version, orderings).
 
-        ``presorted``: events and links are already in their canonical order (skip re-sorting)."""
-        events = inc["events"] if presorted else sorted(inc["events"], key=lambda e: (e["occurred_at"], e["event_id"]))
-        events = events[:MAX_EVENT_SUMMARIES]
-        links = inc["links"] if presorted else _cap_links(sorted(inc["links"], key=_link_key))
-        event_ids = sorted(set(inc.get("event_ids") or ()) | {e["event_id"] for e in events})
-        kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
+        ``presorted``: every list is already canonical (events and links in their order and caps,
+        event_ids, person/vehicle keys and merged_from sorted and unique; what a stored record
+        or `_combine` holds), so nothing that grows with the incident is rebuilt."""
+        if presorted:
+            events = inc["events"]
+            if len(events) > MAX_EVENT_SUMMARIES:
+                events = events[:MAX_EVENT_SUMMARIES]
+            links = inc["links"]
+            event_ids = inc["event_ids"]
+            persons, vehicles = inc["person_keys"], inc["vehicle_keys"]
+            merged_from = inc.get("merged_from") or []
+        else:
+            events = sorted(inc["events"], key=lambda e: (e["occurred_at"], e["event_id"]))[:MAX_EVENT_SUMMARIES]
+            links = _cap_links(sorted(inc["links"], key=_link_key))
+            event_ids = sorted(set(inc.get("event_ids") or ()) | {e["event_id"] for e in events})
+            persons, vehicles = sorted(set(inc["person_keys"])), sorted(set(inc["vehicle_keys"]))
+            merged_from = sorted(set(inc.get("merged_from") or ()))
+        kind, common, routing = self._summary_facts(events)
         out: Incident = {
             "incident_id": incident_id(event_ids[0]),
             "status": inc["status"], "merged_into": inc.get("merged_into"),
-            "merged_from": sorted(set(inc.get("merged_from") or ())),
+            "merged_from": merged_from,
             "kind": kind, "severity": inc["severity"],
-            "admin_code": lowest_common_admin([e.get("admin_code") or "" for e in events], inc["county_code"]),
+            "admin_code": common or inc["county_code"] or "",
             "county_code": inc["county_code"],
             "town_codes": sorted(set(inc["town_codes"])), "village_codes": sorted(set(inc["village_codes"])),
             "first_seen": inc["first_seen"], "last_seen": inc["last_seen"],
             "event_ids": event_ids, "events": events, "links": links,
             "event_count": len(event_ids), "link_count": int(inc.get("link_count") or len(links)),
-            "person_keys": sorted(set(inc["person_keys"])), "vehicle_keys": sorted(set(inc["vehicle_keys"])),
+            "person_keys": persons, "vehicle_keys": vehicles,
             "updated_at": inc["last_seen"],
             "actionable": bool(inc.get("actionable", True)),
             "watch_hits": sorted(set(inc.get("watch_hits") or ())),
@@ -491,7 +629,7 @@ class IncidentState:
             "recurrence": inc.get("recurrence"),
             "rules_version": "",  # the processor stamps the version of the rules in force on output
         }
-        out.update(lifecycle.derive(out, self.rules, self.clock(out["county_code"])))
+        out.update(lifecycle.derive(out, self.rules, self.clock(out["county_code"]), routing=routing))
         if inc.get("status") == "merged":
             out["status"] = "merged"
         # Strictly increasing per live id for every change (Elasticsearch external versions): facts

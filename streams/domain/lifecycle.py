@@ -137,17 +137,16 @@ def _cn(tier: str) -> str:
     return TIER_NAMES_CN.get(tier, tier)
 
 
-def routing_steps(incident: Mapping[str, Any], rules: TierRules) -> tuple[str, list[dict[str, Any]]]:
-    """(starting tier, tier rises) from the incident's own content, in event time.
+def event_rises(events: Sequence[Mapping[str, Any]], rules: TierRules
+                ) -> tuple[str | None, str | None, tuple[dict[str, Any], ...]]:
+    """(starting tier, tier reached, tier rises) from the event summaries alone, in event time.
 
-    The starting tier is the routed tier of its first event alone; walking the events in time
-    order, every point where the routed tier of the events so far goes up (spread to another
-    village or town, a more serious kind or severity) is a rise at that event's time."""
-    events = sorted(incident.get("events") or (), key=lambda e: (int(e["occurred_at"]), e["event_id"]))
-    if not events:
-        return route(incident, rules), []
+    The part of `routing_steps` that depends only on the summaries (at most MAX_EVENT_SUMMARIES
+    of them): the incident state computes it once per distinct summaries list, not per touch.
+    Tiers are None when there are no summaries."""
+    events = sorted(events or (), key=lambda e: (int(e["occurred_at"]), e["event_id"]))
     tier: str | None = None
-    start = ""
+    start: str | None = None
     steps: list[dict[str, Any]] = []
     kind: tuple[int, str] | None = None  # (rank, kind) of the most serious kind so far
     severity = 1
@@ -181,18 +180,36 @@ def routing_steps(incident: Mapping[str, Any], rules: TierRules) -> tuple[str, l
                 code_, reason = "severity", f"事件类别升级，由{_cn(now)}处置"
             steps.append(_step(tier, now, code_, reason, int(e["occurred_at"])))
             tier = now
-    assert tier is not None
+    return start, tier, tuple(steps)
+
+
+def routing_steps(incident: Mapping[str, Any], rules: TierRules,
+                  rises: tuple[str | None, str | None, tuple[dict[str, Any], ...]] | None = None,
+                  ) -> tuple[str, list[dict[str, Any]]]:
+    """(starting tier, tier rises) from the incident's own content, in event time.
+
+    The starting tier is the routed tier of its first event alone; walking the events in time
+    order, every point where the routed tier of the events so far goes up (spread to another
+    village or town, a more serious kind or severity) is a rise at that event's time.
+    ``rises``: `event_rises` of the incident's summaries when the caller has it already."""
+    start, tier, steps = rises if rises is not None else event_rises(incident.get("events") or (), rules)
+    if start is None or tier is None:
+        return route(incident, rules), []
+    out = [dict(s) for s in steps]
     final = route(incident, rules)  # the whole incident (its summaries may be capped)
     if rules.rank(final) > rules.rank(tier):
-        steps.append(_step(tier, final, "spread", f"事件范围扩大，升级至{_cn(final)}", int(incident["last_seen"])))
-    return start, steps
+        out.append(_step(tier, final, "spread", f"事件范围扩大，升级至{_cn(final)}", int(incident["last_seen"])))
+    return start, out
 
 
-def derive(incident: Mapping[str, Any], rules: TierRules, clock_ms: int | None) -> dict[str, Any]:
-    """The lifecycle fields of an incident at a (quantized) county clock; see module docstring."""
+def derive(incident: Mapping[str, Any], rules: TierRules, clock_ms: int | None,
+           routing: tuple[str | None, str | None, tuple[dict[str, Any], ...]] | None = None) -> dict[str, Any]:
+    """The lifecycle fields of an incident at a (quantized) county clock; see module docstring.
+
+    ``routing``: `event_rises` of the incident's summaries, when the caller keeps it (same result)."""
     first_seen = int(incident["first_seen"])
     actionable = bool(incident.get("actionable", True))
-    start, rises = routing_steps(incident, rules)  # tier rises that do not depend on the clock
+    start, rises = routing_steps(incident, rules, routing)  # tier rises that do not depend on the clock
     if incident.get("recurrence"):
         rises.append(dict(incident["recurrence"]))
     for d in incident.get("dispositions") or ():

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.domain.correlate import CandidateIndex
-from streams.domain.incidents import IncidentState
+from streams.domain.incidents import IncidentState, redirect, sorted_contains
 from streams.domain.rules import CorrelationRules, load_rules
 from streams.domain.lifecycle import quantize
 from streams.domain.tiers import (
@@ -146,8 +146,8 @@ class CountyProcessor:
             if current is None or current.get("status") == "merged":
                 return self._stamp(self._emit(clock_out, {}, repaired))
             live_id = current["incident_id"]
-            redirects = [{**current, "incident_id": gone, "status": "merged", "merged_into": live_id,
-                          "merged_from": []} for gone in current.get("merged_from") or ()]
+            redirects = [redirect(current, live_id, current["version"], gone)
+                         for gone in current.get("merged_from") or ()]
             repaired.pop(live_id, None)
             out = self._emit(clock_out, {}, repaired)
             out.incidents = redirects + out.incidents + [current]
@@ -223,7 +223,10 @@ class CountyProcessor:
             out.incidents.append(dict(rec))
             if rec.get("status") == "merged":
                 continue
-            parts = [before.get(x) for x in (iid, *(rec.get("merged_from") or ()))]
+            # the previous records among this one and the ids merged into it (`before` is small,
+            # merged_from of a flood incident holds thousands of ids: look them up, not walk them)
+            merged_from = rec.get("merged_from") or []
+            parts = [p for x, p in before.items() if x == iid or sorted_contains(merged_from, x)]
             prior = {"escalation_history": [s for p in parts if p for s in p.get("escalation_history") or ()]}
             out.escalations.extend(escalation_records(prior, rec))
         return out
