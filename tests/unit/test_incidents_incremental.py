@@ -1,0 +1,109 @@
+"""Incremental incidents (issue 18): a touch of a big incident adds what the small side brings, and
+gives exactly what a full rebuild from all its events and links would; merge redirects are headers."""
+from __future__ import annotations
+
+import random
+
+from bench.flood import flood_events, measure_flood
+from schemas.serde import default_store
+from streams.domain import lifecycle
+from streams.domain.incidents import MAX_EVENT_SUMMARIES, MAX_LINKS, IncidentState, event_summary
+from streams.domain.pipeline import CountyProcessor, run_batch
+from streams.domain.ids import incident_id
+from streams.domain.tiers import load_tier_rules
+
+from tests.unit.test_incidents import MIN, T0, ev, link
+
+TIER_RULES = load_tier_rules()
+
+
+def _strength(lk):
+    return (-float(lk["score"]), lk["link_id"])
+
+
+def test_flood_incident_equals_a_full_rebuild_from_all_its_events_and_links() -> None:
+    events = flood_events(700)
+    proc, out = run_batch(events)
+    live = proc.state.live()
+    assert len(live) == 1
+    (inc,) = live.values()
+    all_links = {lk["link_id"]: lk for lk in out.links}
+    assert inc["event_ids"] == sorted(e["event_id"] for e in events) and inc["event_count"] == 700
+    earliest = sorted(events, key=lambda e: (e["occurred_at"], e["event_id"]))[:MAX_EVENT_SUMMARIES]
+    assert [e["event_id"] for e in inc["events"]] == [e["event_id"] for e in earliest]
+    assert inc["events"] == [event_summary(e) for e in earliest]
+    strongest = sorted(sorted(all_links.values(), key=_strength)[:MAX_LINKS], key=lambda lk: lk["link_id"])
+    assert [lk["link_id"] for lk in inc["links"]] == [lk["link_id"] for lk in strongest]
+    assert inc["link_count"] == len(all_links) > MAX_LINKS
+    assert inc["incident_id"] == incident_id(min(e["event_id"] for e in events))
+    # every singleton that joined it is listed and got its redirect
+    assert set(inc["merged_from"]) == {incident_id(e["event_id"]) for e in events} - {inc["incident_id"]}
+    # the derived fields are those of a from-scratch derivation of the same record
+    fresh = IncidentState(tier_rules=TIER_RULES, clock=proc.clock)._finish(dict(inc))
+    assert fresh == {**inc, "rules_version": ""}
+
+
+def test_flood_in_any_order_gives_the_same_incident() -> None:
+    events = flood_events(500)
+    shuffled = events[:]
+    random.Random(5).shuffle(shuffled)
+    a, _ = run_batch(events)
+    b, _ = run_batch(shuffled, CountyProcessor())
+    assert a.state.live() == b.state.live()
+    assert dict(a.stores.event_incident) == dict(b.stores.event_incident)
+
+
+def test_a_later_event_joining_a_flood_keeps_its_summaries_and_their_derivations() -> None:
+    events = flood_events(MAX_EVENT_SUMMARIES + 50)
+    proc, _ = run_batch(events[:-1])
+    (before,) = proc.state.live().values()
+    proc.process(events[-1])
+    (after,) = proc.state.live().values()
+    assert after["events"] is before["events"]  # not rebuilt: the new event is not among the earliest
+    assert after["event_count"] == before["event_count"] + 1 and after["version"] > before["version"]
+
+
+def test_merge_redirect_is_a_header_without_the_old_content() -> None:
+    a, b = ev("grid:a", "dispute", T0, "513221107201"), ev("grid:b", "dispute", T0 + MIN, "513221107201")
+    c, d = ev("grid:c", "theft", T0, "513221107202", severity=3), ev("grid:d", "theft", T0, "513221107202")
+    state = IncidentState()
+    for e in (a, b, c, d):
+        state.apply_event(e)
+    state.apply_link(link("grid:a", "grid:b"))
+    state.apply_link(link("grid:c", "grid:d"))
+    old = state.live()[incident_id("grid:c")]
+    out = {r["incident_id"]: r for r in state.apply_link(link("grid:b", "grid:c"))}
+    gone = out[incident_id("grid:c")]
+    assert gone["status"] == "merged" and gone["merged_into"] == incident_id("grid:a")
+    assert gone["version"] == old["version"] + 1
+    assert gone["events"] == gone["links"] == gone["event_ids"] == [] == gone["merged_from"]
+    assert gone["person_keys"] == gone["vehicle_keys"] == gone["dispositions"] == []
+    for field in ("county_code", "admin_code", "town_codes", "village_codes", "tier", "kind", "severity",
+                  "first_seen", "last_seen", "event_count", "link_count"):
+        assert gone[field] == old[field], field
+    assert len(default_store().encode("pingan.Incident", gone)) < 1024
+
+
+def test_a_duplicate_reemits_slim_redirects_for_the_merged_away_ids() -> None:
+    events = flood_events(60)
+    proc, _ = run_batch(events)
+    step = proc.process(events[10])
+    redirects = [r for r in step.incidents if r["status"] == "merged"]
+    (live,) = proc.state.live().values()
+    assert {r["incident_id"] for r in redirects} == set(live["merged_from"])
+    assert all(r["event_ids"] == [] and r["events"] == [] and r["merged_into"] == live["incident_id"]
+               for r in redirects)
+
+
+def test_derive_with_kept_routing_equals_derive_from_the_summaries() -> None:
+    proc, _ = run_batch(flood_events(120))
+    (inc,) = proc.state.live().values()
+    for clock in (None, T0, inc["last_seen"], inc["last_seen"] + 100 * 3_600_000):
+        assert lifecycle.derive(inc, TIER_RULES, clock) == lifecycle.derive(
+            inc, TIER_RULES, clock, routing=lifecycle.event_rises(inc["events"], TIER_RULES))
+
+
+def test_flood_bench_runs_and_finds_one_incident() -> None:
+    result = measure_flood(events=300, chunk=100)
+    assert result.events == 300 and result.largest_incident >= 285
+    assert len(result.chunk_seconds) == len(result.encode_seconds) == 3 and result.ratio > 0
