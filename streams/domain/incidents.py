@@ -224,8 +224,8 @@ class IncidentState:
         self.clock: Callable[[str], int | None] = clock or (lambda _county: None)
         #: person / plate key -> watch list name (a hit makes an event open an incident)
         self.watch: Mapping[str, str] = watch or {}
-        #: id(summaries list) -> (that list, its _summary_facts); a cache, never state
-        self._facts_memo: dict[int, tuple[list[dict[str, Any]], tuple[str, str | None, Any]]] = {}
+        #: incident id -> (its summaries list, their _summary_facts); a cache, never state
+        self._facts_memo: dict[str, tuple[list[dict[str, Any]], tuple[str, str | None, Any]]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -571,13 +571,14 @@ class IncidentState:
                 out[rec["incident_id"]] = rec
         return [out[k] for k in sorted(out)]
 
-    def _summary_facts(self, events: list[dict[str, Any]]) -> tuple[str, str | None, Any]:
+    def _summary_facts(self, iid: str, events: list[dict[str, Any]]) -> tuple[str, str | None, Any]:
         """(kind, common admin code of the summaries, lifecycle.event_rises) of a summaries list.
 
-        Kept per list object (a reference is held, so the identity is sound): a touch that leaves
-        an incident's summaries unchanged (a flood's later events do not make its earliest 300)
-        reuses them instead of walking the summaries again."""
-        hit = self._facts_memo.get(id(events))
+        Kept per incident id for its current summaries list object (a reference is held, so the
+        identity is sound, and at most one list per id): a touch that leaves an incident's
+        summaries unchanged (a flood's later events are not among its earliest 300) reuses them
+        instead of walking the summaries again. A cache, never state: a miss recomputes."""
+        hit = self._facts_memo.get(iid)
         if hit is not None and hit[0] is events:
             return hit[1]
         kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
@@ -585,7 +586,7 @@ class IncidentState:
                  lifecycle.event_rises(events, self.rules))
         if len(self._facts_memo) >= 4096:
             self._facts_memo.clear()
-        self._facts_memo[id(events)] = (events, facts)
+        self._facts_memo[iid] = (events, facts)
         return facts
 
     def _finish(self, inc: Incident, presorted: bool = False) -> Incident:
@@ -608,9 +609,10 @@ class IncidentState:
             event_ids = sorted(set(inc.get("event_ids") or ()) | {e["event_id"] for e in events})
             persons, vehicles = sorted(set(inc["person_keys"])), sorted(set(inc["vehicle_keys"]))
             merged_from = sorted(set(inc.get("merged_from") or ()))
-        kind, common, routing = self._summary_facts(events)
+        iid = incident_id(event_ids[0])
+        kind, common, routing = self._summary_facts(iid, events)
         out: Incident = {
-            "incident_id": incident_id(event_ids[0]),
+            "incident_id": iid,
             "status": inc["status"], "merged_into": inc.get("merged_into"),
             "merged_from": merged_from,
             "kind": kind, "severity": inc["severity"],
