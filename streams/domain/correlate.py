@@ -223,6 +223,12 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
         window = max(rule.max_gap_minutes, rule.loc_gap_minutes if rule.location_only else 0)
         if not rule.link or gap > window:
             return None
+    shared = _shared_by_kind(a, b)
+    if not refs and not (
+        (gap <= rule.max_gap_minutes and any(shared.values()))  # a key gate (strong or weak) may pass
+        or (rule.location_only and gap <= rule.loc_gap_minutes)  # the place gate may pass
+    ):
+        return None  # the same answer as the gates below, without the distance and place work
     la, lb = _latlon(a), _latlon(b)
     dist = haversine_m(*la, *lb) if la and lb else None
     addr_a, addr_b = _loc(a).get("address"), _loc(b).get("address")
@@ -230,7 +236,6 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
     va, vb, ta, tb = _village(a), _village(b), _town(a), _town(b)
     same_village = bool(va) and va == vb
     same_town = bool(ta) and ta == tb
-    shared = _shared_by_kind(a, b)
 
     strong = (shared["id"] or shared["phone"] or shared["plate"]) and gap <= rule.max_gap_minutes
     weak = shared["name_village"] and gap <= rule.max_gap_minutes and (
