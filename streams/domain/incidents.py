@@ -12,14 +12,22 @@ Contracts
   pending links for it are applied); a known event changes nothing ([]).
 - ``apply_link(link, events) -> list[Incident]``: ``events`` is a Mapping or a callable
   event_id → Event | None used for endpoints not seen yet. Returns the records to emit: the
-  updated incident, plus for a merge a redirect record (status "merged", merged_into set) for
-  the merged-away id. Re-applying a known link returns [].
+  updated incident, plus for a merge a redirect record for the merged-away id (`redirect`:
+  the old header with status "merged", merged_into set, version + 1, and empty member lists).
+  Re-applying a known link returns [].
 - Order independence: the live incidents (``live()``) after any permutation of the same events
   and links are identical. incident_id = "inc-" + sha1(smallest event_id)[:16]; every field is
   a commutative aggregate (unions, min/max, priority), and the lifecycle fields are derived from
   those facts and the county clock (lifecycle.derive); version = 5 × (#events + #links +
   #actions + recurrence) + tier rank + #escalation steps (strictly increasing for a live id, see
   `_finish`); updated_at = last_seen.
+- Cost per touch does not grow with the incident (issue 18, bench/flood.py): a merge keeps the
+  biggest part's canonical lists (sorted event ids, keys and merged_from; the earliest 300
+  summaries; the links in link_id order) and inserts the others' items (`_combine`); nothing that
+  grows is re-sorted or rebuilt as a set; the kind, admin code and tier rises that depend on the
+  summaries are recomputed only when the summaries list changes (`_summary_facts`). What remains
+  proportional to the size is one list copy per re-assigned value (values are never mutated in
+  place): ~15 µs for 5,000 ids.
 """
 from __future__ import annotations
 

@@ -146,12 +146,12 @@ class CountyProcessor:
             if current is None or current.get("status") == "merged":
                 return self._stamp(self._emit(clock_out, {}, repaired))
             live_id = current["incident_id"]
-            redirects = [redirect(current, live_id, current["version"], gone)
-                         for gone in current.get("merged_from") or ()]
+            header = {**redirect(current, live_id, current["version"]), "rules_version": self.rules_version}
+            redirects = [{**header, "incident_id": gone} for gone in current.get("merged_from") or ()]
             repaired.pop(live_id, None)
-            out = self._emit(clock_out, {}, repaired)
-            out.incidents = redirects + out.incidents + [current]
-            return self._stamp(out)
+            out = self._stamp(self._emit(clock_out, {}, repaired))
+            out.incidents = redirects + out.incidents + [{**current, "rules_version": self.rules_version}]
+            return out
         links = self._stamped(self.index.add(event))
         before: dict[str, dict[str, Any]] = {}
         for link in links:
