@@ -484,7 +484,7 @@ class IncidentState:
         links, added = _merge_links(links, sorted(new_links, key=_link_key))
         links = _cap_links_sorted(links)
         new_id = incident_id(event_ids[0])
-        merged_from = list(big.get("merged_from") or ())
+        merged_from = big.get("merged_from") or []  # _union_sorted copies only on change
         for other in rest:
             merged_from = _union_sorted(merged_from, other.get("merged_from") or ())
         merged_from = _union_sorted(merged_from, [i["incident_id"] for i in incs if i["incident_id"] != new_id])

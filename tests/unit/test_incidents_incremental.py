@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings, strategies as st
+
 from bench.flood import flood_events, measure_flood
 from schemas.serde import default_store
 from streams.domain import lifecycle
-from streams.domain.incidents import MAX_EVENT_SUMMARIES, MAX_LINKS, IncidentState, event_summary
+from streams.domain.incidents import (
+    MAX_EVENT_SUMMARIES,
+    MAX_LINKS,
+    IncidentState,
+    _cap_links,
+    _cap_links_sorted,
+    _merge_links,
+    _merge_summaries,
+    _union_sorted,
+    event_summary,
+)
 from streams.domain.pipeline import CountyProcessor, run_batch
 from streams.domain.ids import incident_id
 from streams.domain.tiers import load_tier_rules
@@ -110,3 +122,44 @@ def test_flood_bench_runs_and_finds_one_incident() -> None:
     result = measure_flood(events=300, chunk=100)
     assert result.events == 300 and result.largest_incident >= 285
     assert len(result.chunk_seconds) == len(result.encode_seconds) == 3 and result.ratio > 0
+
+
+# ----------------------------------------------------------------------------- the set algebra
+_IDS = st.text(alphabet="abcdef", min_size=1, max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_IDS, unique=True), st.lists(_IDS, max_size=100))
+def test_union_sorted_is_the_sorted_union(base, extra) -> None:
+    base = sorted(base)
+    out = _union_sorted(base, extra)
+    assert out == sorted(set(base) | set(extra))
+    assert (out is base) == (set(extra) <= set(base))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 1000), unique=True, max_size=400), st.lists(st.integers(0, 1000), max_size=80))
+def test_merge_summaries_keeps_the_earliest_of_the_union(base_ids, extra_ids) -> None:
+    def summary(i):
+        return {"event_id": f"e{i:04d}", "occurred_at": T0 + (i % 97) * MIN}
+
+    def key(e):
+        return (e["occurred_at"], e["event_id"])
+
+    base = sorted((summary(i) for i in base_ids), key=key)[:MAX_EVENT_SUMMARIES]
+    union = {e["event_id"]: e for e in base + [summary(i) for i in extra_ids]}
+    assert _merge_summaries(base, [summary(i) for i in extra_ids]) == sorted(union.values(), key=key)[
+        :MAX_EVENT_SUMMARIES]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 600), unique=True, max_size=MAX_LINKS), st.lists(st.integers(0, 600), max_size=60))
+def test_merge_then_cap_links_equals_capping_the_union(base_ids, extra_ids) -> None:
+    def lk(i):
+        return {"link_id": f"l{i:04d}", "score": round((i * 37 % 101) / 101, 2)}
+
+    base = sorted((lk(i) for i in base_ids), key=lambda x: x["link_id"])
+    merged, added = _merge_links(base, [lk(i) for i in extra_ids])
+    assert added == len(set(extra_ids) - set(base_ids))
+    union = {x["link_id"]: x for x in base + [lk(i) for i in extra_ids]}
+    assert _cap_links_sorted(merged) == _cap_links(sorted(union.values(), key=lambda x: x["link_id"]))
