@@ -169,7 +169,7 @@ class CountyProcessor:
             rec = self.stores.incidents.get(iid)
             if rec is None or not rec.get("actionable", True):
                 continue
-            at = recurrence_at(rec, self.tier_rules, self.stores.history)
+            at = recurrence_at(self._recurrence_view(rec), self.tier_rules, self.stores.history)
             if at is None:
                 continue
             to = self.tier_rules.up(route(rec, self.tier_rules))
@@ -193,6 +193,17 @@ class CountyProcessor:
         """Every emitted incident record carries the version of the rules that produced it."""
         out.incidents = [{**rec, "rules_version": self.rules_version} for rec in out.incidents]
         return out
+
+    def _recurrence_view(self, rec: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`rec` with only the person keys that have at least recurrence_count recorded events.
+
+        The others cannot reach the count in any window, so `recurrence_at` gives the same answer
+        without sorting their histories: a help-call flood holds one phone key per caller."""
+        if rec.get("kind") not in self.tier_rules.recurrence_kinds:
+            return rec
+        need = self.tier_rules.recurrence_count
+        keys = [k for k in rec.get("person_keys") or () if len(self.stores.history.get(k) or ()) >= need]
+        return {**rec, "person_keys": keys}
 
     def _recurrence_candidates(self, event: Event, touched: Mapping[str, Any]) -> list[str]:
         """Live incidents to check for recurrence: those touched, and those holding the other

@@ -163,3 +163,24 @@ def test_merge_then_cap_links_equals_capping_the_union(base_ids, extra_ids) -> N
     assert added == len(set(extra_ids) - set(base_ids))
     union = {x["link_id"]: x for x in base + [lk(i) for i in extra_ids]}
     assert _cap_links_sorted(merged) == _cap_links(sorted(union.values(), key=lambda x: x["link_id"]))
+
+
+def test_recurrence_sees_only_keys_that_can_reach_the_count_and_finds_the_same_step() -> None:
+    from streams.domain.tiers import recurrence_at
+
+    repeat = "phone:" + "9" * 32
+
+    def call(i, keys):
+        e = ev(f"alarm110:H{i:04d}", "help", T0 + i * MIN, "513221107201", keys=keys, lat=31.477, lon=103.59)
+        e["persons"][0]["role"] = "caller"
+        return e
+
+    events = [call(i, [f"phone:{i:032x}"] + ([repeat] if i % 7 == 0 else [])) for i in range(30)]
+    proc, out = run_batch(events)
+    (inc,) = proc.state.live().values()
+    view = proc._recurrence_view(inc)
+    assert repeat in view["person_keys"] and len(view["person_keys"]) == 1 < len(inc["person_keys"])
+    assert recurrence_at(view, TIER_RULES, proc.stores.history) == recurrence_at(
+        inc, TIER_RULES, proc.stores.history) == T0 + 14 * MIN  # the third call with the repeated phone
+    assert inc["recurrence"] and inc["recurrence"]["at"] == T0 + 14 * MIN
+    assert any(s["reason_code"] == "recurrence" for s in inc["escalation_history"])
