@@ -80,7 +80,7 @@ from rich.table import Table
 from bench.common import drop_indices_async, drop_kafka_namespace
 from bench.tables import fit_table, number_column, text_column
 from bench.throughput_bare import bulk, incident_actions, pure_pass
-from bench.throughput_payload import Expected, Payload, RawRecord, prepare
+from bench.throughput_payload import Expected, Payload, RawRecord, prepare, prepare_days
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
 from connectors.elasticsearch.sink import IncidentSink
 from connectors.sources.devices import DeviceRegistry
@@ -128,7 +128,10 @@ RATIOS: tuple[Ratio, ...] = (
 FLOOD_TARGET = 1.5  # last chunk ÷ first chunk
 LATENCY_TARGET_S = 1.5  # e2e p99 at half the measured maximum rate
 WAIT_S = 300.0  # upper bound for any single wait (start-up, completion)
-MARGIN = 1.2  # sizing margin over min_seconds
+MARGIN = 1.5  # sizing margin over min_seconds (rates on a shared machine swing by that much between rounds)
+MAX_DAYS = 90  # simulated days at most (B3 and the pipeline read fresh records)
+#: variants that read fresh records (a prefix of the payload); pure runs on the pipeline's records
+FRESH = frozenset({"B3", "pipeline", "pure"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -323,47 +326,64 @@ class Context:
     producer: Any = None
     offsets: Any = None
     namespaces: list[tuple[Settings, list[str]]] = field(default_factory=list)
-    items: dict[str, int] = field(default_factory=dict)
+    seed: int = 1
+    scale: float = 1.0
+    max_days: int = MAX_DAYS
+    wanted: dict[str, int] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
 
     # -- sizing --------------------------------------------------------------------------------
-    def cap(self, variant: str) -> int | None:
-        """B3 and the pipeline read fresh records only: at most the payload."""
-        return self.payload.n if variant in ("B3", "pipeline") else None
+    def fresh(self, variant: str) -> bool:
+        """B3, the pipeline (and pure, on the pipeline's records) read fresh records only: a prefix
+        of the payload, which grows (more simulated days) when a run needs more."""
+        return variant in FRESH
 
-    def floor(self, variant: str) -> int:
-        return self.payload.warm_index + 1 if variant in ("B3", "pipeline") else 1
-
-    def clamp(self, variant: str, n: float) -> int:
-        cap = self.cap(variant)
-        n = max(self.floor(variant), math.ceil(n))
-        return min(cap, n) if cap else n
-
-    def size(self, variant: str) -> int:
-        """Items for the next run: from the variant's own last rate, else its baseline's (an upper
-        bound), else the pure code's calibration."""
-        if variant in self.items:
-            return self.items[variant]
-        want = self.min_seconds * MARGIN
+    def desired(self, variant: str) -> int:
+        """Items wanted for the next run: from the variant's own last rate, else its baseline's (an
+        upper bound), else the pure code's calibration; the pure row takes the pipeline's records."""
+        if variant == "pure":
+            variant = "pipeline"
+        if variant in self.wanted:
+            return self.wanted[variant]
         cal = self.payload.calibration
         guess = {"B1": lambda: cal.rate(correlate=False), "B3": lambda: cal.rate(correlate=True),
                  "normalize": lambda: self.rates.get("B1") or cal.rate(correlate=False),
                  "B2": lambda: 1000.0, "sink": lambda: self.rates.get("B2") or 1000.0,
                  "pipeline": lambda: 0.5 * (self.rates.get("B3") or cal.rate(correlate=True))}[variant]()
-        return self.clamp(variant, want * guess)
+        return math.ceil(self.min_seconds * MARGIN * guess)
+
+    def size(self, variant: str) -> int:
+        """`desired`, within what the payload holds for the fresh-record variants."""
+        n = self.desired(variant)
+        if self.fresh(variant):
+            return min(self.payload.n, max(self.payload.warm_index + 1, n))
+        return max(1, n)
 
     def learn(self, m: Measurement) -> bool:
-        """Remember the rate; True when the run was long enough (else the next size is larger)."""
+        """Remember the rate and the next size; True when the run was long enough."""
         self.rates[m.variant] = m.rate
-        if m.variant == "pure":
-            return True
-        long_enough = m.seconds >= self.min_seconds
-        grow = MARGIN * self.min_seconds / max(m.seconds, 1e-3)
-        self.items[m.variant] = self.clamp(m.variant, m.items * grow)
-        if not long_enough and self.items[m.variant] <= m.items:
-            m.short = True
-            return True
-        return long_enough
+        if m.variant != "pure":
+            self.wanted[m.variant] = math.ceil(m.items * MARGIN * self.min_seconds / max(m.seconds, 1e-3))
+        return m.seconds >= self.min_seconds
+
+    def can_grow(self, variant: str, items: int) -> bool:
+        """Would a rerun be larger? (Not when a fresh-record variant has every day it may have.)"""
+        if self.desired(variant) <= items:
+            return False
+        return not self.fresh(variant) or items < self.payload.n or self.payload.days < self.max_days
+
+    async def ensure_records(self, variant: str) -> None:
+        """Simulate more days when a fresh-record variant wants more records than the payload has."""
+        need = self.desired(variant)
+        if not self.fresh(variant) or need <= self.payload.n or not 0 < self.payload.days < self.max_days:
+            return
+        per_day = self.payload.n / self.payload.days
+        days = min(self.max_days, max(self.payload.days + 1, math.ceil(1.25 * need / per_day)))
+        self.log(f"{variant} wants {need} fresh records, the payload has {self.payload.n}: simulating {days} days")
+        self.payload = await asyncio.to_thread(prepare_days, self.run_dir, self.base, seed=self.seed,
+                                               scale=self.scale, days=days)
+        self.registry = self.payload.folder / "registry.csv"
+        self.log(f"payload: {self.payload.days} day(s), {self.payload.n} raw records")
 
     # -- namespaces and clients ------------------------------------------------------------------
     def namespace(self, groups_suffixes: Sequence[str] = ("",)) -> Settings:
@@ -569,7 +589,7 @@ async def run_sink(ctx: Context, rnd: int) -> Measurement:
 async def run_pure(ctx: Context, rnd: int) -> Measurement:
     """The pure in-process pipeline on the pipeline's records, repeated until min_seconds."""
     await ctx.stop_clients()
-    n = ctx.size("pipeline")  # the same records as the pipeline's run in this round
+    n = ctx.size("pure")  # the same records as the pipeline's run in this round
     records = ctx.payload.records[:n]
     registry = DeviceRegistry.from_csv(ctx.registry)
     window = CpuWindow(ctx.probe, os.getpid())
@@ -590,14 +610,16 @@ RUNNERS: Mapping[str, Callable[[Context, int], Awaitable[Measurement]]] = {
 
 
 async def measure(ctx: Context, variant: str, rnd: int, attempts: int = 3) -> Measurement:
-    """Run a variant; a run shorter than min_seconds is thrown away and run again larger."""
+    """Run a variant; a run shorter than min_seconds is thrown away and run again larger (a run
+    that cannot be larger is kept and marked short)."""
     for attempt in range(1, attempts + 1):
+        await ctx.ensure_records(variant)
         m = await RUNNERS[variant](ctx, rnd)
-        if ctx.learn(m) or attempt == attempts:
-            m.short = m.short or m.seconds < ctx.min_seconds
+        if ctx.learn(m) or attempt == attempts or not ctx.can_grow(variant, m.items):
+            m.short = m.seconds < ctx.min_seconds
             return m
         ctx.log(f"round {rnd} {variant}: {m.items} {UNITS[variant]} took {m.seconds:.1f} s < {ctx.min_seconds:.0f} s; "
-                f"again with {ctx.items[variant]}")
+                f"again with {ctx.desired(variant)}")
     raise AssertionError("unreachable")
 
 
@@ -914,10 +936,11 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
         log(f"payload: {payload.days} day(s), {payload.n} raw records, {payload.events} events, "
             f"{len(payload.incidents)} live incidents")
         probe = CpuProbe(Kafka(base).pid(), Elasticsearch(base).pid())
-        registry = work / (f"sim-{payload.days}" if payload.days > 1 else "sim-1") / "registry.csv"
-        ctx = Context(base, payload, work, registry, es, probe, log, opts.min_seconds)
+        ctx = Context(base, payload, work, payload.folder / "registry.csv", es, probe, log, opts.min_seconds,
+                      seed=opts.seed, scale=opts.scale)
         failures: list[str] = []
         runs = await _rounds(ctx, opts, failures)
+        payload = ctx.payload  # more days may have been simulated on the way
         flood: Flood | str | None = None
         if opts.flood_events > 0:
             try:

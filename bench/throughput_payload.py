@@ -79,6 +79,7 @@ class Payload:
     changes: list[tuple[int, str, int, bool]]  # (record index, incident id, version, live) per emitted record
     calibration: Calibration
     event_prefix: list[int] = field(default_factory=list)  # events in records[:i] at index i
+    folder: Path = Path(".")  # the simulator folder (its registry.csv is the worker's device registry)
 
     @property
     def n(self) -> int:
@@ -142,7 +143,8 @@ def _translate(folder: Path, settings: Settings) -> tuple[list[RawRecord], Devic
     return records, registry
 
 
-def _evaluate(records: list[RawRecord], settings: Settings, registry: DeviceRegistry, days: int) -> Payload:
+def _evaluate(records: list[RawRecord], settings: Settings, registry: DeviceRegistry, days: int,
+              folder: Path) -> Payload:
     """Run the records once through the pure worker code; log every incident record it emits."""
     store = default_store()
     stage = worker_stage(settings, store, registry)
@@ -175,7 +177,7 @@ def _evaluate(records: list[RawRecord], settings: Settings, registry: DeviceRegi
         raise RuntimeError("offline incidents do not match the processor's live state")
     warm_index, warm_incident = _warmup(out_records, settings, store, registry)
     return Payload(days, out_records, out_records[warm_index], warm_incident, warm_index, incidents, changes,
-                   cal, prefix)
+                   cal, prefix, folder)
 
 
 def _warmup(records: Sequence[RawRecord], settings: Settings, store: SchemaStore,
@@ -197,23 +199,25 @@ def _warmup(records: Sequence[RawRecord], settings: Settings, store: SchemaStore
 def prepare_payload(folder: Path, settings: Settings) -> Payload:
     """The payload of one simulator folder (every delivery translated, encoded and evaluated)."""
     records, registry = _translate(folder, settings)
-    return _evaluate(records, settings, registry, 0)
+    return _evaluate(records, settings, registry, 0, folder)
+
+
+def prepare_days(work: Path, settings: Settings, *, seed: int, scale: float, days: int) -> Payload:
+    """``pingan simulate --days DAYS`` into ``work/sim-DAYS``, then `prepare_payload`."""
+    folder = simulate_folder(work / f"sim-{days}", seed=seed, scale=scale, days=days)
+    records, registry = _translate(folder, settings)
+    return _evaluate(records, settings, registry, days, folder)
 
 
 def prepare(work: Path, settings: Settings, *, seed: int, scale: float, min_seconds: float,
-            margin: float = 1.5, max_days: int = 60, log: Callable[[str], None] = lambda s: None) -> Payload:
+            margin: float = 2.0, max_days: int = 90, log: Callable[[str], None] = lambda s: None) -> Payload:
     """Simulate one day, time the pure pipeline on it, then simulate as many days as the pure
     pipeline needs for `min_seconds` × `margin` (B3 and the worker are slower than the pure code,
-    so they then run at least `min_seconds` on a prefix of the records)."""
-    folder = simulate_folder(work / "sim-1", seed=seed, scale=scale)
-    records, registry = _translate(folder, settings)
-    one = _evaluate(records, settings, registry, 1)
+    so they then run at least `min_seconds` on a prefix of the records; the benchmark simulates
+    more days if a run still needs more)."""
+    one = prepare_days(work, settings, seed=seed, scale=scale, days=1)
     need = min_seconds * margin * one.calibration.rate(correlate=True)
     days = min(max_days, max(1, math.ceil(need / one.n)))
     log(f"payload: 1 day = {one.n} records; pure pipeline {one.calibration.rate(correlate=True):,.0f} records/s "
         f"→ {days} day(s) for {min_seconds:.0f} s")
-    if days == 1:
-        return one
-    folder = simulate_folder(work / f"sim-{days}", seed=seed, scale=scale, days=days)
-    records, registry = _translate(folder, settings)
-    return _evaluate(records, settings, registry, days)
+    return one if days == 1 else prepare_days(work, settings, seed=seed, scale=scale, days=days)
