@@ -6,15 +6,16 @@ table; every number in it comes from the same run.
 Method
 - Payload (`bench.throughput_payload`): ``pingan simulate --seed S --scale N`` for one day, timed
   through the pure worker code, then for as many days as the pure pipeline needs for
-  ``--min-seconds`` × 1.5 (fresh event ids every day). Every delivery is translated and encoded into
+  ``--min-seconds`` × 2 (fresh event ids every day). Every delivery is translated and encoded into
   raw single-object Avro records once, in memory, and run once through the pure code the worker runs
   (`NormalizeStage` → `CountyProcessor`, the worker's rules): that gives the events any prefix of the
   records yields and the incidents (id → version) and merged ids the index must end up with.
 - Every variant runs in an isolated namespace of its own (topic prefix, consumer group / app id,
   index prefix), dropped afterwards (`bench.common`), and does at least ``--min-seconds`` of work:
   its record (or document) count is sized from the rate it (or, before its first run, its
-  baseline or the pure code) showed; a run shorter than that is thrown away and run again larger
-  (only B3 and the pipeline can run out of fresh records: such a run is kept and marked short).
+  baseline or the pure code) showed, × 1.5; a run shorter than that is thrown away and run again
+  larger. B3 and the pipeline read fresh records (a prefix of the payload): when they need more,
+  more days are simulated and evaluated (up to 90; past that a short run is kept and marked short).
 - Kafka variants run as subprocesses, started on empty topics; one warm-up record (a copy of an
   early record: a duplicate for the pipeline) proves they are assigned and warm; then the clock
   starts, every record is produced (acks awaited) and the clock stops when the output is complete:
