@@ -332,6 +332,7 @@ class Context:
     max_days: int = MAX_DAYS
     wanted: dict[str, int] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
+    ran: dict[tuple[str, int], int] = field(default_factory=dict)  # (variant, round) → items of its kept run
 
     # -- sizing --------------------------------------------------------------------------------
     def fresh(self, variant: str) -> bool:
@@ -590,7 +591,8 @@ async def run_sink(ctx: Context, rnd: int) -> Measurement:
 async def run_pure(ctx: Context, rnd: int) -> Measurement:
     """The pure in-process pipeline on the pipeline's records, repeated until min_seconds."""
     await ctx.stop_clients()
-    n = ctx.size("pure")  # the same records as the pipeline's run in this round
+    # the same records as the pipeline's run in this round (when it ran first: what it will run)
+    n = ctx.ran.get(("pipeline", rnd)) or ctx.size("pure")
     records = ctx.payload.records[:n]
     registry = DeviceRegistry.from_csv(ctx.registry)
     window = CpuWindow(ctx.probe, os.getpid())
@@ -618,6 +620,7 @@ async def measure(ctx: Context, variant: str, rnd: int, attempts: int = 3) -> Me
         m = await RUNNERS[variant](ctx, rnd)
         if ctx.learn(m) or attempt == attempts or not ctx.can_grow(variant, m.items):
             m.short = m.seconds < ctx.min_seconds
+            ctx.ran[(variant, rnd)] = m.items
             return m
         ctx.log(f"round {rnd} {variant}: {m.items} {UNITS[variant]} took {m.seconds:.1f} s < {ctx.min_seconds:.0f} s; "
                 f"again with {ctx.desired(variant)}")
