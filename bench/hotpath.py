@@ -5,7 +5,7 @@ Usage::
     pingan simulate --out /tmp/sim --seed 1 --days 1 --scale 5 --quiet
     python -m bench.hotpath /tmp/sim [--tables json] [--sink] [--limit N]
 
-Profiles, on pre-encoded raw records (as `bench.throughput` produces them):
+Profiles, on pre-encoded raw records (as `bench.throughput_payload` prepares them):
 
 - ``normalize``: what the normalize agent does per message — `NormalizeStage.handle` (Avro decode +
   `Normalizer.normalize`) and encoding the event once per output topic;
@@ -32,7 +32,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from bench.throughput import prepare_payload
+from bench.throughput_payload import prepare_payload
 from connectors.elasticsearch.admin import IndexNames, drop_all, ensure_incident_index
 from connectors.elasticsearch.sink import IncidentSink
 from connectors.sources.devices import DeviceRegistry

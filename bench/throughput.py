@@ -1,59 +1,68 @@
-"""Throughput and end-to-end latency of the bus against bare baselines, on the real stack.
+"""Throughput and end-to-end latency of the bus against fair bare baselines, on the real stack.
 
 `pingan bench throughput` (see `streams.cli.bench`) runs everything below in one process and prints ONE
 table; every number in it comes from the same run.
 
 Method
-- Payloads: ``pingan simulate --out DIR --seed S --days 1 --scale N`` once; every delivery is
-  translated (``connectors.ingest.files.iter_deliveries``) and encoded into raw Avro single-object
-  records once, in memory. The same records are produced, per variant and round, into a fresh,
-  isolated raw topic set (topic prefix, app id / consumer group and index prefix of their own).
-- Expected outputs are computed offline once with the pure code the worker runs
-  (``NormalizeStage`` + ``CountyProcessor``): how many events reach ``events.v1``, the live
-  incidents the index must end up holding, and their ``incident_document``s.
-- Kafka variants (B1, ours-normalize, B3, ours-pipeline) run as subprocesses. Each is started on
-  empty topics; one warm-up record (a copy of the first record, which the pipeline treats as a
-  duplicate) proves it is assigned and warm; then the clock starts, every record is produced and
-  the clock stops when the output is complete (``events.v1`` end offsets, or Elasticsearch
-  holding every expected document). Worker start-up is therefore not in the figure.
-- Index variants (B2, ours-sink) run in this process on a fresh index with the project template.
-- Rounds alternate the order of each pair (baseline first, then ours first, …); the table shows
-  medians. CPU seconds per 1,000 items come from ``/proc/<pid>/stat`` (utime+stime) of the
-  measured Python process, of Kafka and of Elasticsearch (their pid files under the run dir) —
-  other work on the machine during the run lands in the Kafka/Elasticsearch figures too.
+- Payload (`bench.throughput_payload`): ``pingan simulate --seed S --scale N`` for one day, timed
+  through the pure worker code, then for as many days as the pure pipeline needs for
+  ``--min-seconds`` × 2 (fresh event ids every day). Every delivery is translated and encoded into
+  raw single-object Avro records once, in memory, and run once through the pure code the worker runs
+  (`NormalizeStage` → `CountyProcessor`, the worker's rules): that gives the events any prefix of the
+  records yields and the incidents (id → version) and merged ids the index must end up with.
+- Every variant runs in an isolated namespace of its own (topic prefix, consumer group / app id,
+  index prefix), dropped afterwards (`bench.common`), and does at least ``--min-seconds`` of work:
+  its record (or document) count is sized from the rate it (or, before its first run, its
+  baseline or the pure code) showed, × 1.5; a run shorter than that is thrown away and run again
+  larger. B3 and the pipeline read fresh records (a prefix of the payload): when they need more,
+  more days are simulated and evaluated (up to 90; past that a short run is kept and marked short).
+- Kafka variants run as subprocesses, started on empty topics; one warm-up record (a copy of an
+  early record: a duplicate for the pipeline) proves they are assigned and warm; then the clock
+  starts, every record is produced (acks awaited) and the clock stops when the output is complete:
+  ``events.v1`` end offsets for B1 and the normalize agent; for B3 and the pipeline, realtime
+  ``mget`` reads of the index (GET/mget are realtime, search is not): every expected incident at
+  its expected ``_version`` (external versions = the incident's version), then every merged id
+  gone. Start-up is not in the figures; no refresh is forced or waited for.
+- Index variants (B2, ours-sink) run in this process into a fresh index from the project template;
+  they are complete when the bulk responses (per document) say so.
+- The pure in-process pipeline runs in this process on the same records as the pipeline in that
+  round, passes repeated until ``--min-seconds``.
+- Rounds alternate the order inside each group (baseline first, then ours first, …); the table shows
+  medians. CPU seconds per 1,000 items come from ``/proc/<pid>/stat`` (utime+stime) of the measured
+  Python process (the subprocess, or this process for in-process variants), of Kafka and of
+  Elasticsearch (their pid files under the run dir) — other work on the machine during the run
+  lands in the Kafka/Elasticsearch figures too, and the producing/polling of this process is not
+  counted anywhere.
+- Flood: `bench.flood.measure_flood` (per-chunk seconds as one incident grows), when present.
 - Latency: a fresh full worker; records are produced at half the highest pipeline rate measured,
   the broker's ack time of each event is recorded, Elasticsearch is searched every 100 ms by
-  ``event_ids`` (no forced refresh: "searchable" means what a user would see) and p50/p99 of
-  searchable-minus-acked per event are reported beside the index refresh interval.
+  ``event_ids`` (no forced refresh: "searchable" is what a user sees, so here search is right) and
+  p50/p99 of searchable-minus-acked per event are reported.
 
-Variants
-- B1: bare aiokafka consume → fastavro decode (schemaless, after the 10-byte header) → re-encode →
-  produce to two topics (as the normalize agent does: ``events.v1`` and the by-county topic),
-  batched ``getmany``, producer acks awaited and one commit per batch.
-- ours normalize: the real Faust app (`streams.worker.app.build_app`) with only the ``normalize`` agent
-  (the ``correlate`` agent is removed before start so it does not share the event loop; the index
-  agent is off).
-- B2: bare ``async_streaming_bulk`` of pre-built incident documents into a fresh index.
-- ours sink: `IncidentSink` (builds actions, external versions, per-document outcomes) over the
-  same incident records, batched like the index agent.
-- B3: bare aiokafka → fastavro → ``async_bulk`` of one flat document per raw record, one commit
-  per batch (no normalization, no correlation).
-- ours pipeline: the real worker (``python -m streams.cli worker run``: normalize, correlate,
-  index) until Elasticsearch holds exactly the expected incidents.
+Variants (bare ones in `bench.throughput_bare`; "records" are raw records in, "docs" bulk documents)
+- B1: bare aiokafka consume → `NormalizeStage` (fastavro decode + the worker's normalizer) → encode
+  ``pingan.Event`` → ``events.v1`` (key event_id) and by-county (key county), dead letters; acks
+  awaited, one commit per batch. Records repeated as needed (normalize does not deduplicate).
+- ours normalize: the real Faust app (`streams.worker.app.build_app`) with only the normalize agent.
+- B2: bare ``async_streaming_bulk`` whose actions are built in the timed loop with
+  `incident_document` and external versions from the incident records (relabelled copies as needed).
+- ours sink: `IncidentSink` over the same incident records, batched like the index agent.
+- B3: B1's loop + per batch: the worker's `CountyProcessor` (dict stores) → ``links.v1``,
+  ``incidents.v1`` (latest per incident), ``escalations.v1``, acks awaited → bulk of the incident
+  documents into the templated index → commit. A prefix of fresh records (no repeats).
+- pure: the same records → `NormalizeStage` → `CountyProcessor` → `incident_document`, no I/O.
+- ours pipeline: the real worker (``python -m streams.cli worker run``: normalize, correlate, index).
 
 No import-time side effects: everything happens in `run_throughput`.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import io
 import json
 import math
 import os
 import platform
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -66,115 +75,64 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from elasticsearch import AsyncElasticsearch
-from elasticsearch.helpers import async_bulk, async_streaming_bulk
-from fastavro import schemaless_reader, schemaless_writer
-from faust import Worker
 from rich.console import Console
 from rich.table import Table
 
 from bench.common import drop_indices_async, drop_kafka_namespace
 from bench.tables import fit_table, number_column, text_column
+from bench.throughput_bare import bulk, incident_actions, pure_pass
+from bench.throughput_payload import Expected, Payload, RawRecord, prepare, prepare_days
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
-from connectors.elasticsearch.documents import DocumentError, incident_document
 from connectors.elasticsearch.sink import IncidentSink
-from connectors.ingest.files import iter_deliveries
 from connectors.sources.devices import DeviceRegistry
-from infra.processes import ChildProcess, free_port, isolated_settings, pingan_command, settings_env, simulate_folder
+from infra.processes import ChildProcess, free_port, isolated_settings, pingan_command, settings_env
 from infra.stack import Elasticsearch, Kafka
 from schemas.catalogue import TOPICS
-from schemas.serde import default_store
-from connectors.sources.registry import normalizer
-from streams.domain.pipeline import CountyProcessor
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
-from streams.worker.app import build_app
-from streams.worker.stages import RAW_SOURCES, NormalizeStage, decode_event
-from streams.worker.topology import BY_COUNTY, EVENTS
+from streams.worker.stages import RAW_SOURCES
+from streams.worker.topology import EVENTS
 
 RAW_TOPICS: tuple[str, ...] = tuple(RAW_SOURCES)
-TARGETS: Mapping[str, float] = {"normalize": 0.7, "sink": 0.9, "pipeline": 0.5}
-BASELINE_OF: Mapping[str, str] = {"normalize": "B1", "sink": "B2", "pipeline": "B3"}
 LABELS: Mapping[str, str] = {
-    "B1": "B1 bare aiokafka consume→Avro→produce",
+    "B1": "B1 bare aiokafka → NormalizeStage → produce",
     "normalize": "ours: normalize agent (Faust worker)",
-    "B2": "B2 bare async_streaming_bulk",
+    "B2": "B2 bare async_streaming_bulk, docs built in loop",
     "sink": "ours: IncidentSink",
-    "B3": "B3 bare aiokafka→fastavro→async_bulk",
+    "B3": "B3 bare aiokafka → normalize → correlate → bulk, Kafka writes",
+    "pure": "pure in-process normalize → correlate → documents",
     "pipeline": "ours: whole pipeline (Faust worker → ES)",
 }
-UNITS: Mapping[str, str] = {"B1": "events", "normalize": "events", "B2": "docs", "sink": "docs",
-                            "B3": "events", "pipeline": "events"}
-PAIRS: tuple[tuple[str, str], ...] = (("B1", "normalize"), ("B2", "sink"), ("B3", "pipeline"))
-WAIT_S = 180.0  # upper bound for any single wait (start-up, completion)
-
-
-# ------------------------------------------------------------------------------------------
-# payloads and expected outputs
+UNITS: Mapping[str, str] = {"B1": "records", "normalize": "records", "B2": "docs", "sink": "docs",
+                            "B3": "records", "pure": "records", "pipeline": "records"}
+#: groups run together; odd rounds in this order (baselines first), even rounds reversed
+GROUPS: tuple[tuple[str, ...], ...] = (("B1", "normalize"), ("B2", "sink"), ("B3", "pure", "pipeline"))
 
 
 @dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One raw record as produced: catalogue topic name, key, single-object Avro value."""
+class Ratio:
+    """One target of issue 18: ours ÷ baseline (rates) ≥ target."""
 
-    topic: str
-    key: bytes
-    value: bytes
-    event_id: str | None  # the event it normalizes to (None: a dead letter)
-
-
-@dataclass
-class Payload:
-    """The pre-generated input and what the pipeline must make of it."""
-
-    records: list[RawRecord]
-    warmup: RawRecord
-    events_out: int  # messages the normalize stage writes to events.v1 for `records`
-    incidents: list[dict[str, Any]]  # live incident records, as the index agent decodes them
-    docs: list[tuple[str, dict[str, Any]]]  # incident_document of each live incident
-    event_total: int  # sum of event_count over the live incidents
-
-    @property
-    def n(self) -> int:
-        return len(self.records)
+    key: str
+    label: str
+    ours: str
+    base: str
+    target: float
 
 
-def prepare_payload(folder: Path, settings: Settings) -> Payload:
-    """Translate + encode every record once; compute the expected outputs offline."""
-    store = default_store()
-    registry = DeviceRegistry.from_csv(folder / "registry.csv")
-    stage = NormalizeStage(store, normalizer(settings.person_key(), settings.timezone, registry))
-    processor = CountyProcessor()
-    latest: dict[str, dict[str, Any]] = {}
-    records: list[RawRecord] = []
-    events_out = 0
-    for delivery in iter_deliveries(folder, registry):
-        res = delivery.result
-        for rec in res.records:
-            value = store.encode(res.schema, rec)
-            out = stage.handle(res.topic, None, None, value)
-            event_id = None
-            for event in out.events:
-                events_out += 1
-                # the worker correlates what it decodes from the by-county topic
-                event = decode_event(store, stage.encode_event(event))
-                event_id = event["event_id"]
-                for inc in processor.process(event).incidents:
-                    _name, latest[inc["incident_id"]] = store.decode(store.encode("pingan.Incident", inc))
-            records.append(RawRecord(res.topic, res.key_of(rec).encode(), value, event_id))
-    if not records:
-        raise RuntimeError(f"{folder} holds no records")
-    warmup = next((r for r in records if r.event_id), records[0])
-    incidents = [inc for iid, inc in sorted(latest.items()) if inc.get("status") != "merged"]
-    if {i["incident_id"] for i in incidents} != set(processor.state.live()):
-        raise RuntimeError("offline incidents do not match the processor's live state")
-    docs: list[tuple[str, dict[str, Any]]] = []
-    for inc in incidents:
-        try:
-            docs.append(incident_document(inc))
-        except DocumentError:
-            continue
-    return Payload(records, warmup, events_out, incidents, docs,
-                   sum(int(d.get("event_count") or 0) for _i, d in docs))
+RATIOS: tuple[Ratio, ...] = (
+    Ratio("normalize/B1", "normalize agent ÷ B1", "normalize", "B1", 0.6),
+    Ratio("sink/B2", "sink ÷ B2", "sink", "B2", 0.9),
+    Ratio("pipeline/B3", "whole pipeline ÷ B3", "pipeline", "B3", 0.5),
+    Ratio("pipeline/pure", "framework tax: whole pipeline ÷ pure in-process", "pipeline", "pure", 0.5),
+)
+FLOOD_TARGET = 1.5  # last chunk ÷ first chunk
+LATENCY_TARGET_S = 1.5  # e2e p99 at half the measured maximum rate
+WAIT_S = 300.0  # upper bound for any single wait (start-up, completion)
+MARGIN = 1.5  # sizing margin over min_seconds (rates on a shared machine swing by that much between rounds)
+MAX_DAYS = 90  # simulated days at most (B3 and the pipeline read fresh records)
+#: variants that read fresh records (a prefix of the payload); pure runs on the pipeline's records
+FRESH = frozenset({"B3", "pipeline", "pure"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -212,6 +170,18 @@ class CpuProbe:
                 "es": cpu_seconds(self.es_pid)}
 
 
+class CpuWindow:
+    """CPU seconds of one timed window (`start` … `stop`) for one Python process."""
+
+    def __init__(self, probe: CpuProbe, pid: int | None) -> None:
+        self.probe, self.pid = probe, pid
+        self.before = probe.snapshot(pid)
+
+    def stop(self) -> dict[str, float]:
+        after = self.probe.snapshot(self.pid)
+        return {k: after[k] - self.before[k] for k in after}
+
+
 # ------------------------------------------------------------------------------------------
 # Kafka and Elasticsearch helpers
 
@@ -237,15 +207,50 @@ class Offsets:
         return sum(offsets.values())
 
 
-async def es_count(client: Any, index: str, *, with_sum: bool = False) -> tuple[int, int]:
-    """(documents searchable now, sum of event_count) without forcing a refresh."""
-    body: dict[str, Any] = {"size": 0, "track_total_hits": True}
-    if with_sum:
-        body["aggs"] = {"events": {"sum": {"field": "event_count"}}}
-    resp = await client.search(index=index, body=body)
-    total = int(resp["hits"]["total"]["value"])
-    events = int((resp.get("aggregations") or {}).get("events", {}).get("value") or 0)
-    return total, events
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a variant's outputs are: `observed` of `expected`, and in words."""
+
+    expected: int
+    observed: int
+    text: str
+
+
+class IndexWatch:
+    """Completion of an index by realtime reads: every expected live id at (at least) its expected
+    ``_version``, then every merged id absent. Ids confirmed at their final version are not read
+    again (a version only grows)."""
+
+    CHUNK = 2000
+
+    def __init__(self, client: Any, index: str, expected: Expected) -> None:
+        self.client, self.index, self.expected = client, index, expected
+        self.pending = dict(expected.live)
+        self.present_gone = len(expected.gone)
+
+    async def _versions(self, ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for i in range(0, len(ids), self.CHUNK):
+            resp = await self.client.mget(index=self.index, body={"ids": list(ids[i:i + self.CHUNK])}, _source=False)
+            found.update({d["_id"]: int(d["_version"]) for d in resp["docs"] if d.get("found")})
+        return found
+
+    async def complete(self) -> bool:
+        if self.pending:
+            found = await self._versions(list(self.pending))
+            for iid, version in found.items():
+                if version >= self.pending[iid]:
+                    del self.pending[iid]
+            if self.pending:
+                return False
+        self.present_gone = len(await self._versions(sorted(self.expected.gone)))
+        return self.present_gone == 0
+
+    def progress(self) -> Progress:
+        live, gone = len(self.expected.live), len(self.expected.gone)
+        done = live - len(self.pending) + (gone - self.present_gone if not self.pending else 0)
+        return Progress(live + gone, done, f"{live - len(self.pending)}/{live} incidents at their version, "
+                                           f"{self.present_gone} of {gone} merged ids still present")
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], *, what: str, timeout: float = WAIT_S,
@@ -272,7 +277,7 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], *, what: str, tim
 
 async def produce(producer: Any, settings: Settings, records: Sequence[RawRecord]) -> None:
     """Send records to their (prefixed) raw topics and wait for every ack."""
-    futures = [await producer.send(settings.topic(r.topic), r.value, key=r.key) for r in records]
+    futures = [await producer.send(settings.input_topic(r.topic), r.value, key=r.key) for r in records]
     await asyncio.gather(*futures)
 
 
@@ -282,7 +287,7 @@ async def wait_web(port: int, child: ChildProcess) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# measurements
+# measurements and the shared context
 
 
 @dataclass
@@ -294,6 +299,10 @@ class Measurement:
     items: int
     seconds: float
     cpu: dict[str, float]  # CPU seconds during the timed window: python, kafka, es
+    short: bool = False  # shorter than min_seconds (B3/pipeline out of fresh records)
+    expected: int = 0  # outputs the run had to complete (events, index entries, documents)
+    observed: int = 0  # outputs seen complete when the clock stopped
+    check: str = ""  # what completion verified, in words
 
     @property
     def rate(self) -> float:
@@ -305,7 +314,7 @@ class Measurement:
 
 @dataclass
 class Context:
-    """Everything the variants share."""
+    """Everything the variants share, and the size each variant runs at next."""
 
     base: Settings
     payload: Payload
@@ -314,11 +323,71 @@ class Context:
     es: Any
     probe: CpuProbe
     log: Callable[[str], None]
-    event_copies: int = 1  # B1 and normalize consume the records this many times (normalize does not dedupe)
+    min_seconds: float
     producer: Any = None
     offsets: Any = None
     namespaces: list[tuple[Settings, list[str]]] = field(default_factory=list)
+    seed: int = 1
+    scale: float = 1.0
+    max_days: int = MAX_DAYS
+    wanted: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
+    ran: dict[tuple[str, int], int] = field(default_factory=dict)  # (variant, round) → items of its kept run
 
+    # -- sizing --------------------------------------------------------------------------------
+    def fresh(self, variant: str) -> bool:
+        """B3, the pipeline (and pure, on the pipeline's records) read fresh records only: a prefix
+        of the payload, which grows (more simulated days) when a run needs more."""
+        return variant in FRESH
+
+    def desired(self, variant: str) -> int:
+        """Items wanted for the next run: from the variant's own last rate, else its baseline's (an
+        upper bound), else the pure code's calibration; the pure row takes the pipeline's records."""
+        if variant == "pure":
+            variant = "pipeline"
+        if variant in self.wanted:
+            return self.wanted[variant]
+        cal = self.payload.calibration
+        guess = {"B1": lambda: cal.rate(correlate=False), "B3": lambda: cal.rate(correlate=True),
+                 "normalize": lambda: self.rates.get("B1") or cal.rate(correlate=False),
+                 "B2": lambda: 1000.0, "sink": lambda: self.rates.get("B2") or 1000.0,
+                 "pipeline": lambda: 0.5 * (self.rates.get("B3") or cal.rate(correlate=True))}[variant]()
+        return math.ceil(self.min_seconds * MARGIN * guess)
+
+    def size(self, variant: str) -> int:
+        """`desired`, within what the payload holds for the fresh-record variants."""
+        n = self.desired(variant)
+        if self.fresh(variant):
+            return min(self.payload.n, max(self.payload.warm_index + 1, n))
+        return max(1, n)
+
+    def learn(self, m: Measurement) -> bool:
+        """Remember the rate and the next size; True when the run was long enough."""
+        self.rates[m.variant] = m.rate
+        if m.variant != "pure":
+            self.wanted[m.variant] = math.ceil(m.items * MARGIN * self.min_seconds / max(m.seconds, 1e-3))
+        return m.seconds >= self.min_seconds
+
+    def can_grow(self, variant: str, items: int) -> bool:
+        """Would a rerun be larger? (Not when a fresh-record variant has every day it may have.)"""
+        if self.desired(variant) <= items:
+            return False
+        return not self.fresh(variant) or items < self.payload.n or self.payload.days < self.max_days
+
+    async def ensure_records(self, variant: str) -> None:
+        """Simulate more days when a fresh-record variant wants more records than the payload has."""
+        need = self.desired(variant)
+        if not self.fresh(variant) or need <= self.payload.n or not 0 < self.payload.days < self.max_days:
+            return
+        per_day = self.payload.n / self.payload.days
+        days = min(self.max_days, max(self.payload.days + 1, math.ceil(1.25 * need / per_day)))
+        self.log(f"{variant} wants {need} fresh records, the payload has {self.payload.n}: simulating {days} days")
+        self.payload = await asyncio.to_thread(prepare_days, self.run_dir, self.base, seed=self.seed,
+                                               scale=self.scale, days=days)
+        self.registry = self.payload.folder / "registry.csv"
+        self.log(f"payload: {self.payload.days} day(s), {self.payload.n} raw records")
+
+    # -- namespaces and clients ------------------------------------------------------------------
     def namespace(self, groups_suffixes: Sequence[str] = ("",)) -> Settings:
         ns = isolated(self.base, self.run_dir, self.registry)
         self.namespaces.append((ns, [ns.app_id + s for s in groups_suffixes]))
@@ -344,6 +413,7 @@ class Context:
             await producer.stop()
 
     async def cleanup(self, ns: Settings) -> None:
+        """Drop the namespace: topics, consumer groups, indices."""
         await self.stop_clients()
         for s, groups in list(self.namespaces):
             if s is ns:
@@ -352,68 +422,94 @@ class Context:
                 self.namespaces.remove((s, groups))
 
 
+# ------------------------------------------------------------------------------------------
+# the Kafka variants (subprocesses)
+
+
+def _py(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
 async def _timed_kafka_run(ctx: Context, ns: Settings, child: ChildProcess, variant: str, rnd: int,
-                           done: Callable[[], Awaitable[bool]], warm: Callable[[], Awaitable[bool]],
-                           copies: int = 1) -> Measurement:
-    """Warm-up record → wait → start the clock → produce everything (`copies` times) → wait for `done`."""
+                           records: Sequence[RawRecord], done: Callable[[], Awaitable[bool]],
+                           warm: Callable[[], Awaitable[bool]], check: Callable[[], Progress]) -> Measurement:
+    """Warm-up record → wait → start the clock → produce `records` → wait for `done`."""
     await produce(ctx.producer, ns, [ctx.payload.warmup])
     await wait_until(warm, what=f"{variant}: the warm-up record's output", child=child, interval=0.2)
-    before = ctx.probe.snapshot(child.pid)
+    window = CpuWindow(ctx.probe, child.pid)
     t0 = time.perf_counter()
-    await produce(ctx.producer, ns, ctx.payload.records * copies)
-    await wait_until(done, what=f"{variant}: complete output", child=child)
+    await produce(ctx.producer, ns, records)
+    try:
+        await wait_until(done, what=f"{variant}: complete output", child=child, interval=0.1)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{check().text}") from None
     seconds = time.perf_counter() - t0
-    after = ctx.probe.snapshot(child.pid)
-    return Measurement(variant, rnd, ctx.payload.n * copies, seconds, {k: after[k] - before[k] for k in after})
+    done = check()
+    return Measurement(variant, rnd, len(records), seconds, window.stop(), expected=done.expected,
+                       observed=done.observed, check=done.text)
 
 
-def _py(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bench.throughput", *args]
-
-
-async def run_b1(ctx: Context, rnd: int) -> Measurement:
-    """B1: bare consume → decode → re-encode → produce (two topics), one commit per batch."""
-    ns = ctx.namespace(("-b1",))
+async def _events_run(ctx: Context, rnd: int, variant: str, child_of: Callable[[Settings], ChildProcess],
+                      groups: Sequence[str], only: Sequence[str] | None) -> Measurement:
+    """B1 / normalize: `size` records (the payload repeated) until ``events.v1`` holds their events."""
+    ns = ctx.namespace(groups)
     try:
         await ctx.start_clients()
-        await asyncio.to_thread(provision_topics, ns, only=[*RAW_TOPICS, EVENTS, BY_COUNTY])
-        child = ChildProcess(_py("_b1", "--bootstrap", ns.kafka_bootstrap, "--prefix", ns.topic_prefix,
-                          "--group", ns.app_id + "-b1"), os.environ, ctx.run_dir / f"b1-{rnd}.log").start()
+        await asyncio.to_thread(provision_topics, ns, only=only)
+        child = child_of(ns).start()
         try:
-            parts = 6
-            events = ns.topic(EVENTS)
+            if variant == "normalize":
+                await wait_web(ns.worker_web_port, child)
+            n = ctx.size(variant)
+            expected = 1 + ctx.payload.events_in(n)  # the warm-up record's event, then n records'
+            parts = {t.name: t.partitions for t in TOPICS}[EVENTS]
+            seen = [0]
 
-            async def count(n: int) -> bool:
-                return await ctx.offsets.total(events, parts) >= n
+            async def count(k: int) -> bool:
+                seen[0] = await ctx.offsets.total(ns.topic(EVENTS), parts)
+                return seen[0] >= k
 
-            k = ctx.event_copies
-            return await _timed_kafka_run(ctx, ns, child, "B1", rnd, lambda: count(1 + k * ctx.payload.n),
-                                          lambda: count(1), copies=k)
+            return await _timed_kafka_run(ctx, ns, child, variant, rnd, ctx.payload.repeated(n),
+                                          lambda: count(expected), lambda: count(1),
+                                          lambda: Progress(expected, seen[0], f"events.v1 holds {seen[0]} of {expected}"))
         finally:
             child.stop()
     finally:
         await ctx.cleanup(ns)
 
 
+async def run_b1(ctx: Context, rnd: int) -> Measurement:
+    """B1: bare consume → NormalizeStage → produce events / by-county / dead letters."""
+    return await _events_run(ctx, rnd, "B1", lambda ns: ChildProcess(
+        _py("bench.throughput_bare", "b1", ns.app_id + "-b1"), settings_env(ns), ctx.run_dir / f"b1-{rnd}.log"),
+        ("-b1",), None)
+
+
 async def run_normalize(ctx: Context, rnd: int) -> Measurement:
     """Ours: the real Faust app with only the normalize agent."""
-    ns = ctx.namespace()
+    return await _events_run(ctx, rnd, "normalize", lambda ns: ChildProcess(
+        _py("bench.throughput_bare", "normalize_worker"), settings_env(ns), ctx.run_dir / f"normalize-{rnd}.log"),
+        ("",), None)
+
+
+async def _index_run(ctx: Context, rnd: int, variant: str, child_of: Callable[[Settings], ChildProcess],
+                     groups: Sequence[str]) -> Measurement:
+    """B3 / pipeline: a prefix of fresh records until the index holds exactly its incidents."""
+    ns = ctx.namespace(groups)
     try:
-        await asyncio.to_thread(provision_topics, ns)
         await ctx.start_clients()
-        child = ChildProcess(_py("_normalize_worker"), settings_env(ns), ctx.run_dir / f"normalize-{rnd}.log").start()
+        await asyncio.to_thread(provision_topics, ns)
+        await asyncio.to_thread(provision_elasticsearch, ns)
+        alias = IndexNames(ns.es_index_prefix).alias
+        child = child_of(ns).start()
         try:
-            await wait_web(ns.worker_web_port, child)
-            parts = {t.name: t.partitions for t in TOPICS}[EVENTS]
-            events = ns.topic(EVENTS)
-
-            async def count(n: int) -> bool:
-                return await ctx.offsets.total(events, parts) >= n
-
-            k = ctx.event_copies
-            expected = (1 if ctx.payload.warmup.event_id else 0) + k * ctx.payload.events_out
-            return await _timed_kafka_run(ctx, ns, child, "normalize", rnd, lambda: count(expected),
-                                          lambda: count(1), copies=k)
+            if variant == "pipeline":
+                await wait_web(ns.worker_web_port, child)
+            n = ctx.size(variant)
+            watch = IndexWatch(ctx.es, alias, ctx.payload.expected(n))
+            warm = IndexWatch(ctx.es, alias, Expected(1, 1, {ctx.payload.warm_incident: 0}, frozenset()))
+            return await _timed_kafka_run(ctx, ns, child, variant, rnd, ctx.payload.records[:n], watch.complete,
+                                          warm.complete, watch.progress)
         finally:
             child.stop()
     finally:
@@ -421,119 +517,114 @@ async def run_normalize(ctx: Context, rnd: int) -> Measurement:
 
 
 async def run_b3(ctx: Context, rnd: int) -> Measurement:
-    """B3: bare aiokafka → fastavro → async_bulk of flat documents."""
-    ns = ctx.namespace(("-b3",))
-    index = f"{ns.es_index_prefix}-b3"
-    try:
-        await ctx.start_clients()
-        await asyncio.to_thread(provision_topics, ns, only=RAW_TOPICS)
-        await ctx.es.indices.create(index=index, body={"settings": {
-            "number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": ns.es_refresh_interval,
-            "index.mapping.total_fields.limit": 2000}})
-        child = ChildProcess(_py("_b3", "--bootstrap", ns.kafka_bootstrap, "--prefix", ns.topic_prefix,
-                          "--group", ns.app_id + "-b3", "--es-url", ns.es_url, "--index", index),
-                      os.environ, ctx.run_dir / f"b3-{rnd}.log").start()
-        try:
-            async def count(n: int) -> bool:
-                return (await es_count(ctx.es, index))[0] >= n
-
-            return await _timed_kafka_run(ctx, ns, child, "B3", rnd, lambda: count(1 + ctx.payload.n),
-                                          lambda: count(1))
-        finally:
-            child.stop()
-    finally:
-        await ctx.cleanup(ns)
+    """B3: bare aiokafka → normalize → correlate → Kafka writes → bulk into the templated index."""
+    return await _index_run(ctx, rnd, "B3", lambda ns: ChildProcess(
+        _py("bench.throughput_bare", "b3", ns.app_id + "-b3"), settings_env(ns), ctx.run_dir / f"b3-{rnd}.log"),
+        ("-b3",))
 
 
 async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
-    """Ours: the real worker (normalize, correlate, index) until ES holds every expected incident."""
-    ns = ctx.namespace()
-    alias = f"{ns.es_index_prefix}-incidents"
-    try:
-        await ctx.start_clients()
-        await asyncio.to_thread(provision_topics, ns)
-        await asyncio.to_thread(provision_elasticsearch, ns)
-        child = _worker(ns, ctx.run_dir / f"pipeline-{rnd}.log").start()
-        try:
-            await wait_web(ns.worker_web_port, child)
-            want = (len(ctx.payload.docs), ctx.payload.event_total)
-            last: list[tuple[int, int]] = []
-
-            async def complete() -> bool:
-                got = await es_count(ctx.es, alias, with_sum=True)
-                last[:] = [got]
-                return got == want
-
-            async def warm() -> bool:
-                return (await es_count(ctx.es, alias))[0] >= 1
-
-            try:
-                return await _timed_kafka_run(ctx, ns, child, "pipeline", rnd, complete, warm)
-            except TimeoutError as exc:
-                raise TimeoutError(f"{exc}\n(docs, events) expected {want}, last seen {last}") from None
-        finally:
-            child.stop()
-    finally:
-        await ctx.cleanup(ns)
+    """Ours: the real worker (normalize, correlate, index)."""
+    return await _index_run(ctx, rnd, "pipeline", lambda ns: _worker(ns, ctx.run_dir / f"pipeline-{rnd}.log"), ("",))
 
 
 def _worker(ns: Settings, log_path: Path) -> ChildProcess:
     return ChildProcess(pingan_command("worker", "run", "--loglevel", "warning"), settings_env(ns), log_path)
 
 
-def _copies(payload: Payload, min_docs: int) -> int:
-    return max(1, math.ceil(min_docs / max(1, len(payload.docs))))
+# ------------------------------------------------------------------------------------------
+# the in-process variants
 
 
-async def run_b2(ctx: Context, rnd: int, min_docs: int) -> Measurement:
-    """B2: bare async_streaming_bulk of the pre-built incident documents (fresh templated index)."""
+def _relabelled(incidents: Sequence[Mapping[str, Any]], n: int) -> list[dict[str, Any]]:
+    """`n` incident records: the payload's live incidents, then copies under ids ``<id>~k``."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        k, inc = divmod(i, len(incidents))
+        src = incidents[inc]
+        out.append({**src, "incident_id": f"{src['incident_id']}~{k}"} if k else dict(src))
+    return out
+
+
+async def _docs_run(ctx: Context, rnd: int, variant: str,
+                    load: Callable[[Settings, str, list[dict[str, Any]]], Awaitable[int]]) -> Measurement:
     ns = ctx.namespace(())
     names = IndexNames(ns.es_index_prefix)
     try:
         await ensure_incident_index(ctx.es, names, ns.es_refresh_interval)
-        copies = _copies(ctx.payload, min_docs)
-        actions = [{"_index": names.alias, "_id": f"{iid}~{k}" if k else iid, "_source": doc}
-                   for k in range(copies) for iid, doc in ctx.payload.docs]
-        before = ctx.probe.snapshot(os.getpid())
+        incidents = _relabelled(ctx.payload.incidents, ctx.size(variant))
+        window = CpuWindow(ctx.probe, os.getpid())
         t0 = time.perf_counter()
-        ok = 0
-        async for good, _item in async_streaming_bulk(ctx.es, actions, chunk_size=ns.sink_chunk_size,
-                                                       max_retries=3, raise_on_error=True):
-            ok += bool(good)
+        written = await load(ns, names.alias, incidents)
         seconds = time.perf_counter() - t0
-        after = ctx.probe.snapshot(os.getpid())
-        if ok != len(actions):
-            raise RuntimeError(f"B2 indexed {ok} of {len(actions)}")
-        return Measurement("B2", rnd, len(actions), seconds, {k: after[k] - before[k] for k in after})
+        cpu = window.stop()
+        if written != len(incidents):
+            raise RuntimeError(f"{variant} wrote {written} of {len(incidents)} documents")
+        return Measurement(variant, rnd, written, seconds, cpu, expected=len(incidents), observed=written,
+                           check=f"bulk responses: {written} of {len(incidents)} indexed")
     finally:
         await ctx.cleanup(ns)
 
 
-async def run_sink(ctx: Context, rnd: int, min_docs: int) -> Measurement:
+async def run_b2(ctx: Context, rnd: int) -> Measurement:
+    """B2: bare async_streaming_bulk; actions built lazily (in the timed loop) from the records."""
+    async def load(ns: Settings, alias: str, incidents: list[dict[str, Any]]) -> int:
+        return await bulk(ctx.es, incident_actions(incidents, alias), ns.sink_chunk_size)
+
+    return await _docs_run(ctx, rnd, "B2", load)
+
+
+async def run_sink(ctx: Context, rnd: int) -> Measurement:
     """Ours: IncidentSink over the same incident records, batched like the index agent."""
-    ns = ctx.namespace(())
-    names = IndexNames(ns.es_index_prefix)
-    try:
-        await ensure_incident_index(ctx.es, names, ns.es_refresh_interval)
-        copies = _copies(ctx.payload, min_docs)
-        incidents = [{**inc, "incident_id": f"{inc['incident_id']}~{k}"} if k else inc
-                     for k in range(copies) for inc in ctx.payload.incidents]
-        sink = IncidentSink(ctx.es, names.alias, batch_size=ns.sink_batch_size, chunk_size=ns.sink_chunk_size)
+    async def load(ns: Settings, alias: str, incidents: list[dict[str, Any]]) -> int:
+        sink = IncidentSink(ctx.es, alias, batch_size=ns.sink_batch_size, chunk_size=ns.sink_chunk_size)
         await sink.setup()
         indexed = 0
-        before = ctx.probe.snapshot(os.getpid())
-        t0 = time.perf_counter()
         for offset, inc in enumerate(incidents):
             if sink.add(inc, topic="incidents.v1", partition=0, offset=offset):
                 indexed += (await sink.flush()).indexed
-        indexed += (await sink.stop()).indexed
-        seconds = time.perf_counter() - t0
-        after = ctx.probe.snapshot(os.getpid())
-        if indexed != len(ctx.payload.docs) * copies:
-            raise RuntimeError(f"sink indexed {indexed} of {len(ctx.payload.docs) * copies}")
-        return Measurement("sink", rnd, indexed, seconds, {k: after[k] - before[k] for k in after})
-    finally:
-        await ctx.cleanup(ns)
+        return indexed + (await sink.stop()).indexed
+
+    return await _docs_run(ctx, rnd, "sink", load)
+
+
+async def run_pure(ctx: Context, rnd: int) -> Measurement:
+    """The pure in-process pipeline on the pipeline's records, repeated until min_seconds."""
+    await ctx.stop_clients()
+    # the same records as the pipeline's run in this round (when it ran first: what it will run)
+    n = ctx.ran.get(("pipeline", rnd)) or ctx.size("pure")
+    records = ctx.payload.records[:n]
+    registry = DeviceRegistry.from_csv(ctx.registry)
+    window = CpuWindow(ctx.probe, os.getpid())
+    seconds, passes, events = 0.0, 0, 0
+    while seconds < ctx.min_seconds or passes == 0:
+        made, took = pure_pass(records, ctx.base, registry)
+        events += made
+        seconds += took
+        passes += 1
+    expected = passes * ctx.payload.events_in(n)
+    return Measurement("pure", rnd, passes * n, seconds, window.stop(), expected=expected, observed=events,
+                       check=f"{passes} pass(es) of {n} records: {events} of {expected} events")
+
+
+RUNNERS: Mapping[str, Callable[[Context, int], Awaitable[Measurement]]] = {
+    "B1": run_b1, "normalize": run_normalize, "B2": run_b2, "sink": run_sink, "B3": run_b3, "pure": run_pure,
+    "pipeline": run_pipeline}
+
+
+async def measure(ctx: Context, variant: str, rnd: int, attempts: int = 3) -> Measurement:
+    """Run a variant; a run shorter than min_seconds is thrown away and run again larger (a run
+    that cannot be larger is kept and marked short)."""
+    for attempt in range(1, attempts + 1):
+        await ctx.ensure_records(variant)
+        m = await RUNNERS[variant](ctx, rnd)
+        if ctx.learn(m) or attempt == attempts or not ctx.can_grow(variant, m.items):
+            m.short = m.seconds < ctx.min_seconds
+            ctx.ran[(variant, rnd)] = m.items
+            return m
+        ctx.log(f"round {rnd} {variant}: {m.items} {UNITS[variant]} took {m.seconds:.1f} s < {ctx.min_seconds:.0f} s; "
+                f"again with {ctx.desired(variant)}")
+    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------------------------------
@@ -553,19 +644,7 @@ class Latency:
     p99: float
     max: float
     refresh_interval: str
-
-    @property
-    def target_s(self) -> float:
-        return parse_interval(self.refresh_interval) + 1.0
-
-
-def parse_interval(text: str) -> float:
-    """'1s' → 1.0, '500ms' → 0.5, '2m' → 120.0."""
-    text = text.strip()
-    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    return float(text)
+    target_s: float = LATENCY_TARGET_S
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -579,7 +658,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
     """Produce at `rate` for `duration` s into a warm worker; time each event until searchable."""
     ns = ctx.namespace()
-    alias = f"{ns.es_index_prefix}-incidents"
+    alias = IndexNames(ns.es_index_prefix).alias
     n = max(1, min(ctx.payload.n, math.ceil(rate * duration)))
     records = ctx.payload.records[:n]
     try:
@@ -590,11 +669,8 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
         try:
             await wait_web(ns.worker_web_port, child)
             await produce(ctx.producer, ns, [ctx.payload.warmup])
-
-            async def warm() -> bool:
-                return (await es_count(ctx.es, alias))[0] >= 1
-
-            await wait_until(warm, what="latency: warm-up incident", child=child, interval=0.2)
+            warm = IndexWatch(ctx.es, alias, Expected(1, 1, {ctx.payload.warm_incident: 0}, frozenset()))
+            await wait_until(warm.complete, what="latency: warm-up incident", child=child, interval=0.2)
             skip = ctx.payload.warmup.event_id
             acked: dict[str, float] = {}
             seen: dict[str, float] = {}
@@ -614,7 +690,7 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
                 while sent < n:
                     due = min(n, int((time.monotonic() - t0) * rate) + 1)
                     for r in records[sent:due]:
-                        fut = await ctx.producer.send(ns.topic(r.topic), r.value, key=r.key)
+                        fut = await ctx.producer.send(ns.input_topic(r.topic), r.value, key=r.key)
                         if r.event_id and r.event_id != skip:
                             fut.add_done_callback(on_ack(r.event_id))
                         futures.append(fut)
@@ -638,7 +714,7 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
                             return
                     for i in range(0, len(pending), 5000):
                         chunk = pending[i:i + 5000]
-                        resp = await ctx.es.search(index=alias, body={
+                        resp = await ctx.es.search(index=alias, body={  # search, not GET: what a user sees
                             "size": 10000, "_source": ["event_ids"],
                             "query": {"terms": {"event_ids": chunk}}})
                         now = time.time()
@@ -662,6 +738,31 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
 
 
 # ------------------------------------------------------------------------------------------
+# flood
+
+
+@dataclass
+class Flood:
+    """`bench.flood.measure_flood`: seconds per consecutive chunk as one incident grows."""
+
+    events: int
+    chunk: int
+    chunk_seconds: list[float]
+    ratio: float
+    target: float = FLOOD_TARGET
+
+
+def run_flood(events: int, chunk: int) -> Flood | str:
+    """The flood row: a `Flood`, or why there is none."""
+    try:
+        from bench.flood import measure_flood  # written by the domain side of issue 18
+    except ImportError:
+        return "n/a (bench.flood missing)"
+    res = measure_flood(events=events, chunk=chunk)
+    return Flood(events, chunk, [float(s) for s in res.chunk_seconds], float(res.ratio))
+
+
+# ------------------------------------------------------------------------------------------
 # orchestration and report
 
 
@@ -672,9 +773,10 @@ class Options:
     scale: float = 3.0
     rounds: int = 3
     seed: int = 1
+    min_seconds: float = 15.0
     latency_seconds: float = 20.0
-    min_docs: int = 20000
-    min_events: int = 20000
+    flood_events: int = 5000
+    flood_chunk: int = 1000
     json_path: Path | None = None
     keep_dir: bool = False
 
@@ -688,152 +790,187 @@ class Result:
     payload: dict[str, Any]
     runs: list[Measurement]
     latency: Latency | None
+    flood: Flood | str | None = None
     failures: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
 
     def runs_of(self, variant: str) -> list[Measurement]:
         return [m for m in self.runs if m.variant == variant]
 
-    def median_rate(self, variant: str) -> float:
-        rates = [m.rate for m in self.runs_of(variant)]
-        return statistics.median(rates) if rates else 0.0
-
     def median(self, variant: str, attr: Callable[[Measurement], float]) -> float:
         values = [attr(m) for m in self.runs_of(variant)]
         return statistics.median(values) if values else 0.0
 
-    def ratio(self, variant: str) -> float:
-        base = self.median_rate(BASELINE_OF[variant])
-        return self.median_rate(variant) / base if base else 0.0
+    def median_rate(self, variant: str) -> float:
+        return self.median(variant, lambda m: m.rate)
+
+    def ratio(self, r: Ratio) -> float:
+        base = self.median_rate(r.base)
+        return self.median_rate(r.ours) / base if base else 0.0
+
+    def ratios(self) -> dict[str, dict[str, Any]]:
+        return {r.key: {"label": r.label, "ratio": self.ratio(r), "target": r.target,
+                        "met": self.ratio(r) >= r.target} for r in RATIOS}
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for variant in LABELS:
-            out[variant] = {
-                "label": LABELS[variant], "unit": UNITS[variant],
-                "items": self.runs_of(variant)[0].items if self.runs_of(variant) else 0,
-                "median_seconds": self.median(variant, lambda m: m.seconds),
-                "median_rate_per_s": self.median_rate(variant),
-                "cpu_s_per_1k": {w: self.median(variant, lambda m, w=w: m.cpu_per_1k(w))
-                                 for w in ("python", "kafka", "es")},
-                "rates_per_round": [round(m.rate, 1) for m in self.runs_of(variant)],
-            }
-            if variant in TARGETS:
-                out[variant]["ratio"] = self.ratio(variant)
-                out[variant]["target"] = TARGETS[variant]
-                out[variant]["meets_target"] = self.ratio(variant) >= TARGETS[variant]
-        return out
+        return {variant: {
+            "label": LABELS[variant], "unit": UNITS[variant],
+            "items_per_round": [m.items for m in self.runs_of(variant)],
+            "median_seconds": self.median(variant, lambda m: m.seconds),
+            "median_rate_per_s": self.median_rate(variant),
+            "cpu_s_per_1k": {w: self.median(variant, lambda m, w=w: m.cpu_per_1k(w)) for w in ("python", "kafka", "es")},
+            "rates_per_round": [round(m.rate, 1) for m in self.runs_of(variant)],
+            "short_runs": sum(m.short for m in self.runs_of(variant)),
+        } for variant in LABELS}
 
     def to_json(self) -> dict[str, Any]:
+        flood = asdict(self.flood) if isinstance(self.flood, Flood) else self.flood
+        if isinstance(self.flood, Flood):
+            flood["met"] = self.flood.ratio <= self.flood.target
         return {"options": self.options, "machine": self.machine, "payload": self.payload,
-                "summary": self.summary(), "runs": [asdict(m) | {"rate": m.rate} for m in self.runs],
+                "summary": self.summary(), "ratios": self.ratios(),
+                "runs": [asdict(m) | {"rate": m.rate} for m in self.runs],
                 "latency": None if self.latency is None else asdict(self.latency) | {
-                    "target_p99_s": self.latency.target_s}, "failures": self.failures,
-                "wall_seconds": self.wall_seconds}
+                    "met": self.latency.p99 <= self.latency.target_s},
+                "flood": flood, "failures": self.failures, "wall_seconds": self.wall_seconds}
 
 
 #: columns left out first when the terminal is narrow
 NARROW_DROP = ("Kafka CPU", "ES CPU", "py CPU", "items", "target")
+_COLUMNS = ("items", "s", "rate/s", "py CPU", "Kafka CPU", "ES CPU", "ratio", "target")
+
+
+def _verdict(met: bool) -> str:
+    return "[green]yes" if met else "[red]no"
+
+
+def _variant_row(table: Table, result: Result, variant: str) -> None:
+    runs = result.runs_of(variant)
+    if not runs:
+        table.add_row(LABELS[variant], "", "", "0", "", "", "", "", "", "[red]FAILED", style="red")
+        return
+    short = sum(m.short for m in runs)
+    items = result.median(variant, lambda x: x.items)
+    table.add_row(LABELS[variant] + (f" [yellow]({short} run(s) < min s)" if short else ""),
+                  f"{items:,.0f} {UNITS[variant]}", f"{result.median(variant, lambda x: x.seconds):.1f}",
+                  f"{result.median_rate(variant):,.0f}",
+                  *(f"{result.median(variant, lambda x, w=w: x.cpu_per_1k(w)):.3f}" for w in ("python", "kafka", "es")),
+                  "", "", "")
+
+
+def _ratio_row(table: Table, result: Result, r: Ratio) -> None:
+    if not (result.runs_of(r.ours) and result.runs_of(r.base)):
+        table.add_row(f"→ {r.label}", "", "", "", "", "", "", "", f"≥ {r.target:.1f}", "[red]FAILED", style="red")
+        return
+    ratio = result.ratio(r)
+    table.add_row(f"→ {r.label}", "", "", f"{result.median_rate(r.ours):,.0f} / {result.median_rate(r.base):,.0f}",
+                  "", "", "", f"{ratio:.2f}", f"≥ {r.target:.1f}", _verdict(ratio >= r.target), style="bold")
 
 
 def render(result: Result, width: int | None = None) -> Table:
-    """The one table: medians per variant, ratios beside their targets, then latency (fitted to
-    `width` when given: the CPU columns go first)."""
-    m = result.machine
-    table = Table(title=f"Ping'an Bus throughput — scale {result.options['scale']}, {result.options['rounds']} "
-                        f"round(s), medians; {m['cores']} cores, {m['python']}",
-                  caption=f"{result.payload['raw_records']} raw records → {result.payload['events']} events → "
-                          f"{result.payload['incidents']} incidents; index variants load "
-                          f"{result.payload['index_docs']} docs; s = median seconds; CPU = CPU s per 1,000 items "
-                          f"(py = the measured process); wall {result.wall_seconds:.0f} s")
+    """The one table: medians per variant, each ratio beside its target, then flood and latency
+    (fitted to `width` when given: the CPU columns go first)."""
+    m, o, p = result.machine, result.options, result.payload
+    table = Table(title=f"Ping'an Bus throughput — scale {o['scale']}, {p['days']} day(s), {o['rounds']} round(s), "
+                        f"medians, ≥ {o['min_seconds']:.0f} s per run; {m['cores']} cores, {m['python']}",
+                  caption=f"{p['raw_records']} raw records → {p['events']} events → {p['incidents']} live incidents; "
+                          f"s = median seconds; CPU = CPU s per 1,000 items (py = the measured process); "
+                          f"wall {result.wall_seconds:.0f} s")
     text_column(table, "variant")
-    for col in ("items", "s", "rate/s", "py CPU", "Kafka CPU", "ES CPU", "ratio", "target"):
+    for col in _COLUMNS:
         number_column(table, col)
     table.add_column("ok", justify="center", no_wrap=True)
-    for base, ours in PAIRS:
-        for variant in (base, ours):
-            runs = result.runs_of(variant)
-            if not runs:
-                table.add_row(LABELS[variant], "", "", "0", "", "", "", "", "", "[red]FAILED", style="red")
-                continue
-            cells = [LABELS[variant], f"{runs[0].items} {UNITS[variant]}",
-                     f"{result.median(variant, lambda x: x.seconds):.2f}", f"{result.median_rate(variant):,.0f}",
-                     *(f"{result.median(variant, lambda x, w=w: x.cpu_per_1k(w)):.3f}"
-                       for w in ("python", "kafka", "es"))]
-            if variant in TARGETS:
-                ratio = result.ratio(variant)
-                met = ratio >= TARGETS[variant]
-                cells += [f"{ratio:.2f}", f"≥ {TARGETS[variant]:.1f}", "[green]yes" if met else "[red]no"]
-            else:
-                cells += ["", "", ""]
-            table.add_row(*cells, style="bold" if variant in TARGETS else None)
+    for group in GROUPS:
+        for variant in group:
+            _variant_row(table, result, variant)
+        for r in RATIOS:
+            if r.ours in group and r.base in group:
+                _ratio_row(table, result, r)
         table.add_section()
+    flood = result.flood
+    if isinstance(flood, Flood):
+        first, last = flood.chunk_seconds[0], flood.chunk_seconds[-1]
+        table.add_row(f"flood: last ÷ first {flood.chunk:,} events of one incident growing to {flood.events:,}",
+                      f"{flood.events:,} events", f"{last:.2f}", f"{first:.2f} → {last:.2f} s", "", "", "",
+                      f"{flood.ratio:.2f}", f"≤ {flood.target:.1f}", _verdict(flood.ratio <= flood.target), style="bold")
+    elif flood is not None:
+        table.add_row(f"flood: {flood}", "", "", "", "", "", "", "", f"≤ {FLOOD_TARGET:.1f}", "")
     lat = result.latency
-    if lat is None and result.options.get("latency_seconds"):
+    if lat is None and o.get("latency_seconds"):
         table.add_row("end-to-end latency", "", "", "", "", "", "", "", "", "[red]FAILED", style="red")
     if lat is not None:
         table.add_row(f"end-to-end latency p50 (ack → searchable, refresh {lat.refresh_interval})",
                       f"{lat.measured} events", f"{lat.p50:.2f}", f"{lat.rate:,.0f}", "", "", "", "", "", "")
-        met = lat.p99 <= lat.target_s
-        table.add_row(f"end-to-end latency p99 (max {lat.max:.2f} s, {lat.missing} not seen)",
-                      f"{lat.measured} events", f"{lat.p99:.2f}", f"{lat.rate:,.0f}", "", "", "", "",
-                      f"≤ {lat.target_s:.1f} s", "[green]yes" if met else "[red]no", style="bold")
+        table.add_row(f"end-to-end latency p99 at half the max pipeline rate (max {lat.max:.2f} s, "
+                      f"{lat.missing} not seen)", f"{lat.measured} events", f"{lat.p99:.2f}", f"{lat.rate:,.0f}",
+                      "", "", "", "", f"≤ {lat.target_s:.1f} s", _verdict(lat.p99 <= lat.target_s), style="bold")
     return table if width is None else fit_table(table, width, NARROW_DROP, fold_min=24)
+
+
+async def _rounds(ctx: Context, opts: Options, failures: list[str]) -> list[Measurement]:
+    runs: list[Measurement] = []
+    for rnd in range(1, opts.rounds + 1):
+        for group in GROUPS:
+            for variant in (group if rnd % 2 else group[::-1]):
+                try:
+                    m = await measure(ctx, variant, rnd)
+                except Exception as exc:  # noqa: BLE001 - a failed variant is a result; go on
+                    failures.append(f"round {rnd} {variant}: {type(exc).__name__}: {str(exc)[:2000]}")
+                    ctx.log(f"[red]round {rnd} {variant} FAILED[/red]: {failures[-1]}")
+                    continue
+                runs.append(m)
+                ctx.log(f"round {rnd} {variant:9s} {m.items} {UNITS[variant]} in {m.seconds:.1f} s = {m.rate:,.0f}/s "
+                        f"(py {m.cpu['python']:.1f} s, kafka {m.cpu['kafka']:.1f} s, es {m.cpu['es']:.1f} s; "
+                        f"{m.check})")
+    return runs
 
 
 async def run_throughput(opts: Options, *, settings: Settings | None = None,
                          log: Callable[[str], None] = lambda s: None) -> Result:
-    """Run every variant `opts.rounds` times (alternating order), then the latency probe."""
+    """Run every variant `opts.rounds` times (alternating order), then flood and latency."""
     started = time.perf_counter()
     base = settings or Settings.from_env()
     work = Path(tempfile.mkdtemp(prefix="pingan-bench-"))
     log(f"workdir {work}")
     ctx: Context | None = None
-    es = AsyncElasticsearch(base.es_url, timeout=60)
+    es = AsyncElasticsearch(base.es_url, timeout=60, **base.es_client_options())
     try:
-        folder = simulate_folder(work / "sim", seed=opts.seed, scale=opts.scale)
-        payload = await asyncio.to_thread(prepare_payload, folder, base)
-        log(f"payload: {payload.n} raw records, {payload.events_out} events, {len(payload.docs)} incidents")
+        payload = await asyncio.to_thread(prepare, work, base, seed=opts.seed, scale=opts.scale,
+                                          min_seconds=opts.min_seconds, log=log)
+        log(f"payload: {payload.days} day(s), {payload.n} raw records, {payload.events} events, "
+            f"{len(payload.incidents)} live incidents")
         probe = CpuProbe(Kafka(base).pid(), Elasticsearch(base).pid())
-        copies = max(1, math.ceil(opts.min_events / payload.n))
-        ctx = Context(base, payload, work, folder / "registry.csv", es, probe, log, copies)
-        runners: dict[str, Callable[[Context, int], Awaitable[Measurement]]] = {
-            "B1": run_b1, "normalize": run_normalize, "B3": run_b3, "pipeline": run_pipeline,
-            "B2": lambda c, r: run_b2(c, r, opts.min_docs), "sink": lambda c, r: run_sink(c, r, opts.min_docs)}
-        runs: list[Measurement] = []
+        ctx = Context(base, payload, work, payload.folder / "registry.csv", es, probe, log, opts.min_seconds,
+                      seed=opts.seed, scale=opts.scale)
         failures: list[str] = []
-        for rnd in range(1, opts.rounds + 1):
-            for pair in PAIRS:
-                for variant in (pair if rnd % 2 else pair[::-1]):
-                    try:
-                        m = await runners[variant](ctx, rnd)
-                    except Exception as exc:  # noqa: BLE001 - a failed variant is a result; go on
-                        failures.append(f"round {rnd} {variant}: {type(exc).__name__}: {str(exc)[:2000]}")
-                        log(f"[red]round {rnd} {variant} FAILED[/red]: {failures[-1]}")
-                        continue
-                    runs.append(m)
-                    log(f"round {rnd} {variant:9s} {m.items} in {m.seconds:.2f} s = {m.rate:,.0f}/s "
-                        f"(py {m.cpu['python']:.1f} s, kafka {m.cpu['kafka']:.1f} s, es {m.cpu['es']:.1f} s)")
+        runs = await _rounds(ctx, opts, failures)
+        payload = ctx.payload  # more days may have been simulated on the way
+        flood: Flood | str | None = None
+        if opts.flood_events > 0:
+            try:
+                flood = await asyncio.to_thread(run_flood, opts.flood_events, opts.flood_chunk)
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"flood: {type(exc).__name__}: {str(exc)[:2000]}")
+                flood = "FAILED"
+            log(f"flood: {flood}")
         latency = None
         rates = [m.rate for m in runs if m.variant == "pipeline"]
         if opts.latency_seconds > 0 and rates:
             try:
                 latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds)
+                log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s")
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"latency: {type(exc).__name__}: {str(exc)[:2000]}")
                 log(f"[red]latency FAILED[/red]: {failures[-1]}")
-        if latency is not None:
-            log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s")
         result = Result(
-            options={"scale": opts.scale, "rounds": opts.rounds, "seed": opts.seed,
-                     "latency_seconds": opts.latency_seconds, "min_docs": opts.min_docs,
-                     "min_events": opts.min_events},
+            options={"scale": opts.scale, "rounds": opts.rounds, "seed": opts.seed, "min_seconds": opts.min_seconds,
+                     "latency_seconds": opts.latency_seconds, "flood_events": opts.flood_events,
+                     "flood_chunk": opts.flood_chunk},
             machine={"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                      "loadavg_at_end": os.getloadavg()},
-            payload={"raw_records": payload.n, "events": payload.events_out, "incidents": len(payload.docs),
-                     "index_docs": len(payload.docs) * _copies(payload, opts.min_docs),
-                     "events_in_incidents": payload.event_total},
-            runs=runs, latency=latency, failures=failures)
+            payload={"days": payload.days, "raw_records": payload.n, "events": payload.events,
+                     "incidents": len(payload.incidents), "pure_calibration": asdict(payload.calibration)},
+            runs=runs, latency=latency, flood=flood, failures=failures)
         result.wall_seconds = time.perf_counter() - started
         return result
     finally:
@@ -861,122 +998,3 @@ def run_and_print(opts: Options, console: Console | None = None) -> Result:
         opts.json_path.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str),
                                   encoding="utf-8")
     return result
-
-
-# ------------------------------------------------------------------------------------------
-# subprocess roles: the bare baselines and the normalize-only worker
-
-
-def _writers() -> dict[bytes, Any]:
-    return {sv.fingerprint: sv.parsed for sv in default_store().writer_versions()}
-
-
-async def _baseline_loop(args: argparse.Namespace, handle: Callable[[list[Any]], Awaitable[None]]) -> None:
-    """Consume the raw topics in batches; `handle` each batch; commit once per batch; stop on SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    consumer = AIOKafkaConsumer(*[args.prefix + t for t in RAW_TOPICS], bootstrap_servers=args.bootstrap,
-                                group_id=args.group, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=100, max_records=2000)
-            msgs = [m for part in batches.values() for m in part]
-            if msgs:
-                await handle(msgs)
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-
-
-async def _b1(args: argparse.Namespace) -> None:
-    writers = _writers()
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    events, county = args.prefix + EVENTS, args.prefix + BY_COUNTY
-
-    async def handle(msgs: list[Any]) -> None:
-        futures = []
-        for m in msgs:
-            value: bytes = m.value
-            schema = writers[value[2:10]]
-            record = schemaless_reader(io.BytesIO(value[10:]), schema, None)
-            buf = io.BytesIO()
-            buf.write(value[:10])
-            schemaless_writer(buf, schema, record)
-            out = buf.getvalue()
-            futures.append(await producer.send(events, out, key=m.key))
-            futures.append(await producer.send(county, out, key=b"513221"))
-        await asyncio.gather(*futures)
-
-    try:
-        await _baseline_loop(args, handle)
-    finally:
-        await producer.stop()
-
-
-def _flat(record: Mapping[str, Any], topic: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {"raw_topic": topic}
-    for k, v in record.items():
-        if v is None or isinstance(v, (str, int, float, bool)):
-            doc[k] = v
-        elif isinstance(v, bytes):
-            continue
-        else:
-            doc[k] = json.dumps(v, ensure_ascii=False, default=str)
-    return doc
-
-
-async def _b3(args: argparse.Namespace) -> None:
-    writers = _writers()
-    client = AsyncElasticsearch(args.es_url, timeout=60)
-
-    async def handle(msgs: list[Any]) -> None:
-        actions = []
-        for m in msgs:
-            value: bytes = m.value
-            record = schemaless_reader(io.BytesIO(value[10:]), writers[value[2:10]], None)
-            actions.append({"_index": args.index, "_id": f"{m.topic}-{m.partition}-{m.offset}",
-                            "_source": _flat(record, m.topic)})
-        await async_bulk(client, actions, chunk_size=500, max_retries=3)
-
-    try:
-        await _baseline_loop(args, handle)
-    finally:
-        await client.close()
-
-
-def _normalize_worker(loglevel: str) -> None:
-    """The real Faust app with only the normalize agent (index agent off, correlate removed)."""
-    app = build_app(Settings.from_env(), with_index=False)
-    del app.agents["correlate"]
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Subprocess roles (internal): ``_b1``, ``_b3``, ``_normalize_worker``."""
-    parser = argparse.ArgumentParser(prog="python -m bench.throughput")
-    sub = parser.add_subparsers(dest="role", required=True)
-    for role in ("_b1", "_b3"):
-        p = sub.add_parser(role)
-        p.add_argument("--bootstrap", required=True)
-        p.add_argument("--prefix", required=True)
-        p.add_argument("--group", required=True)
-        if role == "_b3":
-            p.add_argument("--es-url", required=True)
-            p.add_argument("--index", required=True)
-    p = sub.add_parser("_normalize_worker")
-    p.add_argument("--loglevel", default="warning")
-    args = parser.parse_args(argv)
-    if args.role == "_b1":
-        asyncio.run(_b1(args))
-    elif args.role == "_b3":
-        asyncio.run(_b3(args))
-    else:
-        _normalize_worker(args.loglevel)
-
-
-if __name__ == "__main__":
-    main()

@@ -20,22 +20,25 @@ def _bench() -> None:
 
 @app.command()
 def throughput(
-    scale: Annotated[float, typer.Option(min=0.01, help="simulator scale of the one-day payload")] = 3.0,
+    scale: Annotated[float, typer.Option(min=0.01, help="simulator scale of each simulated day")] = 3.0,
     rounds: Annotated[int, typer.Option(min=1, help="rounds; variants alternate order, medians are shown")] = 3,
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
+    min_seconds: Annotated[float, typer.Option(min=0.1, help="every variant runs at least this long (sized "
+                                                          "from measured rates; more simulated days as needed)")] = 15.0,
     latency_seconds: Annotated[float, typer.Option(min=0.0, help="latency probe duration (0: skip)")] = 20.0,
-    min_docs: Annotated[int, typer.Option(min=1, help="index variants load the incident docs repeated "
-                                                     "until at least this many")] = 20000,
-    min_events: Annotated[int, typer.Option(min=1, help="B1 and normalize consume the raw records repeated "
-                                                       "until at least this many")] = 20000,
+    flood_events: Annotated[int, typer.Option(min=0, help="flood row: events of the one growing incident "
+                                                         "(0: skip)")] = 5000,
+    flood_chunk: Annotated[int, typer.Option(min=1, help="flood row: events per timed chunk")] = 1000,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers here")] = None,
-    keep_dir: Annotated[bool, typer.Option(help="keep the work dir (simulator folder, worker logs)")] = False,
+    keep_dir: Annotated[bool, typer.Option(help="keep the work dir (simulator folders, subprocess logs)")] = False,
 ) -> None:
-    """Throughput of normalize, the index sink and the whole pipeline vs bare baselines; e2e latency."""
+    """Throughput of normalize, the index sink and the whole pipeline vs fair bare baselines (same work,
+    no framework) and the pure in-process pipeline; the flood row; e2e latency. One table, one run."""
     from bench.throughput import Options, run_and_print
 
-    run_and_print(Options(scale=scale, rounds=rounds, seed=seed, latency_seconds=latency_seconds,
-                          min_docs=min_docs, min_events=min_events, json_path=json_path, keep_dir=keep_dir))
+    run_and_print(Options(scale=scale, rounds=rounds, seed=seed, min_seconds=min_seconds,
+                          latency_seconds=latency_seconds, flood_events=flood_events, flood_chunk=flood_chunk,
+                          json_path=json_path, keep_dir=keep_dir))
 
 
 @app.command()
