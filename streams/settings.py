@@ -159,8 +159,15 @@ class Settings(BaseSettings):
         "tick the county clock from wall time (clock.v1) so quiet counties' deadlines pass; off for "
         "replays and for simulated feeds whose days are in the past (their clock is event time)"))
     clock_grace_s: float = Field(default=300.0, description="a tick is wall time minus this grace")
-    correlate_batch_size: int = 200
-    correlate_batch_s: float = 0.2
+    correlate_batch_size: int = Field(default=500, description=(
+        "correlate agent: at most this many by-county records per batch (state and outputs are "
+        "written once per batch)"))
+    correlate_batch_s: float = Field(default=0.05, description=(
+        "correlate agent: a batch is taken when full or after this many seconds, whatever is buffered "
+        "(short: at low rates nothing waits for a batch that never fills)"))
+    index_batch_s: float = Field(default=0.05, description=(
+        "index agent: a batch of incident records (at most sink_batch_size) is flushed to Elasticsearch "
+        "when full or after this many seconds"))
     log_json: bool = Field(default=False, description="workers log one JSON object per line (PINGAN_LOG_JSON=1)")
 
     @model_validator(mode="after")

@@ -329,7 +329,7 @@ def _add_index(w: _Wiring, incidents_t: faust.TopicT) -> None:
         sink = IncidentSink(client, IndexNames(settings.es_index_prefix).alias,
                             batch_size=settings.sink_batch_size, chunk_size=settings.sink_chunk_size)
         try:
-            async for batch in stream.take_events(settings.sink_batch_size, within=0.5):
+            async for batch in stream.take_events(settings.sink_batch_size, within=settings.index_batch_s):
                 for ev in batch:
                     try:
                         _name, inc = store.decode(ev.value)
