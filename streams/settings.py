@@ -159,6 +159,10 @@ class Settings(BaseSettings):
         "tick the county clock from wall time (clock.v1) so quiet counties' deadlines pass; off for "
         "replays and for simulated feeds whose days are in the past (their clock is event time)"))
     clock_grace_s: float = Field(default=300.0, description="a tick is wall time minus this grace")
+    normalize_batch_size: int = Field(default=500, description=(
+        "normalize agent: at most this many raw records per batch (their outputs are sent together)"))
+    normalize_batch_s: float = Field(default=0.02, description=(
+        "normalize agent: a batch is taken when full or after this many seconds, whatever is buffered"))
     correlate_batch_size: int = Field(default=500, description=(
         "correlate agent: at most this many by-county records per batch (state and outputs are "
         "written once per batch)"))

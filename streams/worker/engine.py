@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import version as installed_version
 from types import ModuleType, SimpleNamespace
@@ -209,6 +209,44 @@ def committable_offset(committed: int | None, acked: list[int]) -> tuple[int | N
     return acked[end - 1] + 1, acked[:end]
 
 
+def start_inline(coro: Coroutine[Any, Any, Any]) -> asyncio.Future | None:
+    """Run `coro` in the calling task up to its first suspension.
+
+    None when it finished without suspending (its exception, if any, is raised here); otherwise a
+    task that drives the rest of it exactly as a task of its own would have. A delivery into a
+    stream queue with room never suspends, so the common case creates no task at all."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_drive(coro, yielded))
+
+
+async def _drive(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    """Drive the rest of a coroutine that `start_inline` started and that yielded `yielded`
+    (what `asyncio.Task` does: wait for the future it awaits, then resume it; a cancellation
+    cancels that future, so the coroutine sees its await cancelled)."""
+    while True:
+        throw: BaseException | None = None
+        try:
+            if yielded is None:  # a bare yield (asyncio.sleep(0))
+                await asyncio.sleep(0)
+            elif getattr(yielded, "_asyncio_future_blocking", None) is not None:
+                yielded._asyncio_future_blocking = False  # noqa: SLF001 - as asyncio.Task does
+                await asyncio.wait([yielded])
+            else:
+                throw = RuntimeError(f"coroutine yielded {yielded!r}, not a future")
+        except asyncio.CancelledError:
+            if yielded is not None:
+                yielded.cancel()
+            else:
+                throw = asyncio.CancelledError()
+        try:
+            yielded = coro.send(None) if throw is None else coro.throw(throw)
+        except StopIteration as stop:
+            return stop.value
+
+
 class SafeOffsetsConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with epoch-checked delivery and a strict commit (module doc)."""
 
@@ -327,6 +365,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     await asyncio.sleep(0)
                     continue
                 since_yield = 0
+                end_tracked: set[TP] = set()
                 for tp, record in self.scheduler.iterate(records):
                     offset = record.offset
                     if (tp in self._reseek or self._seeking or self._seek_epoch != epoch or not self.flow_active
@@ -339,16 +378,24 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                         await asyncio.sleep(0)
                         since_yield = 0
                     message = self._to_message(tp, record)
-                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    if tp not in end_tracked:
+                        end_tracked.add(tp)
+                        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     expected = self._next_offset.get(tp)
                     if expected is not None and offset > expected and acks_enabled_for(message.topic):
                         self._mark_gap(tp, expected, offset)
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    delivery = callback(message)
-                    result = await self.wait_first(delivery, self.suspend_flow.wait())
-                    if delivery not in result.done or self._seeking or self._seek_epoch != epoch:
+                    # Most deliveries complete without suspending (the stream's queue has room):
+                    # they run inline, with no task. Only one that suspends races a flow stop.
+                    delivery = start_inline(callback(message))
+                    if delivery is not None:
+                        result = await self.wait_first(delivery, self.suspend_flow.wait())
+                        if delivery not in result.done:
+                            self._reseek.setdefault(tp, offset)
+                            continue
+                    if self._seeking or self._seek_epoch != epoch:
                         self._reseek.setdefault(tp, offset)
                         continue
                     self._next_offset[tp] = offset + 1
