@@ -159,6 +159,10 @@ class Settings(BaseSettings):
         "tick the county clock from wall time (clock.v1) so quiet counties' deadlines pass; off for "
         "replays and for simulated feeds whose days are in the past (their clock is event time)"))
     clock_grace_s: float = Field(default=300.0, description="a tick is wall time minus this grace")
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(default="exactly_once", description=(
+        "exactly_once: each correlate batch commits its table changes, outputs and consumed offsets in one "
+        "Kafka transaction (a killed worker leaves all of a batch or none), and the worker reads committed "
+        "records only; at_least_once: separate writes, a commit barrier over every send (docs/faults.md)"))
     normalize_batch_size: int = Field(default=500, description=(
         "normalize agent: at most this many raw records per batch (their outputs are sent together)"))
     normalize_batch_s: float = Field(default=0.02, description=(

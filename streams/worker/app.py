@@ -42,7 +42,8 @@ from streams.domain.ruleset import load_ruleset
 from streams.domain.watch import parse_watchlists
 from streams.settings import Settings
 from streams.worker import topology
-from streams.worker.engine import PinganFaustApp, StateTables
+from streams.worker.checkpoint import CheckpointLost, Checkpoints, OutRecord, by_partition
+from streams.worker.engine import PinganFaustApp, StateTables, changelog_records, write_store
 from streams.worker.observability import install as install_observability
 from streams.worker.observability import observe_bulk, observe_quality
 from streams.worker.stages import NormalizeStage, RetriableStageError, decode_correlate_input
@@ -171,7 +172,10 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 
     ``table_store`` is Faust's table store URL ("memory://" in agent unit tests)."""
     worker_dir(settings).mkdir(parents=True, exist_ok=True)
-    app = PinganFaustApp(settings.app_id, **faust_config(settings, table_store))
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    kafka = {"bootstrap_servers": settings.kafka_bootstrap, **settings.aiokafka_client_options()}
+    app = PinganFaustApp(settings.app_id, read_committed=exactly_once, kafka=kafka,
+                         **faust_config(settings, table_store))
     w = _Wiring(app, settings, store or default_store(), Metrics())
     raw_topic = app.topic(*topology.deployed_inputs(NORMALIZE, settings), key_serializer="raw",
                           value_serializer="raw", internal=False)
@@ -184,7 +188,12 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
                                 rules=ruleset.correlation, tier_rules=ruleset.tiers, rules_version=ruleset.version,
                                 watch=load_watch(settings))
     normalize = _add_normalize(w, raw_topic)
-    correlate = _add_correlate(w, by_county_t, tables, processor)
+    if exactly_once:
+        tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
+            kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name()))
+        correlate = _add_correlate_checkpointed(w, by_county_t, tables, processor)
+    else:
+        correlate = _add_correlate(w, by_county_t, tables, processor)
     _add_clock_ticks(w)
     if with_index:
         _add_index(w, incidents_t)
@@ -256,23 +265,9 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
             tables.begin_batch()
             for ev in batch:
                 tables.at(ev)
-                msg = ev.message
-                value: bytes = ev.value or b""
-                try:
-                    schema, record = decode_correlate_input(store, value)
-                    if schema == "pingan.ClockTick":
-                        step = processor.tick(record)
-                    elif schema == "pingan.Disposition":
-                        step = processor.apply_disposition(record)
-                    else:
-                        step = processor.process(record)
-                except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
-                    if classify(exc) is ErrorClass.FATAL:
-                        raise
-                    log.exception("correlate failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                    await w.dead_letter(make_dead_letter(
-                        source="events", stage="correlate", raw=value, error=exc, topic=msg.topic,
-                        partition=msg.partition, offset=msg.offset, at_ms=int(time.time() * 1000)))
+                step, dead = _correlate_step(processor, store, ev)
+                if dead is not None:
+                    await w.dead_letter(dead)
                     continue
                 out.links.extend(step.links)
                 out.incidents.extend(step.incidents)
@@ -281,6 +276,104 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
             await publish(out)
 
     return correlate
+
+
+def _correlate_step(processor: CountyProcessor, store: SchemaStore, ev: Any) -> tuple[StepOutput, dict[str, Any] | None]:
+    """One by-county record through the processor: (its output, None), or (empty, a dead letter)."""
+    msg = ev.message
+    value: bytes = ev.value or b""
+    try:
+        schema, record = decode_correlate_input(store, value)
+        if schema == "pingan.ClockTick":
+            return processor.tick(record), None
+        if schema == "pingan.Disposition":
+            return processor.apply_disposition(record), None
+        return processor.process(record), None
+    except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
+        if classify(exc) is ErrorClass.FATAL:
+            raise
+        log.exception("correlate failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+        return StepOutput(), make_dead_letter(
+            source="events", stage="correlate", raw=value, error=exc, topic=msg.topic,
+            partition=msg.partition, offset=msg.offset, at_ms=int(time.time() * 1000))
+
+
+def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables,
+                                processor: CountyProcessor) -> Any:
+    """`_add_correlate` under ``exactly_once``: per input partition of a batch, one checkpoint
+    (streams/worker/checkpoint.py) commits the batch's table changes, its outputs and the consumed
+    offset together; the local stores are written once it is committed."""
+    settings, store = w.settings, w.store
+    checkpoints = w.app.checkpoints[by_county_t.get_topic_name()]
+    records_of = _records(w)
+
+    @w.app.agent(by_county_t, name=CORRELATE.name)
+    async def correlate(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
+            generation = w.app.consumer_generation_id
+            outs: dict[int, StepOutput] = {}
+            dead: dict[int, list[dict[str, Any]]] = {}
+            next_offset: dict[int, int] = {}
+            tables.begin_batch()
+            for ev in batch:
+                msg = ev.message
+                if msg.generation_id != generation:  # buffered before a rebalance: refetched after it
+                    continue
+                tables.at(ev)
+                p = msg.partition
+                out = outs.setdefault(p, StepOutput())
+                next_offset[p] = max(next_offset.get(p, 0), msg.offset + 1)
+                step, dead_letter = _correlate_step(processor, store, ev)
+                if dead_letter is not None:
+                    dead.setdefault(p, []).append(dead_letter)
+                    continue
+                out.links.extend(step.links)
+                out.incidents.extend(step.incidents)
+                out.escalations.extend(step.escalations)
+            writes = by_partition(tables.take_writes(), lambda tw: tw.partition)
+            for p in sorted(next_offset):
+                state = writes.get(p, [])
+                records = changelog_records(state) + records_of(outs[p], dead.get(p, ()))
+                try:
+                    metas = await checkpoints.commit(p, records, next_offset[p])
+                except CheckpointLost as exc:  # another worker owns the partition now
+                    log.warning("correlate: checkpoint of partition %s dropped: %s", p, exc)
+                    tables.forget()
+                    continue
+                except BaseException:
+                    tables.forget()
+                    raise  # the agent crashes the worker; the batch is processed again after a restart
+                write_store(state, [m.offset for m in metas[:len(state)]])
+
+    return correlate
+
+
+def _records(w: _Wiring) -> Any:
+    """`records(step, dead_letters)`: a correlate batch's outputs as checkpoint records (incidents
+    coalesced to their latest state, as `_publisher` sends them)."""
+    store, metrics = w.store, w.metrics
+    links_name, incidents_name, escalations_name = (w.name(n) for n in CORRELATE.outputs)
+    dead_name = w.name(topology.DEAD_LETTERS)
+
+    def records(step: StepOutput, dead_letters: Any) -> list[OutRecord]:
+        out = [OutRecord(links_name, link["county_code"].encode(), store.encode("pingan.Link", link))
+               for link in step.links]
+        latest: dict[str, dict[str, Any]] = {}
+        for inc in step.incidents:
+            latest[inc["incident_id"]] = inc
+        out += [OutRecord(incidents_name, iid.encode(), store.encode("pingan.Incident", inc))
+                for iid, inc in latest.items()]
+        out += [OutRecord(escalations_name, esc["incident_id"].encode(), store.encode("pingan.Escalation", esc))
+                for esc in step.escalations]
+        out += [OutRecord(dead_name, d["source"].encode(), store.encode("pingan.DeadLetter", d)) for d in dead_letters]
+        metrics.links += len(step.links)
+        metrics.incidents += len(latest)
+        metrics.merges += sum(inc.get("status") == "merged" for inc in latest.values())
+        metrics.escalations += len(step.escalations)
+        metrics.dead_letters += len(dead_letters)
+        return out
+
+    return records
 
 
 def _publisher(w: _Wiring) -> Any:

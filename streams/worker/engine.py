@@ -67,7 +67,8 @@ from importlib.metadata import version as installed_version
 from types import ModuleType, SimpleNamespace
 from typing import Any, NamedTuple, cast
 
-from streams.worker.tables import CachedTable
+from streams.worker.checkpoint import Checkpoints, OutRecord, last_committed_offsets
+from streams.worker.tables import DELETED, CachedTable
 
 #: The faust-streaming release whose internals every override below was written against.
 SUPPORTED_FAUST_VERSION = "0.15.3"
@@ -97,6 +98,7 @@ import faust  # noqa: E402
 from faust import streams as faust_streams  # noqa: E402
 from faust.sensors.base import SensorDelegate  # noqa: E402
 from faust.sensors.monitor import Monitor  # noqa: E402
+from faust.tables.manager import TableManager  # noqa: E402
 from faust.tables.recovery import Recovery  # noqa: E402
 from faust.transport import consumer as faust_consumer  # noqa: E402
 from faust.transport.conductor import Conductor  # noqa: E402
@@ -136,6 +138,8 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(_Consumer, "_drain_messages", ("self", "fetcher"), "overrides"),
     Hook(_Consumer, "_new_offset", ("self", "tp"), "overrides"),
     Hook(_Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction"), "overrides"),
+    Hook(_Consumer, "_new_consumer_thread", ("self",), "overrides"),
+    Hook(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport"), "overrides"),
     # ... what those overrides call
     Hook(_Consumer, "_wait_next_records", ("self", "timeout"), "calls"),
     Hook(_Consumer, "_to_message", ("self", "tp", "record"), "calls"),
@@ -164,6 +168,7 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(_BaseConsumer, "flow_active", None, "uses"),
     Hook(_BaseConsumer, "suspend_flow", None, "uses"),
     Hook(_BaseConsumer, "callback", None, "uses"),
+    Hook(_BaseConsumer, "in_transaction", None, "uses"),
     Hook(_Consumer, "consumer_stopped_errors", None, "uses"),
     Hook(faust_consumer.Fetcher, "_stopped", None, "uses"),
     Hook(faust.App, "consumer_generation_id", None, "uses"),
@@ -177,6 +182,16 @@ FAUST_HOOKS: tuple[Hook, ...] = (
          "calls"),
     # StateTables: table writes go to the changelog partition of the current event
     Hook(faust_streams, "_current_event", None, "sets"),
+    # exactly_once: the table writes of a checkpoint (StateTables.commit), its restore (CheckpointRecovery)
+    Hook(faust.Table, "changelog_topic", None, "uses"),
+    Hook(faust.Table, "data", None, "uses"),
+    Hook(faust.Table, "key_serializer", None, "uses"),
+    Hook(faust.Table, "value_serializer", None, "uses"),
+    Hook(faust.Topic, "prepare_key", ("self", "key", "key_serializer", "schema", "headers"), "calls"),
+    Hook(faust.Topic, "prepare_value", ("self", "value", "value_serializer", "schema", "headers"), "calls"),
+    Hook(TableManager, "recovery", None, "overrides"),
+    Hook(TableManager, "_recovery", None, "uses"),
+    Hook(Recovery, "_build_highwaters", ("self", "consumer", "tps", "destination", "title"), "overrides"),
     # consumer_of / consumer_offsets / table_recovery (observability)
     Hook(faust.App, "_consumer", None, "uses"),
     Hook(Recovery, "active_remaining_total", ("self",), "calls"),
@@ -294,6 +309,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         offset 0) where it was, possibly past records that were fetched but never processed;
         with ``auto_offset_reset=earliest`` such a partition is sought to its first offset."""
         async with self._seeking_window():
+            # exactly_once: fence older producers of our checkpointed partitions first, so their
+            # open transactions (and the offsets in them) are settled before the offsets are read
+            await cast(PinganFaustApp, self.app).fence_checkpoints(self.assignment())
             committed = {ensure_TP(tp): off for tp, off in (await self.seek_to_committed()).items()}
             streams = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
             targets = {tp: off for tp, off in committed.items() if tp in streams and off}
@@ -308,6 +326,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 if target is not None:
                     self._owe(tp, target)
             self._committed_offset.update({tp: off for tp, off in committed.items() if off})
+
+    def _new_consumer_thread(self) -> Any:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
@@ -456,6 +477,14 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         retries). Once any send has failed the worker crashes instead of committing, and the
         records are processed again after a restart."""
         app = cast(PinganFaustApp, self.app)
+        checkpointed = getattr(app, "checkpointed_topics", frozenset())
+        if checkpointed:  # their offsets are committed by the checkpoints, in the same transaction
+            mine = {tp: off for tp, off in offsets.items() if tp.topic in checkpointed}
+            if mine:
+                self._committed_offset.update(mine)
+                offsets = {tp: off for tp, off in offsets.items() if tp.topic not in checkpointed}
+                if not offsets:
+                    return True
         barrier = list(getattr(app, "outstanding", ()))
         if barrier:  # (Faust's commit below flushes the producer; these complete on their own)
             _done, pending = await asyncio.wait(barrier, timeout=COMMIT_BARRIER_S)
@@ -469,6 +498,54 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             await self.crash(failed)
             return False
         return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+
+
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """The consumer thread whose aiokafka consumer reads committed records only when the app asks
+    (`PinganFaustApp.read_committed`), without Faust's own transactions: Faust ties
+    ``isolation_level="read_committed"`` to its `in_transaction` flag, which is raised here only
+    while the consumer is created."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = self.consumer
+        if not getattr(self.app, "read_committed", False):
+            return super()._create_worker_consumer(transport)
+        saved = consumer.in_transaction
+        consumer.in_transaction = True  # read only in _create_worker_consumer's isolation choice
+        try:
+            return super()._create_worker_consumer(transport)
+        finally:
+            consumer.in_transaction = saved
+
+
+class CheckpointRecovery(Recovery):
+    """Faust's table recovery, ending at the last *committed record* of a checkpointed changelog.
+
+    Faust restores a changelog partition until it has read offset ``end - 1``. In a partition
+    written by transactions that offset is a commit marker (or an aborted record), never
+    delivered to a read_committed consumer, so the restore would wait for ever."""
+
+    async def _build_highwaters(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        app = cast(PinganFaustApp, self.app)
+        topics = app.checkpointed_changelogs
+        mine = [tp for tp in tps if tp.topic in topics]
+        if mine:
+            last = await last_committed_offsets(app.pingan_kafka, mine)
+            for tp in mine:
+                destination[tp] = last[tp]
+            self.log.info("Last committed changelog records (%s): %s", title,
+                          ", ".join(f"{tp.topic}[{tp.partition}]={off}" for tp, off in sorted(last.items())))
+
+
+class PinganTableManager(TableManager):
+    """Faust's table manager with `CheckpointRecovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = CheckpointRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
 
 
 class SafeOffsetsTransport(faust_aiokafka.Transport):
@@ -494,10 +571,32 @@ class PinganFaustApp(faust.App):
     #: The first send of this worker that failed for good (see `watch_send`); set once.
     failed_send: BaseException | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, read_committed: bool = False, kafka: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("Table", TrackedTable)
+        kwargs.setdefault("TableManager", PinganTableManager)
         super().__init__(*args, **kwargs)
         self.outstanding: set[asyncio.Future] = set()  # sends not yet acknowledged (commit barrier)
+        #: the consumer reads committed records only (outputs and changelogs of checkpoints)
+        self.read_committed = read_committed
+        #: aiokafka client options (bootstrap servers, security) for the checkpoints' own clients
+        self.pingan_kafka: dict[str, Any] = dict(kafka or {})
+        #: checkpointed input topic → its `Checkpoints` (set by `StateTables.checkpointed`)
+        self.checkpoints: dict[str, Checkpoints] = {}
+        #: changelog topics written by checkpoints (restored up to their last committed record)
+        self.checkpointed_changelogs: set[str] = set()
+
+    @property
+    def checkpointed_topics(self) -> frozenset[str]:
+        """Input topics whose consumed offsets the checkpoints commit (Faust's commit skips them)."""
+        return frozenset(self.checkpoints)
+
+    async def fence_checkpoints(self, assignment: Any) -> None:
+        """Start the checkpoint producers of the assigned partitions of checkpointed topics."""
+        for topic, checkpoints in self.checkpoints.items():
+            partitions = [tp.partition for tp in assignment if tp.topic == topic]
+            if partitions:
+                await checkpoints.fence(partitions)
 
     def _new_transport(self) -> Any:
         return SafeOffsetsTransport(self.conf.broker_consumer, self)
@@ -589,6 +688,70 @@ class StateTables:
         """Write the batch's state (before its outputs are sent and its events acknowledged)."""
         for t in self.cached:
             t.flush(set_current_event)
+
+    def take_writes(self) -> list[TableWrite]:
+        """End the batch without writing: its state, one `TableWrite` per key (exactly_once: the
+        checkpoint commits their changelog records, then `write_store` writes them locally)."""
+        return [TableWrite(t.table, key, value, event)
+                for t in self.cached for key, (value, event) in t.take_writes().items()]
+
+    def forget(self) -> None:
+        """Drop every cached value (a checkpoint failed: the cache may hold uncommitted state)."""
+        for t in self.cached:
+            t.clear_cache()
+
+    def checkpointed(self, input_topic: str, checkpoints: Checkpoints) -> None:
+        """The tables' changelogs are written by `checkpoints` for `input_topic`'s partitions."""
+        app = cast(PinganFaustApp, self.app)
+        app.checkpoints[input_topic] = checkpoints
+        app.checkpointed_changelogs.update(t.table.changelog_topic.get_topic_name() for t in self.cached)
+
+
+class TableWrite(NamedTuple):
+    """One key of a batch's state: its table, key, value (`DELETED`: removed), writing event."""
+
+    table: Any  # faust.Table
+    key: Any
+    value: Any
+    event: Any
+
+    @property
+    def partition(self) -> int:
+        return int(self.event.message.partition)
+
+
+def _changelog_record(w: TableWrite) -> OutRecord:
+    """The changelog record Faust would send for `w` (its serializers; a tombstone for a deletion)."""
+    topic = w.table.changelog_topic
+    key, _ = topic.prepare_key(w.key, w.table.key_serializer, None, None)
+    value = None if w.value is DELETED else topic.prepare_value(w.value, w.table.value_serializer, None, None)[0]
+    return OutRecord(topic.get_topic_name(), key, value, w.partition)
+
+
+def changelog_records(writes: list[TableWrite]) -> list[OutRecord]:
+    """The changelog records of `writes`, in order (each to its event's partition)."""
+    return [_changelog_record(w) for w in writes]
+
+
+def write_store(writes: list[TableWrite], offsets: list[int]) -> None:
+    """Write committed `writes` to the tables' local stores (no changelog: it is committed) and
+    record the changelog offsets they came from, as Faust does after a changelog send, so a
+    restart restores only what follows."""
+    persisted: dict[tuple[Any, TP], int] = {}
+    for w, offset in zip(writes, offsets, strict=True):
+        set_current_event(w.event)
+        data = w.table.data
+        if w.value is DELETED:
+            try:
+                del data[w.key]
+            except KeyError:
+                pass
+        else:
+            data[w.key] = w.value
+        tp = TP(w.table.changelog_topic.get_topic_name(), w.partition)
+        persisted[(w.table, tp)] = max(offset, persisted.get((w.table, tp), -1))
+    for (table, tp), offset in persisted.items():
+        table.data.set_persisted_offset(tp, offset)
 
 
 # --------------------------------------------------------------------------- introspection
