@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         "exactly_once: each correlate batch commits its table changes, outputs and consumed offsets in one "
         "Kafka transaction (a killed worker leaves all of a batch or none), and the worker reads committed "
         "records only; at_least_once: separate writes, a commit barrier over every send (docs/faults.md)"))
+    worker_session_timeout_s: float = Field(default=10.0, description=(
+        "consumer-group session timeout of the workers: a killed worker's partitions move after this long "
+        "(the broker's group.min.session.timeout.ms, 6 s by default, is the floor)"))
+    worker_static_membership: bool = Field(default=False, description=(
+        "join the consumer group as a static member (group.instance.id <app_id>-worker-<worker_id>): a "
+        "restarted worker takes its partitions back at once, without a rebalance; a worker that stops "
+        "keeps them until the session timeout"))
     normalize_batch_size: int = Field(default=500, description=(
         "normalize agent: at most this many raw records per batch (their outputs are sent together)"))
     normalize_batch_s: float = Field(default=0.02, description=(

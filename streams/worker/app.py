@@ -120,8 +120,10 @@ def faust_config(settings: Settings, table_store: str) -> dict[str, Any]:
         "topic_partitions": topology.table_partitions(),
         "broker_commit_every": 1000,
         # a killed worker's partitions move after ~10 s instead of Faust's default 60 s
-        "broker_session_timeout": 10.0,
-        "broker_heartbeat_interval": 3.0,
+        "broker_session_timeout": settings.worker_session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.worker_session_timeout_s / 3),
+        "consumer_group_instance_id": (f"{settings.app_id}-worker-{settings.worker_id}"
+                                       if settings.worker_static_membership else None),
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 4096,
         "producer_linger": 0.005,
