@@ -151,7 +151,7 @@ async def last_committed_offsets(kafka: Mapping[str, Any], tps: Iterable[TopicPa
     transaction), so "end offset - 1" is not a record and a restore that waits to reach it never
     ends: this reads back from the end, `window` records at first, until a committed record is
     found."""
-    tps = sorted(set(tps))
+    tps = sorted({TopicPartition(tp.topic, tp.partition) for tp in tps})
     out: dict[TopicPartition, int] = {}
     if not tps:
         return out

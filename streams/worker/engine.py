@@ -533,7 +533,7 @@ class CheckpointRecovery(Recovery):
         if mine:
             last = await last_committed_offsets(app.pingan_kafka, mine)
             for tp in mine:
-                destination[tp] = last[tp]
+                destination[tp] = last[(tp.topic, tp.partition)]
             self.log.info("Last committed changelog records (%s): %s", title,
                           ", ".join(f"{tp.topic}[{tp.partition}]={off}" for tp, off in sorted(last.items())))
 
