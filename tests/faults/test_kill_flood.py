@@ -1,8 +1,8 @@
 """kill -9 of the worker at 20+ random points of a flood day; the checkpoints keep it exact.
 
 The seed-2 day (≈1,100 deliveries, a 264-event flood) is published in chunks, one per cycle; each
-cycle starts the worker, waits until it is processing, lets it run a random 0.2–3 s and SIGKILLs
-its process group (no shutdown hooks, no final commit: a kill can land inside a checkpoint's
+cycle starts the worker, waits until it is processing, then SIGKILLs its process group either at
+a random point of the chunk's progress (mid-work) or after a random 0.2–3 s (no shutdown hooks, no final commit: a kill can land inside a checkpoint's
 transaction, between it and the local table writes, inside normalize's sends, in recovery...).
 After the last cycle the worker runs undisturbed until it has caught up. Then, reading with
 ``isolation_level="read_committed"`` as every downstream consumer does:
@@ -71,12 +71,16 @@ def test_kill9_at_random_points_of_a_flood_day_keeps_exact_incidents(
         publish(s, part)
         if i:
             w.start()
-        # processing: the web server answers and the worker has read something
-        wait_for(lambda: (worker_metrics(s) or {}).get("raw_in", 0) > 0, 120, 0.05,
+        # processing: the web server answers and the worker has read something. Every other cycle
+        # the kill waits for a random point of the chunk's progress (mid-work: inside a batch, a
+        # transaction, normalize's sends), the others a random 0.2-3 s (also after the work).
+        mid = i % 2 == 0 and len(part) > 2
+        target = rng.randint(1, len(part) - 1) if mid else 1
+        wait_for(lambda: (worker_metrics(s) or {}).get("raw_in", 0) >= target, 120, 0.02,
                  f"the worker to process (cycle {i})")
-        pause = rng.uniform(0.2, 3.0)
+        pause = rng.uniform(0.0, 0.3) if mid else rng.uniform(0.2, 3.0)
         time.sleep(pause)
-        kills.append(f"{i}: after {pause:.2f} s {worker_metrics(s)}")
+        kills.append(f"{i}: {'at raw_in >= %d, ' % target if mid else ''}after {pause:.2f} s {worker_metrics(s)}")
         w.kill9()
     w.start()
     try:
