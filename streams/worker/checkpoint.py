@@ -109,10 +109,6 @@ class Checkpoints:
         except BaseException:
             await self._abort(partition, producer)
             raise
-        if self._producers.get(partition) is not producer:
-            # refenced meanwhile (the partition was assigned again): the commit above still
-            # happened before the new producer started, so it stands
-            pass
         self.committed += 1
         return [f.result() for f in futures]
 

@@ -174,6 +174,7 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(faust.App, "consumer_generation_id", None, "uses"),
     # PinganFaustApp, TrackedTable, publish
     Hook(faust.App, "_new_transport", ("self",), "overrides"),
+    Hook(faust.App, "on_stop", ("self",), "overrides"),
     Hook(faust.Table, "send_changelog",
          ("self", "partition", "key", "value", "key_serializer", "value_serializer"), "overrides"),
     Hook(faust_aiokafka.Producer, "send",
@@ -585,6 +586,11 @@ class PinganFaustApp(faust.App):
         self.checkpoints: dict[str, Checkpoints] = {}
         #: changelog topics written by checkpoints (restored up to their last committed record)
         self.checkpointed_changelogs: set[str] = set()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # the consumer stops first: no batch is committed after this
+        for checkpoints in self.checkpoints.values():
+            await checkpoints.stop()
 
     @property
     def checkpointed_topics(self) -> frozenset[str]:
