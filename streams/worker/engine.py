@@ -371,6 +371,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         fetcher_stopped = fetcher._stopped.is_set  # noqa: SLF001 - same check as Faust's loop
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
+        read_committed = bool(getattr(self.app, "read_committed", False))
+        loop = asyncio.get_running_loop()
+        next_skip_check = 0.0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 if self._seeking:  # a seek is running: whatever is fetched now is stale
@@ -382,6 +385,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 epoch, generation = self._seek_epoch, self.app.consumer_generation_id
                 records, active = await self._wait_next_records(1.0)
+                if read_committed and not self.should_stop and loop.time() >= next_skip_check:
+                    next_skip_check = loop.time() + 1.0
+                    await self._skip_control_records(epoch, generation, acks_enabled_for, records or {})
                 if not records or self.should_stop:
                     self.diag.unset_flag(CONSUMER_FETCHING)
                     await asyncio.sleep(0)
@@ -440,6 +446,28 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
+    async def _skip_control_records(self, epoch: int, generation: int, acks_enabled_for: Any,
+                                    fetched: Mapping[TP, Any]) -> None:
+        """Record as gaps the offsets a read_committed fetch skipped at the end of a partition.
+
+        Transaction markers (and aborted records) are never delivered: between two records the next
+        record reveals them as a gap (above), but after the last record of a transactional
+        partition nothing does, so its committed offset would stay one short of the end for good
+        (lag 1, "not caught up"). aiokafka's position has moved past them: when it is ahead of the
+        next offset owed, with no seek since the fetch and nothing of the partition awaiting a
+        refetch, the offsets in between were skipped by the fetch, not fetched. (Partitions with
+        records in the fetch just returned are left alone: their position is past those records.)"""
+        for tp, owed in list(self._next_offset.items()):
+            if tp in fetched or tp in self._reseek or self.highwater(tp) <= owed or not acks_enabled_for(tp.topic):
+                continue
+            position = await self.position(tp)
+            if (self._seeking or self._seek_epoch != epoch or self.app.consumer_generation_id != generation
+                    or tp in self._reseek or self._next_offset.get(tp) != owed):
+                return
+            if position is not None and position > owed:
+                self._mark_gap(tp, owed, position)
+                self._next_offset[tp] = position
+
     def _mark_gap(self, tp: TP, start: int, end: int) -> None:
         """Offsets [start, end) are absent from the log (compaction): committable once reached."""
         gaps = self._gap[tp]
@@ -450,11 +478,11 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
-        if not acked:
-            return None
         gaps = self._gap[tp]
+        if not acked and not gaps:
+            return None
         if gaps:
-            top = max(acked)
+            top = max(acked) if acked else max(iv.end for iv in gaps) - 1
             fill = [o for iv in sorted(gaps.overlap(0, top + 1), key=lambda iv: iv.begin)
                     for o in range(iv.begin, iv.end) if o not in self._acked_index[tp]]
             if fill:
