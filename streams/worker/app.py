@@ -335,7 +335,8 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
             writes = by_partition(tables.take_writes(), lambda tw: tw.partition)
             for p in sorted(next_offset):
                 state = writes.get(p, [])
-                records = changelog_records(state) + records_of(outs[p], dead.get(p, ()))
+                outputs = records_of(outs[p], dead.get(p, ()))
+                records = changelog_records(state) + outputs
                 try:
                     metas = await checkpoints.commit(p, records, next_offset[p])
                 except CheckpointLost as exc:  # another worker owns the partition now
@@ -346,6 +347,7 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
                     tables.forget()
                     raise  # the agent crashes the worker; the batch is processed again after a restart
                 write_store(state, [m.offset for m in metas[:len(state)]])
+                w.app.sent_in_checkpoint(outputs)
 
     return correlate
 

@@ -645,6 +645,13 @@ class PinganFaustApp(faust.App):
                                        len(key), len(value))
         self.watch_send(await self.producer.send(topic, key, value, None, None, None))
 
+    def sent_in_checkpoint(self, records: Any) -> None:
+        """Tell the sensors about output records a checkpoint committed (they never pass `publish`)."""
+        on_send = self.sensors.on_send_initiated
+        for r in records:
+            on_send(self.producer, r.topic, SimpleNamespace(key=r.key, value=r.value), len(r.key or b""),
+                    len(r.value or b""))
+
     def watch_send(self, fut: asyncio.Future) -> None:
         """Track a producer send: commits wait for it, and a failure stops all commits."""
         if fut.done():
