@@ -169,7 +169,7 @@ def make_consumer(bootstrap: str, group_id: str | None, from_beginning: bool = T
 
     return KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=group_id is not None,
                          auto_offset_reset="earliest" if from_beginning else "latest",
-                         client_id="pingan-downstream-example")
+                         client_id="pingan-downstream-example", isolation_level="read_committed")
 
 
 def consume(consumer: Any, view: IncidentView, decoder: AvscDecoder, topics: Iterable[str], *,

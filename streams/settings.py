@@ -159,8 +159,30 @@ class Settings(BaseSettings):
         "tick the county clock from wall time (clock.v1) so quiet counties' deadlines pass; off for "
         "replays and for simulated feeds whose days are in the past (their clock is event time)"))
     clock_grace_s: float = Field(default=300.0, description="a tick is wall time minus this grace")
-    correlate_batch_size: int = 200
-    correlate_batch_s: float = 0.2
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(default="exactly_once", description=(
+        "exactly_once: each correlate batch commits its table changes, outputs and consumed offsets in one "
+        "Kafka transaction (a killed worker leaves all of a batch or none), and the worker reads committed "
+        "records only; at_least_once: separate writes, a commit barrier over every send (docs/faults.md)"))
+    worker_session_timeout_s: float = Field(default=10.0, description=(
+        "consumer-group session timeout of the workers: a killed worker's partitions move after this long "
+        "(the broker's group.min.session.timeout.ms, 6 s by default, is the floor)"))
+    worker_static_membership: bool = Field(default=False, description=(
+        "join the consumer group as a static member (group.instance.id <app_id>-worker-<worker_id>): a "
+        "restarted worker takes its partitions back at once, without a rebalance; a worker that stops "
+        "keeps them until the session timeout"))
+    normalize_batch_size: int = Field(default=500, description=(
+        "normalize agent: at most this many raw records per batch (their outputs are sent together)"))
+    normalize_batch_s: float = Field(default=0.02, description=(
+        "normalize agent: a batch is taken when full or after this many seconds, whatever is buffered"))
+    correlate_batch_size: int = Field(default=500, description=(
+        "correlate agent: at most this many by-county records per batch (state and outputs are "
+        "written once per batch)"))
+    correlate_batch_s: float = Field(default=0.05, description=(
+        "correlate agent: a batch is taken when full or after this many seconds, whatever is buffered "
+        "(short: at low rates nothing waits for a batch that never fills)"))
+    index_batch_s: float = Field(default=0.05, description=(
+        "index agent: a batch of incident records (at most sink_batch_size) is flushed to Elasticsearch "
+        "when full or after this many seconds"))
     log_json: bool = Field(default=False, description="workers log one JSON object per line (PINGAN_LOG_JSON=1)")
 
     @model_validator(mode="after")

@@ -141,7 +141,7 @@ def run(bootstrap: str, schema_store: str, prefix: str, topics: list[str], schem
 
     decoder = Decoder(load_bundled(schemas), http_fetch(schema_store))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             client_id="pingan-python-subscriber")
+                             client_id="pingan-python-subscriber", isolation_level="read_committed")
     n = errors = 0
     try:
         tps = [TopicPartition(prefix + t, p) for t in topics for p in sorted(consumer.partitions_for_topic(prefix + t) or [])]

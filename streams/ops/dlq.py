@@ -81,7 +81,8 @@ def read_dead_letters(settings: Settings, *, source: str | None = None, stage: s
     want_ids = set(ids or [])
     topic = settings.topic(DLQ_TOPIC)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                             client_id="pingan-dlq", fetch_max_wait_ms=200, **settings.kafka_client_options())
+                             client_id="pingan-dlq", fetch_max_wait_ms=200, isolation_level="read_committed",
+                             **settings.kafka_client_options())
     out: list[Letter] = []
     try:
         parts = consumer.partitions_for_topic(topic) or set()

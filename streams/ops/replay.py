@@ -92,6 +92,7 @@ def make_consumer(settings: Settings, client_id: str = "pingan-replay"):  # noqa
     """A group-less kafka-python consumer (manual assignment, nothing committed)."""
     return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", client_id=client_id, max_poll_records=500,
+                         isolation_level="read_committed",
                          fetch_max_wait_ms=200, request_timeout_ms=30000, **settings.kafka_client_options())
 
 

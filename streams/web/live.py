@@ -83,7 +83,8 @@ class LiveHub:
         """A started consumer holding every partition of both topics, positioned at their ends."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="latest",
-                                    client_id="pingan-web-live", request_timeout_ms=15_000)
+                                    client_id="pingan-web-live", request_timeout_ms=15_000,
+                                    isolation_level="read_committed")
         try:
             await consumer.start()
             # only topics that exist: a subscription to a missing topic would let the broker

@@ -42,7 +42,8 @@ from streams.domain.ruleset import load_ruleset
 from streams.domain.watch import parse_watchlists
 from streams.settings import Settings
 from streams.worker import topology
-from streams.worker.engine import PinganFaustApp, StateTables
+from streams.worker.checkpoint import CheckpointLost, Checkpoints, OutRecord, by_partition
+from streams.worker.engine import PinganFaustApp, StateTables, changelog_records, write_store
 from streams.worker.observability import install as install_observability
 from streams.worker.observability import observe_bulk, observe_quality
 from streams.worker.stages import NormalizeStage, RetriableStageError, decode_correlate_input
@@ -119,8 +120,10 @@ def faust_config(settings: Settings, table_store: str) -> dict[str, Any]:
         "topic_partitions": topology.table_partitions(),
         "broker_commit_every": 1000,
         # a killed worker's partitions move after ~10 s instead of Faust's default 60 s
-        "broker_session_timeout": 10.0,
-        "broker_heartbeat_interval": 3.0,
+        "broker_session_timeout": settings.worker_session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.worker_session_timeout_s / 3),
+        "consumer_group_instance_id": (f"{settings.app_id}-worker-{settings.worker_id}"
+                                       if settings.worker_static_membership else None),
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 4096,
         "producer_linger": 0.005,
@@ -153,6 +156,12 @@ class _Wiring:
         """Publish to the deployed topic `name` (see `PinganFaustApp.publish`)."""
         await self.app.publish(name, key.encode(), value)
 
+    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        """Publish (deployed topic name, key, value) records in order (see `PinganFaustApp.publish`)."""
+        publish = self.app.publish
+        for name, key, value in records:
+            await publish(name, key.encode(), value)
+
     async def dead_letter(self, record: dict[str, Any]) -> None:
         self.metrics.dead_letters += 1
         await self.send(self.name(topology.DEAD_LETTERS), record["source"],
@@ -165,7 +174,10 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 
     ``table_store`` is Faust's table store URL ("memory://" in agent unit tests)."""
     worker_dir(settings).mkdir(parents=True, exist_ok=True)
-    app = PinganFaustApp(settings.app_id, **faust_config(settings, table_store))
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    kafka = {"bootstrap_servers": settings.kafka_bootstrap, **settings.aiokafka_client_options()}
+    app = PinganFaustApp(settings.app_id, read_committed=exactly_once, kafka=kafka,
+                         **faust_config(settings, table_store))
     w = _Wiring(app, settings, store or default_store(), Metrics())
     raw_topic = app.topic(*topology.deployed_inputs(NORMALIZE, settings), key_serializer="raw",
                           value_serializer="raw", internal=False)
@@ -178,7 +190,12 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
                                 rules=ruleset.correlation, tier_rules=ruleset.tiers, rules_version=ruleset.version,
                                 watch=load_watch(settings))
     normalize = _add_normalize(w, raw_topic)
-    correlate = _add_correlate(w, by_county_t, tables, processor)
+    if exactly_once:
+        tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
+            kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name()))
+        correlate = _add_correlate_checkpointed(w, by_county_t, tables, processor)
+    else:
+        correlate = _add_correlate(w, by_county_t, tables, processor)
     _add_clock_ticks(w)
     if with_index:
         _add_index(w, incidents_t)
@@ -200,27 +217,37 @@ def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
 
     @w.app.agent(raw_topic, name=NORMALIZE.name)
     async def normalize(stream: faust.StreamT) -> None:
-        async for ev in stream.events():
-            msg = ev.message
-            metrics.raw_in += 1
-            while True:
-                try:
-                    out = stage.handle(msg.topic, msg.partition, msg.offset, ev.value)
-                    break
-                except RetriableStageError as exc:
-                    log.warning("normalize: retriable error at %s[%s]@%s: %s", msg.topic, msg.partition,
-                                msg.offset, exc)
-                    await stream.sleep(1.0)
-            observe_quality(w.app, out.quality_notes())
-            for county, value in out.forward:  # centers' actions and clock ticks, unchanged
-                await w.send(by_county_name, county, value)
-            for event in out.events:
-                value = store.encode("pingan.Event", event)
-                county = (event.get("location") or {}).get("county_code") or settings.county_code
-                await w.send(events_name, event["event_id"], value)
-                await w.send(by_county_name, county, value)
-                metrics.events_out += 1
-            for record in out.dead_letters:
+        # Whole batches: their outputs are sent together, and the batch is acknowledged only after
+        # the body has run (take_events), so a crash replays the batch (idempotent downstream).
+        async for batch in stream.take_events(settings.normalize_batch_size, within=settings.normalize_batch_s):
+            records: list[tuple[str, str, bytes]] = []
+            dead: list[dict[str, Any]] = []
+            notes: list[tuple[str, str]] = []
+            for ev in batch:
+                msg = ev.message
+                metrics.raw_in += 1
+                while True:
+                    try:
+                        out = stage.handle(msg.topic, msg.partition, msg.offset, ev.value)
+                        break
+                    except RetriableStageError as exc:
+                        log.warning("normalize: retriable error at %s[%s]@%s: %s", msg.topic, msg.partition,
+                                    msg.offset, exc)
+                        await stream.sleep(1.0)
+                notes.extend(out.quality_notes())
+                for county, value in out.forward:  # centers' actions and clock ticks, unchanged
+                    records.append((by_county_name, county, value))
+                for event in out.events:
+                    value = store.encode("pingan.Event", event)
+                    county = (event.get("location") or {}).get("county_code") or settings.county_code
+                    records.append((events_name, event["event_id"], value))
+                    records.append((by_county_name, county, value))
+                    metrics.events_out += 1
+                dead.extend(out.dead_letters)
+            if notes:
+                observe_quality(w.app, notes)
+            await w.send_many(records)
+            for record in dead:
                 await w.dead_letter(record)
 
     return normalize
@@ -240,23 +267,9 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
             tables.begin_batch()
             for ev in batch:
                 tables.at(ev)
-                msg = ev.message
-                value: bytes = ev.value or b""
-                try:
-                    schema, record = decode_correlate_input(store, value)
-                    if schema == "pingan.ClockTick":
-                        step = processor.tick(record)
-                    elif schema == "pingan.Disposition":
-                        step = processor.apply_disposition(record)
-                    else:
-                        step = processor.process(record)
-                except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
-                    if classify(exc) is ErrorClass.FATAL:
-                        raise
-                    log.exception("correlate failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                    await w.dead_letter(make_dead_letter(
-                        source="events", stage="correlate", raw=value, error=exc, topic=msg.topic,
-                        partition=msg.partition, offset=msg.offset, at_ms=int(time.time() * 1000)))
+                step, dead = _correlate_step(processor, store, ev)
+                if dead is not None:
+                    await w.dead_letter(dead)
                     continue
                 out.links.extend(step.links)
                 out.incidents.extend(step.incidents)
@@ -265,6 +278,106 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
             await publish(out)
 
     return correlate
+
+
+def _correlate_step(processor: CountyProcessor, store: SchemaStore, ev: Any) -> tuple[StepOutput, dict[str, Any] | None]:
+    """One by-county record through the processor: (its output, None), or (empty, a dead letter)."""
+    msg = ev.message
+    value: bytes = ev.value or b""
+    try:
+        schema, record = decode_correlate_input(store, value)
+        if schema == "pingan.ClockTick":
+            return processor.tick(record), None
+        if schema == "pingan.Disposition":
+            return processor.apply_disposition(record), None
+        return processor.process(record), None
+    except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
+        if classify(exc) is ErrorClass.FATAL:
+            raise
+        log.exception("correlate failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+        return StepOutput(), make_dead_letter(
+            source="events", stage="correlate", raw=value, error=exc, topic=msg.topic,
+            partition=msg.partition, offset=msg.offset, at_ms=int(time.time() * 1000))
+
+
+def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables,
+                                processor: CountyProcessor) -> Any:
+    """`_add_correlate` under ``exactly_once``: per input partition of a batch, one checkpoint
+    (streams/worker/checkpoint.py) commits the batch's table changes, its outputs and the consumed
+    offset together; the local stores are written once it is committed."""
+    settings, store = w.settings, w.store
+    checkpoints = w.app.checkpoints[by_county_t.get_topic_name()]
+    records_of = _records(w)
+
+    @w.app.agent(by_county_t, name=CORRELATE.name)
+    async def correlate(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
+            generation = w.app.consumer_generation_id
+            outs: dict[int, StepOutput] = {}
+            dead: dict[int, list[dict[str, Any]]] = {}
+            next_offset: dict[int, int] = {}
+            tables.begin_batch()
+            for ev in batch:
+                msg = ev.message
+                if msg.generation_id != generation:  # buffered before a rebalance: refetched after it
+                    continue
+                tables.at(ev)
+                p = msg.partition
+                out = outs.setdefault(p, StepOutput())
+                next_offset[p] = max(next_offset.get(p, 0), msg.offset + 1)
+                step, dead_letter = _correlate_step(processor, store, ev)
+                if dead_letter is not None:
+                    dead.setdefault(p, []).append(dead_letter)
+                    continue
+                out.links.extend(step.links)
+                out.incidents.extend(step.incidents)
+                out.escalations.extend(step.escalations)
+            writes = by_partition(tables.take_writes(), lambda tw: tw.partition)
+            for p in sorted(next_offset):
+                state = writes.get(p, [])
+                outputs = records_of(outs[p], dead.get(p, ()))
+                records = changelog_records(state) + outputs
+                try:
+                    metas = await checkpoints.commit(p, records, next_offset[p])
+                except CheckpointLost as exc:  # another worker owns the partition now
+                    log.warning("correlate: checkpoint of partition %s dropped: %s", p, exc)
+                    tables.forget()
+                    continue
+                except BaseException:
+                    tables.forget()
+                    raise  # the agent crashes the worker; the batch is processed again after a restart
+                write_store(state, [m.offset for m in metas[:len(state)]])
+                w.app.sent_in_checkpoint(outputs)
+
+    return correlate
+
+
+def _records(w: _Wiring) -> Any:
+    """`records(step, dead_letters)`: a correlate batch's outputs as checkpoint records (incidents
+    coalesced to their latest state, as `_publisher` sends them)."""
+    store, metrics = w.store, w.metrics
+    links_name, incidents_name, escalations_name = (w.name(n) for n in CORRELATE.outputs)
+    dead_name = w.name(topology.DEAD_LETTERS)
+
+    def records(step: StepOutput, dead_letters: Any) -> list[OutRecord]:
+        out = [OutRecord(links_name, link["county_code"].encode(), store.encode("pingan.Link", link))
+               for link in step.links]
+        latest: dict[str, dict[str, Any]] = {}
+        for inc in step.incidents:
+            latest[inc["incident_id"]] = inc
+        out += [OutRecord(incidents_name, iid.encode(), store.encode("pingan.Incident", inc))
+                for iid, inc in latest.items()]
+        out += [OutRecord(escalations_name, esc["incident_id"].encode(), store.encode("pingan.Escalation", esc))
+                for esc in step.escalations]
+        out += [OutRecord(dead_name, d["source"].encode(), store.encode("pingan.DeadLetter", d)) for d in dead_letters]
+        metrics.links += len(step.links)
+        metrics.incidents += len(latest)
+        metrics.merges += sum(inc.get("status") == "merged" for inc in latest.values())
+        metrics.escalations += len(step.escalations)
+        metrics.dead_letters += len(dead_letters)
+        return out
+
+    return records
 
 
 def _publisher(w: _Wiring) -> Any:
@@ -318,6 +431,27 @@ def _add_pages(w: _Wiring, *, with_index: bool) -> None:
 
     install_observability(w.app, settings, metrics, with_index=with_index)  # /metrics, /healthz (Prometheus)
 
+    @w.app.task
+    async def quiet_root_logger() -> None:
+        restore_root_log_level()
+
+
+def restore_root_log_level() -> None:
+    """Undo the DEBUG root level that Faust's worker sets for its startup spinner.
+
+    `faust.Worker` lowers the root logger to DEBUG and adds a `SpinnerHandler` (it spins on every
+    log record) whatever the log level asked for; the real handlers filter by level, but every
+    library's debug call (aiokafka logs each send) still builds a record and runs the handlers
+    (~3 % of the normalize agent's time in a py-spy profile). At the app's start the root level is
+    put back to the least verbose level its handlers need and the spinner handler is removed."""
+    root = logging.getLogger()
+    spinners = [h for h in root.handlers if type(h).__name__ == "SpinnerHandler"]
+    levels = [h.level for h in root.handlers if h not in spinners]
+    if root.level == logging.DEBUG and levels and min(levels) > logging.DEBUG:
+        for h in spinners:
+            root.removeHandler(h)
+        root.setLevel(min(levels))
+
 
 def _add_index(w: _Wiring, incidents_t: faust.TopicT) -> None:
     """incidents.v1 → Elasticsearch; flush (with retries) before the next batch is taken."""
@@ -329,7 +463,7 @@ def _add_index(w: _Wiring, incidents_t: faust.TopicT) -> None:
         sink = IncidentSink(client, IndexNames(settings.es_index_prefix).alias,
                             batch_size=settings.sink_batch_size, chunk_size=settings.sink_chunk_size)
         try:
-            async for batch in stream.take_events(settings.sink_batch_size, within=0.5):
+            async for batch in stream.take_events(settings.sink_batch_size, within=settings.index_batch_s):
                 for ev in batch:
                     try:
                         _name, inc = store.decode(ev.value)

@@ -61,13 +61,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import version as installed_version
 from types import ModuleType, SimpleNamespace
 from typing import Any, NamedTuple, cast
 
-from streams.worker.tables import CachedTable
+from streams.worker.checkpoint import Checkpoints, OutRecord, last_committed_offsets
+from streams.worker.tables import DELETED, CachedTable
 
 #: The faust-streaming release whose internals every override below was written against.
 SUPPORTED_FAUST_VERSION = "0.15.3"
@@ -97,6 +98,7 @@ import faust  # noqa: E402
 from faust import streams as faust_streams  # noqa: E402
 from faust.sensors.base import SensorDelegate  # noqa: E402
 from faust.sensors.monitor import Monitor  # noqa: E402
+from faust.tables.manager import TableManager  # noqa: E402
 from faust.tables.recovery import Recovery  # noqa: E402
 from faust.transport import consumer as faust_consumer  # noqa: E402
 from faust.transport.conductor import Conductor  # noqa: E402
@@ -136,6 +138,8 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(_Consumer, "_drain_messages", ("self", "fetcher"), "overrides"),
     Hook(_Consumer, "_new_offset", ("self", "tp"), "overrides"),
     Hook(_Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction"), "overrides"),
+    Hook(_Consumer, "_new_consumer_thread", ("self",), "overrides"),
+    Hook(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport"), "overrides"),
     # ... what those overrides call
     Hook(_Consumer, "_wait_next_records", ("self", "timeout"), "calls"),
     Hook(_Consumer, "_to_message", ("self", "tp", "record"), "calls"),
@@ -164,11 +168,13 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(_BaseConsumer, "flow_active", None, "uses"),
     Hook(_BaseConsumer, "suspend_flow", None, "uses"),
     Hook(_BaseConsumer, "callback", None, "uses"),
+    Hook(_BaseConsumer, "in_transaction", None, "uses"),
     Hook(_Consumer, "consumer_stopped_errors", None, "uses"),
     Hook(faust_consumer.Fetcher, "_stopped", None, "uses"),
     Hook(faust.App, "consumer_generation_id", None, "uses"),
     # PinganFaustApp, TrackedTable, publish
     Hook(faust.App, "_new_transport", ("self",), "overrides"),
+    Hook(faust.App, "on_stop", ("self",), "overrides"),
     Hook(faust.Table, "send_changelog",
          ("self", "partition", "key", "value", "key_serializer", "value_serializer"), "overrides"),
     Hook(faust_aiokafka.Producer, "send",
@@ -177,6 +183,16 @@ FAUST_HOOKS: tuple[Hook, ...] = (
          "calls"),
     # StateTables: table writes go to the changelog partition of the current event
     Hook(faust_streams, "_current_event", None, "sets"),
+    # exactly_once: the table writes of a checkpoint (StateTables.commit), its restore (CheckpointRecovery)
+    Hook(faust.Table, "changelog_topic", None, "uses"),
+    Hook(faust.Table, "data", None, "uses"),
+    Hook(faust.Table, "key_serializer", None, "uses"),
+    Hook(faust.Table, "value_serializer", None, "uses"),
+    Hook(faust.Topic, "prepare_key", ("self", "key", "key_serializer", "schema", "headers"), "calls"),
+    Hook(faust.Topic, "prepare_value", ("self", "value", "value_serializer", "schema", "headers"), "calls"),
+    Hook(TableManager, "recovery", None, "overrides"),
+    Hook(TableManager, "_recovery", None, "uses"),
+    Hook(Recovery, "_build_highwaters", ("self", "consumer", "tps", "destination", "title"), "overrides"),
     # consumer_of / consumer_offsets / table_recovery (observability)
     Hook(faust.App, "_consumer", None, "uses"),
     Hook(Recovery, "active_remaining_total", ("self",), "calls"),
@@ -207,6 +223,44 @@ def committable_offset(committed: int | None, acked: list[int]) -> tuple[int | N
     while end < len(acked) and acked[end] <= acked[end - 1] + 1:
         end += 1
     return acked[end - 1] + 1, acked[:end]
+
+
+def start_inline(coro: Coroutine[Any, Any, Any]) -> asyncio.Future | None:
+    """Run `coro` in the calling task up to its first suspension.
+
+    None when it finished without suspending (its exception, if any, is raised here); otherwise a
+    task that drives the rest of it exactly as a task of its own would have. A delivery into a
+    stream queue with room never suspends, so the common case creates no task at all."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_drive(coro, yielded))
+
+
+async def _drive(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    """Drive the rest of a coroutine that `start_inline` started and that yielded `yielded`
+    (what `asyncio.Task` does: wait for the future it awaits, then resume it; a cancellation
+    cancels that future, so the coroutine sees its await cancelled)."""
+    while True:
+        throw: BaseException | None = None
+        try:
+            if yielded is None:  # a bare yield (asyncio.sleep(0))
+                await asyncio.sleep(0)
+            elif getattr(yielded, "_asyncio_future_blocking", None) is not None:
+                yielded._asyncio_future_blocking = False  # noqa: SLF001 - as asyncio.Task does
+                await asyncio.wait([yielded])
+            else:
+                throw = RuntimeError(f"coroutine yielded {yielded!r}, not a future")
+        except asyncio.CancelledError:
+            if yielded is not None:
+                yielded.cancel()
+            else:
+                throw = asyncio.CancelledError()
+        try:
+            yielded = coro.send(None) if throw is None else coro.throw(throw)
+        except StopIteration as stop:
+            return stop.value
 
 
 class SafeOffsetsConsumer(faust_aiokafka.Consumer):
@@ -256,6 +310,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         offset 0) where it was, possibly past records that were fetched but never processed;
         with ``auto_offset_reset=earliest`` such a partition is sought to its first offset."""
         async with self._seeking_window():
+            # exactly_once: fence older producers of our checkpointed partitions first, so their
+            # open transactions (and the offsets in them) are settled before the offsets are read
+            await cast(PinganFaustApp, self.app).fence_checkpoints(self.assignment())
             committed = {ensure_TP(tp): off for tp, off in (await self.seek_to_committed()).items()}
             streams = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
             targets = {tp: off for tp, off in committed.items() if tp in streams and off}
@@ -270,6 +327,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 if target is not None:
                     self._owe(tp, target)
             self._committed_offset.update({tp: off for tp, off in committed.items() if off})
+
+    def _new_consumer_thread(self) -> Any:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
@@ -311,6 +371,9 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         fetcher_stopped = fetcher._stopped.is_set  # noqa: SLF001 - same check as Faust's loop
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
+        read_committed = bool(getattr(self.app, "read_committed", False))
+        loop = asyncio.get_running_loop()
+        next_skip_check = 0.0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 if self._seeking:  # a seek is running: whatever is fetched now is stale
@@ -322,11 +385,15 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 epoch, generation = self._seek_epoch, self.app.consumer_generation_id
                 records, active = await self._wait_next_records(1.0)
+                if read_committed and not self.should_stop and loop.time() >= next_skip_check:
+                    next_skip_check = loop.time() + 1.0
+                    await self._skip_control_records(epoch, generation, acks_enabled_for, records or {})
                 if not records or self.should_stop:
                     self.diag.unset_flag(CONSUMER_FETCHING)
                     await asyncio.sleep(0)
                     continue
                 since_yield = 0
+                end_tracked: set[TP] = set()
                 for tp, record in self.scheduler.iterate(records):
                     offset = record.offset
                     if (tp in self._reseek or self._seeking or self._seek_epoch != epoch or not self.flow_active
@@ -339,16 +406,24 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                         await asyncio.sleep(0)
                         since_yield = 0
                     message = self._to_message(tp, record)
-                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    if tp not in end_tracked:
+                        end_tracked.add(tp)
+                        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     expected = self._next_offset.get(tp)
                     if expected is not None and offset > expected and acks_enabled_for(message.topic):
                         self._mark_gap(tp, expected, offset)
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    delivery = callback(message)
-                    result = await self.wait_first(delivery, self.suspend_flow.wait())
-                    if delivery not in result.done or self._seeking or self._seek_epoch != epoch:
+                    # Most deliveries complete without suspending (the stream's queue has room):
+                    # they run inline, with no task. Only one that suspends races a flow stop.
+                    delivery = start_inline(callback(message))
+                    if delivery is not None:
+                        result = await self.wait_first(delivery, self.suspend_flow.wait())
+                        if delivery not in result.done:
+                            self._reseek.setdefault(tp, offset)
+                            continue
+                    if self._seeking or self._seek_epoch != epoch:
                         self._reseek.setdefault(tp, offset)
                         continue
                     self._next_offset[tp] = offset + 1
@@ -371,6 +446,28 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
+    async def _skip_control_records(self, epoch: int, generation: int, acks_enabled_for: Any,
+                                    fetched: Mapping[TP, Any]) -> None:
+        """Record as gaps the offsets a read_committed fetch skipped at the end of a partition.
+
+        Transaction markers (and aborted records) are never delivered: between two records the next
+        record reveals them as a gap (above), but after the last record of a transactional
+        partition nothing does, so its committed offset would stay one short of the end for good
+        (lag 1, "not caught up"). aiokafka's position has moved past them: when it is ahead of the
+        next offset owed, with no seek since the fetch and nothing of the partition awaiting a
+        refetch, the offsets in between were skipped by the fetch, not fetched. (Partitions with
+        records in the fetch just returned are left alone: their position is past those records.)"""
+        for tp, owed in list(self._next_offset.items()):
+            if tp in fetched or tp in self._reseek or self.highwater(tp) <= owed or not acks_enabled_for(tp.topic):
+                continue
+            position = await self.position(tp)
+            if (self._seeking or self._seek_epoch != epoch or self.app.consumer_generation_id != generation
+                    or tp in self._reseek or self._next_offset.get(tp) != owed):
+                return
+            if position is not None and position > owed:
+                self._mark_gap(tp, owed, position)
+                self._next_offset[tp] = position
+
     def _mark_gap(self, tp: TP, start: int, end: int) -> None:
         """Offsets [start, end) are absent from the log (compaction): committable once reached."""
         gaps = self._gap[tp]
@@ -381,11 +478,11 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
-        if not acked:
-            return None
         gaps = self._gap[tp]
+        if not acked and not gaps:
+            return None
         if gaps:
-            top = max(acked)
+            top = max(acked) if acked else max(iv.end for iv in gaps) - 1
             fill = [o for iv in sorted(gaps.overlap(0, top + 1), key=lambda iv: iv.begin)
                     for o in range(iv.begin, iv.end) if o not in self._acked_index[tp]]
             if fill:
@@ -409,6 +506,14 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         retries). Once any send has failed the worker crashes instead of committing, and the
         records are processed again after a restart."""
         app = cast(PinganFaustApp, self.app)
+        checkpointed = getattr(app, "checkpointed_topics", frozenset())
+        if checkpointed:  # their offsets are committed by the checkpoints, in the same transaction
+            mine = {tp: off for tp, off in offsets.items() if tp.topic in checkpointed}
+            if mine:
+                self._committed_offset.update(mine)
+                offsets = {tp: off for tp, off in offsets.items() if tp.topic not in checkpointed}
+                if not offsets:
+                    return True
         barrier = list(getattr(app, "outstanding", ()))
         if barrier:  # (Faust's commit below flushes the producer; these complete on their own)
             _done, pending = await asyncio.wait(barrier, timeout=COMMIT_BARRIER_S)
@@ -422,6 +527,54 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             await self.crash(failed)
             return False
         return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+
+
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """The consumer thread whose aiokafka consumer reads committed records only when the app asks
+    (`PinganFaustApp.read_committed`), without Faust's own transactions: Faust ties
+    ``isolation_level="read_committed"`` to its `in_transaction` flag, which is raised here only
+    while the consumer is created."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = self.consumer
+        if not getattr(self.app, "read_committed", False):
+            return super()._create_worker_consumer(transport)
+        saved = consumer.in_transaction
+        consumer.in_transaction = True  # read only in _create_worker_consumer's isolation choice
+        try:
+            return super()._create_worker_consumer(transport)
+        finally:
+            consumer.in_transaction = saved
+
+
+class CheckpointRecovery(Recovery):
+    """Faust's table recovery, ending at the last *committed record* of a checkpointed changelog.
+
+    Faust restores a changelog partition until it has read offset ``end - 1``. In a partition
+    written by transactions that offset is a commit marker (or an aborted record), never
+    delivered to a read_committed consumer, so the restore would wait for ever."""
+
+    async def _build_highwaters(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        app = cast(PinganFaustApp, self.app)
+        topics = app.checkpointed_changelogs
+        mine = [tp for tp in tps if tp.topic in topics]
+        if mine:
+            last = await last_committed_offsets(app.pingan_kafka, mine)
+            for tp in mine:
+                destination[tp] = last[(tp.topic, tp.partition)]
+            self.log.info("Last committed changelog records (%s): %s", title,
+                          ", ".join(f"{tp.topic}[{tp.partition}]={off}" for tp, off in sorted(last.items())))
+
+
+class PinganTableManager(TableManager):
+    """Faust's table manager with `CheckpointRecovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = CheckpointRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
 
 
 class SafeOffsetsTransport(faust_aiokafka.Transport):
@@ -447,10 +600,37 @@ class PinganFaustApp(faust.App):
     #: The first send of this worker that failed for good (see `watch_send`); set once.
     failed_send: BaseException | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, read_committed: bool = False, kafka: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("Table", TrackedTable)
+        kwargs.setdefault("TableManager", PinganTableManager)
         super().__init__(*args, **kwargs)
         self.outstanding: set[asyncio.Future] = set()  # sends not yet acknowledged (commit barrier)
+        #: the consumer reads committed records only (outputs and changelogs of checkpoints)
+        self.read_committed = read_committed
+        #: aiokafka client options (bootstrap servers, security) for the checkpoints' own clients
+        self.pingan_kafka: dict[str, Any] = dict(kafka or {})
+        #: checkpointed input topic → its `Checkpoints` (set by `StateTables.checkpointed`)
+        self.checkpoints: dict[str, Checkpoints] = {}
+        #: changelog topics written by checkpoints (restored up to their last committed record)
+        self.checkpointed_changelogs: set[str] = set()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # the consumer stops first: no batch is committed after this
+        for checkpoints in self.checkpoints.values():
+            await checkpoints.stop()
+
+    @property
+    def checkpointed_topics(self) -> frozenset[str]:
+        """Input topics whose consumed offsets the checkpoints commit (Faust's commit skips them)."""
+        return frozenset(self.checkpoints)
+
+    async def fence_checkpoints(self, assignment: Any) -> None:
+        """Start the checkpoint producers of the assigned partitions of checkpointed topics."""
+        for topic, checkpoints in self.checkpoints.items():
+            partitions = [tp.partition for tp in assignment if tp.topic == topic]
+            if partitions:
+                await checkpoints.fence(partitions)
 
     def _new_transport(self) -> Any:
         return SafeOffsetsTransport(self.conf.broker_consumer, self)
@@ -464,6 +644,13 @@ class PinganFaustApp(faust.App):
         self.sensors.on_send_initiated(self.producer, topic, SimpleNamespace(key=key, value=value),
                                        len(key), len(value))
         self.watch_send(await self.producer.send(topic, key, value, None, None, None))
+
+    def sent_in_checkpoint(self, records: Any) -> None:
+        """Tell the sensors about output records a checkpoint committed (they never pass `publish`)."""
+        on_send = self.sensors.on_send_initiated
+        for r in records:
+            on_send(self.producer, r.topic, SimpleNamespace(key=r.key, value=r.value), len(r.key or b""),
+                    len(r.value or b""))
 
     def watch_send(self, fut: asyncio.Future) -> None:
         """Track a producer send: commits wait for it, and a failure stops all commits."""
@@ -542,6 +729,70 @@ class StateTables:
         """Write the batch's state (before its outputs are sent and its events acknowledged)."""
         for t in self.cached:
             t.flush(set_current_event)
+
+    def take_writes(self) -> list[TableWrite]:
+        """End the batch without writing: its state, one `TableWrite` per key (exactly_once: the
+        checkpoint commits their changelog records, then `write_store` writes them locally)."""
+        return [TableWrite(t.table, key, value, event)
+                for t in self.cached for key, (value, event) in t.take_writes().items()]
+
+    def forget(self) -> None:
+        """Drop every cached value (a checkpoint failed: the cache may hold uncommitted state)."""
+        for t in self.cached:
+            t.clear_cache()
+
+    def checkpointed(self, input_topic: str, checkpoints: Checkpoints) -> None:
+        """The tables' changelogs are written by `checkpoints` for `input_topic`'s partitions."""
+        app = cast(PinganFaustApp, self.app)
+        app.checkpoints[input_topic] = checkpoints
+        app.checkpointed_changelogs.update(t.table.changelog_topic.get_topic_name() for t in self.cached)
+
+
+class TableWrite(NamedTuple):
+    """One key of a batch's state: its table, key, value (`DELETED`: removed), writing event."""
+
+    table: Any  # faust.Table
+    key: Any
+    value: Any
+    event: Any
+
+    @property
+    def partition(self) -> int:
+        return int(self.event.message.partition)
+
+
+def _changelog_record(w: TableWrite) -> OutRecord:
+    """The changelog record Faust would send for `w` (its serializers; a tombstone for a deletion)."""
+    topic = w.table.changelog_topic
+    key, _ = topic.prepare_key(w.key, w.table.key_serializer, None, None)
+    value = None if w.value is DELETED else topic.prepare_value(w.value, w.table.value_serializer, None, None)[0]
+    return OutRecord(topic.get_topic_name(), key, value, w.partition)
+
+
+def changelog_records(writes: list[TableWrite]) -> list[OutRecord]:
+    """The changelog records of `writes`, in order (each to its event's partition)."""
+    return [_changelog_record(w) for w in writes]
+
+
+def write_store(writes: list[TableWrite], offsets: list[int]) -> None:
+    """Write committed `writes` to the tables' local stores (no changelog: it is committed) and
+    record the changelog offsets they came from, as Faust does after a changelog send, so a
+    restart restores only what follows."""
+    persisted: dict[tuple[Any, TP], int] = {}
+    for w, offset in zip(writes, offsets, strict=True):
+        set_current_event(w.event)
+        data = w.table.data
+        if w.value is DELETED:
+            try:
+                del data[w.key]
+            except KeyError:
+                pass
+        else:
+            data[w.key] = w.value
+        tp = TP(w.table.changelog_topic.get_topic_name(), w.partition)
+        persisted[(w.table, tp)] = max(offset, persisted.get((w.table, tp), -1))
+    for (table, tp), offset in persisted.items():
+        table.data.set_persisted_offset(tp, offset)
 
 
 # --------------------------------------------------------------------------- introspection

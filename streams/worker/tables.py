@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 _MISSING = object()
+#: The value `take_writes` gives for a deleted key.
+DELETED = _MISSING
 
 
 class CachedTable(MutableMapping[str, Any]):
@@ -53,6 +55,13 @@ class CachedTable(MutableMapping[str, Any]):
             else:
                 self.table[key] = value
         return len(dirty)
+
+    def take_writes(self) -> dict[str, tuple[Any, Any]]:
+        """End the batch without writing: key → (value, writing event) of every collected write,
+        the value `DELETED` for a deletion. The caller writes them (`write_store`) once they are
+        committed elsewhere (a checkpoint: streams/worker/checkpoint.py)."""
+        dirty, self._dirty = self._dirty or {}, None
+        return {key: (DELETED if value is _MISSING else value, event) for key, (value, event) in dirty.items()}
 
     def _remember(self, key: str, value: Any) -> None:
         self._cache[key] = value

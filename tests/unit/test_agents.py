@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,9 +23,11 @@ from streams.worker import topology
 from streams.worker.app import build_app
 
 
-@pytest.fixture()
-def app_and_sent(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
-    settings = Settings(run_dir=tmp_path, registry_path=None)
+@pytest.fixture(params=["at_least_once", "exactly_once"])
+def app_and_sent(tmp_path, monkeypatch, request):  # noqa: ANN001, ANN201
+    """The app with its sends captured: the producer's (at_least_once and the normalize agent), or
+    the correlate checkpoints' (exactly_once: changelog records in `app.checkpointed_log`)."""
+    settings = Settings(run_dir=tmp_path, registry_path=None, processing_guarantee=request.param)
     app = build_app(settings, with_index=False, table_store="memory://")
     app.finalize()
     sent: list[tuple[str, bytes, bytes]] = []
@@ -38,6 +41,21 @@ def app_and_sent(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
         return delivered()
 
     monkeypatch.setattr(app.producer, "send", send)
+    app.checkpointed_log = []
+    app.committed_offsets = []
+    for checkpoints in app.checkpoints.values():
+        async def commit(partition: int, records: list, next_offset: int) -> list:
+            metas = []
+            for r in records:
+                if r.topic in short:
+                    sent.append((short[r.topic], r.key, r.value))
+                else:
+                    app.checkpointed_log.append(r)
+                metas.append(SimpleNamespace(offset=len(metas)))
+            app.committed_offsets.append((partition, next_offset))
+            return metas
+
+        monkeypatch.setattr(checkpoints, "commit", commit)
     return app, sent
 
 
@@ -100,6 +118,12 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
         assert any("已化解" in (d["outcome"] or "") for d in final[-1]["dispositions"] if d["origin"] == "source")
     (dl,) = _decoded(sent, "deadletters")
     assert dl["stage"] == "correlate"
+    if app.checkpoints:  # exactly_once: state went with the outputs, then into the local tables
+        assert app.committed_offsets and app.committed_offsets[-1] == (0, len(chosen) + 1)
+        changelogs = {r.topic for r in app.checkpointed_log}
+        assert changelogs == app.checkpointed_changelogs and all(r.partition == 0 for r in app.checkpointed_log)
+        incidents_table = app.pingan_processor.stores.incidents.table
+        assert final[-1]["incident_id"] in incidents_table.data
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +134,14 @@ def sim_folder(tmp_path_factory):  # noqa: ANN001, ANN201
     return out
 
 
-async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_path, sim_folder) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_path, sim_folder, guarantee) -> None:  # noqa: ANN001
     """While the batch body waits on a slow send (a broker failing over), Faust's take_events keeps
     buffering the next events in the background; every one of them must still be processed. (The
     body sets only the current-event context variable for table writes, never the stream's
     `current_event` attribute, which that background buffering reads.)"""
-    settings = Settings(run_dir=tmp_path, registry_path=None, correlate_batch_size=20, correlate_batch_s=0.01)
+    settings = Settings(run_dir=tmp_path, registry_path=None, correlate_batch_size=20, correlate_batch_s=0.01,
+                        processing_guarantee=guarantee)
     app = build_app(settings, with_index=False, table_store="memory://")
     app.finalize()
     store = default_store()
@@ -129,6 +155,14 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
         return delivered()
 
     app.producer.send = slow_send  # type: ignore[method-assign]
+
+    async def slow_commit(partition: int, records: list, next_offset: int) -> list:
+        for r in records:
+            await slow_send(r.topic, r.key, r.value)
+        return [SimpleNamespace(offset=i) for i in range(len(records))]
+
+    for checkpoints in app.checkpoints.values():
+        checkpoints.commit = slow_commit  # type: ignore[method-assign]
     norm = normalizer(b"test", DEFAULT_TIMEZONE, DeviceRegistry.from_csv(sim_folder / "registry.csv"))
     events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder) for r in d.result.records][:400]
     expected = {e["event_id"] for e in events}

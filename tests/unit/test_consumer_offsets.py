@@ -60,7 +60,8 @@ def test_head_record_not_acked_holds_the_commit() -> None:
 def test_compaction_gap_is_committable_once_the_record_after_it_is_acked() -> None:
     c = bare_consumer(10)
     c._mark_gap(T, 10, 14)  # offsets 10..13 were compacted away; 14 revealed it  # noqa: SLF001
-    assert c._new_offset(T) is None  # noqa: SLF001 - nothing acked yet: 14 itself is not a gap
+    assert c._new_offset(T) == 14  # noqa: SLF001 - up to 14 only: 14 itself is not a gap
+    c._committed_offset[T] = 14  # noqa: SLF001
     ack(c, 14, 15)
     assert c._new_offset(T) == 16  # noqa: SLF001
     assert not c._gap[T]  # noqa: SLF001
@@ -104,3 +105,15 @@ def test_tables_are_tracked(tmp_path) -> None:  # noqa: ANN001
 
     app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="memory://")
     assert app.tables and all(isinstance(t, TrackedTable) for t in app.tables.values())
+
+
+def test_a_trailing_transaction_marker_is_committable_without_a_record_after_it() -> None:
+    """read_committed: records 10..12 and the commit marker 13 end the partition; the marker is
+    never delivered, the fetch position passes it (`_skip_control_records` records the gap)."""
+    c = bare_consumer(10)
+    ack(c, 10, 11, 12)
+    assert c._new_offset(T) == 13  # noqa: SLF001
+    c._committed_offset[T] = 13  # noqa: SLF001
+    c._mark_gap(T, 13, 14)  # noqa: SLF001
+    assert c._new_offset(T) == 14  # noqa: SLF001 - caught up: committed == end offset
+    assert not c._gap[T]  # noqa: SLF001

@@ -29,10 +29,12 @@ def _id(hook: Hook) -> str:
 
 @pytest.fixture(scope="module")
 def instances(tmp_path_factory: pytest.TempPathFactory) -> list[object]:
-    """A real app, its consumer (created, never started: no network), a fetcher and the recovery."""
+    """A real app, its consumer (created, never started: no network), a fetcher, the recovery, the
+    table manager and a table."""
     app = build_app(Settings(run_dir=tmp_path_factory.mktemp("engine"), registry_path=None), with_index=False,
                     table_store="memory://")
-    return [app, app.consumer, Fetcher(app), app.tables.recovery]
+    return [app, app.consumer, Fetcher(app), app.tables.recovery, app.tables,
+            app.pingan_processor.stores.incidents.table]
 
 
 def test_the_installed_faust_is_the_supported_one() -> None:
@@ -81,7 +83,8 @@ def test_current_event_is_a_context_variable() -> None:
                          ids=_id)
 def test_our_overrides_keep_faust_signatures(hook: Hook) -> None:
     ours = {engine.faust_aiokafka.Consumer: SafeOffsetsConsumer, faust.App: PinganFaustApp,
-            faust.Table: TrackedTable}[hook.owner]
+            faust.Table: TrackedTable, engine.faust_aiokafka.AIOKafkaConsumerThread: engine.ReadCommittedConsumerThread,
+            engine.Recovery: engine.CheckpointRecovery}[hook.owner]
     mine = inspect.signature(getattr(ours, hook.name))
     if any(p.kind is p.VAR_POSITIONAL for p in mine.parameters.values()):
         return  # a pass-through (*args, **kwargs): takes whatever Faust passes
@@ -93,6 +96,8 @@ def test_the_app_uses_the_engine_classes(instances: list[object]) -> None:
     assert isinstance(app, PinganFaustApp) and isinstance(consumer, SafeOffsetsConsumer)
     assert engine.consumer_of(app) is consumer  # the cached consumer, read without creating one
     assert app.tables and all(isinstance(t, TrackedTable) for t in app.tables.values())
+    assert isinstance(app.tables, engine.PinganTableManager) and isinstance(app.tables.recovery, engine.CheckpointRecovery)
+    assert isinstance(consumer._new_consumer_thread(), engine.ReadCommittedConsumerThread)  # noqa: SLF001
 
 
 def test_docs_list_exactly_these_hooks() -> None:

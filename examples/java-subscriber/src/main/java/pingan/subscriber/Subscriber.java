@@ -79,6 +79,7 @@ public final class Subscriber {
     props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
     props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     props.put(ConsumerConfig.CLIENT_ID_CONFIG, "pingan-java-subscriber");
+    props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
     long records = 0;
     long errors = 0;
     try (KafkaConsumer<String, byte[]> consumer =

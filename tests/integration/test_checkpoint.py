@@ -1,0 +1,96 @@
+"""streams/worker/checkpoint.py against the real broker: a checkpoint is all or nothing, a newer
+producer fences an older one, and a restore finds the last committed record of a partition that
+ends in commit markers and aborted transactions."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.worker.checkpoint import CheckpointLost, Checkpoints, OutRecord, last_committed_offsets
+from tests.harness.leaks import delete_objects
+from tests.harness.kafka import BOOTSTRAP, create_topics, delete_topics, require_kafka, unique_prefix
+
+pytestmark = [pytest.mark.integration]
+KAFKA = {"bootstrap_servers": BOOTSTRAP}
+
+
+@pytest.fixture()
+def topics():  # noqa: ANN201
+    require_kafka()
+    prefix = unique_prefix()
+    names = create_topics(prefix, ["in", "out", "changelog"])
+    yield dict(zip(["in", "out", "changelog"], names, strict=True)) | {"group": f"{prefix}group"}
+    delete_topics(names)
+    delete_objects(BOOTSTRAP, None, groups=[f"{prefix}group"])
+
+
+async def _read(topic: str, isolation_level: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None,
+                                enable_auto_commit=False, isolation_level=isolation_level)
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        for _ in range(6):
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                out.extend(r.value for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def _committed(group: str, topic: str) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
+async def test_checkpoints_commit_all_or_nothing_and_fence_older_producers(topics: dict) -> None:
+    mk = lambda: Checkpoints(kafka=KAFKA, app_id=topics["group"], agent="t", input_topic=topics["in"])  # noqa: E731
+    first = mk()
+    metas = await first.commit(0, [OutRecord(topics["changelog"], b"k", b"state-1", 0),
+                                   OutRecord(topics["out"], b"k", b"out-1")], 10)
+    assert [m.offset for m in metas][:1] == [0]
+    assert await _committed(topics["group"], topics["in"]) == 10
+
+    # a newer incarnation fences `first`, opens a transaction and is "killed": the transaction is
+    # invisible, then aborted when its successor fences it in turn
+    killed = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=first.transactional_id(0))
+    await killed.start()
+    await killed.begin_transaction()
+    await killed.send_and_wait(topics["out"], b"out-lost", key=b"k")
+    second = mk()
+    await second.fence([0])
+    with pytest.raises(CheckpointLost):
+        await first.commit(0, [OutRecord(topics["out"], b"k", b"out-zombie")], 99)
+    await second.commit(0, [OutRecord(topics["out"], b"k", b"out-2")], 20)
+    assert await _read(topics["out"], "read_committed") == [b"out-1", b"out-2"]
+    assert b"out-lost" in await _read(topics["out"], "read_uncommitted")
+    assert await _committed(topics["group"], topics["in"]) == 20
+    await first.stop()
+    await second.stop()
+    await killed.stop()
+
+
+async def test_the_last_committed_record_is_found_behind_markers_and_aborted_transactions(topics: dict) -> None:
+    tp = TopicPartition(topics["changelog"], 0)
+    assert await last_committed_offsets(KAFKA, [tp]) == {tp: -1}  # empty
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=f"{topics['group']}-x")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for i in range(5):
+                await producer.send(tp.topic, b"v%d" % i, partition=0)
+        # offsets 0-4 committed, 5 a commit marker; then 300 aborted records (more than a window)
+        await producer.begin_transaction()
+        for i in range(300):
+            await producer.send(tp.topic, b"x", partition=0)
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    await asyncio.sleep(0.5)
+    assert await last_committed_offsets(KAFKA, [tp], window=64) == {tp: 4}
