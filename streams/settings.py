@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         "tick the county clock from wall time (clock.v1) so quiet counties' deadlines pass; off for "
         "replays and for simulated feeds whose days are in the past (their clock is event time)"))
     clock_grace_s: float = Field(default=300.0, description="a tick is wall time minus this grace")
+    worker_compression_type: Literal["gzip", "none"] = Field(default="gzip", description=(
+        "compression of the worker's produce requests (outputs and table changelogs). An incident record "
+        "carries every member event id and its changelog copy is JSON: a flood of ~10,000 events makes "
+        "records near Kafka's 1 MiB message.max.bytes, which the broker checks after compression "
+        "(about 6x on such records); gzip needs no extra package in any client"))
+    worker_max_request_size: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, description=(
+        "largest uncompressed record the worker's producers accept (the broker limit applies compressed)"))
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(default="exactly_once", description=(
         "exactly_once: each correlate batch commits its table changes, outputs and consumed offsets in one "
         "Kafka transaction (a killed worker leaves all of a batch or none), and the worker reads committed "

@@ -103,6 +103,11 @@ def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
     return None
 
 
+def compression(settings: Settings) -> str | None:
+    """The worker producers' compression codec (None: uncompressed)."""
+    return None if settings.worker_compression_type == "none" else settings.worker_compression_type
+
+
 def faust_config(settings: Settings, table_store: str) -> dict[str, Any]:
     """The Faust settings of the worker's app (keyword arguments of `faust.App`)."""
     return {
@@ -128,6 +133,8 @@ def faust_config(settings: Settings, table_store: str) -> dict[str, Any]:
         "stream_buffer_maxsize": 4096,
         "producer_linger": 0.005,
         "producer_max_batch_size": 512 * 1024,
+        "producer_compression_type": compression(settings),
+        "producer_max_request_size": settings.worker_max_request_size,
         "table_cleanup_interval": 60.0,
         "key_serializer": "json",
         "value_serializer": "json",
@@ -192,7 +199,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     normalize = _add_normalize(w, raw_topic)
     if exactly_once:
         tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
-            kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name()))
+            kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name(),
+            compression_type=compression(settings), max_request_size=settings.worker_max_request_size))
         correlate = _add_correlate_checkpointed(w, by_county_t, tables, processor)
     else:
         correlate = _add_correlate(w, by_county_t, tables, processor)

@@ -51,13 +51,16 @@ class Checkpoints:
     """Transactional producers of one agent, one per input partition (see the module docstring)."""
 
     def __init__(self, *, kafka: Mapping[str, Any], app_id: str, agent: str, input_topic: str,
-                 transaction_timeout_ms: int = 30_000, linger_ms: int = 5) -> None:
+                 transaction_timeout_ms: int = 30_000, linger_ms: int = 5, compression_type: str | None = None,
+                 max_request_size: int = 2 * 1024 * 1024) -> None:
         self.kafka = dict(kafka)
         self.group_id = app_id
         self.prefix = f"{app_id}-{agent}"
         self.input_topic = input_topic
         self.transaction_timeout_ms = transaction_timeout_ms
         self.linger_ms = linger_ms
+        self.compression_type = compression_type
+        self.max_request_size = max_request_size
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._lock = asyncio.Lock()
         self.committed = 0  # checkpoints committed by this worker (metrics, tests)
@@ -68,7 +71,8 @@ class Checkpoints:
     def _new_producer(self, partition: int) -> AIOKafkaProducer:
         return AIOKafkaProducer(**self.kafka, transactional_id=self.transactional_id(partition),
                                 enable_idempotence=True, acks="all", linger_ms=self.linger_ms,
-                                max_batch_size=512 * 1024, max_request_size=2 * 1024 * 1024,
+                                max_batch_size=512 * 1024, max_request_size=self.max_request_size,
+                                compression_type=self.compression_type,
                                 transaction_timeout_ms=self.transaction_timeout_ms)
 
     async def fence(self, partitions: Iterable[int]) -> None:

@@ -94,3 +94,20 @@ async def test_the_last_committed_record_is_found_behind_markers_and_aborted_tra
         await producer.stop()
     await asyncio.sleep(0.5)
     assert await last_committed_offsets(KAFKA, [tp], window=64) == {tp: 4}
+
+
+async def test_a_flood_sized_record_is_committed_compressed(topics: dict) -> None:
+    """An incident of a big flood (every member event id, and its JSON changelog copy) outgrows
+    Kafka's 1 MiB message.max.bytes uncompressed; the worker's producers compress (gzip by default,
+    `worker_compression_type`), and the broker's limit applies to the compressed batch."""
+    ids = [f"gb28181:3402000000132{i:07d}-20260714T1{i % 60:02d}00" for i in range(60_000)]
+    value = ('{"incident_id":"inc-flood","event_ids":' + str(ids).replace("'", '"') + "}").encode()
+    assert len(value) > 2 * 1024 * 1024  # far above the broker's default limit uncompressed
+    cp = Checkpoints(kafka=KAFKA, app_id=topics["group"], agent="t", input_topic=topics["in"],
+                     compression_type="gzip", max_request_size=16 * 1024 * 1024)
+    try:
+        await cp.commit(0, [OutRecord(topics["changelog"], b"inc-flood", value, 0)], 5)
+    finally:
+        await cp.stop()
+    assert await _read(topics["changelog"], "read_committed") == [value]
+    assert await _committed(topics["group"], topics["in"]) == 5
