@@ -361,8 +361,8 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
 
 
 def _records(w: _Wiring) -> Any:
-    """`records(step, dead_letters)`: a correlate batch's outputs as checkpoint records (incidents
-    coalesced to their latest state, as `_publisher` sends them)."""
+    """`records(step, dead_letters)`: a correlate batch's outputs as records (incidents coalesced
+    to their latest state), counted in the metrics: in a checkpoint, or sent by `_publisher`."""
     store, metrics = w.store, w.metrics
     links_name, incidents_name, escalations_name = (w.name(n) for n in CORRELATE.outputs)
     dead_name = w.name(topology.DEAD_LETTERS)
@@ -389,24 +389,13 @@ def _records(w: _Wiring) -> Any:
 
 
 def _publisher(w: _Wiring) -> Any:
-    """`publish(step)`: a correlate batch's links, incidents (latest state only) and escalations."""
-    store, metrics = w.store, w.metrics
-    links_name, incidents_name, escalations_name = (w.name(n) for n in CORRELATE.outputs)
+    """`publish(step)`: a correlate batch's links, incidents (latest state only) and escalations,
+    the records `_records` makes, sent outside a checkpoint (``at_least_once``)."""
+    records_of = _records(w)
 
     async def publish(step: StepOutput) -> None:
-        for link in step.links:
-            metrics.links += 1
-            await w.send(links_name, link["county_code"], store.encode("pingan.Link", link))
-        latest: dict[str, dict[str, Any]] = {}
-        for inc in step.incidents:  # one record per incident per batch: its latest state
-            latest[inc["incident_id"]] = inc
-        for inc in latest.values():
-            metrics.incidents += 1
-            metrics.merges += inc.get("status") == "merged"
-            await w.send(incidents_name, inc["incident_id"], store.encode("pingan.Incident", inc))
-        for esc in step.escalations:
-            metrics.escalations += 1
-            await w.send(escalations_name, esc["incident_id"], store.encode("pingan.Escalation", esc))
+        for rec in records_of(step, ()):
+            await w.app.publish(rec.topic, rec.key or b"", rec.value or b"")
 
     return publish
 

@@ -42,21 +42,30 @@ def undisturbed(events: list[dict]) -> dict[str, frozenset[str]]:
     return incidents(proc)
 
 
-@pytest.mark.parametrize("lost", [("incidents",), ("candidates",), ("pending",), ("event_incident", "incidents"),
-                                  ("candidates", "incidents")])
-@pytest.mark.parametrize("start", [175, 325, 550, 700])
-def test_replay_over_half_written_state_ends_like_an_undisturbed_run(events, undisturbed, lost, start) -> None:  # noqa: ANN001
-    batch = 40
+BATCH = 40
+
+
+def _after_batch(events: list[dict], start: int, lost: tuple[str, ...]) -> CountyProcessor:
+    """A processor that ran events[:start + BATCH], with the tables named in `lost` put back as
+    they were before the batch (its writes to them never reached their changelog)."""
     proc = CountyProcessor()
     for ev in events[:start]:
         proc.process(ev)
     before = {name: copy.deepcopy(dict(getattr(proc.stores, name))) for name in lost}
-    for ev in events[start:start + batch]:
+    for ev in events[start:start + BATCH]:
         proc.process(ev)
-    for name in lost:  # these tables' writes for the batch never reached their changelog
+    for name in lost:
         table = getattr(proc.stores, name)
         table.clear()
         table.update(before[name])
+    return proc
+
+
+@pytest.mark.parametrize("lost", [("incidents",), ("candidates",), ("pending",), ("event_incident", "incidents"),
+                                  ("candidates", "incidents")])
+@pytest.mark.parametrize("start", [175, 325, 550, 700])
+def test_replay_over_half_written_state_ends_like_an_undisturbed_run(events, undisturbed, lost, start) -> None:  # noqa: ANN001
+    proc = _after_batch(events, start, lost)  # these tables' writes for the batch never reached their changelog
     for ev in events[start:]:  # the batch is replayed (its offsets were not committed), then the rest
         proc.process(ev)
     assert incidents(proc) == undisturbed
@@ -75,21 +84,12 @@ def test_a_checkpoint_is_all_or_nothing_and_either_way_ends_like_an_undisturbed_
     done; what comes again is only a duplicate delivery of its events from the at-least-once
     normalize stage). Half-written state — the cases above, and the one they leave out (only
     `event_incident` lost after a merge) — cannot arise."""
-    batch = 40
-    proc = CountyProcessor()
-    for ev in events[:start]:
-        proc.process(ev)
-    before = {name: copy.deepcopy(dict(getattr(proc.stores, name))) for name in ALL_TABLES}
-    for ev in events[start:start + batch]:
-        proc.process(ev)
     if outcome == "lost":  # the transaction never committed: every table as before the batch
-        for name in ALL_TABLES:
-            table = getattr(proc.stores, name)
-            table.clear()
-            table.update(before[name])
+        proc = _after_batch(events, start, ALL_TABLES)
         replay = events[start:]
     else:  # committed; normalize re-sent the batch's events (a kill before its own offset commit)
-        replay = events[start:start + batch] + events[start + batch:]
+        proc = _after_batch(events, start, ())
+        replay = events[start:start + BATCH] + events[start + BATCH:]
     for ev in replay:
         proc.process(ev)
     assert incidents(proc) == undisturbed
