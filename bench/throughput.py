@@ -778,6 +778,8 @@ class Options:
     flood_events: int = 5000
     flood_chunk: int = 1000
     json_path: Path | None = None
+    #: run only the groups (of `GROUPS`) holding one of these variants (empty: every group)
+    groups: frozenset[str] = frozenset()
     keep_dir: bool = False
 
 
@@ -909,8 +911,9 @@ def render(result: Result, width: int | None = None) -> Table:
 
 async def _rounds(ctx: Context, opts: Options, failures: list[str]) -> list[Measurement]:
     runs: list[Measurement] = []
+    groups = [g for g in GROUPS if not opts.groups or any(v in opts.groups for v in g)]
     for rnd in range(1, opts.rounds + 1):
-        for group in GROUPS:
+        for group in groups:
             for variant in (group if rnd % 2 else group[::-1]):
                 try:
                     m = await measure(ctx, variant, rnd)
@@ -965,7 +968,7 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
         result = Result(
             options={"scale": opts.scale, "rounds": opts.rounds, "seed": opts.seed, "min_seconds": opts.min_seconds,
                      "latency_seconds": opts.latency_seconds, "flood_events": opts.flood_events,
-                     "flood_chunk": opts.flood_chunk},
+                     "flood_chunk": opts.flood_chunk, "only": sorted(opts.groups)},
             machine={"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                      "loadavg_at_end": os.getloadavg()},
             payload={"days": payload.days, "raw_records": payload.n, "events": payload.events,

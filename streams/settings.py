@@ -92,7 +92,11 @@ class Settings(BaseSettings):
     es_heap: str = "768m"
     es_manage: bool = True
     es_index_prefix: str = "pingan"
-    es_refresh_interval: str = "1s"
+    es_refresh_interval: str = Field(default="500ms", description=(
+        "refresh interval of the incident indices: how soon an indexed incident is searchable (the queue, "
+        "the search page). Elasticsearch's 1s default alone puts the ack-to-searchable p99 near 2 s on "
+        "the reference machine; at 500ms it is ~1.2 s (pingan bench throughput, docs/sizing.md) for two "
+        "small refreshes a second at county rates. Replays turn refresh off while they bulk-load"))
     # --- domain ------------------------------------------------------------------
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="IANA zone of the sources' local (offset-less) times")
     dev_mode: bool = Field(default=False, description="development/demo only: fixed public secrets fill unset ones "
@@ -164,6 +168,9 @@ class Settings(BaseSettings):
         "carries every member event id and its changelog copy is JSON: a flood of ~10,000 events makes "
         "records near Kafka's 1 MiB message.max.bytes, which the broker checks after compression "
         "(about 6x on such records); gzip needs no extra package in any client"))
+    worker_gzip_level: int = Field(default=1, ge=1, le=9, description=(
+        "gzip level of the worker's producers (aiokafka alone always uses 9, ~8x the CPU of 1 for a few "
+        "per cent of size; streams/worker/codec.py)"))
     worker_max_request_size: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, description=(
         "largest uncompressed record the worker's producers accept (the broker limit applies compressed)"))
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(default="exactly_once", description=(

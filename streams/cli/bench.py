@@ -31,6 +31,8 @@ def throughput(
     flood_chunk: Annotated[int, typer.Option(min=1, help="flood row: events per timed chunk")] = 1000,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers here")] = None,
     keep_dir: Annotated[bool, typer.Option(help="keep the work dir (simulator folders, subprocess logs)")] = False,
+    only: Annotated[str, typer.Option(help="comma-separated variants: run only their groups (B1,normalize | "
+                                           "B2,sink | B3,pure,pipeline); default all")] = "",
 ) -> None:
     """Throughput of normalize, the index sink and the whole pipeline vs fair bare baselines (same work,
     no framework) and the pure in-process pipeline; the flood row; e2e latency. One table, one run."""
@@ -38,7 +40,8 @@ def throughput(
 
     run_and_print(Options(scale=scale, rounds=rounds, seed=seed, min_seconds=min_seconds,
                           latency_seconds=latency_seconds, flood_events=flood_events, flood_chunk=flood_chunk,
-                          json_path=json_path, keep_dir=keep_dir))
+                          json_path=json_path, keep_dir=keep_dir,
+                          groups=frozenset(v.strip() for v in only.split(",") if v.strip())))
 
 
 @app.command()

@@ -43,6 +43,7 @@ from streams.domain.watch import parse_watchlists
 from streams.settings import Settings
 from streams.worker import topology
 from streams.worker.checkpoint import CheckpointLost, Checkpoints, OutRecord, by_partition
+from streams.worker.codec import use_gzip_level
 from streams.worker.engine import PinganFaustApp, StateTables, changelog_records, write_store
 from streams.worker.observability import install as install_observability
 from streams.worker.observability import observe_bulk, observe_quality
@@ -181,6 +182,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 
     ``table_store`` is Faust's table store URL ("memory://" in agent unit tests)."""
     worker_dir(settings).mkdir(parents=True, exist_ok=True)
+    if settings.worker_compression_type == "gzip":
+        use_gzip_level(settings.worker_gzip_level)
     exactly_once = settings.processing_guarantee == "exactly_once"
     kafka = {"bootstrap_servers": settings.kafka_bootstrap, **settings.aiokafka_client_options()}
     app = PinganFaustApp(settings.app_id, read_committed=exactly_once, kafka=kafka,
