@@ -67,6 +67,8 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,11 +104,14 @@ LABELS: Mapping[str, str] = {
     "B3": "B3 bare aiokafka → normalize → correlate → bulk, Kafka writes",
     "pure": "pure in-process normalize → correlate → documents",
     "pipeline": "ours: whole pipeline (Faust worker → ES)",
+    "pipeline2": "ours: whole pipeline, 2 worker processes",
 }
 UNITS: Mapping[str, str] = {"B1": "records", "normalize": "records", "B2": "docs", "sink": "docs",
-                            "B3": "records", "pure": "records", "pipeline": "records"}
+                            "B3": "records", "pure": "records", "pipeline": "records",
+                            "pipeline2": "records"}
 #: groups run together; odd rounds in this order (baselines first), even rounds reversed
-GROUPS: tuple[tuple[str, ...], ...] = (("B1", "normalize"), ("B2", "sink"), ("B3", "pure", "pipeline"))
+GROUPS: tuple[tuple[str, ...], ...] = (("B1", "normalize"), ("B2", "sink"),
+                                       ("B3", "pure", "pipeline", "pipeline2"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +131,18 @@ RATIOS: tuple[Ratio, ...] = (
     Ratio("pipeline/B3", "whole pipeline ÷ B3", "pipeline", "B3", 0.5),
     Ratio("pipeline/pure", "framework tax: whole pipeline ÷ pure in-process", "pipeline", "pure", 0.5),
 )
+#: ratios shown for information (no target of issue 18): the pipeline on two worker processes
+SCALING: tuple[Ratio, ...] = (
+    Ratio("pipeline2/pipeline", "2 worker processes ÷ 1", "pipeline2", "pipeline", 0.0),
+    Ratio("pipeline2/pure", "2 worker processes ÷ pure in-process (one thread)", "pipeline2", "pure", 0.0),
+)
 FLOOD_TARGET = 1.5  # last chunk ÷ first chunk
 LATENCY_TARGET_S = 1.5  # e2e p99 at half the measured maximum rate
 WAIT_S = 300.0  # upper bound for any single wait (start-up, completion)
 MARGIN = 1.5  # sizing margin over min_seconds (rates on a shared machine swing by that much between rounds)
 MAX_DAYS = 90  # simulated days at most (B3 and the pipeline read fresh records)
 #: variants that read fresh records (a prefix of the payload); pure runs on the pipeline's records
-FRESH = frozenset({"B3", "pipeline", "pure"})
+FRESH = frozenset({"B3", "pipeline", "pure", "pipeline2"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -165,15 +175,16 @@ class CpuProbe:
     kafka_pid: int | None
     es_pid: int | None
 
-    def snapshot(self, python_pid: int | None) -> dict[str, float]:
-        return {"python": cpu_seconds(python_pid), "kafka": cpu_seconds(self.kafka_pid),
+    def snapshot(self, python_pid: int | Sequence[int] | None) -> dict[str, float]:
+        pids = python_pid if isinstance(python_pid, Sequence) else (python_pid,)
+        return {"python": sum(cpu_seconds(p) for p in pids), "kafka": cpu_seconds(self.kafka_pid),
                 "es": cpu_seconds(self.es_pid)}
 
 
 class CpuWindow:
     """CPU seconds of one timed window (`start` … `stop`) for one Python process."""
 
-    def __init__(self, probe: CpuProbe, pid: int | None) -> None:
+    def __init__(self, probe: CpuProbe, pid: int | Sequence[int] | None) -> None:
         self.probe, self.pid = probe, pid
         self.before = probe.snapshot(pid)
 
@@ -254,7 +265,7 @@ class IndexWatch:
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], *, what: str, timeout: float = WAIT_S,
-                     interval: float = 0.05, child: ChildProcess | None = None) -> None:
+                     interval: float = 0.05, child: ChildProcess | WorkerGroup | None = None) -> None:
     """Poll an async predicate until true; fail with `what` (and the child's log) on timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -351,7 +362,9 @@ class Context:
         guess = {"B1": lambda: cal.rate(correlate=False), "B3": lambda: cal.rate(correlate=True),
                  "normalize": lambda: self.rates.get("B1") or cal.rate(correlate=False),
                  "B2": lambda: 1000.0, "sink": lambda: self.rates.get("B2") or 1000.0,
-                 "pipeline": lambda: 0.5 * (self.rates.get("B3") or cal.rate(correlate=True))}[variant]()
+                 "pipeline": lambda: 0.5 * (self.rates.get("B3") or cal.rate(correlate=True)),
+                 "pipeline2": lambda: 1.5 * (self.rates.get("pipeline")
+                                             or 0.5 * (self.rates.get("B3") or cal.rate(correlate=True)))}[variant]()
         return math.ceil(self.min_seconds * MARGIN * guess)
 
     def size(self, variant: str) -> int:
@@ -430,7 +443,7 @@ def _py(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-async def _timed_kafka_run(ctx: Context, ns: Settings, child: ChildProcess, variant: str, rnd: int,
+async def _timed_kafka_run(ctx: Context, ns: Settings, child: ChildProcess | WorkerGroup, variant: str, rnd: int,
                            records: Sequence[RawRecord], done: Callable[[], Awaitable[bool]],
                            warm: Callable[[], Awaitable[bool]], check: Callable[[], Progress]) -> Measurement:
     """Warm-up record → wait → start the clock → produce `records` → wait for `done`."""
@@ -492,7 +505,7 @@ async def run_normalize(ctx: Context, rnd: int) -> Measurement:
         ("",), None)
 
 
-async def _index_run(ctx: Context, rnd: int, variant: str, child_of: Callable[[Settings], ChildProcess],
+async def _index_run(ctx: Context, rnd: int, variant: str, child_of: Callable[[Settings], ChildProcess | WorkerGroup],
                      groups: Sequence[str]) -> Measurement:
     """B3 / pipeline: a prefix of fresh records until the index holds exactly its incidents."""
     ns = ctx.namespace(groups)
@@ -503,8 +516,8 @@ async def _index_run(ctx: Context, rnd: int, variant: str, child_of: Callable[[S
         alias = IndexNames(ns.es_index_prefix).alias
         child = child_of(ns).start()
         try:
-            if variant == "pipeline":
-                await wait_web(ns.worker_web_port, child)
+            if isinstance(child, WorkerGroup):
+                await child.wait_assigned(ns.worker_web_port)
             n = ctx.size(variant)
             watch = IndexWatch(ctx.es, alias, ctx.payload.expected(n))
             warm = IndexWatch(ctx.es, alias, Expected(1, 1, {ctx.payload.warm_incident: 0}, frozenset()))
@@ -528,8 +541,73 @@ async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
     return await _index_run(ctx, rnd, "pipeline", lambda ns: _worker(ns, ctx.run_dir / f"pipeline-{rnd}.log"), ("",))
 
 
+async def run_pipeline2(ctx: Context, rnd: int) -> Measurement:
+    """Ours on two worker processes of one consumer group (worker ids 0 and 1): Faust spreads the
+    partitions; a county's correlate state stays on one partition, so one worker correlates it."""
+    return await _index_run(ctx, rnd, "pipeline2", lambda ns: WorkerGroup([
+        _worker(ns.model_copy(update={"worker_id": i}), ctx.run_dir / f"pipeline2-{rnd}-{i}.log") for i in (0, 1)]),
+        ("",))
+
+
 def _worker(ns: Settings, log_path: Path) -> ChildProcess:
     return ChildProcess(pingan_command("worker", "run", "--loglevel", "warning"), settings_env(ns), log_path)
+
+
+class WorkerGroup:
+    """Worker processes of one app started, checked and stopped together (`ChildProcess`'s interface
+    as `_index_run` uses it; ``pid`` is every process's, for the CPU window)."""
+
+    def __init__(self, children: Sequence[ChildProcess]) -> None:
+        self.children = list(children)
+
+    def start(self) -> "WorkerGroup":
+        for c in self.children:
+            c.start()
+        return self
+
+    @property
+    def pid(self) -> list[int]:
+        return [c.pid for c in self.children if c.pid]
+
+    def check(self) -> None:
+        for c in self.children:
+            c.check()
+
+    def stop(self) -> None:
+        for c in self.children:
+            c.terminate()
+        for c in self.children:
+            c.stop()
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(f"[worker {i}]\n{c.log_tail(n)}" for i, c in enumerate(self.children))
+
+    async def wait_assigned(self, base_port: int) -> None:
+        """Every worker's /healthz reports partitions assigned (the group has settled with all of
+        them in it: no rebalance lands inside the timed window)."""
+        deadline = time.monotonic() + WAIT_S
+        for i, c in enumerate(self.children):
+            await wait_web(base_port + i, c)
+        while time.monotonic() < deadline:
+            self.check()
+            counts = await asyncio.gather(*(asyncio.to_thread(_assigned, base_port + i)
+                                            for i in range(len(self.children))))
+            if all(counts):
+                return
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"workers not all assigned after {WAIT_S:.0f} s\n{self.log_tail()}")
+
+
+def _assigned(port: int) -> int:
+    """Partitions assigned to the worker whose web port is `port` (0 when unknown)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 503 while not ready: the body still says why
+        body = json.loads(exc.read() or b"{}")
+    except OSError:
+        return 0
+    return int((body.get("kafka") or {}).get("assigned_partitions") or 0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -609,7 +687,7 @@ async def run_pure(ctx: Context, rnd: int) -> Measurement:
 
 RUNNERS: Mapping[str, Callable[[Context, int], Awaitable[Measurement]]] = {
     "B1": run_b1, "normalize": run_normalize, "B2": run_b2, "sink": run_sink, "B3": run_b3, "pure": run_pure,
-    "pipeline": run_pipeline}
+    "pipeline": run_pipeline, "pipeline2": run_pipeline2}
 
 
 async def measure(ctx: Context, variant: str, rnd: int, attempts: int = 3) -> Measurement:
@@ -812,7 +890,8 @@ class Result:
 
     def ratios(self) -> dict[str, dict[str, Any]]:
         return {r.key: {"label": r.label, "ratio": self.ratio(r), "target": r.target,
-                        "met": self.ratio(r) >= r.target} for r in RATIOS}
+                        "met": self.ratio(r) >= r.target} for r in RATIOS} | {
+            r.key: {"label": r.label, "ratio": self.ratio(r), "target": None, "met": None} for r in SCALING}
 
     def summary(self) -> dict[str, Any]:
         return {variant: {
@@ -865,6 +944,10 @@ def _ratio_row(table: Table, result: Result, r: Ratio) -> None:
         table.add_row(f"→ {r.label}", "", "", "", "", "", "", "", f"≥ {r.target:.1f}", "[red]FAILED", style="red")
         return
     ratio = result.ratio(r)
+    if not r.target:  # for information: no target
+        table.add_row(f"→ {r.label}", "", "", f"{result.median_rate(r.ours):,.0f} / {result.median_rate(r.base):,.0f}",
+                      "", "", "", f"{ratio:.2f}", "—", "")
+        return
     table.add_row(f"→ {r.label}", "", "", f"{result.median_rate(r.ours):,.0f} / {result.median_rate(r.base):,.0f}",
                   "", "", "", f"{ratio:.2f}", f"≥ {r.target:.1f}", _verdict(ratio >= r.target), style="bold")
 
@@ -883,9 +966,11 @@ def render(result: Result, width: int | None = None) -> Table:
         number_column(table, col)
     table.add_column("ok", justify="center", no_wrap=True)
     for group in GROUPS:
+        if not any(result.runs_of(v) for v in group):
+            continue  # not asked for (--only)
         for variant in group:
             _variant_row(table, result, variant)
-        for r in RATIOS:
+        for r in (*RATIOS, *SCALING):
             if r.ours in group and r.base in group:
                 _ratio_row(table, result, r)
         table.add_section()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.throughput import LABELS, RATIOS
+from bench.throughput import LABELS, RATIOS, SCALING
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -52,7 +52,7 @@ def test_throughput_bench_prints_every_row(stack: Settings, tmp_path: Path) -> N
          "--json", str(out)],
         capture_output=True, text=True, timeout=400, env={**os.environ, "COLUMNS": "220"})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    for label in [*LABELS.values(), *(r.label for r in RATIOS)]:
+    for label in [*LABELS.values(), *(r.label for r in (*RATIOS, *SCALING))]:
         assert label in proc.stdout, f"row {label!r} missing:\n{proc.stdout}"
     assert "end-to-end latency p99" in proc.stdout
     assert "flood:" in proc.stdout
