@@ -65,14 +65,30 @@ class _Classifier:
         self.dead_letters = settings.topic(DEAD_LETTERS)
 
 
+def _children(metric: Any) -> Any:
+    """``child(*labels)``: `metric.labels(*labels)`, remembered (prometheus_client takes a lock and
+    builds a key on every call; the sensors below call it for every message)."""
+    cache: dict[tuple[str, ...], Any] = {}
+
+    def child(*labels: str) -> Any:
+        c = cache.get(labels)
+        if c is None:
+            c = cache[labels] = metric.labels(*labels)
+        return c
+
+    return child
+
+
 def _make_sensor(classifier: _Classifier, events_in: Any, events_out: Any, dead_letters: Any) -> Any:
+    events_in, events_out = _children(events_in), _children(events_out)
+
     class PinganSensor(faust.Sensor):
         """Counts consumed/produced messages by stage and source (cheap: topic and key only)."""
 
         def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
             where = classifier.inputs.get(tp.topic)
             if where:
-                events_in.labels(*where).inc()
+                events_in(*where).inc()
 
         def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
             try:
@@ -83,9 +99,9 @@ def _make_sensor(classifier: _Classifier, events_in: Any, events_out: Any, dead_
                 stage = classifier.outputs.get(topic)
                 if stage == "normalize":  # events.v1 key = event_id = "<source>:<native id>"
                     key = message.key if isinstance(message.key, bytes) else b""
-                    events_out.labels(stage, key.split(b":", 1)[0].decode("utf-8", "replace") or "unknown").inc()
+                    events_out(stage, key.split(b":", 1)[0].decode("utf-8", "replace") or "unknown").inc()
                 elif stage:
-                    events_out.labels(stage, classifier.names[topic].split(".")[0]).inc()
+                    events_out(stage, classifier.names[topic].split(".")[0]).inc()
             except Exception:  # noqa: BLE001 - metrics never break a send
                 log.debug("metrics sensor failed", exc_info=True)
             return None
