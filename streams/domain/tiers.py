@@ -141,7 +141,9 @@ def recurrence(incident: Mapping[str, Any], rules: TierRules,
                history: Mapping[str, Sequence[Sequence[Any]]] | None) -> tuple[str, int] | None:
     """(person key, count) of the most recurrent person within the window ending at last_seen,
     when the count reaches the threshold and the incident kind is a recurrence kind."""
-    if not history or incident.get("kind") not in rules.recurrence_kinds:
+    # `history is None`, not `not history`: the truth of a table-backed mapping is its length,
+    # which a RocksDB table can only count by reading every key
+    if history is None or incident.get("kind") not in rules.recurrence_kinds:
         return None
     until = int(incident.get("last_seen") or 0)
     since = until - rules.recurrence_window_days * _DAY_MS
@@ -161,7 +163,9 @@ def recurrence_at(incident: Mapping[str, Any], rules: TierRules,
     time at which one person had ``count`` recurrence-kind events within the window ending at
     the incident's last_seen (None if never). A function of the recorded events, not of the
     order they were recorded in."""
-    if not history or incident.get("kind") not in rules.recurrence_kinds:
+    # `history is None`, not `not history`: the truth of a table-backed mapping is its length,
+    # which a RocksDB table can only count by reading every key
+    if history is None or incident.get("kind") not in rules.recurrence_kinds:
         return None
     until = int(incident.get("last_seen") or 0)
     since = until - rules.recurrence_window_days * _DAY_MS

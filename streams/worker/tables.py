@@ -112,7 +112,15 @@ class CachedTable(MutableMapping[str, Any]):
         return iter(self._keys()) if self._dirty else iter(self.table)
 
     def __len__(self) -> int:
+        """The number of keys: reads every key of the table (a RocksDB table has no count)."""
         return len(self._keys()) if self._dirty else len(self.table)
+
+    def __bool__(self) -> bool:
+        """Non-empty? Reads at most one key of the table per pending deletion (not `__len__`)."""
+        if self._dirty and any(value is not _MISSING for value, _event in self._dirty.values()):
+            return True
+        deleted = {k for k, (value, _e) in (self._dirty or {}).items() if value is _MISSING}
+        return any(key not in deleted for key in self.table)
 
     def clear_cache(self) -> None:
         """Forget everything cached (after a rebalance the table may hold other partitions)."""

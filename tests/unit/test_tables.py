@@ -70,3 +70,41 @@ def test_batch_writes_each_key_once_with_its_event_current() -> None:
     assert t.flush(lambda ev: current.__setitem__("event", ev)) == 3
     assert backing["inc"] == {"version": 2} and backing["cand"] == ["e1"] and "gone" not in backing
     assert sorted(writes) == [("cand", "e1"), ("inc", "e3")]  # once per key, with the writing event current
+
+
+class _CountingTable(dict):
+    """A dict that records how many keys were read by iteration and refuses `len` (a RocksDB table
+    can only count by reading every key)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.keys_read = 0
+
+    def __len__(self) -> int:
+        raise AssertionError("len() of a table reads every key")
+
+    def __iter__(self):  # type: ignore[override]
+        for key in super().__iter__():
+            self.keys_read += 1
+            yield key
+
+
+def test_truth_reads_one_key_not_the_whole_table() -> None:
+    backing = _CountingTable({f"k{i}": i for i in range(1000)})
+    t = CachedTable(backing)
+    assert t
+    assert backing.keys_read == 1
+    assert not CachedTable(_CountingTable())
+
+
+def test_truth_inside_a_batch_sees_pending_writes_and_deletions() -> None:
+    t = CachedTable(_CountingTable({"a": 1}))
+    t.begin_batch()
+    del t["a"]
+    assert not t  # the only key is deleted in the batch
+    t["b"] = 2
+    assert t
+    empty = CachedTable(_CountingTable())
+    empty.begin_batch()
+    empty["x"] = 1
+    assert empty

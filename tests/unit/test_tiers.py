@@ -146,3 +146,21 @@ def test_records_encode_with_the_avro_contracts():
     (esc,) = escalation_records(first, state.live()[out[0]["incident_id"]])
     for name, rec in [("Link", lk), ("Escalation", esc)] + [("Incident", r) for r in out]:
         assert decode(encode(name, rec))[1] == rec
+
+
+def test_recurrence_never_counts_the_history_table() -> None:
+    """`recurrence` / `recurrence_at` run for every event: asking a table-backed history for its
+    length would read every key of it (a RocksDB table has no count)."""
+    from streams.domain.tiers import recurrence, recurrence_at
+
+    class NoLen(dict):
+        def __len__(self) -> int:
+            raise AssertionError("len() of the history table")
+
+    rules = RULES
+    kind = sorted(rules.recurrence_kinds)[0]
+    day = 86_400_000
+    history = NoLen({"id:p1": [[i * day, f"e{i}"] for i in range(rules.recurrence_count)]})
+    inc = {"kind": kind, "person_keys": ["id:p1"], "last_seen": rules.recurrence_count * day}
+    assert recurrence(inc, rules, history) == ("id:p1", rules.recurrence_count)
+    assert recurrence_at(inc, rules, history) == (rules.recurrence_count - 1) * day
