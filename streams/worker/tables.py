@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 _MISSING = object()
+_NOT_CACHED = object()
 #: The value `take_writes` gives for a deleted key.
 DELETED = _MISSING
 
@@ -85,6 +86,22 @@ class CachedTable(MutableMapping[str, Any]):
             raise
         self._remember(key, value)
         return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``self[key]`` or `default`, without raising and catching a KeyError per miss (the
+        domain reads with ``get``; most candidate-key reads miss)."""
+        value = self._cache.get(key, _NOT_CACHED)
+        if value is _NOT_CACHED:
+            self.misses += 1
+            value = self.table.get(key, _MISSING)
+            self._remember(key, value)
+        else:
+            self.hits += 1
+            self._cache.move_to_end(key)
+        return default if value is _MISSING else value
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
 
     def __setitem__(self, key: str, value: Any) -> None:
         if self._dirty is None:
