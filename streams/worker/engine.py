@@ -67,6 +67,8 @@ from importlib.metadata import version as installed_version
 from types import ModuleType, SimpleNamespace
 from typing import Any, NamedTuple, cast
 
+from aiokafka.errors import IllegalStateError
+
 from streams.worker.checkpoint import Checkpoints, OutRecord, last_committed_offsets
 from streams.worker.tables import DELETED, CachedTable
 
@@ -458,15 +460,31 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         refetch, the offsets in between were skipped by the fetch, not fetched. (Partitions with
         records in the fetch just returned are left alone: their position is past those records.)"""
         for tp, owed in list(self._next_offset.items()):
-            if tp in fetched or tp in self._reseek or self.highwater(tp) <= owed or not acks_enabled_for(tp.topic):
+            if tp in fetched or tp in self._reseek or not acks_enabled_for(tp.topic):
                 continue
-            position = await self.position(tp)
+            end = self._known_highwater(tp)
+            if end is None or end <= owed:  # not fetched since it was assigned, or nothing skipped
+                continue
+            try:
+                position = await self.position(tp)
+            except (AssertionError, IllegalStateError):  # no longer assigned: a rebalance is under way
+                return
             if (self._seeking or self._seek_epoch != epoch or self.app.consumer_generation_id != generation
                     or tp in self._reseek or self._next_offset.get(tp) != owed):
                 return
             if position is not None and position > owed:
                 self._mark_gap(tp, owed, position)
                 self._next_offset[tp] = position
+
+    def _known_highwater(self, tp: TP) -> int | None:
+        """The partition's end offset from the last fetch, or None: aiokafka knows none before the
+        first fetch after an assignment (it returns None) and asserts for a partition that a
+        rebalance has just taken away (seen with two workers: the fetcher crashed on ``None <= int``
+        and the worker exited)."""
+        try:
+            return cast(int | None, self.highwater(tp))
+        except AssertionError:
+            return None
 
     def _mark_gap(self, tp: TP, start: int, end: int) -> None:
         """Offsets [start, end) are absent from the log (compaction): committable once reached."""

@@ -4,7 +4,9 @@ The delivery side (seek epochs, refetch after discarded batches) is exercised on
 three-broker cluster by tests/faults/test_cluster.py."""
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
+from types import SimpleNamespace
 
 import pytest
 from intervaltree import IntervalTree
@@ -117,3 +119,48 @@ def test_a_trailing_transaction_marker_is_committable_without_a_record_after_it(
     c._mark_gap(T, 13, 14)  # noqa: SLF001
     assert c._new_offset(T) == 14  # noqa: SLF001 - caught up: committed == end offset
     assert not c._gap[T]  # noqa: SLF001
+
+
+class _Skipper:
+    """What `_skip_control_records` reads of the consumer, with a scripted aiokafka state."""
+
+    def __init__(self, highwater: object, position: int | None) -> None:
+        self._highwater, self._position = highwater, position
+
+    def highwater(self, tp: object) -> int | None:
+        if isinstance(self._highwater, BaseException):
+            raise self._highwater
+        return self._highwater  # type: ignore[return-value]
+
+    async def position(self, tp: object) -> int | None:
+        return self._position
+
+
+def _skipper(highwater: object, position: int | None = 14) -> SafeOffsetsConsumer:
+    c = bare_consumer(10)
+    stub = _Skipper(highwater, position)
+    c.highwater = stub.highwater  # type: ignore[method-assign]
+    c.position = stub.position  # type: ignore[method-assign]
+    c._next_offset = {T: 13}  # noqa: SLF001
+    c._reseek = {}  # noqa: SLF001
+    c._seeking = False  # noqa: SLF001
+    c._seek_epoch = 1  # noqa: SLF001
+    c.app = SimpleNamespace(consumer_generation_id=7)  # type: ignore[misc]
+    return c
+
+
+@pytest.mark.parametrize("highwater", [None, AssertionError("Partition is not assigned")],
+                         ids=["not-fetched-since-assigned", "revoked-by-a-rebalance"])
+def test_skipping_markers_waits_while_the_end_offset_is_unknown(highwater: object) -> None:
+    """Seen with two workers: after a rebalance aiokafka's highwater was None (and asserts for a
+    partition just taken away); the drain loop crashed on ``None <= int`` and the worker exited."""
+    c = _skipper(highwater)
+    asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
+    assert c._next_offset == {T: 13} and not c._gap[T]  # noqa: SLF001 - nothing assumed
+
+
+def test_skipping_markers_records_the_gap_once_the_end_is_known() -> None:
+    c = _skipper(14, position=14)
+    asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
+    assert c._next_offset == {T: 14}  # noqa: SLF001
+    assert sorted((i.begin, i.end) for i in c._gap[T]) == [(13, 14)]  # noqa: SLF001
