@@ -93,7 +93,8 @@ from schemas.catalogue import TOPICS
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES
-from streams.worker.topology import EVENTS
+from schemas.serde import default_store
+from streams.worker.topology import BY_COUNTY, EVENTS, INCIDENTS
 
 RAW_TOPICS: tuple[str, ...] = tuple(RAW_SOURCES)
 LABELS: Mapping[str, str] = {
@@ -723,6 +724,9 @@ class Latency:
     max: float
     refresh_interval: str
     target_s: float = LATENCY_TARGET_S
+    #: stage → (p50, p99, events): where the time goes, from the Kafka timestamps of each event's
+    #: first by-county record and first incidents.v1 record (`stage_latencies`)
+    stages: dict[str, tuple[float, float, int]] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -807,12 +811,54 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
             seconds = await producer_task()
             await poller
             lat = [seen[e] - acked[e] for e in seen if e in acked]
+            stamps = {name: await read_stamps(ns, name) for name in (BY_COUNTY, INCIDENTS)}
             return Latency(rate, seconds, n, len(lat), len(acked) - len(lat), percentile(lat, 50),
-                           percentile(lat, 99), max(lat) if lat else float("nan"), ns.es_refresh_interval)
+                           percentile(lat, 99), max(lat) if lat else float("nan"), ns.es_refresh_interval,
+                           stages=stage_latencies(acked, stamps[BY_COUNTY], stamps[INCIDENTS], seen))
         finally:
             child.stop()
     finally:
         await ctx.cleanup(ns)
+
+
+async def read_stamps(ns: Settings, name: str) -> dict[str, float]:
+    """event_id → Kafka timestamp (s) of the first committed record of topic `name` that carries it
+    (a pingan.Event's id, or any of a pingan.Incident's ``event_ids``). The timestamp is the
+    worker's, set when it sent the record (inside its transaction, before the commit)."""
+    store = default_store()
+    consumer = AIOKafkaConsumer(ns.topic(name), bootstrap_servers=ns.kafka_bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level="read_committed",
+                                **ns.aiokafka_client_options())
+    await consumer.start()
+    first: dict[str, float] = {}
+    try:
+        while batch := await consumer.getmany(timeout_ms=1500):
+            for messages in batch.values():
+                for m in messages:
+                    try:
+                        schema, rec = store.decode(m.value)
+                    except Exception:  # noqa: BLE001 - ticks and actions share the by-county topic
+                        continue
+                    ids = [rec["event_id"]] if schema == "pingan.Event" else rec.get("event_ids") or ()
+                    for eid in ids:
+                        first.setdefault(eid, m.timestamp / 1000.0)
+    finally:
+        await consumer.stop()
+    return first
+
+
+def stage_latencies(acked: Mapping[str, float], by_county: Mapping[str, float], incidents: Mapping[str, float],
+                    searchable: Mapping[str, float]) -> dict[str, tuple[float, float, int]]:
+    """(p50, p99, events) per stage: ack → by-county record sent (normalize), → incidents.v1 record
+    sent (correlate), → searchable (the checkpoint commit, the index agent, the refresh, the 100 ms
+    search poll). Events missing a timestamp are left out of that stage."""
+    spans = {"normalize": (acked, by_county), "correlate": (by_county, incidents),
+             "commit + index + refresh": (incidents, searchable)}
+    out: dict[str, tuple[float, float, int]] = {}
+    for stage, (a, b) in spans.items():
+        d = [b[e] - a[e] for e in acked if e in a and e in b]
+        out[stage] = (percentile(d, 50), percentile(d, 99), len(d))
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -991,6 +1037,9 @@ def render(result: Result, width: int | None = None) -> Table:
         table.add_row(f"end-to-end latency p99 at half the max pipeline rate (max {lat.max:.2f} s, "
                       f"{lat.missing} not seen)", f"{lat.measured} events", f"{lat.p99:.2f}", f"{lat.rate:,.0f}",
                       "", "", "", "", f"≤ {lat.target_s:.1f} s", _verdict(lat.p99 <= lat.target_s), style="bold")
+        for stage, (p50, p99, count) in lat.stages.items():
+            table.add_row(f"  latency stage: {stage} (p50 / p99)", f"{count} events", f"{p50:.2f} / {p99:.2f}",
+                          "", "", "", "", "", "", "")
     return table if width is None else fit_table(table, width, NARROW_DROP, fold_min=24)
 
 

@@ -69,6 +69,10 @@ def test_throughput_bench_prints_every_row(stack: Settings, tmp_path: Path) -> N
         assert run["expected"] > 0 and run["observed"] == run["expected"], run
         assert run["seconds"] >= 2.0 or run["short"], run
     assert data["latency"]["measured"] > 0 and data["latency"]["p99"] > 0
+    stages = data["latency"]["stages"]  # where the time goes, per event, from Kafka timestamps
+    assert set(stages) == {"normalize", "correlate", "commit + index + refresh"}, stages
+    assert all(count > 0 and 0 <= p50 <= p99 for p50, p99, count in stages.values()), stages
+    assert "latency stage: correlate" in proc.stdout
     flood = data["flood"]
     assert flood == "n/a (bench.flood missing)" or (flood["ratio"] > 0 and len(flood["chunk_seconds"]) == 5), flood
     assert not data["failures"]

@@ -1,0 +1,19 @@
+"""bench.throughput.stage_latencies: per-stage p50/p99 from per-event timestamps (pure)."""
+from __future__ import annotations
+
+from bench.throughput import stage_latencies
+
+
+def test_stages_split_the_end_to_end_time_per_event() -> None:
+    acked = {f"e{i}": 100.0 + i for i in range(100)}
+    by_county = {e: t + 0.05 for e, t in acked.items()}
+    incidents = {e: t + 0.25 for e, t in by_county.items() if e != "e7"}  # e7 never reached an incident
+    searchable = {e: t + (2.0 if e == "e99" else 0.5) for e, t in incidents.items()}
+    stages = stage_latencies(acked, by_county, incidents, searchable)
+    assert list(stages) == ["normalize", "correlate", "commit + index + refresh"]
+    p50, p99, n = stages["normalize"]
+    assert (round(p50, 3), round(p99, 3), n) == (0.05, 0.05, 100)
+    assert stages["correlate"][2] == 99  # e7 left out of the stages it has no timestamp for
+    p50, p99, n = stages["commit + index + refresh"]
+    # nearest rank: p99 of 99 values is the largest, the one slow event
+    assert (round(p50, 3), round(p99, 3), n) == (0.5, 2.0, 99)
