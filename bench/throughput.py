@@ -90,10 +90,10 @@ from connectors.sources.devices import DeviceRegistry
 from infra.processes import ChildProcess, free_port, isolated_settings, pingan_command, settings_env
 from infra.stack import Elasticsearch, Kafka
 from schemas.catalogue import TOPICS
+from schemas.serde import default_store
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from streams.worker.stages import RAW_SOURCES
-from schemas.serde import default_store
 from streams.worker.topology import BY_COUNTY, EVENTS, INCIDENTS
 
 RAW_TOPICS: tuple[str, ...] = tuple(RAW_SOURCES)
