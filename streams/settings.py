@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     es_refresh_interval: str = Field(default="500ms", description=(
         "refresh interval of the incident indices: how soon an indexed incident is searchable (the queue, "
         "the search page). Elasticsearch's 1s default alone puts the ack-to-searchable p99 near 2 s on "
-        "the reference machine; at 500ms it is ~1.2 s (pingan bench throughput, docs/sizing.md) for two "
-        "small refreshes a second at county rates. Replays turn refresh off while they bulk-load"))
+        "the reference machine; at 500ms it was 1.2-1.9 s at ~350 events/s (pingan bench throughput, "
+        "docs/sizing.md) for two small refreshes a second. Replays turn refresh off while they bulk-load"))
     # --- domain ------------------------------------------------------------------
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="IANA zone of the sources' local (offset-less) times")
     dev_mode: bool = Field(default=False, description="development/demo only: fixed public secrets fill unset ones "
