@@ -33,22 +33,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
-from bench.throughput_payload import RawRecord, worker_processor, worker_stage
+from bench.throughput_payload import RawRecord
 from connectors.elasticsearch.admin import IndexNames
 from connectors.elasticsearch.documents import incident_document
 from connectors.sources.devices import DeviceRegistry
 from schemas.serde import default_store
-from streams.domain.pipeline import StepOutput
 from streams.settings import Settings
-from streams.worker.stages import EVENT_SCHEMA, LIFECYCLE_INPUTS, RAW_SOURCES, decode_correlate_input
+from streams.worker.app import county_processor, load_registry, normalize_stage
+from streams.worker.stages import EVENT_SCHEMA, RAW_SOURCES, correlate_record
 from streams.worker.topology import BY_COUNTY, DEAD_LETTERS, ESCALATIONS, EVENTS, INCIDENTS, LINKS
 
 BATCH = 1000  # records per getmany
-
-
-def registry_of(settings: Settings) -> DeviceRegistry | None:
-    """The device registry the worker loads (None without one)."""
-    return DeviceRegistry.from_csv(settings.registry_path) if settings.registry_path else None
 
 
 def incident_actions(incidents: Iterable[Mapping[str, Any]], index: str) -> Iterator[dict[str, Any]]:
@@ -87,7 +82,7 @@ class BareNormalize:
     def __init__(self, settings: Settings, producer: Any) -> None:
         self.settings = settings
         self.store = default_store()
-        self.stage = worker_stage(settings, self.store, registry_of(settings), settings.raw_topic_prefix)
+        self.stage = normalize_stage(settings, self.store, load_registry(settings), settings.raw_topic_prefix)
         self.producer = producer
         self.events_t, self.county_t, self.dead_t = (settings.topic(t) for t in (EVENTS, BY_COUNTY, DEAD_LETTERS))
 
@@ -117,26 +112,18 @@ class BareCorrelate:
     def __init__(self, settings: Settings, producer: Any, client: Any) -> None:
         self.settings = settings
         self.store = default_store()
-        self.processor = worker_processor(settings)
+        self.processor = county_processor(settings)
         self.producer = producer
         self.client = client
         self.index = IndexNames(settings.es_index_prefix).alias
         self.links_t, self.incidents_t, self.escalations_t = (settings.topic(t) for t in (LINKS, INCIDENTS, ESCALATIONS))
-
-    def step(self, value: bytes) -> StepOutput:
-        schema, record = decode_correlate_input(self.store, value)
-        if schema == LIFECYCLE_INPUTS["clock.v1"]:
-            return self.processor.tick(record)
-        if schema == LIFECYCLE_INPUTS["dispositions.v1"]:
-            return self.processor.apply_disposition(record)
-        return self.processor.process(record)
 
     async def handle(self, by_county: Sequence[bytes], futures: list[Any]) -> None:
         """Correlate a batch, publish its outputs, wait for every ack, then bulk its incidents."""
         send, encode = self.producer.send, self.store.encode
         latest: dict[str, dict[str, Any]] = {}
         for value in by_county:
-            step = self.step(value)
+            step = correlate_record(self.processor, self.store, value)
             for link in step.links:
                 futures.append(await send(self.links_t, encode("pingan.Link", link), key=link["county_code"].encode()))
             for inc in step.incidents:
@@ -220,8 +207,8 @@ def pure_pass(records: Sequence[RawRecord], settings: Settings, registry: Device
     A fresh stage and processor (set up outside the timing); incident documents are built for the
     latest record of each incident per ``correlate_batch_size`` events, as the worker coalesces."""
     store = default_store()
-    stage = worker_stage(settings, store, registry)
-    processor = worker_processor(settings)
+    stage = normalize_stage(settings, store, registry)
+    processor = county_processor(settings)
     batch = max(1, settings.correlate_batch_size)
     latest: dict[str, dict[str, Any]] = {}
     events = 0

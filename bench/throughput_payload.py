@@ -23,14 +23,11 @@ from typing import Any
 
 from connectors.ingest.files import iter_deliveries
 from connectors.sources.devices import DeviceRegistry
-from connectors.sources.registry import normalizer
 from infra.processes import simulate_folder
 from schemas.serde import SchemaStore, default_store
-from streams.domain.pipeline import CountyProcessor, Stores
-from streams.domain.ruleset import load_ruleset
 from streams.settings import Settings
-from streams.worker.app import load_watch
-from streams.worker.stages import NormalizeStage, decode_event
+from streams.worker.app import county_processor, normalize_stage
+from streams.worker.stages import decode_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,21 +111,6 @@ class Payload:
                         frozenset(i for i, (_v, live) in last.items() if not live))
 
 
-def worker_processor(settings: Settings, stores: Stores | None = None) -> CountyProcessor:
-    """A `CountyProcessor` configured like the worker's (rules, tier rules, rules version, watch
-    lists of `settings`), over in-memory dicts unless `stores` are given."""
-    ruleset = load_ruleset(settings.rules_dir)
-    return CountyProcessor(stores or Stores(), rules=ruleset.correlation, tier_rules=ruleset.tiers,
-                           rules_version=ruleset.version, watch=load_watch(settings))
-
-
-def worker_stage(settings: Settings, store: SchemaStore, registry: DeviceRegistry | None,
-                 topic_prefix: str = "") -> NormalizeStage:
-    """The normalize agent's `NormalizeStage` for `settings` (same person key, zone, registry)."""
-    return NormalizeStage(store, normalizer(settings.person_key(), settings.timezone, registry),
-                          topic_prefix=topic_prefix)
-
-
 def _translate(folder: Path, settings: Settings) -> tuple[list[RawRecord], DeviceRegistry]:
     """Translate every delivery and encode its records once (event ids filled in later)."""
     store = default_store()
@@ -147,8 +129,8 @@ def _evaluate(records: list[RawRecord], settings: Settings, registry: DeviceRegi
               folder: Path) -> Payload:
     """Run the records once through the pure worker code; log every incident record it emits."""
     store = default_store()
-    stage = worker_stage(settings, store, registry)
-    processor = worker_processor(settings)
+    stage = normalize_stage(settings, store, registry)
+    processor = county_processor(settings)
     cal = Calibration(records=len(records))
     clock = time.perf_counter
     out_records: list[RawRecord] = []
@@ -183,11 +165,11 @@ def _evaluate(records: list[RawRecord], settings: Settings, registry: DeviceRegi
 def _warmup(records: Sequence[RawRecord], settings: Settings, store: SchemaStore,
             registry: DeviceRegistry) -> tuple[int, str]:
     """The index of the first record whose event alone opens a live incident, and that incident's id."""
-    stage = worker_stage(settings, store, registry)
+    stage = normalize_stage(settings, store, registry)
     for index, raw in enumerate(records[:5000]):
         if raw.event_id is None:
             continue
-        processor = worker_processor(settings)
+        processor = county_processor(settings)
         for event in stage.handle(raw.topic, None, None, raw.value).events:
             live = [i["incident_id"] for i in processor.process(decode_event(store, stage.encode_event(event))).incidents
                     if i.get("status") != "merged"]

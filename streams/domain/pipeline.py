@@ -50,6 +50,12 @@ class StepOutput:
     def __bool__(self) -> bool:
         return bool(self.links or self.incidents or self.escalations)
 
+    def extend(self, other: "StepOutput") -> None:
+        """Append `other`'s links, incident records and escalations (a batch collecting its steps)."""
+        self.links.extend(other.links)
+        self.incidents.extend(other.incidents)
+        self.escalations.extend(other.escalations)
+
 
 _CLOCK = "~clock:"  # history-store key prefix of a county's clock: [epoch ms]
 
@@ -252,8 +258,5 @@ def run_batch(events: list[Event], processor: CountyProcessor | None = None) -> 
     proc = processor or CountyProcessor()
     total = StepOutput()
     for ev in events:
-        step = proc.process(ev)
-        total.links.extend(step.links)
-        total.incidents.extend(step.incidents)
-        total.escalations.extend(step.escalations)
+        total.extend(proc.process(ev))
     return proc, total

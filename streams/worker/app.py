@@ -47,7 +47,7 @@ from streams.worker.codec import use_gzip_level
 from streams.worker.engine import PinganFaustApp, StateTables, changelog_records, write_store
 from streams.worker.observability import install as install_observability
 from streams.worker.observability import observe_bulk, observe_quality
-from streams.worker.stages import NormalizeStage, RetriableStageError, decode_correlate_input
+from streams.worker.stages import NormalizeStage, RetriableStageError, correlate_record
 from streams.worker.topology import CORRELATE, INDEX, NORMALIZE
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,27 @@ class Metrics:
         return dict(self.__dict__)
 
 
-def _load_registry(settings: Settings) -> Any:
+def load_registry(settings: Settings) -> DeviceRegistry | None:
+    """The device registry CSV of `settings` (None without one)."""
     if settings.registry_path is None:
         return None
     return DeviceRegistry.from_csv(settings.registry_path)
+
+
+def normalize_stage(settings: Settings, store: SchemaStore, registry: DeviceRegistry | None,
+                    topic_prefix: str = "") -> NormalizeStage:
+    """The normalize agent's stage: the person key, time zone and `registry` of the deployment;
+    raw topic names carry `topic_prefix`. (The benchmarks' baselines build theirs here too.)"""
+    return NormalizeStage(store, normalizer(settings.person_key(), settings.timezone, registry),
+                          topic_prefix=topic_prefix)
+
+
+def county_processor(settings: Settings, stores: Stores | None = None) -> CountyProcessor:
+    """The correlate agent's processor: the rules of `settings.rules_dir` (a RulesError names the
+    file), its watch lists, over `stores` (in-memory dicts when None)."""
+    ruleset = load_ruleset(settings.rules_dir)
+    return CountyProcessor(stores or Stores(), rules=ruleset.correlation, tier_rules=ruleset.tiers,
+                           rules_version=ruleset.version, watch=load_watch(settings))
 
 
 def load_watch(settings: Settings) -> dict[str, str]:
@@ -194,11 +211,9 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     (by_county_t,) = [w.topic(n) for n in CORRELATE.inputs]
     (incidents_t,) = [w.topic(n) for n in INDEX.inputs]
     tables = StateTables(app, topology.table_partitions())
-    ruleset = load_ruleset(settings.rules_dir)  # RulesError (clear, names the file) before anything starts
-    processor = CountyProcessor(Stores(**{field: tables.table(name)
-                                          for field, name in topology.CORRELATE_TABLES.items()}),
-                                rules=ruleset.correlation, tier_rules=ruleset.tiers, rules_version=ruleset.version,
-                                watch=load_watch(settings))
+    # a RulesError (clear, names the file) before anything starts
+    processor = county_processor(settings, Stores(**{field: tables.table(name)
+                                                     for field, name in topology.CORRELATE_TABLES.items()}))
     normalize = _add_normalize(w, raw_topic)
     if exactly_once:
         tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
@@ -220,9 +235,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
 def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
     """Every raw topic → `events.v1` (key event_id) and the by-county topic (key county code)."""
     settings, store, metrics = w.settings, w.store, w.metrics
-    stage = NormalizeStage(store, normalizer(settings.person_key(), settings.timezone,
-                                             _load_registry(settings)),
-                           topic_prefix=settings.raw_topic_prefix)
+    stage = normalize_stage(settings, store, load_registry(settings), settings.raw_topic_prefix)
     (events_name,) = [w.name(n) for n in NORMALIZE.outputs]
     (by_county_name,) = [w.name(n) for n in NORMALIZE.repartitions]
 
@@ -282,9 +295,7 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
                 if dead is not None:
                     await w.dead_letter(dead)
                     continue
-                out.links.extend(step.links)
-                out.incidents.extend(step.incidents)
-                out.escalations.extend(step.escalations)
+                out.extend(step)
             tables.flush()  # state first, then outputs: both are flushed before the batch is acked
             await publish(out)
 
@@ -296,12 +307,7 @@ def _correlate_step(processor: CountyProcessor, store: SchemaStore, ev: Any) -> 
     msg = ev.message
     value: bytes = ev.value or b""
     try:
-        schema, record = decode_correlate_input(store, value)
-        if schema == "pingan.ClockTick":
-            return processor.tick(record), None
-        if schema == "pingan.Disposition":
-            return processor.apply_disposition(record), None
-        return processor.process(record), None
+        return correlate_record(processor, store, value), None
     except Exception as exc:  # noqa: BLE001 - errors are data: dead-letter and go on
         if classify(exc) is ErrorClass.FATAL:
             raise
@@ -340,9 +346,7 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
                 if dead_letter is not None:
                     dead.setdefault(p, []).append(dead_letter)
                     continue
-                out.links.extend(step.links)
-                out.incidents.extend(step.incidents)
-                out.escalations.extend(step.escalations)
+                out.extend(step)
             writes = by_partition(tables.take_writes(), lambda tw: tw.partition)
             for p in sorted(next_offset):
                 state = writes.get(p, [])

@@ -16,6 +16,7 @@ from connectors.sources import registry as source_registry
 from schemas.deadletter import ErrorClass, classify, make_dead_letter
 from schemas.serde import SchemaStore
 from streams.domain.normalize import Normalizer
+from streams.domain.pipeline import CountyProcessor, StepOutput
 
 # raw topic (catalogue name) → canonical source name, from the source registry
 RAW_SOURCES: Mapping[str, str] = MappingProxyType({s.topic: s.source for s in source_registry.SOURCES})
@@ -104,6 +105,17 @@ def decode_correlate_input(store: SchemaStore, value: bytes) -> tuple[str, dict[
     if name != EVENT_SCHEMA and name not in LIFECYCLE_INPUTS.values():
         raise ValueError(f"expected {EVENT_SCHEMA} or a lifecycle input, got {name}")
     return name, record
+
+
+def correlate_record(processor: CountyProcessor, store: SchemaStore, value: bytes) -> StepOutput:
+    """A by-county message through the processor: a ClockTick moves the county clock, a
+    Disposition is a center's action, an Event is correlated (`decode_correlate_input` errors)."""
+    schema, record = decode_correlate_input(store, value)
+    if schema == LIFECYCLE_INPUTS["clock.v1"]:
+        return processor.tick(record)
+    if schema == LIFECYCLE_INPUTS["dispositions.v1"]:
+        return processor.apply_disposition(record)
+    return processor.process(record)
 
 
 def decode_event(store: SchemaStore, value: bytes) -> dict[str, Any]:
