@@ -181,11 +181,11 @@ class _Wiring:
         """Publish to the deployed topic `name` (see `PinganFaustApp.publish`)."""
         await self.app.publish(name, key.encode(), value)
 
-    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
-        """Publish (deployed topic name, key, value) records in order (see `PinganFaustApp.publish`)."""
+    async def send_many(self, records: list[OutRecord]) -> None:
+        """Publish records in order, outside a checkpoint (see `PinganFaustApp.publish`)."""
         publish = self.app.publish
-        for name, key, value in records:
-            await publish(name, key.encode(), value)
+        for rec in records:
+            await publish(rec.topic, rec.key or b"", rec.value or b"")
 
     async def dead_letter(self, record: dict[str, Any]) -> None:
         self.metrics.dead_letters += 1
@@ -244,7 +244,7 @@ def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
         # Whole batches: their outputs are sent together, and the batch is acknowledged only after
         # the body has run (take_events), so a crash replays the batch (idempotent downstream).
         async for batch in stream.take_events(settings.normalize_batch_size, within=settings.normalize_batch_s):
-            records: list[tuple[str, str, bytes]] = []
+            records: list[OutRecord] = []
             dead: list[dict[str, Any]] = []
             notes: list[tuple[str, str]] = []
             for ev in batch:
@@ -260,12 +260,12 @@ def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
                         await stream.sleep(1.0)
                 notes.extend(out.quality_notes())
                 for county, value in out.forward:  # centers' actions and clock ticks, unchanged
-                    records.append((by_county_name, county, value))
+                    records.append(OutRecord(by_county_name, county.encode(), value))
                 for event in out.events:
                     value = store.encode("pingan.Event", event)
                     county = (event.get("location") or {}).get("county_code") or settings.county_code
-                    records.append((events_name, event["event_id"], value))
-                    records.append((by_county_name, county, value))
+                    records.append(OutRecord(events_name, event["event_id"].encode(), value))
+                    records.append(OutRecord(by_county_name, county.encode(), value))
                     metrics.events_out += 1
                 dead.extend(out.dead_letters)
             if notes:
@@ -401,8 +401,7 @@ def _publisher(w: _Wiring) -> Any:
     records_of = _records(w)
 
     async def publish(step: StepOutput) -> None:
-        for rec in records_of(step, ()):
-            await w.app.publish(rec.topic, rec.key or b"", rec.value or b"")
+        await w.send_many(records_of(step, ()))
 
     return publish
 
