@@ -539,15 +539,20 @@ async def run_b3(ctx: Context, rnd: int) -> Measurement:
 
 async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
     """Ours: the real worker (normalize, correlate, index)."""
-    return await _index_run(ctx, rnd, "pipeline", lambda ns: _worker(ns, ctx.run_dir / f"pipeline-{rnd}.log"), ("",))
+    return await _workers_run(ctx, rnd, "pipeline", 1)
 
 
 async def run_pipeline2(ctx: Context, rnd: int) -> Measurement:
     """Ours on two worker processes of one consumer group (worker ids 0 and 1): Faust spreads the
     partitions; a county's correlate state stays on one partition, so one worker correlates it."""
-    return await _index_run(ctx, rnd, "pipeline2", lambda ns: WorkerGroup([
-        _worker(ns.model_copy(update={"worker_id": i}), ctx.run_dir / f"pipeline2-{rnd}-{i}.log") for i in (0, 1)]),
-        ("",))
+    return await _workers_run(ctx, rnd, "pipeline2", 2)
+
+
+async def _workers_run(ctx: Context, rnd: int, variant: str, count: int) -> Measurement:
+    """`_index_run` with `count` worker processes (worker ids 0…), timed once every one has partitions."""
+    return await _index_run(ctx, rnd, variant, lambda ns: WorkerGroup([
+        _worker(ns.model_copy(update={"worker_id": i}), ctx.run_dir / f"{variant}-{rnd}-{i}.log")
+        for i in range(count)]), ("",))
 
 
 def _worker(ns: Settings, log_path: Path) -> ChildProcess:
