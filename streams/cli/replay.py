@@ -45,13 +45,24 @@ def _print_plans(report: Any) -> None:
 
 
 def _interruptible() -> None:
-    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt), so a killed replay ends with one clean line."""
+    """SIGTERM behaves exactly like Ctrl-C, so a killed replay ends with one clean line.
+
+    The signal is handed to the current SIGINT handler. Inside ``asyncio.run`` that is the runner's own handler,
+    which cancels the main task (its ``finally`` blocks save the checkpoint) and then raises KeyboardInterrupt
+    from ``asyncio.run``; raising KeyboardInterrupt straight from the handler would instead land in whichever
+    task callback happened to be running (an aiohttp write, say) and leave that task's traceback on stderr.
+    Outside an event loop the SIGINT handler is Python's default one, which raises KeyboardInterrupt.
+    """
     import signal
 
-    def _raise(_sig: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
+    def _as_sigint(_sig: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGTERM, _as_sigint)
 
 
 def _say(msg: str) -> None:
