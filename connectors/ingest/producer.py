@@ -19,6 +19,10 @@ Contract
   the producer's state are sent again (``ProducerConfig.state_retries`` times). Those still failing
   are reported as retriable (:class:`ProducerStateError`: the caller spools them); only the records
   themselves refused stay non-retriable failures (dead-letter them).
+* A send never outlives its producer: when the producer it was handed to is replaced or stopped
+  while the send waits (aiokafka's ``send`` can wait for topic metadata forever once its client is
+  closed), the records that producer did not confirm by then fail as :class:`ProducerReset` (a
+  producer-session error, so they are re-sent on the new producer like the others).
 * Schema store guard: a producer built by ``from_settings`` (on a real Kafka client) makes sure, once, before its first send,
   that every current schema it may write is published on ``schemas.v1``
   (``connectors.ingest.schema_topic.ensure_published``: publishing what is missing); when that
@@ -73,7 +77,12 @@ PRODUCER_STATE_ERRORS = frozenset({
     "OutOfOrderSequenceNumber", "OutOfOrderSequenceNumberError", "UnknownProducerId", "UnknownProducerIdError",
     "InvalidProducerEpoch", "InvalidProducerEpochError", "ProducerFenced", "ProducerFencedError",
     "InvalidProducerIdMapping", "InvalidProducerIdMappingError", "InvalidTxnState", "IllegalStateError",
+    "ProducerReset",
 })
+
+
+class ProducerReset(Exception):
+    """The producer a record was handed to was replaced or stopped before Kafka confirmed the record."""
 
 
 class ProducerStateError(Exception):
@@ -150,6 +159,7 @@ class RecordProducer:
         self._factory = producer_factory or AIOKafkaProducer
         self._producer: Any | None = None
         self._stuck: "asyncio.Future[Any] | None" = None  # a send whose caller gave up waiting
+        self._gone: dict[int, asyncio.Event] = {}  # generation → set once that producer is stopped
         self._start_lock: asyncio.Lock | None = None
         self._closed = False
         self.generation = 0  # bumped for every underlying producer created
@@ -234,6 +244,7 @@ class RecordProducer:
                 self._schemas_ok = True
             self._producer = producer
             self.generation += 1
+            self._gone[self.generation] = asyncio.Event()
             return producer
 
     async def flush(self) -> None:
@@ -246,7 +257,10 @@ class RecordProducer:
         self._closed = True
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            try:
+                await producer.stop()
+            finally:
+                self._retire(self.generation)
 
     async def reset(self) -> None:
         """Drop the current connection (after repeated timeouts); the next send reconnects."""
@@ -256,6 +270,14 @@ class RecordProducer:
                 await asyncio.wait_for(producer.stop(), timeout=5)
             except Exception:  # noqa: BLE001 - we are discarding it anyway
                 log.debug("stop of discarded producer raised", exc_info=True)
+            finally:
+                self._retire(self.generation)
+
+    def _retire(self, generation: int) -> None:
+        """Wake the sends still waiting on the producer of ``generation``: it is stopped."""
+        gone = self._gone.pop(generation, None)
+        if gone is not None:
+            gone.set()
 
     async def reset_generation(self, generation: int, reason: BaseException) -> None:
         """``reset()`` unless the producer of ``generation`` was already replaced (concurrent senders
@@ -350,18 +372,41 @@ class RecordProducer:
 
     async def _send_once(self, items: Sequence[Item]) -> list[Any]:
         """Hand ``items`` to the current producer; each one's metadata or exception. A batch that met
-        an error Kafka does not retry resets that producer (it may be poisoned for what follows)."""
+        an error Kafka does not retry resets that producer (it may be poisoned for what follows).
+        When that producer is stopped first (another send reset it), what it has not confirmed by
+        then is a :class:`ProducerReset` failure instead of a wait that may never end."""
         producer = await self.ensure_started()
         generation = self.generation
+        gone = self._gone.get(generation)
         futures: list[asyncio.Future[Any]] = []
-        for topic, key, value in items:
-            try:
-                futures.append(await producer.send(topic, value=value, key=encode_key(key)))
-            except Exception as exc:  # noqa: BLE001 - collected and raised as DeliveryError below
-                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                fut.set_exception(exc)
-                futures.append(fut)
-        results = list(await asyncio.gather(*futures, return_exceptions=True))
+
+        async def hand_over() -> None:
+            for topic, key, value in items:
+                try:
+                    futures.append(await producer.send(topic, value=value, key=encode_key(key)))
+                except Exception as exc:  # noqa: BLE001 - collected and raised as DeliveryError below
+                    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                    fut.set_exception(exc)
+                    futures.append(fut)
+            await asyncio.wait(futures)
+
+        task = asyncio.ensure_future(hand_over())
+        watch = asyncio.ensure_future(gone.wait()) if gone is not None else None
+        try:
+            await asyncio.wait([task] if watch is None else [task, watch], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if watch is not None:
+                watch.cancel()
+            if not task.done():  # the producer is stopped (or we are cancelled): stop waiting on it
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        results: list[Any] = []
+        for i in range(len(items)):
+            fut = futures[i] if i < len(futures) else None
+            if fut is None or not fut.done() or fut.cancelled():
+                results.append(ProducerReset(f"producer {generation} was stopped before Kafka confirmed the record"))
+            else:
+                results.append(fut.exception() or fut.result())
         fatal = next((r for r in results if isinstance(r, BaseException)
                       and (is_producer_state_error(r) or not is_retriable(r))), None)
         if fatal is not None:

@@ -201,3 +201,56 @@ def test_concurrent_failures_reset_the_producer_once() -> None:
         assert p.resets == 1
 
     asyncio.run(go())
+
+
+class MetadataHang(FakeProducer):
+    """Like aiokafka once its client is closed: a send waiting for a topic's metadata never returns."""
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> "asyncio.Future[Any]":
+        if topic == "slow" and self.kafka.created == 1:
+            await asyncio.Event().wait()  # nobody will ever set it
+        return await super().send(topic, value, key)
+
+
+def hanging_factory(kafka: FakeKafka) -> Any:
+    def make(**_: Any) -> MetadataHang:
+        kafka.created += 1
+        return MetadataHang(kafka)
+    return make
+
+
+def test_a_send_waiting_on_a_producer_that_another_send_reset_is_re_sent_on_the_new_one() -> None:
+    """The CI flake of tests/faults/test_receiver_oversize.py: one send waited forever on a reset
+    producer, so every later spool drain answered "Kafka has not confirmed earlier records yet"."""
+    kafka = FakeKafka()
+    p = RecordProducer("fake:1", producer_factory=hanging_factory(kafka))
+
+    async def go() -> None:
+        await p.start()
+        slow = asyncio.ensure_future(p.send_batch([("slow", b"k", b"waiting")], timeout=5))
+        await asyncio.sleep(0.01)  # the slow send is now waiting inside the first producer
+        with pytest.raises(DeliveryError) as info:
+            await p.send_batch([("t", b"k", b"x" * 500)], timeout=5)  # refused for good: resets the producer
+        assert not info.value.retriable and p.resets == 1
+        assert await asyncio.wait_for(slow, timeout=2) == [0]  # re-sent and confirmed by the second producer
+        assert kafka.log == [b"waiting"] and kafka.created == 2
+        await p.send_batch([("t", b"k", b"after")], timeout=5)  # nothing is stuck
+        assert kafka.log == [b"waiting", b"after"]
+
+    asyncio.run(go())
+
+
+def test_stopping_the_producer_ends_a_send_that_would_wait_forever() -> None:
+    kafka = FakeKafka()
+    p = RecordProducer("fake:1", producer_factory=hanging_factory(kafka))
+
+    async def go() -> None:
+        await p.start()
+        slow = asyncio.ensure_future(p.send_batch([("slow", b"k", b"waiting")]))
+        await asyncio.sleep(0.01)
+        await p.stop()
+        with pytest.raises(DeliveryError):
+            await asyncio.wait_for(slow, timeout=2)
+        assert kafka.log == []
+
+    asyncio.run(go())
