@@ -256,22 +256,24 @@ class RecordProducer:
         """Flush and close (idempotent)."""
         self._closed = True
         producer, self._producer = self._producer, None
+        generation = self.generation
         if producer is not None:
             try:
                 await producer.stop()
             finally:
-                self._retire(self.generation)
+                self._retire(generation)
 
     async def reset(self) -> None:
         """Drop the current connection (after repeated timeouts); the next send reconnects."""
         producer, self._producer = self._producer, None
+        generation = self.generation  # a send may start the next producer while this one stops
         if producer is not None:
             try:
                 await asyncio.wait_for(producer.stop(), timeout=5)
             except Exception:  # noqa: BLE001 - we are discarding it anyway
                 log.debug("stop of discarded producer raised", exc_info=True)
             finally:
-                self._retire(self.generation)
+                self._retire(generation)
 
     def _retire(self, generation: int) -> None:
         """Wake the sends still waiting on the producer of ``generation``: it is stopped."""

@@ -254,3 +254,33 @@ def test_stopping_the_producer_ends_a_send_that_would_wait_forever() -> None:
         assert kafka.log == []
 
     asyncio.run(go())
+
+
+def test_a_reset_wakes_the_sends_of_the_producer_it_stops_not_of_the_one_started_meanwhile() -> None:
+    class SlowStop(MetadataHang):
+        async def stop(self) -> None:
+            await asyncio.sleep(0.05)  # long enough for another send to start the next producer
+            await super().stop()
+
+    kafka = FakeKafka()
+
+    def make(**_: Any) -> SlowStop:
+        kafka.created += 1
+        return SlowStop(kafka)
+
+    p = RecordProducer("fake:1", producer_factory=make)
+
+    async def go() -> None:
+        await p.start()
+        slow = asyncio.ensure_future(p.send_batch([("slow", b"k", b"waiting")], timeout=5))
+        await asyncio.sleep(0.01)
+        resetting = asyncio.ensure_future(p.reset())
+        await asyncio.sleep(0.01)
+        await p.send_batch([("t", b"k", b"meanwhile")], timeout=5)  # starts producer 2 during the stop
+        assert p.generation == 2
+        await resetting
+        assert 2 in p._gone and not p._gone[2].is_set()  # producer 2 is live: its sends are not woken
+        assert await asyncio.wait_for(slow, timeout=2) == [1]  # the stopped one's send, re-sent on producer 2
+        assert kafka.log == [b"meanwhile", b"waiting"]
+
+    asyncio.run(go())
