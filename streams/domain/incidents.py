@@ -28,6 +28,16 @@ Contracts
   summaries are recomputed only when the summaries list changes (`_summary_facts`). What remains
   proportional to the size is one list copy per re-assigned value (values are never mutated in
   place): ~15 µs for 5,000 ids.
+- Full incidents: an incident holds at most ``tier_rules.max_incident_events`` events
+  (tier_rules.toml ``[incidents] max_events``). A link whose merge would pass it does not merge.
+  The smaller side joins the full incident's *continuation* (the incident holding the first event
+  that went on past it, ``~cont:<id>`` in ``pending``) if the two fit, else it becomes that
+  continuation; the link is kept on where it ends, with one more reason naming the full incident
+  (`_past_cap`). So a flood fills one incident to the cap, then the next: no stray singletons.
+  Links of such a group are applied one by one in link_id order, those staying on one incident
+  in one update (`_apply_stepwise`). Order independence holds while no merge reaches the cap;
+  past it, which events land in which continuation depends on the order links are applied
+  (links.v1 order), which a replay of the same log reproduces.
 """
 from __future__ import annotations
 
@@ -44,6 +54,9 @@ _DISP = "disp:"
 #: pending-store key prefix of the deadline index: ``~due:<county>:<bucket>`` → incident ids whose
 #: deadline_at falls in that clock step (bucket = deadline_at // clock_step_ms)
 _DUE = "~due:"
+#: pending-store key prefix of the continuation index: ``~cont:<incident_id>`` → [the first event of
+#: the incident that goes on where that full incident stopped]
+_CONT = "~cont:"
 
 Event = Mapping[str, Any]
 Incident = dict[str, Any]
@@ -312,18 +325,8 @@ class IncidentState:
                 for rec in self.apply_event(ev):
                     out[rec["incident_id"]] = rec
         ia, ib = self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]
-        if ia == ib:
-            inc = self.incidents[ia]
-            # links are kept sorted by link_id (see _finish): binary search, then insert in place
-            # of a full re-sort (a flood incident carries thousands of links)
-            links = inc["links"]
-            at = bisect.bisect_left(links, link["link_id"], key=_link_key)
-            if at < len(links) and links[at]["link_id"] == link["link_id"]:
-                return [out[k] for k in sorted(out)]
-            new = self._finish({**inc, "links": _cap_links(links[:at] + [dict(link)] + links[at:]),
-                                "link_count": int(inc.get("link_count") or len(links)) + 1}, presorted=True)
-            self._put(new)
-            out[ia] = new
+        if ia == ib or self._too_big([self.incidents[ia], self.incidents[ib]]):
+            out.update(self._apply_stepwise([link]))  # a link inside one incident, or past the cap
             return [out[k] for k in sorted(out)]
         for rec in self._merge(self.incidents[ia], self.incidents[ib], link):
             out[rec["incident_id"]] = rec
@@ -456,6 +459,83 @@ class IncidentState:
             return False
         return _link_strength(link) > max(_link_strength(lk) for lk in links)
 
+    def _too_big(self, incs: list[Incident]) -> bool:
+        """Whether merging these incidents would pass the cap on events per incident."""
+        return sum(len(i["event_ids"]) for i in incs) > self.rules.max_incident_events
+
+    def _continuation(self, iid: str) -> Incident | None:
+        """The live incident that goes on where the full incident `iid` stopped, if there is one."""
+        root = (self.pending.get(_CONT + iid) or [None])[0]
+        if root is None or not self.registered(root):
+            return None
+        return self.incidents[self.event_incident[root]]
+
+    def _past_cap(self, a: Incident, b: Incident, link: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+        """Where a link between two incidents too big to merge goes: (the smaller incident, the
+        continuation it joins or None, the link with a reason naming the full incident).
+
+        The smaller joins the full incident's continuation if the two fit together, else it becomes
+        that continuation (recorded under ``~cont:<full id>``); the link is kept on what it ends in.
+        A continuation that is full too passes on to its own continuation."""
+        small, full = sorted((a, b), key=lambda i: (len(i["event_ids"]), i["incident_id"]))
+        kept = {**link, "reasons": [*link["reasons"], f"未合并：关联事件{full['incident_id']}已达上限"
+                                                       f"{self.rules.max_incident_events}条，本事件续接"]}
+        seen = {full["incident_id"]}
+        at = full
+        while True:
+            cont = self._continuation(at["incident_id"])
+            if cont is None:
+                self.pending[_CONT + at["incident_id"]] = [small["event_ids"][0]]
+                return small["incident_id"], None, kept
+            if cont["incident_id"] == small["incident_id"] or cont["incident_id"] in seen:
+                return small["incident_id"], None, kept
+            if not self._too_big([small, cont]):
+                return small["incident_id"], cont["incident_id"], kept
+            seen.add(cont["incident_id"])
+            at = cont  # the continuation is full too: go on to its own
+
+    def _apply_stepwise(self, links: list[Mapping[str, Any]]) -> dict[str, Incident]:
+        """Links (endpoints registered) of a group whose merge would pass the cap: what
+        `apply_link` does for each in link_id order, with the links that stay on one incident
+        added in one update (a flood event brings up to 200 links to the full incident)."""
+        out: dict[str, Incident] = {}
+        adds: dict[str, list[Mapping[str, Any]]] = {}
+
+        def flush() -> None:
+            for iid in sorted(adds):
+                for rec in self._add_links(self.incidents[iid], adds[iid]):
+                    out[iid] = rec
+            adds.clear()
+
+        for link in sorted(links, key=_link_key):
+            ia, ib = self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]
+            if ia == ib:
+                adds.setdefault(ia, []).append(link)
+                continue
+            if self._too_big([self.incidents[ia], self.incidents[ib]]):
+                small, cont, kept = self._past_cap(self.incidents[ia], self.incidents[ib], link)
+                if cont is None:
+                    adds.setdefault(small, []).append(kept)
+                    continue
+                pair, new_links = [small, cont], [kept]
+            else:
+                pair, new_links = [ia, ib], [link]
+            flush()
+            for rec in self._combine([self.incidents[i] for i in pair], new_links):
+                out[rec["incident_id"]] = rec
+        flush()
+        return out
+
+    def _add_links(self, inc: Incident, links: Iterable[Mapping[str, Any]]) -> list[Incident]:
+        """Add links to an incident's kept links (in link_id order, capped); [] if all are there."""
+        merged, added = _merge_links(inc["links"], sorted(links, key=_link_key))
+        if not added:
+            return []
+        new = self._finish({**inc, "links": _cap_links_sorted(merged),
+                            "link_count": int(inc.get("link_count") or len(inc["links"])) + added}, presorted=True)
+        self._put(new)
+        return [new]
+
     def _park(self, eid: str, link: Mapping[str, Any]) -> None:
         waiting = list(self.pending.get(eid) or ())
         if all(lk["link_id"] != link["link_id"] for lk in waiting):
@@ -575,6 +655,9 @@ class IncidentState:
                 known = {lk["link_id"] for lk in incs[0]["links"]}
                 if all(lk["link_id"] in known for lk in group_links):
                     continue
+            elif self._too_big(incs):  # the cap decides link by link, in link_id order
+                out.update(self._apply_stepwise(group_links))
+                continue
             for rec in self._combine(incs, sorted(group_links, key=_link_key)):
                 out[rec["incident_id"]] = rec
         return [out[k] for k in sorted(out)]

@@ -47,6 +47,9 @@ class TierRules:
     opening_kinds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: deadlines are checked on the county clock rounded down to this step (epoch ms)
     clock_step_ms: int = 600_000
+    #: an incident holds at most this many events; a link that would merge past it is kept on the
+    #: smaller incident instead (streams/domain/incidents.py, "Full incidents")
+    max_incident_events: int = 20_000
 
     def rank(self, tier: str) -> int:
         """Position of a tier (0 = lowest)."""
@@ -86,7 +89,10 @@ def parse_tier_rules(doc: Mapping[str, Any]) -> TierRules:
         evidence_sources=frozenset(act.get("evidence_sources", ())),
         opening_kinds=MappingProxyType({str(k): int(v) for k, v in (act.get("opening_kinds") or {}).items()}),
         clock_step_ms=int(float(doc.get("clock", {}).get("check_minutes", 10)) * 60_000),
+        max_incident_events=int(doc.get("incidents", {}).get("max_events", 20_000)),
     )
+    if rules.max_incident_events < 2:
+        raise ValueError(f"incidents.max_events must be at least 2, not {rules.max_incident_events}")
     used = {default, rules.multi_village, rules.multi_town, *base.values(), *(t for _, t in sev),
             *rules.deadline_hours}
     if not used <= set(tiers):
