@@ -19,7 +19,6 @@ is at-least-once and, with deterministic ids, effectively exactly-once downstrea
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
