@@ -35,7 +35,6 @@ Contract
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -248,7 +247,16 @@ class Authenticator:
         self._nonce_counts = _Expiring(max_entries)
 
     def verify(self, feed: str, method: str, uri: str, headers: Mapping[str, str], body: bytes) -> Verdict:
-        """Is this push (its feed, method, request URI, headers, body) from a credential of the feed?"""
+        """Is this push (its feed, method, request URI, headers, body) from a credential of the feed?
+
+        Never raises: header values a scheme cannot parse (non-ASCII, undecodable bytes that arrive
+        as surrogates, bad base64) are a "malformed" failure like any other refusal."""
+        try:
+            return self._verify(feed, method, uri, headers, body)
+        except (ValueError, TypeError) as exc:  # UnicodeError and binascii.Error are ValueErrors
+            return _fail("malformed", f"credentials in the request headers cannot be read ({type(exc).__name__})")
+
+    def _verify(self, feed: str, method: str, uri: str, headers: Mapping[str, str], body: bytes) -> Verdict:
         h = {k.lower(): v for k, v in headers.items()}
         creds = self.credentials.for_feed(feed)
         if not creds:
@@ -285,7 +293,7 @@ class Authenticator:
             return _fail("unknown-key", f"{HEADER_KEY_ID} {key_id[:64]!r} is not an HMAC key of the receivers")
         if feed not in cred.feeds:
             return _fail("feed-not-allowed", f"key {key_id!r} may not push to {feed!r}", key_id=key_id)
-        if not ts.isdigit() or len(ts) > 12:
+        if not (ts.isascii() and ts.isdigit()) or len(ts) > 12:
             return _fail("bad-timestamp", f"{HEADER_TIMESTAMP} must be Unix seconds", key_id=key_id)
         now = self.clock()
         window = self.credentials.replay_window_s
@@ -294,7 +302,7 @@ class Authenticator:
         nonce = h.get(HEADER_NONCE.lower())
         if nonce is not None and not 0 < len(nonce) <= 64:
             return _fail("bad-nonce", f"{HEADER_NONCE} must have 1 to 64 characters", key_id=key_id)
-        if not hmac.compare_digest(sign(cred.secret, ts, body, nonce), sig):
+        if not (sig.isascii() and hmac.compare_digest(sign(cred.secret, ts, body, nonce), sig)):
             return _fail("bad-signature", "signature does not match the body and timestamp", key_id=key_id)
         replay_key = (key_id, sig)
         self._signatures.prune(now)
@@ -305,14 +313,14 @@ class Authenticator:
 
     def _token(self, feed: str, token: str) -> Verdict:
         for cred in self.credentials.for_feed(feed, "token"):
-            if hmac.compare_digest(cred.secret.encode("utf-8"), token.encode("utf-8")):
+            if hmac.compare_digest(cred.secret.encode("utf-8"), token.encode("utf-8", "surrogateescape")):
                 return Verdict(True, key_id=cred.key_id)
         return _fail("bad-token", f"the token is not one of {feed}'s")
 
     def _basic(self, feed: str, encoded: str) -> Verdict:
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text handed to b64decode
             return _fail("malformed", "Basic credentials are not base64 user:password")
         cred = self.credentials.by_key_id(user, "basic")
         if cred is None or feed not in cred.feeds or not hmac.compare_digest(

@@ -8,7 +8,8 @@ subscriber (`subscribe`; `ready` is set once positions are fixed) and keeps runn
 ``(kind, record)`` with kind "incident" or "disposition"; a subscriber whose queue is full loses
 the oldest item (counted in ``dropped``), never blocks the others. Filtering by jurisdiction is the
 caller's (`streams.web.operations`), per subscriber. ``known_paths`` remembers the admin path of
-the incidents seen (bounded) so dispositions and merges can be filtered too. Kafka unreachable:
+the incidents seen (bounded) so dispositions and merges can be filtered too, and
+``known_owners`` their own admin code (whether a credential sees all of an incident). Kafka unreachable:
 the hub retries every `retry_s` seconds (also while neither topic exists: it never creates them); subscribers stay connected (heartbeats) meanwhile.
 """
 from __future__ import annotations
@@ -47,6 +48,8 @@ class LiveHub:
         self.ready = asyncio.Event()
         self.dropped = 0
         self.known_paths: OrderedDict[str, list[str]] = OrderedDict()
+        #: incident id → its own admin code (the area holding all its events), for the same ids
+        self.known_owners: dict[str, str] = {}
         self._subscribers: set[asyncio.Queue[Item]] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -69,9 +72,11 @@ class LiveHub:
             path = self.known_paths.pop(inc_id, None)
             if record.get("status") != "merged" or path is None:
                 path = incident_admin_path(record)
+                self.known_owners[inc_id] = str(record.get("admin_code") or "")
             self.known_paths[inc_id] = path
             while len(self.known_paths) > KNOWN_PATHS:
-                self.known_paths.popitem(last=False)
+                gone, _ = self.known_paths.popitem(last=False)
+                self.known_owners.pop(gone, None)
         for q in list(self._subscribers):
             if q.full():
                 with contextlib.suppress(asyncio.QueueEmpty):

@@ -206,6 +206,12 @@ def visible_merge(admin_code: str, record: Mapping[str, Any], known_paths: Mappi
     return path is not None and admin_code in path
 
 
+def sees_whole(admin_code: str, owner: str | None) -> bool:
+    """Whether a credential of `admin_code` sees every event of an incident whose own admin code
+    (the area holding all its events) is `owner` — the detail view's test for showing its actions."""
+    return bool(owner) and admin.within(owner, admin_code)
+
+
 def visible_disposition(admin_code: str, record: Mapping[str, Any], known_paths: Mapping[str, list[str]]) -> bool:
     """Whether a dispositions.v1 record may be streamed to a credential of `admin_code`."""
     path = known_paths.get(str(record.get("incident_id")))

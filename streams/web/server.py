@@ -204,7 +204,12 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException as exc:
         if exc.status in _DENIED_STATUSES and not request.get(AUDITED):
             _audit_denied(request, exc.status, exc.reason or "")
-        raise
+        if exc.status < 400:
+            raise
+        # aiohttp's own refusals (unknown path 404, method 405, body over the limit 413) in the
+        # API's error shape, keeping their headers (Allow)
+        keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return _json_error(exc.status, exc.reason or "error", **keep)
     if resp.status in _DENIED_STATUSES and not request.get(AUDITED):
         _audit_denied(request, resp.status, _error_text(resp))
     return resp
@@ -381,10 +386,9 @@ _LOOKUP_FIELDS = ("id_number", "phone", "plate")
 async def lookup(request: web.Request) -> web.Response:
     """POST /api/lookup — identifiers are hashed server-side and never logged or echoed."""
     principal = _principal(request)
-    try:
-        payload = await request.json()
-    except ValueError:
-        return _json_error(400, "body must be JSON")
+    payload, error = await _read_json(request)
+    if error is not None:
+        return _json_error(400, error)
     if not isinstance(payload, Mapping):
         return _json_error(400, "body must be a JSON object")
     keyer = request.app[KEYER_KEY]
@@ -541,10 +545,14 @@ async def queue(request: web.Request) -> web.Response:
 
 
 async def _read_json(request: web.Request) -> tuple[Any, str | None]:
+    """(the JSON body, None) or (None, why it is not JSON). The body is read as UTF-8 whatever
+    charset the Content-Type names (an unknown one must not become a 500), and nesting too deep
+    for the parser is refused like any other invalid JSON; over the size limit aiohttp raises 413."""
+    raw = await request.read()
     try:
-        return await request.json(), None
-    except ValueError:
-        return None, "请求体必须是 JSON (body must be JSON)"
+        return json.loads(raw.decode("utf-8")), None
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None, "请求体必须是 UTF-8 JSON (body must be JSON)"
 
 
 async def act(request: web.Request) -> web.Response:
@@ -594,9 +602,13 @@ async def act(request: web.Request) -> web.Response:
                               "incident_id": record["incident_id"], "action": record["action"]}, status=202)
 
 
-def stream_payload(admin_code: str, kind: str, record: Mapping[str, Any],
-                   known_paths: Mapping[str, list[str]]) -> tuple[str, dict[str, Any]] | None:
-    """(SSE event name, data) of a live record for a credential, or None when it may not see it."""
+def stream_payload(admin_code: str, kind: str, record: Mapping[str, Any], known_paths: Mapping[str, list[str]],
+                   known_owners: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]] | None:
+    """(SSE event name, data) of a live record for a credential, or None when it may not see it.
+
+    An action on an incident the credential sees only in part (its events outside the credential's
+    area are hidden) is announced without who did what (actor, assignee, outcome, note, to_tier):
+    the detail view withholds those for the same reason (`_lifecycle_source`)."""
     if kind == "incident":
         if record.get("status") == "merged":
             if operations.visible_merge(admin_code, record, known_paths):
@@ -608,8 +620,11 @@ def stream_payload(admin_code: str, kind: str, record: Mapping[str, Any],
             return None
         return "incident", present_summary(doc, admin_code)
     if kind == "disposition" and operations.visible_disposition(admin_code, record, known_paths):
-        data = {k: record.get(k) for k in ("disposition_id", "incident_id", "action", "actor", "at", "assignee",
-                                           "outcome", "note", "to_tier", "origin")}
+        iid = str(record.get("incident_id"))
+        partial = iid in known_paths and not operations.sees_whole(admin_code, (known_owners or {}).get(iid))
+        fields = ("disposition_id", "incident_id", "action", "at") if partial else (
+            "disposition_id", "incident_id", "action", "actor", "at", "assignee", "outcome", "note", "to_tier", "origin")
+        data = {k: record.get(k) for k in fields}
         data["action_name"] = lifecycle.ACTION_NAMES_CN.get(str(record.get("action")), record.get("action"))
         return "disposition", data
     return None
@@ -646,7 +661,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     await resp.write(b": ping\n\n")
                 continue
             kind, record = getter.result()
-            out = stream_payload(principal.admin_code, kind, record, hub.known_paths)
+            out = stream_payload(principal.admin_code, kind, record, hub.known_paths, hub.known_owners)
             if out is not None:
                 await resp.write(_sse(*out))
     except (ConnectionResetError, asyncio.CancelledError):

@@ -140,3 +140,47 @@ def test_limiter_memory_is_bounded() -> None:
     for i in range(1000):
         lim.failed(f"10.0.{i // 256}.{i % 256}")
     assert len(lim._failures) <= 100  # noqa: SLF001 - the bound is the point of the test
+
+
+@pytest.mark.parametrize("url", ["/api/lookup", "/api/incidents/inc-0000000000000000/actions"])
+@pytest.mark.parametrize("content_type, body", [
+    ("application/json", b"[" * 5000 + b"]" * 5000),  # deeper than the parser recurses
+    ("application/json", '{"note": "张三"}'.encode("gbk")),  # not UTF-8
+])
+@SESSION_LOOP
+async def test_unreadable_json_bodies_are_a_400_in_the_api_shape(app: tuple[TestClient, Path], url: str,
+                                                                 content_type: str, body: bytes) -> None:
+    client, path = app
+    resp = await client.post(url, data=body, headers={"Authorization": f"Bearer {TOKEN}",
+                                                      "Content-Type": content_type})
+    assert resp.status == 400, await resp.text()
+    assert "error" in await resp.json()
+    assert [r["status"] for r in _recs(path)] == [400]
+
+
+@SESSION_LOOP
+async def test_a_body_is_read_as_utf8_whatever_charset_the_content_type_names(app: tuple[TestClient, Path]) -> None:
+    client, _ = app
+    resp = await client.post("/api/lookup", data='{"phone": "13812345678"}'.encode(),
+                             headers={"Authorization": f"Bearer {TOKEN}",
+                                      "Content-Type": "application/json; charset=bogus"})  # once a 500
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["total"] == 0
+
+
+@pytest.mark.parametrize("method, url, kwargs, status", [
+    ("put", "/api/incidents", {}, 405),
+    ("get", "/api/no-such-route", {}, 404),
+    ("post", "/api/lookup", {"data": b"x" * (17 * 1024)}, 413),
+])
+@SESSION_LOOP
+async def test_aiohttp_refusals_on_the_api_are_json_errors(app: tuple[TestClient, Path], method: str, url: str,
+                                                           kwargs: dict[str, Any], status: int) -> None:
+    client, path = app
+    resp = await getattr(client, method)(url, headers={"Authorization": f"Bearer {TOKEN}"}, **kwargs)
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/json" and "error" in await resp.json()
+    if status == 405:
+        assert "GET" in resp.headers["Allow"]
+    if status == 413:
+        assert [r["status"] for r in _recs(path)] == [413]  # a denial the audit log keeps

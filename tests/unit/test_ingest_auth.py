@@ -188,3 +188,22 @@ def test_basic(creds: Credentials) -> None:
     assert auth.verify("isapi", "POST", "/isapi/alert",
                        {"Authorization": basic_header("basic-cam", "nope")}, BODY).reason == "bad-password"
     assert auth.verify("isapi", "POST", "/isapi/alert", {"Authorization": "Basic !!!"}, BODY).reason == "malformed"
+
+
+@pytest.mark.parametrize("feed, headers", [
+    # raw header bytes that are not UTF-8 reach the app as surrogates
+    ("door", {"Authorization": "Bearer \udcff\udcfe"}),
+    ("door", {"X-Pingan-Token": "\udcff"}),
+    ("isapi", {"Authorization": "Basic é"}),
+    ("isapi", {"Authorization": "Basic \udcff=="}),
+    ("grid", {"X-Pingan-Key-Id": "grid-app", "X-Pingan-Timestamp": "1784000000", "X-Pingan-Signature": "é" * 64}),
+    ("grid", {"X-Pingan-Key-Id": "grid-app", "X-Pingan-Timestamp": "²", "X-Pingan-Signature": "a" * 64}),
+    ("grid", {"X-Pingan-Key-Id": "grid-app", "X-Pingan-Timestamp": "1784000000", "X-Pingan-Nonce": "\udcff",
+              "X-Pingan-Signature": "a" * 64}),
+    ("isapi", {"Authorization": 'Digest username="\udcff", realm="x", nonce="n", uri="/", response="r"'}),
+])
+def test_unreadable_credentials_are_a_refusal_not_an_exception(creds: Credentials, feed: str,
+                                                               headers: dict[str, str]) -> None:
+    verdict = Authenticator(creds, clock=Clock()).verify(feed, "POST", "/ingest", headers, BODY)
+    assert not verdict.ok and verdict.reason in {"malformed", "bad-token", "bad-timestamp", "bad-signature",
+                                                "bad-password", "unknown-key", "bad-digest", "stale"}

@@ -120,3 +120,25 @@ def test_stream_filter_by_jurisdiction() -> None:
     assert not ops.visible_disposition(caoping, {"incident_id": "x", "actor_admin_code": qishan}, {})
     assert ops.visible_merge(qishan, {"incident_id": "inc-q"}, known)
     assert not ops.visible_merge(caoping, {"incident_id": "inc-q"}, known)
+
+
+def test_an_action_on_an_incident_seen_in_part_is_streamed_without_its_content() -> None:
+    """A village that sees one of an incident's two villages learns that an action happened, not who
+    did what: the detail view hides the actions of such an incident too (server._lifecycle_source)."""
+    from streams.settings import Settings
+    from streams.web.live import LiveHub
+    from streams.web.server import stream_payload
+
+    qishan, caoping, town = "513221107201", "513221107202", "513221107"
+    rec = _record("inc-two", qishan)
+    rec.update(admin_code=town, village_codes=[qishan, caoping],
+               events=[*rec["events"], {**rec["events"][0], "event_id": "grid:b", "admin_code": caoping}])
+    hub = LiveHub(Settings())
+    hub.publish("incident", rec)
+    disp = {"disposition_id": "d1", "incident_id": "inc-two", "action": "note", "actor": "镇中心", "at": 5,
+            "note": "草坪村张某家属情绪激动", "assignee": None, "outcome": None, "to_tier": None, "origin": "center"}
+    _, village_view = stream_payload(qishan, "disposition", disp, hub.known_paths, hub.known_owners)
+    assert set(village_view) == {"disposition_id", "incident_id", "action", "at", "action_name"}
+    _, town_view = stream_payload(town, "disposition", disp, hub.known_paths, hub.known_owners)
+    assert town_view["note"] == disp["note"] and town_view["actor"] == "镇中心"
+    assert stream_payload("513221108201", "disposition", disp, hub.known_paths, hub.known_owners) is None
