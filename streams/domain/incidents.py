@@ -30,14 +30,18 @@ Contracts
   place): ~15 µs for 5,000 ids.
 - Full incidents: an incident holds at most ``tier_rules.max_incident_events`` events
   (tier_rules.toml ``[incidents] max_events``). A link whose merge would pass it does not merge.
-  The smaller side joins the full incident's *continuation* (the incident holding the first event
-  that went on past it, ``~cont:<id>`` in ``pending``) if the two fit, else it becomes that
-  continuation; the link is kept on where it ends, with one more reason naming the full incident
-  (`_past_cap`). So a flood fills one incident to the cap, then the next: no stray singletons.
-  Links of such a group are applied one by one in link_id order, those staying on one incident
-  in one update (`_apply_stepwise`). Order independence holds while no merge reaches the cap;
-  past it, which events land in which continuation depends on the order links are applied
-  (links.v1 order), which a replay of the same log reproduces.
+  The side that is not full joins the full incident's *continuation* (the incident holding the
+  first event that went on past it, ``~cont:<id>`` in ``pending``, carried to the new id when the
+  full incident's id changes) if the two fit, else it becomes that continuation; the link is kept
+  on where it ends, with one more reason naming the full incident (`_past_cap`). The full side is
+  the one whose continuation chain reaches the other, else the bigger. So a flood fills one
+  incident to the cap, then the next: no stray singletons. When any merge of a batch would pass
+  the cap its links are applied one by one in link_id order, those staying on one incident in one
+  update (`_apply_stepwise`). Re-applying such a link changes nothing (listed on either side; in
+  ``repair`` mode, unless one side has no link at all, it was applied with its event). Order
+  independence holds while no merge reaches the cap; past it, which events land in which
+  continuation depends on the order links are applied (links.v1 order), which a replay of the same
+  log reproduces.
 """
 from __future__ import annotations
 
@@ -470,14 +474,50 @@ class IncidentState:
             return None
         return self.incidents[self.event_incident[root]]
 
-    def _past_cap(self, a: Incident, b: Incident, link: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
-        """Where a link between two incidents too big to merge goes: (the smaller incident, the
-        continuation it joins or None, the link with a reason naming the full incident).
+    def _chain(self, iid: str, limit: int = 64) -> list[str]:
+        """Ids of the incidents that go on after `iid`: its continuation, that one's, and so on."""
+        out: list[str] = []
+        seen, at = {iid}, iid
+        while len(out) < limit:
+            cont = self._continuation(at)
+            if cont is None or cont["incident_id"] in seen:
+                break
+            at = cont["incident_id"]
+            seen.add(at)
+            out.append(at)
+        return out
 
-        The smaller joins the full incident's continuation if the two fit together, else it becomes
-        that continuation (recorded under ``~cont:<full id>``); the link is kept on what it ends in.
-        A continuation that is full too passes on to its own continuation."""
-        small, full = sorted((a, b), key=lambda i: (len(i["event_ids"]), i["incident_id"]))
+    @staticmethod
+    def _holds(inc: Incident, link_id: str) -> bool:
+        links = inc["links"]
+        at = bisect.bisect_left(links, link_id, key=_link_key)
+        return at < len(links) and links[at]["link_id"] == link_id
+
+    def _past_cap(self, a: Incident, b: Incident, link: Mapping[str, Any], *,
+                  repair: bool = False) -> tuple[str, str | None, dict[str, Any]] | None:
+        """Where a link between two incidents too big to merge goes: (the incident that keeps it,
+        the continuation that incident joins or None, the link with a reason naming the full
+        incident); None when it was applied before: either incident lists it, or (``repair``: the
+        links of an event seen before) neither incident is without links.
+
+        The full side is the one whose continuation chain reaches the other, else the bigger. The
+        other joins the full one's continuation if the two fit together, else it becomes that
+        continuation (recorded under ``~cont:<full id>``); a continuation that is full too passes
+        on to its own continuation."""
+        if self._holds(a, link["link_id"]) or self._holds(b, link["link_id"]):
+            return None
+        if b["incident_id"] in self._chain(a["incident_id"]):
+            small, full = b, a
+        elif a["incident_id"] in self._chain(b["incident_id"]):
+            small, full = a, b
+        else:
+            small, full = sorted((a, b), key=lambda i: (len(i["event_ids"]), i["incident_id"]))
+        if repair and a["links"] and b["links"]:
+            # the links of an event seen before were applied with it (a checkpoint holds an event's
+            # whole step), and one listed on neither side was capped away since (a merge can bring
+            # weaker links back into a list, so strength cannot tell); only an incident with no
+            # link at all (a partial write in at_least_once mode) still needs it
+            return None
         kept = {**link, "reasons": [*link["reasons"], f"未合并：关联事件{full['incident_id']}已达上限"
                                                        f"{self.rules.max_incident_events}条，本事件续接"]}
         seen = {full["incident_id"]}
@@ -494,10 +534,10 @@ class IncidentState:
             seen.add(cont["incident_id"])
             at = cont  # the continuation is full too: go on to its own
 
-    def _apply_stepwise(self, links: list[Mapping[str, Any]]) -> dict[str, Incident]:
-        """Links (endpoints registered) of a group whose merge would pass the cap: what
-        `apply_link` does for each in link_id order, with the links that stay on one incident
-        added in one update (a flood event brings up to 200 links to the full incident)."""
+    def _apply_stepwise(self, links: list[Mapping[str, Any]], *, repair: bool = False) -> dict[str, Incident]:
+        """Links (endpoints registered) when a merge would pass the cap: what `apply_link` does for
+        each in link_id order, with the links that stay on one incident added in one update (a
+        flood event brings up to 200 links to the full incident). ``repair`` as in `apply_links`."""
         out: dict[str, Incident] = {}
         adds: dict[str, list[Mapping[str, Any]]] = {}
 
@@ -513,14 +553,17 @@ class IncidentState:
                 adds.setdefault(ia, []).append(link)
                 continue
             if self._too_big([self.incidents[ia], self.incidents[ib]]):
-                small, cont, kept = self._past_cap(self.incidents[ia], self.incidents[ib], link)
+                where = self._past_cap(self.incidents[ia], self.incidents[ib], link, repair=repair)
+                if where is None:
+                    continue
+                small, cont, kept = where
                 if cont is None:
                     adds.setdefault(small, []).append(kept)
                     continue
                 pair, new_links = [small, cont], [kept]
             else:
                 pair, new_links = [ia, ib], [link]
-            flush()
+            flush()  # (a link waiting in `adds` twice is still added once: _merge_links dedupes)
             for rec in self._combine([self.incidents[i] for i in pair], new_links):
                 out[rec["incident_id"]] = rec
         flush()
@@ -591,6 +634,12 @@ class IncidentState:
                                                           r["reason"])) if recurrences else None,
         }, presorted=True)
         out = [merged]
+        for old in incs:  # a continuation pointer follows its incident to the new id (the first one kept)
+            if old["incident_id"] != new_id and _CONT + old["incident_id"] in self.pending:
+                ptr = self.pending[_CONT + old["incident_id"]]
+                del self.pending[_CONT + old["incident_id"]]
+                if self.pending.get(_CONT + new_id) is None:
+                    self.pending[_CONT + new_id] = ptr
         for old in incs:
             if old["incident_id"] == new_id:
                 continue
@@ -648,6 +697,12 @@ class IncidentState:
             members, group_links = groups.setdefault(root, (set(), []))
             members.update((self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]))
             group_links.append(link)
+        if any(len(members) > 1 and self._too_big([self.incidents[i] for i in members])
+               for members, _ in groups.values()):
+            # the cap decides link by link, in link_id order; a continuation one group joins may
+            # belong to another group, so the whole batch goes this way
+            out.update(self._apply_stepwise(ready, repair=repair))
+            return [out[k] for k in sorted(out)]
         for root in sorted(groups):
             members, group_links = groups[root]
             incs = [self.incidents[i] for i in sorted(members)]
@@ -655,9 +710,6 @@ class IncidentState:
                 known = {lk["link_id"] for lk in incs[0]["links"]}
                 if all(lk["link_id"] in known for lk in group_links):
                     continue
-            elif self._too_big(incs):  # the cap decides link by link, in link_id order
-                out.update(self._apply_stepwise(group_links))
-                continue
             for rec in self._combine(incs, sorted(group_links, key=_link_key)):
                 out[rec["incident_id"]] = rec
         return [out[k] for k in sorted(out)]

@@ -137,3 +137,99 @@ def test_a_full_continuation_passes_on_to_its_own() -> None:
     assert counts == [100] * 6
     last = {rec["incident_id"]: rec for rec in out.incidents}  # what a subscriber holds at the end
     assert {k for k, v in last.items() if v["status"] != "merged"} == set(proc.state.live())
+    # delivered again, along a chain of full continuations (where sides swap and merges bring
+    # weaker links back into kept lists): nothing changes
+    before = {k: (v["event_ids"], v["link_count"], v["version"]) for k, v in proc.state.live().items()}
+    for ev in _flood_events(600):
+        proc.process(ev)
+    assert {k: (v["event_ids"], v["link_count"], v["version"]) for k, v in proc.state.live().items()} == before
+
+
+# ------------------------------------------------------------------ past the cap: idempotence and batches
+def _lk(a: str, b: str) -> dict:
+    lo, hi = sorted((a, b))
+    return {"link_id": f"{lo}~{hi}", "event_a": lo, "event_b": hi, "score": 0.9, "reasons": ["相距50米"],
+            "rule": "disaster", "county_code": "513221", "created_at": BASE_MS}
+
+
+def _state(cap: int):
+    from streams.domain.incidents import IncidentState
+
+    return IncidentState(tier_rules=dataclasses.replace(load_tier_rules(), max_incident_events=cap))
+
+
+def test_a_duplicate_delivery_of_a_capped_flood_changes_nothing() -> None:
+    events = _flood_events(250)
+    proc, _ = run_batch(events, _capped_processor(100))
+    before = {k: (v["event_ids"], v["link_count"], v["version"]) for k, v in proc.state.live().items()}
+    for ev in events:  # every event delivered again (a source re-sending, a replay)
+        proc.process(ev)
+    assert {k: (v["event_ids"], v["link_count"], v["version"]) for k, v in proc.state.live().items()} == before
+
+
+def test_a_kept_cross_link_applied_again_when_both_sides_are_full_changes_nothing() -> None:
+    import itertools
+
+    from streams.domain.ids import incident_id
+
+    evs = {e["event_id"]: e for e in _flood_events(40)}
+    ids = sorted(evs)
+    full = ids[:3]
+    # a continuation whose id sorts after the full one's, so a tie on size would pick the full one as "small"
+    cont = next(c for c in itertools.combinations(ids[3:], 3) if incident_id(c[0]) > incident_id(full[0]))
+    state = _state(3)
+    state.apply_link(_lk(full[0], full[1]), evs)
+    state.apply_link(_lk(full[1], full[2]), evs)
+    cross = _lk(full[2], cont[0])
+    state.apply_link(cross, evs)  # cont[0] goes on where the full incident stopped
+    state.apply_link(_lk(cont[0], cont[1]), evs)
+    state.apply_link(_lk(cont[1], cont[2]), evs)  # the continuation is full too now
+    total = sum(i["link_count"] for i in state.incidents.values())
+    assert state.apply_link(cross, evs) == []
+    assert sum(i["link_count"] for i in state.incidents.values()) == total
+    rest = [i for i in ids if i not in full and i not in cont]
+    for new in rest[:2]:  # two new events linked to the full incident go on together
+        state.apply_link(_lk(full[0], new), evs)
+    assert state.incident_of(rest[0]) == state.incident_of(rest[1])
+
+
+def test_links_of_one_batch_in_two_groups_past_the_cap_give_what_one_by_one_gives() -> None:
+    import itertools
+
+    from streams.domain.ids import incident_id
+
+    evs = {e["event_id"]: e for e in _flood_events(40)}
+    ids = sorted(evs)
+    full = ids[:3]
+    x, d, y = next((x, d, y) for x, d, y in itertools.permutations(ids[3:], 3)
+                   if x < d and min(incident_id(full[0]), incident_id(x)) < min(incident_id(d), incident_id(y)))
+
+    def setup():
+        state = _state(3)
+        state.apply_link(_lk(full[0], full[1]), evs)
+        state.apply_link(_lk(full[1], full[2]), evs)
+        state.apply_link(_lk(full[2], d), evs)  # d goes on where the full incident stopped
+        state.apply_event(evs[x])
+        state.apply_event(evs[y])
+        return state
+
+    batch = [_lk(full[0], x), _lk(d, y)]  # x joins d's incident, which the second group holds
+    one, many = setup(), setup()
+    for link in batch:
+        one.apply_link(link, evs)
+    many.apply_links(batch, evs)
+    assert many.live() == one.live()
+    assert sorted(i["event_count"] for i in many.live().values()) == [3, 3]
+
+
+def test_a_continuation_survives_a_change_of_the_full_incidents_id() -> None:
+    evs = {e["event_id"]: e for e in _flood_events(20)}
+    i = sorted(evs)
+    state = _state(4)
+    for a, b in ((1, 2), (2, 3), (4, 5), (3, 4)):  # F = {1,2,3}, X = {4,5}: too big together, X goes on after F
+        state.apply_link(_lk(i[a], i[b]), evs)
+    state.apply_link(_lk(i[0], i[1]), evs)  # F takes event 0 (it fits): F's id changes
+    for a, b in ((6, 7), (3, 6)):  # Y = {6,7}, linked to F: joins X (2 + 2 fit)
+        state.apply_link(_lk(i[a], i[b]), evs)
+    assert sorted(inc["event_count"] for inc in state.live().values()) == [4, 4]
+    assert [k for k in state.pending if k.startswith("~cont:")] == [f"~cont:{state.incident_of(i[0])}"]
