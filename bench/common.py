@@ -8,6 +8,7 @@ fit the terminal in `bench.tables`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -17,6 +18,8 @@ from kafka import KafkaAdminClient
 
 from connectors.elasticsearch.admin import IndexNames, drop_all
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------
@@ -48,14 +51,23 @@ def drop_kafka_namespace(settings: Settings, groups: Iterable[str] = (), *, clie
             while time.monotonic() < deadline and set(ours) & set(admin.list_topics()):
                 time.sleep(0.5)
         wanted = set(groups)
-        for attempt in range(5):
+        deadline = time.monotonic() + max(wait_s, 30.0)
+        while True:
             left = sorted(wanted & {group_id(g) for g in admin.list_groups()})
             if not left:
                 break
             try:
+                # errors come back per group (NonEmptyGroup while a stopped member is still
+                # leaving, a coordinator moving), not raised: list the groups again to know
                 admin.delete_groups(left)
-            except Exception:  # noqa: BLE001 - a member may still be leaving; retry
-                time.sleep(1.0 + attempt)
+            except Exception:  # noqa: BLE001 - the coordinator did not answer; retry
+                log.debug("deleting groups %s raised", left, exc_info=True)
+            if not set(left) & {group_id(g) for g in admin.list_groups()}:
+                break
+            if time.monotonic() > deadline:
+                log.warning("consumer groups %s could not be deleted: they still have members", left)
+                break
+            time.sleep(1.0)
         return ours
     finally:
         admin.close()
