@@ -50,27 +50,35 @@ def drop_kafka_namespace(settings: Settings, groups: Iterable[str] = (), *, clie
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline and set(ours) & set(admin.list_topics()):
                 time.sleep(0.5)
-        wanted = set(groups)
-        deadline = time.monotonic() + max(wait_s, 30.0)
-        while True:
-            left = sorted(wanted & {group_id(g) for g in admin.list_groups()})
-            if not left:
-                break
-            try:
-                # errors come back per group (NonEmptyGroup while a stopped member is still
-                # leaving, a coordinator moving), not raised: list the groups again to know
-                admin.delete_groups(left)
-            except Exception:  # noqa: BLE001 - the coordinator did not answer; retry
-                log.debug("deleting groups %s raised", left, exc_info=True)
-            if not set(left) & {group_id(g) for g in admin.list_groups()}:
-                break
-            if time.monotonic() > deadline:
-                log.warning("consumer groups %s could not be deleted: they still have members", left)
-                break
-            time.sleep(1.0)
+        listed = {group_id(g) for g in admin.list_groups()}
+        delete_groups(admin, sorted(set(groups) & listed), timeout_s=max(wait_s, 30.0))
         return ours
     finally:
         admin.close()
+
+
+def delete_groups(admin: KafkaAdminClient, groups: Iterable[str], timeout_s: float = 30.0) -> list[str]:
+    """Delete consumer groups, waiting while one still has members (a stopped member is still
+    leaving; a killed one stays until its session times out). kafka-python answers NonEmptyGroup per
+    group instead of raising. Returns the groups left after `timeout_s` (logged)."""
+    pending = list(groups)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        try:
+            result = admin.delete_groups(pending)
+        except Exception:  # noqa: BLE001 - the coordinator did not answer: retried below
+            log.debug("deleting groups %s raised", pending, exc_info=True)
+            result = {}
+        answers = dict(result) if not isinstance(result, dict) else result
+        pending = [g for g in pending if not (str(answers.get(g, "")) in ("OK", "None")
+                                              or "GroupIdNotFound" in str(answers.get(g, "")))]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            log.warning("consumer groups %s could not be deleted: they still have members", pending)
+            break
+        time.sleep(1.0)
+    return pending
 
 
 async def drop_indices_async(client: Any, settings: Settings) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.common import delete_groups
 from streams.settings import Settings
 
 #: Names test namespaces have (topics, consumer groups, indices, index templates).
@@ -132,24 +133,6 @@ def leftovers(before: StackObjects, after: StackObjects, tags: SessionTags) -> t
     return ours, others
 
 
-def _delete_groups(admin: Any, groups: list[str], timeout_s: float = 75.0) -> None:
-    """Delete consumer groups, waiting while one still has members (a killed worker's member
-    stays until its session times out; kafka-python answers NonEmptyGroupError, it does not raise)."""
-    pending = list(groups)
-    deadline = time.monotonic() + timeout_s
-    while pending:
-        try:
-            result = admin.delete_groups(pending)
-        except Exception:  # noqa: BLE001 - retried below
-            result = {}
-        answers = dict(result) if not isinstance(result, dict) else result
-        pending = [g for g in pending if not (str(answers.get(g, "")) in ("OK", "None")
-                                              or "GroupIdNotFound" in str(answers.get(g, "")))]
-        if not pending or time.monotonic() > deadline:
-            return
-        time.sleep(2.0)
-
-
 def delete_objects(bootstrap: str, es_url: str, *, topics: Iterable[str] = (), groups: Iterable[str] = (),
                    indices: Iterable[str] = (), templates: Iterable[str] = ()) -> None:
     """Best-effort deletion of named objects (missing ones are fine)."""
@@ -170,7 +153,7 @@ def delete_objects(bootstrap: str, es_url: str, *, topics: Iterable[str] = (), g
                                 admin.delete_topics([t], timeout_ms=30000)
                             except Exception:  # noqa: BLE001
                                 pass
-                _delete_groups(admin, groups)
+                delete_groups(admin, groups, timeout_s=75.0)  # a killed worker's session
             finally:
                 admin.close()
     if indices or templates:
