@@ -506,18 +506,18 @@ class IncidentState:
         on to its own continuation."""
         if self._holds(a, link["link_id"]) or self._holds(b, link["link_id"]):
             return None
-        if b["incident_id"] in self._chain(a["incident_id"]):
-            small, full = b, a
-        elif a["incident_id"] in self._chain(b["incident_id"]):
-            small, full = a, b
-        else:
-            small, full = sorted((a, b), key=lambda i: (len(i["event_ids"]), i["incident_id"]))
         if repair and a["links"] and b["links"]:
             # the links of an event seen before were applied with it (a checkpoint holds an event's
             # whole step), and one listed on neither side was capped away since (a merge can bring
             # weaker links back into a list, so strength cannot tell); only an incident with no
             # link at all (a partial write in at_least_once mode) still needs it
             return None
+        if b["incident_id"] in self._chain(a["incident_id"]):
+            small, full = b, a
+        elif a["incident_id"] in self._chain(b["incident_id"]):
+            small, full = a, b
+        else:
+            small, full = sorted((a, b), key=lambda i: (len(i["event_ids"]), i["incident_id"]))
         kept = {**link, "reasons": [*link["reasons"], f"未合并：关联事件{full['incident_id']}已达上限"
                                                        f"{self.rules.max_incident_events}条，本事件续接"]}
         seen = {full["incident_id"]}
@@ -635,8 +635,8 @@ class IncidentState:
         }, presorted=True)
         out = [merged]
         for old in incs:  # a continuation pointer follows its incident to the new id (the first one kept)
-            if old["incident_id"] != new_id and _CONT + old["incident_id"] in self.pending:
-                ptr = self.pending[_CONT + old["incident_id"]]
+            ptr = self.pending.get(_CONT + old["incident_id"]) if old["incident_id"] != new_id else None
+            if ptr is not None:
                 del self.pending[_CONT + old["incident_id"]]
                 if self.pending.get(_CONT + new_id) is None:
                     self.pending[_CONT + new_id] = ptr

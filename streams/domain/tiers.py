@@ -47,8 +47,8 @@ class TierRules:
     opening_kinds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: deadlines are checked on the county clock rounded down to this step (epoch ms)
     clock_step_ms: int = 600_000
-    #: an incident holds at most this many events; a link that would merge past it is kept on the
-    #: smaller incident instead (streams/domain/incidents.py, "Full incidents")
+    #: an incident holds at most this many events; past it a flood goes on in continuation
+    #: incidents (streams/domain/incidents.py, "Full incidents")
     max_incident_events: int = 20_000
 
     def rank(self, tier: str) -> int:
