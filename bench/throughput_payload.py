@@ -48,6 +48,9 @@ class Expected:
     events: int
     live: dict[str, int]
     gone: frozenset[str]
+    #: ids (live or gone) whose last change comes from the last records of the prefix: what a
+    #: completion check reads first and often (reading every id often loads the node it measures)
+    tail: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -97,18 +100,20 @@ class Payload:
         whole, part = divmod(n, self.n)
         return self.records * whole + self.records[:part]
 
-    def expected(self, n: int) -> Expected:
+    def expected(self, n: int, *, tail_records: int = 200) -> Expected:
         """The index after the first `n` records (n ≤ len(records)); order-independent (the
-        processor gives the same incidents for the same events in any order)."""
+        processor gives the same incidents for the same events in any order). ``tail`` holds the
+        ids last changed by one of the final `tail_records` records."""
         if not 0 < n <= self.n:
             raise ValueError(f"prefix {n} outside 1..{self.n}")
-        last: dict[str, tuple[int, bool]] = {}
+        last: dict[str, tuple[int, int, bool]] = {}
         for index, iid, version, live in self.changes:
             if index >= n:
                 break
-            last[iid] = (version, live)
-        return Expected(n, self.event_prefix[n], {i: v for i, (v, live) in last.items() if live},
-                        frozenset(i for i, (_v, live) in last.items() if not live))
+            last[iid] = (index, version, live)
+        return Expected(n, self.event_prefix[n], {i: v for i, (_x, v, live) in last.items() if live},
+                        frozenset(i for i, (_x, _v, live) in last.items() if not live),
+                        frozenset(i for i, (x, _v, _l) in last.items() if x >= n - tail_records))
 
 
 def _translate(folder: Path, settings: Settings) -> tuple[list[RawRecord], DeviceRegistry]:
