@@ -37,7 +37,8 @@ Method
   lands in the Kafka/Elasticsearch figures too, and the producing/polling of this process is not
   counted anywhere.
 - Flood: `bench.flood.measure_flood` (per-chunk seconds as one incident grows), when present.
-- Latency: a fresh full worker; records are produced at half the highest pipeline rate measured,
+- Latency: a fresh deployment as the tax row measures it (a correlate and an edge worker; one full
+  worker with ``--only`` groups without it); records are produced at half its highest rate measured,
   the broker's ack time of each event is recorded, Elasticsearch is searched every 100 ms by
   ``event_ids`` (no forced refresh: "searchable" is what a user sees, so here search is right) and
   p50/p99 of searchable-minus-acked per event are reported.
@@ -55,6 +56,10 @@ Variants (bare ones in `bench.throughput_bare`; "records" are raw records in, "d
   documents into the templated index → commit. A prefix of fresh records (no repeats).
 - pure: the same records → `NormalizeStage` → `CountyProcessor` → `incident_document`, no I/O.
 - ours pipeline: the real worker (``python -m streams.cli worker run``: normalize, correlate, index).
+- ours split: the same pipeline as deployed on more than one core: ``worker run --role correlate``
+  (id 0) and ``--role edge`` (id 1) in one consumer group (streams/worker/app.py `ROLES`). The
+  framework-tax row compares it with the pure code on one thread: the CPU columns say what the two
+  processes spent.
 
 No import-time side effects: everything happens in `run_throughput`.
 """
@@ -108,14 +113,14 @@ LABELS: Mapping[str, str] = {
     "B3": "B3 bare aiokafka → normalize → correlate → bulk, Kafka writes",
     "pure": "pure in-process normalize → correlate → documents",
     "pipeline": "ours: whole pipeline (Faust worker → ES)",
-    "pipeline2": "ours: whole pipeline, 2 worker processes",
+    "split": "ours: whole pipeline, roles split (correlate | edge)",
 }
 UNITS: Mapping[str, str] = {"B1": "records", "normalize": "records", "B2": "docs", "sink": "docs",
                             "B3": "records", "pure": "records", "pipeline": "records",
-                            "pipeline2": "records"}
+                            "split": "records"}
 #: groups run together; odd rounds in this order (baselines first), even rounds reversed
 GROUPS: tuple[tuple[str, ...], ...] = (("B1", "normalize"), ("B2", "sink"),
-                                       ("B3", "pure", "pipeline", "pipeline2"))
+                                       ("B3", "pure", "pipeline", "split"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +137,14 @@ class Ratio:
 RATIOS: tuple[Ratio, ...] = (
     Ratio("normalize/B1", "normalize agent ÷ B1", "normalize", "B1", 0.6),
     Ratio("sink/B2", "sink ÷ B2", "sink", "B2", 0.9),
-    Ratio("pipeline/B3", "whole pipeline ÷ B3", "pipeline", "B3", 0.5),
-    Ratio("pipeline/pure", "framework tax: whole pipeline ÷ pure in-process", "pipeline", "pure", 0.5),
+    Ratio("pipeline/B3", "whole pipeline (one process) ÷ B3", "pipeline", "B3", 0.5),
+    Ratio("split/pure", "framework tax: whole pipeline as deployed (correlate | edge) ÷ pure in-process",
+          "split", "pure", 0.5),
 )
-#: ratios shown for information (no target of issue 18): the pipeline on two worker processes
+#: ratios shown for information (no target of issue 18)
 SCALING: tuple[Ratio, ...] = (
-    Ratio("pipeline2/pipeline", "2 worker processes ÷ 1", "pipeline2", "pipeline", 0.0),
-    Ratio("pipeline2/pure", "2 worker processes ÷ pure in-process (one thread)", "pipeline2", "pure", 0.0),
+    Ratio("pipeline/pure", "one worker process (all agents) ÷ pure in-process", "pipeline", "pure", 0.0),
+    Ratio("split/pipeline", "roles split (2 processes) ÷ one process", "split", "pipeline", 0.0),
 )
 FLOOD_TARGET = 1.5  # last chunk ÷ first chunk
 LATENCY_TARGET_S = 1.5  # e2e p99 at half the measured maximum rate
@@ -146,7 +152,7 @@ WAIT_S = 300.0  # upper bound for any single wait (start-up, completion)
 MARGIN = 1.5  # sizing margin over min_seconds (rates on a shared machine swing by that much between rounds)
 MAX_DAYS = 90  # simulated days at most (B3 and the pipeline read fresh records)
 #: variants that read fresh records (a prefix of the payload); pure runs on the pipeline's records
-FRESH = frozenset({"B3", "pipeline", "pure", "pipeline2"})
+FRESH = frozenset({"B3", "pipeline", "pure", "split"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -389,7 +395,7 @@ class Context:
                  "normalize": lambda: self.rates.get("B1") or cal.rate(correlate=False),
                  "B2": lambda: 1000.0, "sink": lambda: self.rates.get("B2") or 1000.0,
                  "pipeline": lambda: 0.5 * (self.rates.get("B3") or cal.rate(correlate=True)),
-                 "pipeline2": lambda: 1.5 * (self.rates.get("pipeline")
+                 "split": lambda: 1.5 * (self.rates.get("pipeline")
                                              or 0.5 * (self.rates.get("B3") or cal.rate(correlate=True)))}[variant]()
         return math.ceil(self.min_seconds * MARGIN * guess)
 
@@ -567,10 +573,10 @@ async def run_pipeline(ctx: Context, rnd: int) -> Measurement:
     return await _workers_run(ctx, rnd, "pipeline", 1)
 
 
-async def run_pipeline2(ctx: Context, rnd: int) -> Measurement:
-    """Ours on two worker processes of one consumer group (worker ids 0 and 1): Faust spreads the
-    partitions; a county's correlate state stays on one partition, so one worker correlates it."""
-    return await _workers_run(ctx, rnd, "pipeline2", 2)
+async def run_split(ctx: Context, rnd: int) -> Measurement:
+    """Ours as deployed on more than one core: a ``correlate`` worker (id 0: the county-serial stage
+    and its tables) and an ``edge`` worker (id 1: normalize and index), one consumer group."""
+    return await _index_run(ctx, rnd, "split", lambda ns: split_workers(ns, ctx.run_dir / f"split-{rnd}"), ("",))
 
 
 async def _workers_run(ctx: Context, rnd: int, variant: str, count: int) -> Measurement:
@@ -582,6 +588,12 @@ async def _workers_run(ctx: Context, rnd: int, variant: str, count: int) -> Meas
 
 def _worker(ns: Settings, log_path: Path) -> ChildProcess:
     return ChildProcess(pingan_command("worker", "run", "--loglevel", "warning"), settings_env(ns), log_path)
+
+
+def split_workers(ns: Settings, log_prefix: Path) -> "WorkerGroup":
+    """A correlate worker (id 0) and an edge worker (id 1) of one consumer group."""
+    return WorkerGroup([_worker(ns.model_copy(update={"worker_id": i, "worker_role": role}),
+                                Path(f"{log_prefix}-{role}.log")) for i, role in enumerate(("correlate", "edge"))])
 
 
 class WorkerGroup:
@@ -718,7 +730,7 @@ async def run_pure(ctx: Context, rnd: int) -> Measurement:
 
 RUNNERS: Mapping[str, Callable[[Context, int], Awaitable[Measurement]]] = {
     "B1": run_b1, "normalize": run_normalize, "B2": run_b2, "sink": run_sink, "B3": run_b3, "pure": run_pure,
-    "pipeline": run_pipeline, "pipeline2": run_pipeline2}
+    "pipeline": run_pipeline, "split": run_split}
 
 
 async def measure(ctx: Context, variant: str, rnd: int, attempts: int = 3) -> Measurement:
@@ -754,6 +766,7 @@ class Latency:
     max: float
     refresh_interval: str
     target_s: float = LATENCY_TARGET_S
+    deployment: str = "pipeline"  # the variant measured: "split" (correlate | edge) or "pipeline"
     #: stage → (p50, p99, events): where the time goes, from the Kafka timestamps of each event's
     #: first by-county record and first incidents.v1 record (`stage_latencies`)
     stages: dict[str, tuple[float, float, int]] = field(default_factory=dict)
@@ -767,8 +780,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100.0 * len(ordered)) - 1))]
 
 
-async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
-    """Produce at `rate` for `duration` s into a warm worker; time each event until searchable."""
+async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool = False) -> Latency:
+    """Produce at `rate` for `duration` s into a warm worker (with `split`: a correlate and an edge
+    worker, `split_workers`); time each event until searchable."""
     ns = ctx.namespace()
     alias = IndexNames(ns.es_index_prefix).alias
     n = max(1, min(ctx.payload.n, math.ceil(rate * duration)))
@@ -777,9 +791,13 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
         await ctx.start_clients()
         await asyncio.to_thread(provision_topics, ns)
         await asyncio.to_thread(provision_elasticsearch, ns)
-        child = _worker(ns, ctx.run_dir / "latency.log").start()
+        child: ChildProcess | WorkerGroup = (split_workers(ns, ctx.run_dir / "latency") if split
+                                             else _worker(ns, ctx.run_dir / "latency.log")).start()
         try:
-            await wait_web(ns.worker_web_port, child)
+            if isinstance(child, WorkerGroup):
+                await child.wait_assigned(ns.worker_web_port)
+            else:
+                await wait_web(ns.worker_web_port, child)
             await produce(ctx.producer, ns, [ctx.payload.warmup])
             warm = IndexWatch(ctx.es, alias, Expected(1, 1, {ctx.payload.warm_incident: 0}, frozenset()))
             await wait_until(warm.complete, what="latency: warm-up incident", child=child, interval=0.2)
@@ -844,7 +862,8 @@ async def run_latency(ctx: Context, rate: float, duration: float) -> Latency:
             stamps = {name: await read_stamps(ns, name) for name in (BY_COUNTY, INCIDENTS)}
             return Latency(rate, seconds, n, len(lat), len(acked) - len(lat), percentile(lat, 50),
                            percentile(lat, 99), max(lat) if lat else float("nan"), ns.es_refresh_interval,
-                           stages=stage_latencies(acked, stamps[BY_COUNTY], stamps[INCIDENTS], seen))
+                           stages=stage_latencies(acked, stamps[BY_COUNTY], stamps[INCIDENTS], seen),
+                           deployment="split" if split else "pipeline")
         finally:
             child.stop()
     finally:
@@ -1064,7 +1083,7 @@ def render(result: Result, width: int | None = None) -> Table:
     if lat is not None:
         table.add_row(f"end-to-end latency p50 (ack → searchable, refresh {lat.refresh_interval})",
                       f"{lat.measured} events", f"{lat.p50:.2f}", f"{lat.rate:,.0f}", "", "", "", "", "", "")
-        table.add_row(f"end-to-end latency p99 at half the max pipeline rate (max {lat.max:.2f} s, "
+        table.add_row(f"end-to-end latency p99 at half the max {lat.deployment} rate (max {lat.max:.2f} s, "
                       f"{lat.missing} not seen)", f"{lat.measured} events", f"{lat.p99:.2f}", f"{lat.rate:,.0f}",
                       "", "", "", "", f"≤ {lat.target_s:.1f} s", _verdict(lat.p99 <= lat.target_s), style="bold")
         for stage, (p50, p99, count) in lat.stages.items():
@@ -1121,10 +1140,12 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
                 flood = "FAILED"
             log(f"flood: {flood}")
         latency = None
-        rates = [m.rate for m in runs if m.variant == "pipeline"]
+        # the deployment of the tax row (roles split) when it ran, else the one-process worker
+        deployed = "split" if any(m.variant == "split" for m in runs) else "pipeline"
+        rates = [m.rate for m in runs if m.variant == deployed]
         if opts.latency_seconds > 0 and rates:
             try:
-                latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds)
+                latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds, split=deployed == "split")
                 log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s")
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"latency: {type(exc).__name__}: {str(exc)[:2000]}")

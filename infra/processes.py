@@ -164,9 +164,11 @@ def simulate_folder(out: Path, *, seed: int = 1, days: int = 1, scale: float | N
 class WorkerProcess(ChildProcess):
     """A `pingan worker run` subprocess with these settings and worker id."""
 
-    def __init__(self, settings: Settings, worker_id: int, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, worker_id: int, log_dir: Path, role: str | None = None) -> None:
         env = settings_env(settings)
         env["PINGAN_WORKER_ID"] = str(worker_id)
+        if role is not None:
+            env["PINGAN_WORKER_ROLE"] = role
         super().__init__(pingan_command("worker", "run", "--loglevel", "info"), env,
                          log_dir / f"worker-{worker_id}.log")
         self.settings = settings

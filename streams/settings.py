@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     auth_fail_window_s: float = Field(default=10.0, description="window of auth_fail_limit (seconds)")
     max_lateness_s: int = 6 * 3600
     worker_id: int = Field(default=0, description="several workers on one host need distinct ids (data dir, web port)")
+    worker_role: Literal["all", "correlate", "edge"] = Field(default="all", description=(
+        "the agents this worker runs: all; correlate (the county-serial stage, with the tables); edge "
+        "(normalize + index, the stages that spread over partitions). Every role joins the one consumer group "
+        "(Faust assigns each member only the topics its agents read), so roles can be mixed and changed "
+        "without moving offsets (docs/sizing.md §9)"))
     registry_path: Path | None = Field(
         default=None, validation_alias=AliasChoices("PINGAN_REGISTRY_PATH", "PINGAN_DEVICE_REGISTRY"),
         description="device registry CSV (cameras, door controllers); PINGAN_DEVICE_REGISTRY is a deprecated alias")

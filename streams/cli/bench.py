@@ -32,7 +32,7 @@ def throughput(
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers here")] = None,
     keep_dir: Annotated[bool, typer.Option(help="keep the work dir (simulator folders, subprocess logs)")] = False,
     only: Annotated[str, typer.Option(help="comma-separated variants: run only their groups (B1,normalize | "
-                                           "B2,sink | B3,pure,pipeline,pipeline2); default all")] = "",
+                                           "B2,sink | B3,pure,pipeline,split); default all")] = "",
 ) -> None:
     """Throughput of normalize, the index sink and the whole pipeline vs fair bare baselines (same work,
     no framework) and the pure in-process pipeline; the flood row; e2e latency. One table, one run."""

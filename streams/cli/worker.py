@@ -11,14 +11,22 @@ app = typer.Typer(help="Stream-processing workers (faust-streaming)")
 @app.command()
 def run(worker_id: int = typer.Option(None, help="distinct per worker on one host (data dir, web port)"),
         loglevel: str = typer.Option("warning", help="worker log level"),
-        no_index: bool = typer.Option(False, help="do not run the Elasticsearch index agent in this worker")) -> None:
+        no_index: bool = typer.Option(False, help="do not run the Elasticsearch index agent in this worker"),
+        role: str = typer.Option(None, help="all | correlate | edge (normalize + index); default "
+                                                "PINGAN_WORKER_ROLE, else all")) -> None:
     """Run a worker until interrupted; several workers share the partitions (Faust rebalances)."""
     from faust import Worker
 
     from streams.worker.app import build_app
 
-    overrides = {} if worker_id is None else {"worker_id": worker_id}
-    settings = Settings.from_env(**overrides)
+    overrides: dict = {} if worker_id is None else {"worker_id": worker_id}
+    if role is not None:
+        overrides["worker_role"] = role
+    try:
+        settings = Settings.from_env(**overrides)
+    except ValueError as exc:  # pydantic's ValidationError: an unknown role, a malformed variable
+        typer.echo(f"pingan worker run: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         settings.require_secrets("worker")
     except MissingSecrets as exc:

@@ -192,11 +192,26 @@ class _Wiring:
                         self.store.encode("pingan.DeadLetter", record))
 
 
+#: The worker roles (`Settings.worker_role`, `pingan worker run --role`): the agents one worker
+#: process runs. All roles are members of the one consumer group ``app_id``; Faust's assignor gives
+#: each member only the partitions of the topics its agents subscribe to, so the county-serial
+#: ``correlate`` stage can have a process (a core) of its own while ``edge`` processes take the
+#: stages that spread over partitions (normalize, index).
+ROLES: dict[str, frozenset[str]] = {
+    "all": frozenset({"normalize", "correlate", "index"}),
+    "correlate": frozenset({"correlate"}),
+    "edge": frozenset({"normalize", "index"}),
+}
+
+
 def build_app(settings: Settings, *, store: SchemaStore | None = None, with_index: bool = True,
               table_store: str = "rocksdb://") -> faust.App:
-    """A configured Faust app with the bus's agents, tables and timers.
+    """A configured Faust app with the agents of ``settings.worker_role`` (`ROLES`), their tables
+    and timers (the clock ticks go with correlate); ``with_index=False`` leaves the index agent out.
 
     ``table_store`` is Faust's table store URL ("memory://" in agent unit tests)."""
+    agents = ROLES[settings.worker_role]
+    with_index = with_index and "index" in agents
     worker_dir(settings).mkdir(parents=True, exist_ok=True)
     if settings.worker_compression_type == "gzip":
         use_gzip_level(settings.worker_gzip_level)
@@ -205,23 +220,26 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     app = PinganFaustApp(settings.app_id, read_committed=exactly_once, kafka=kafka,
                          **faust_config(settings, table_store))
     w = _Wiring(app, settings, store or default_store(), Metrics())
-    raw_topic = app.topic(*topology.deployed_inputs(NORMALIZE, settings), key_serializer="raw",
-                          value_serializer="raw", internal=False)
     (by_county_t,) = [w.topic(n) for n in CORRELATE.inputs]
     (incidents_t,) = [w.topic(n) for n in INDEX.inputs]
-    tables = StateTables(app, topology.table_partitions())
-    # a RulesError (clear, names the file) before anything starts
-    processor = county_processor(settings, Stores(**{field: tables.table(name)
-                                                     for field, name in topology.CORRELATE_TABLES.items()}))
-    normalize = _add_normalize(w, raw_topic)
-    if exactly_once:
-        tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
-            kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name(),
-            compression_type=compression(settings), max_request_size=settings.worker_max_request_size))
-        correlate = _add_correlate_checkpointed(w, by_county_t, tables, processor)
-    else:
-        correlate = _add_correlate(w, by_county_t, tables, processor)
-    _add_clock_ticks(w)
+    normalize = correlate = processor = None
+    if "normalize" in agents:
+        raw_topic = app.topic(*topology.deployed_inputs(NORMALIZE, settings), key_serializer="raw",
+                              value_serializer="raw", internal=False)
+        normalize = _add_normalize(w, raw_topic)
+    if "correlate" in agents:
+        tables = StateTables(app, topology.table_partitions())
+        # a RulesError (clear, names the file) before anything starts
+        processor = county_processor(settings, Stores(**{field: tables.table(name)
+                                                         for field, name in topology.CORRELATE_TABLES.items()}))
+        if exactly_once:
+            tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
+                kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name(),
+                compression_type=compression(settings), max_request_size=settings.worker_max_request_size))
+            correlate = _add_correlate_checkpointed(w, by_county_t, tables, processor)
+        else:
+            correlate = _add_correlate(w, by_county_t, tables, processor)
+        _add_clock_ticks(w)
     if with_index:
         _add_index(w, incidents_t)
     _add_pages(w, with_index=with_index)

@@ -129,8 +129,8 @@ class Workers(list):
         super().__init__()
         self.log_dir = log_dir
 
-    def start(self, settings: Settings, worker_id: int = 0) -> WorkerProcess:
-        w = WorkerProcess(settings, worker_id, self.log_dir).start()
+    def start(self, settings: Settings, worker_id: int = 0, role: str | None = None) -> WorkerProcess:
+        w = WorkerProcess(settings, worker_id, self.log_dir, role).start()
         self.append(w)
         return w
 
