@@ -288,21 +288,30 @@ def test_overlay_is_consistent_with_settings_and_catalogue(rendered: dict[str, A
     # topics: every catalogue topic, under this overlay's prefix, for this Kafka cluster
     topics = {d["spec"]["topicName"]: d for d in by_kind(docs, "KafkaTopic")}
     assert set(topics) == {s.topic(t.name) for t in TOPICS}
-    # KEDA: the Faust consumer group is the app id; triggers name real topics; FQDN bootstrap
-    so = one(docs, "ScaledObject", "pingan-worker")
-    target = one(docs, so["spec"]["scaleTargetRef"]["kind"], so["spec"]["scaleTargetRef"]["name"])
-    assert target["kind"] == "StatefulSet"
-    partitions = []
-    for trig in so["spec"]["triggers"]:
-        meta = trig["metadata"]
-        assert meta["consumerGroup"] == s.app_id
-        assert meta["topic"] in topics
-        partitions.append(topics[meta["topic"]]["spec"]["partitions"])
-        assert meta["bootstrapServers"] == f"{kafka[0]['metadata']['name']}-kafka-bootstrap.{ns}.svc:{listener['port']}"
-        auth = one(docs, "TriggerAuthentication", trig["authenticationRef"]["name"])
-        assert any(r["name"] in {u["metadata"]["name"] for u in by_kind(docs, "KafkaUser")}
-                   for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "password")
-    assert so["spec"]["maxReplicaCount"] <= max(partitions), "replicas beyond the partitions would sit idle"
+    # KEDA: the Faust consumer group is the app id; triggers name real topics; FQDN bootstrap. The
+    # correlate StatefulSet scales on the by-county lag, the edge Deployment on raw and incidents lag;
+    # each workload runs the role whose input its triggers measure.
+    roles = {"pingan-worker": ("StatefulSet", "correlate", {s.topic("internal.events-by-county.v1")}),
+             "pingan-edge": ("Deployment", "edge", {s.topic("raw.camera.v1"), s.topic("incidents.v1")})}
+    for name, (kind, role, trigger_topics) in roles.items():
+        so = one(docs, "ScaledObject", name)
+        target = one(docs, so["spec"]["scaleTargetRef"]["kind"], so["spec"]["scaleTargetRef"]["name"])
+        assert target["kind"] == kind and target["metadata"]["name"] == name
+        (container,) = containers(target)
+        assert _env(container)["PINGAN_WORKER_ROLE"]["value"] == role
+        partitions = []
+        for trig in so["spec"]["triggers"]:
+            meta = trig["metadata"]
+            assert meta["consumerGroup"] == s.app_id
+            assert meta["topic"] in topics
+            partitions.append(topics[meta["topic"]]["spec"]["partitions"])
+            assert meta["bootstrapServers"] == \
+                f"{kafka[0]['metadata']['name']}-kafka-bootstrap.{ns}.svc:{listener['port']}"
+            auth = one(docs, "TriggerAuthentication", trig["authenticationRef"]["name"])
+            assert any(r["name"] in {u["metadata"]["name"] for u in by_kind(docs, "KafkaUser")}
+                       for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "password")
+        assert {t["metadata"]["topic"] for t in so["spec"]["triggers"]} == trigger_topics
+        assert so["spec"]["maxReplicaCount"] <= max(partitions), "replicas beyond the partitions would sit idle"
     # every county served is a 6-digit code within the deployment's area
     counties = [c for c in s.counties.split(",") if c]
     assert counties and all(len(c) == 6 and c.isdigit() for c in counties)
@@ -518,8 +527,9 @@ def test_clients_authenticate_with_their_own_users(rendered: dict[str, Any], ove
                 assert "secretKeyRef" in env["PINGAN_ES_PASSWORD"]["valueFrom"]
                 vol = volumes[mounts[str(Path(cm["PINGAN_ES_CA_CERTS"]).parent)]]
                 assert vol["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "the CA only, not the key"
-    assert kafka_clients == {"pingan-worker": "pingan-worker", "pingan-receivers": "pingan-receivers",
-                             "pingan-search": "pingan-search"}
+    # both worker roles are members of the one consumer group: the edge Deployment is the worker's user
+    assert kafka_clients == {"pingan-worker": "pingan-worker", "pingan-edge": "pingan-worker",
+                             "pingan-receivers": "pingan-receivers", "pingan-search": "pingan-search"}
     # ACLs name only this overlay's topics; the worker's group is the app id
     for user in users.values():
         for acl in user["spec"]["authorization"]["acls"]:
