@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     auth_fail_window_s: float = Field(default=10.0, description="window of auth_fail_limit (seconds)")
     max_lateness_s: int = 6 * 3600
     worker_id: int = Field(default=0, description="several workers on one host need distinct ids (data dir, web port)")
+    worker_fetch_max_wait_ms: int = Field(default=100, ge=0, le=30000, description=(
+        "how long the broker may hold a worker's fetch when no record is ready (Faust's own 1,500 ms held "
+        "a correlate-only worker's read_committed fetch with records waiting: docs/sizing.md §8)"))
     worker_role: Literal["all", "correlate", "edge"] = Field(default="all", description=(
         "the agents this worker runs: all; correlate (the county-serial stage, with the tables); edge "
         "(normalize + index, the stages that spread over partitions). Every role joins the one consumer group "

@@ -218,7 +218,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     exactly_once = settings.processing_guarantee == "exactly_once"
     kafka = {"bootstrap_servers": settings.kafka_bootstrap, **settings.aiokafka_client_options()}
     app = PinganFaustApp(settings.app_id, read_committed=exactly_once, kafka=kafka,
-                         **faust_config(settings, table_store))
+                         fetch_max_wait_ms=settings.worker_fetch_max_wait_ms, **faust_config(settings, table_store))
     w = _Wiring(app, settings, store or default_store(), Metrics())
     (by_county_t,) = [w.topic(n) for n in CORRELATE.inputs]
     (incidents_t,) = [w.topic(n) for n in INDEX.inputs]
@@ -378,7 +378,7 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
                 except BaseException:
                     tables.forget()
                     raise  # the agent crashes the worker; the batch is processed again after a restart
-                write_store(state, [m.offset for m in metas[:len(state)]])
+                write_store(state, [m.offset for m in metas[:len(state)]], records[:len(state)])
                 w.app.sent_in_checkpoint(outputs)
 
     return correlate

@@ -6,6 +6,7 @@ A faust-streaming upgrade that renames or reshapes one fails here, in a second, 
 records in tests/faults/test_cluster.py."""
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 from pathlib import Path
@@ -33,8 +34,16 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> list[object]:
     table manager and a table."""
     app = build_app(Settings(run_dir=tmp_path_factory.mktemp("engine"), registry_path=None), with_index=False,
                     table_store="memory://")
+    async def worker_client() -> object:  # aiokafka's consumer is built inside a loop; never started
+        return app.consumer._new_consumer_thread()._create_worker_consumer(app.transport)  # noqa: SLF001
+
+    loop = asyncio.new_event_loop()
+    try:
+        client = loop.run_until_complete(worker_client())
+    finally:
+        loop.close()
     return [app, app.consumer, Fetcher(app), app.tables.recovery, app.tables,
-            app.pingan_processor.stores.incidents.table]
+            app.pingan_processor.stores.incidents.table, client]
 
 
 def test_the_installed_faust_is_the_supported_one() -> None:
@@ -103,3 +112,49 @@ def test_the_app_uses_the_engine_classes(instances: list[object]) -> None:
 def test_docs_list_exactly_these_hooks() -> None:
     assert engine.hooks_markdown() in (ROOT / "docs" / "faults.md").read_text(), \
         "docs/faults.md: paste streams.worker.engine.hooks_markdown() under 'The engine room'"
+
+
+def test_write_store_puts_the_committed_changelog_bytes_into_rocksdb(tmp_path: Path) -> None:
+    """`write_store` with the changelog records writes their bytes as they are (no second
+    serialization) — and they are exactly what the store itself would have written, so the value
+    reads back the same either way, as after a changelog recovery."""
+    from types import SimpleNamespace
+
+    from streams.worker.engine import TableWrite, changelog_records, set_current_event, write_store
+    from streams.worker.tables import DELETED
+
+    app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="rocksdb://")
+    table = app.pingan_processor.stores.incidents.table
+    class _Event:  # weak-referenceable, like faust's Event
+        message = SimpleNamespace(partition=1, topic="t", offset=0)
+
+    event = _Event()
+    value = {"incident_id": "inc-1", "event_ids": ["a", "b"], "text": "汶川 威州镇", "n": 3}
+    writes = [TableWrite(table, "inc-1", value, event), TableWrite(table, "inc-2", {"x": 1}, event)]
+    records = changelog_records(writes)
+    store = table.data
+    assert isinstance(store, engine.SerializedStore)
+    set_current_event(event)
+    assert records[0].key == store._encode_key("inc-1") and records[0].value == store._encode_value(value)
+
+    write_store(writes, [10, 11], records)
+    set_current_event(event)
+    assert store["inc-1"] == value and store["inc-2"] == {"x": 1}
+    # a deletion: the tombstone's key removes it
+    gone = [TableWrite(table, "inc-2", DELETED, event)]
+    write_store(gone, [12], changelog_records(gone))
+    set_current_event(event)
+    assert "inc-2" not in store and store["inc-1"] == value
+    with pytest.raises(ValueError):
+        write_store(writes, [13, 14], records[:1])
+
+
+def test_the_worker_consumer_fetch_wait_is_the_settings_one(instances: list[object]) -> None:
+    """Faust builds its aiokafka consumer with a fixed fetch_max_wait_ms=1500; the engine sets the
+    worker's own (`Settings.worker_fetch_max_wait_ms`), which aiokafka reads when the consumer starts."""
+    import aiokafka
+
+    client = instances[-1]
+    assert isinstance(client, aiokafka.AIOKafkaConsumer)
+    assert client._fetch_max_wait_ms == Settings().worker_fetch_max_wait_ms == 100  # noqa: SLF001
+    assert "self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
