@@ -66,6 +66,7 @@ No import-time side effects: everything happens in `run_throughput`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -101,6 +102,7 @@ from schemas.catalogue import TOPICS
 from schemas.serde import default_store
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
+from streams.worker.runtime import tuned_gc
 from streams.worker.stages import RAW_SOURCES
 from streams.worker.topology import BY_COUNTY, EVENTS, INCIDENTS
 
@@ -1120,11 +1122,15 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
     log(f"workdir {work}")
     ctx: Context | None = None
     es = AsyncElasticsearch(base.es_url, timeout=60, **base.es_client_options())
+    gc_settings = contextlib.ExitStack()
     try:
         payload = await asyncio.to_thread(prepare, work, base, seed=opts.seed, scale=opts.scale,
                                           min_seconds=opts.min_seconds, log=log)
         log(f"payload: {payload.days} day(s), {payload.n} raw records, {payload.events} events, "
             f"{len(payload.incidents)} live incidents")
+        # the worker's interpreter settings for what runs in this process (pure, B2, sink, flood);
+        # the payload is frozen with the rest of this heap, so the pure run does not scan it
+        gc_settings.enter_context(tuned_gc(base))
         probe = CpuProbe(Kafka(base).pid(), Elasticsearch(base).pid())
         ctx = Context(base, payload, work, payload.folder / "registry.csv", es, probe, log, opts.min_seconds,
                       seed=opts.seed, scale=opts.scale)
@@ -1170,6 +1176,7 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
                     log(f"cleanup of {ns.topic_prefix} failed: {exc}")
             await ctx.stop_clients()
         await es.close()
+        gc_settings.close()
         if not opts.keep_dir:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -40,6 +40,7 @@ from connectors.sources.devices import DeviceRegistry
 from schemas.serde import default_store
 from streams.settings import Settings
 from streams.worker.app import county_processor, load_registry, normalize_stage
+from streams.worker.runtime import tune_gc
 from streams.worker.stages import EVENT_SCHEMA, RAW_SOURCES, correlate_record
 from streams.worker.topology import BY_COUNTY, DEAD_LETTERS, ESCALATIONS, EVENTS, INCIDENTS, LINKS
 
@@ -237,8 +238,10 @@ def _normalize_worker(loglevel: str) -> None:
 
     from streams.worker.app import build_app
 
-    app = build_app(Settings.from_env(), with_index=False)
+    settings = Settings.from_env()
+    app = build_app(settings, with_index=False)
     del app.agents["correlate"]
+    tune_gc(settings)  # as `pingan worker run` does
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
@@ -250,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sub.add_parser(role).add_argument("group")
     sub.add_parser("normalize_worker").add_argument("--loglevel", default="warning")
     args = parser.parse_args(argv)
+    if args.role != "normalize_worker":  # the worker role tunes itself after building its app
+        tune_gc(Settings.from_env())  # the worker's interpreter settings (streams/worker/runtime.py)
     if args.role == "b1":
         asyncio.run(run_b1(args.group))
     elif args.role == "b3":

@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     worker_fetch_max_wait_ms: int = Field(default=100, ge=0, le=30000, description=(
         "how long the broker may hold a worker's fetch when no record is ready (Faust's own 1,500 ms held "
         "a correlate-only worker's read_committed fetch with records waiting: docs/sizing.md §8)"))
+    gc_threshold0: int = Field(default=50000, ge=0, description=(
+        "CPython's gen-0 collection threshold in the worker (and the benchmarks' baselines); 0 keeps "
+        "Python's defaults. streams/worker/runtime.py says why"))
     worker_role: Literal["all", "correlate", "edge"] = Field(default="all", description=(
         "the agents this worker runs: all; correlate (the county-serial stage, with the tables); edge "
         "(normalize + index, the stages that spread over partitions). Every role joins the one consumer group "

@@ -15,6 +15,9 @@ After the last cycle the worker runs undisturbed until it has caught up. Then, r
 
 The worker joins the group as a static member (`worker_static_membership`), so a restart takes
 its partitions back without waiting for the killed member's session to expire.
+
+Run twice: one ``all`` worker, and the split deployment (a ``correlate`` and an ``edge`` worker
+of one group, docs/operations.md §7), where each cycle kills one of the two or both.
 """
 from __future__ import annotations
 
@@ -53,9 +56,12 @@ def read_all(bootstrap: str, topic: str, isolation_level: str, idle_s: float = 3
         consumer.close()
 
 
+@pytest.mark.parametrize("deployment", ["all", "split"])
 def test_kill9_at_random_points_of_a_flood_day_keeps_exact_incidents(
         stack: Settings, sim_day: Path, day_deliveries: list, expected_incidents: dict, workers,
-        tmp_path: Path) -> None:
+        tmp_path: Path, deployment: str) -> None:
+    """``all``: one worker, killed every cycle. ``split``: a correlate worker (id 0) and an edge
+    worker (id 1, normalize + index) of one group; each cycle kills one of them, or both, at random."""
     t0 = time.monotonic()
     # small batches: many checkpoints per chunk, so a mid-work kill often lands inside a transaction
     s = fault_settings(stack, sim_day, tmp_path / "run", processing_guarantee="exactly_once",
@@ -68,27 +74,35 @@ def test_kill9_at_random_points_of_a_flood_day_keeps_exact_incidents(
     rng.seed(seed)
     parts = chunks(day_deliveries, KILLS)
     kills: list[str] = []
-    w = workers.start(s, 0)
+    procs = [workers.start(s, 0)] if deployment == "all" else \
+        [workers.start(s, 0, role="correlate"), workers.start(s, 1, role="edge")]
+    normalizer = len(procs) - 1  # the worker id whose raw_in counts the chunk's progress
+    killed = list(procs)
     for i, part in enumerate(parts):
         publish(s, part)
         if i:
-            w.start()
+            for w in killed:
+                w.start()
         # processing: the web server answers and the worker has read something. Every other cycle
         # the kill waits for a random point of the chunk's progress (mid-work: inside a batch, a
         # transaction, normalize's sends), the others a random 0.2-3 s (also after the work).
         mid = i % 2 == 0 and len(part) > 2
         target = rng.randint(1, len(part) - 1) if mid else 1
-        wait_for(lambda: (worker_metrics(s) or {}).get("raw_in", 0) >= target, 120, 0.02,
+        wait_for(lambda: (worker_metrics(s, normalizer) or {}).get("raw_in", 0) >= target, 120, 0.02,
                  f"the worker to process (cycle {i})")
         pause = rng.uniform(0.0, 0.1) if mid else rng.uniform(0.2, 3.0)
         time.sleep(pause)
-        kills.append(f"{i}: {'at raw_in >= %d, ' % target if mid else ''}after {pause:.2f} s {worker_metrics(s)}")
-        w.kill9()
-    w.start()
+        killed = list(procs) if len(procs) == 1 else rng.choice([procs[:1], procs[1:], procs])
+        kills.append(f"{i}: {'at raw_in >= %d, ' % target if mid else ''}after {pause:.2f} s, kill "
+                     f"{[w.worker_id for w in killed]} {worker_metrics(s, normalizer)}")
+        for w in killed:
+            w.kill9()
+    for w in killed:
+        w.start()
     try:
-        wait_for_index(s, expected_incidents, [w], timeout_s=240)
+        wait_for_index(s, expected_incidents, procs, timeout_s=240)
     finally:
-        print(f"seed {seed}; {len(kills)} kills in {time.monotonic() - t0:.0f} s:\n" + "\n".join(kills))
+        print(f"{deployment}: seed {seed}; {len(kills)} kills in {time.monotonic() - t0:.0f} s:\n" + "\n".join(kills))
     assert len(kills) >= 20
 
     # what read_committed consumers see
