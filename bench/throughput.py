@@ -96,7 +96,7 @@ from bench.throughput_payload import Expected, Payload, RawRecord, prepare, prep
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
 from connectors.elasticsearch.sink import IncidentSink
 from connectors.sources.devices import DeviceRegistry
-from infra.processes import ChildProcess, free_port, isolated_settings, pingan_command, settings_env
+from infra.processes import ChildProcess, free_ports, isolated_settings, pingan_command, settings_env
 from infra.stack import Elasticsearch, Kafka
 from schemas.catalogue import TOPICS
 from schemas.serde import default_store
@@ -165,7 +165,7 @@ def isolated(base: Settings, run_dir: Path, registry: Path | None) -> Settings:
     """Settings with a topic prefix (``bench…``), app id (= consumer group) and index prefix
     (``pingan-bench-…``) of their own."""
     return isolated_settings(base, registry, topic_tag="bench", name="pingan-bench", run_dir=run_dir,
-                             worker_web_port=free_port(), worker_id=0)
+                             worker_web_port=free_ports(2), worker_id=0)
 
 
 def cpu_seconds(pid: int | None) -> float:

@@ -39,6 +39,26 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int, attempts: int = 100) -> int:
+    """The first of `count` consecutive TCP ports on 127.0.0.1 that were all free a moment ago
+    (workers of one host take ``worker_web_port + worker_id``)."""
+    for _ in range(attempts):
+        first = free_port()
+        socks: list[socket.socket] = []
+        try:
+            for port in range(first + 1, first + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise OSError(f"no {count} consecutive free ports on 127.0.0.1 after {attempts} attempts")
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess see these settings."""
     return {**os.environ, **settings.as_env()}
