@@ -9,7 +9,8 @@ pure code and plain clients:
   ``deadletters.v1`` (key source) — exactly what the normalize agent publishes.
 - `BareCorrelate` (the second half of B3): the by-county Event decoded → the worker's
   `CountyProcessor` over in-memory dicts → ``links.v1``, ``incidents.v1`` (latest record per
-  incident per batch), ``escalations.v1`` → bulk of `incident_actions` into the templated index.
+  incident per batch, member ids capped as the worker publishes them), ``escalations.v1``,
+  ``incident-members.v1`` → bulk of `incident_actions` into the templated index.
 - `incident_actions`: bulk actions built from incident records with `incident_document` and the
   sink's external versioning (index a live incident at its version, delete a merged id) — B2 and B3.
 - `pure_pass` (the framework-tax baseline): raw Avro records → `NormalizeStage` →
@@ -38,11 +39,12 @@ from connectors.elasticsearch.admin import IndexNames
 from connectors.elasticsearch.documents import incident_document
 from connectors.sources.devices import DeviceRegistry
 from schemas.serde import default_store
+from streams.domain.incidents import published
 from streams.settings import Settings
 from streams.worker.app import county_processor, load_registry, normalize_stage
 from streams.worker.runtime import tune_gc
 from streams.worker.stages import EVENT_SCHEMA, RAW_SOURCES, correlate_record
-from streams.worker.topology import BY_COUNTY, DEAD_LETTERS, ESCALATIONS, EVENTS, INCIDENTS, LINKS
+from streams.worker.topology import BY_COUNTY, DEAD_LETTERS, ESCALATIONS, EVENTS, INCIDENT_MEMBERS, INCIDENTS, LINKS
 
 BATCH = 1000  # records per getmany
 
@@ -117,7 +119,9 @@ class BareCorrelate:
         self.producer = producer
         self.client = client
         self.index = IndexNames(settings.es_index_prefix).alias
-        self.links_t, self.incidents_t, self.escalations_t = (settings.topic(t) for t in (LINKS, INCIDENTS, ESCALATIONS))
+        self.links_t, self.incidents_t, self.escalations_t, self.members_t = (
+            settings.topic(t) for t in (LINKS, INCIDENTS, ESCALATIONS, INCIDENT_MEMBERS))
+        self.listed = self.processor.tier_rules.listed_event_ids
 
     async def handle(self, by_county: Sequence[bytes], futures: list[Any]) -> None:
         """Correlate a batch, publish its outputs, wait for every ack, then bulk its incidents."""
@@ -132,8 +136,12 @@ class BareCorrelate:
             for esc in step.escalations:
                 futures.append(await send(self.escalations_t, encode("pingan.Escalation", esc),
                                           key=esc["incident_id"].encode()))
+            for member in step.members:
+                futures.append(await send(self.members_t, encode("pingan.IncidentMember", member),
+                                          key=member["event_id"].encode()))
         for iid, inc in latest.items():
-            futures.append(await send(self.incidents_t, encode("pingan.Incident", inc), key=iid.encode()))
+            futures.append(await send(self.incidents_t, encode("pingan.Incident", published(inc, self.listed)),
+                                      key=iid.encode()))
         await asyncio.gather(*futures)
         await bulk(self.client, incident_actions(latest.values(), self.index), self.settings.sink_chunk_size)
 

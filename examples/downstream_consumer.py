@@ -17,6 +17,10 @@ What it shows:
    (`IncidentView.resolve`), and the retired id is no longer listed as live.
 4. **Escalations** (``escalations.v1``) are deduplicated by ``escalation_id`` (delivery is
    at-least-once).
+5. **Every member of a big incident.** An incident record lists at most 1,000 member ids
+   (``event_ids``; ``event_count`` is the true count). ``incident-members.v1`` (compacted, key
+   ``event_id``) says which incident each event joined; follow that id through the redirects to the
+   live incident (`IncidentView.members_of`).
 
 Run:  ``python examples/downstream_consumer.py --bootstrap 127.0.0.1:19092 --schemas schemas``
 (``--topic-prefix`` for a prefixed deployment, ``--from-beginning`` to rebuild the view, which you
@@ -40,6 +44,7 @@ from fastavro.schema import to_parsing_canonical_form
 MAGIC = b"\xc3\x01"
 INCIDENTS = "incidents.v1"
 ESCALATIONS = "escalations.v1"
+MEMBERS = "incident-members.v1"
 
 
 # --------------------------------------------------------------------------- decoding
@@ -106,10 +111,12 @@ def _inline(node: Any, named: Mapping[str, Any], defined: set[str]) -> Any:
 # --------------------------------------------------------------------------- the view
 @dataclass
 class IncidentView:
-    """Latest incident per id (compacted-topic semantics) with merge redirects, and escalations."""
+    """Latest incident per id (compacted-topic semantics) with merge redirects, escalations, and
+    the incident each event joined (incident-members.v1)."""
 
     incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
     escalations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[str, str] = field(default_factory=dict)
 
     def apply_incident(self, record: Mapping[str, Any]) -> bool:
         """Keep `record` unless a newer version of the same id is already held; True if kept."""
@@ -119,6 +126,27 @@ class IncidentView:
             return False
         self.incidents[inc_id] = dict(record)
         return True
+
+    def apply_member(self, record: Mapping[str, Any]) -> None:
+        """The incident an event joined (the latest record per event_id wins, as on the compacted topic)."""
+        self.members[record["event_id"]] = record["incident_id"]
+
+    def members_of(self, incident_id: str) -> set[str]:
+        """Every member event of the live incident `incident_id` stands for: its listed ``event_ids``
+        and every event whose member record leads to it through the redirects."""
+        live = self.resolve(incident_id)
+        if live is None:
+            return set()
+        out = set(live.get("event_ids") or ())
+        if len(out) < int(live.get("event_count") or 0):  # more than listed: ask the members topic
+            holders: dict[str, str | None] = {}
+            for event_id, holder in self.members.items():
+                if holder not in holders:
+                    found = self.resolve(holder)
+                    holders[holder] = found["incident_id"] if found is not None else None
+                if holders[holder] == live["incident_id"]:
+                    out.add(event_id)
+        return out
 
     def apply_escalation(self, record: Mapping[str, Any]) -> bool:
         """Record an escalation once (by escalation_id); True if new."""
@@ -159,6 +187,8 @@ def apply_message(view: IncidentView, decoder: AvscDecoder, topic: str, value: b
         view.apply_incident(record)
     elif name == "pingan.Escalation":
         view.apply_escalation(record)
+    elif name == "pingan.IncidentMember":
+        view.apply_member(record)
     return name
 
 
@@ -206,7 +236,7 @@ def print_view(view: IncidentView, limit: int = 20) -> None:
     print(f"{len(live)} live incident(s), {merged} merged away, {len(view.escalations)} escalation(s)")
     for inc in live[:limit]:
         print(f"  {inc['incident_id']}  v{inc['version']:<3} {inc['status']:<9} {inc['tier']:<7} {inc['kind']:<16} "
-              f"{len(inc.get('event_ids') or [])} event(s)  {inc['admin_code']}")
+              f"{inc.get('event_count') or len(inc.get('event_ids') or [])} event(s)  {inc['admin_code']}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     view = IncidentView()
     consumer = make_consumer(args.bootstrap, None)
     try:
-        consume(consumer, view, decoder, [args.topic_prefix + INCIDENTS, args.topic_prefix + ESCALATIONS],
+        consume(consumer, view, decoder, [args.topic_prefix + t for t in (INCIDENTS, ESCALATIONS, MEMBERS)],
                 until_end=not args.follow)
     finally:
         consumer.close()

@@ -17,7 +17,8 @@ from typing import Any
 DAY_MS = 24 * 3600 * 1000
 SCHEMAS_TOPIC = "schemas.v1"
 #: topics read by systems outside the bus: their schemas are released (schemas/released/vN) and gated FULL
-DOWNSTREAM_TOPICS: tuple[str, ...] = ("events.v1", "links.v1", "incidents.v1", "escalations.v1", "dispositions.v1")
+DOWNSTREAM_TOPICS: tuple[str, ...] = ("events.v1", "links.v1", "incidents.v1", "incident-members.v1", "escalations.v1",
+                                       "dispositions.v1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,12 @@ TOPICS: tuple[Topic, ...] = (
           "Current state of every incident (compacted: the latest record per incident_id is kept). A merged "
           "incident gets a final record with status=merged and merged_into set.",
           _DETERMINISTIC + " Each update carries a higher version; read the latest per key."),
+    Topic("incident-members.v1", "event_id", "pingan.IncidentMember", 3,
+          MappingProxyType({"cleanup.policy": "compact"}),
+          "Which incident each event joined (compacted: one record per event_id). An incident record lists at "
+          "most 1,000 member ids (tier_rules.toml [incidents] listed_event_ids); this topic has them all: "
+          "follow incident_id through the merged_into of incidents.v1's redirect records to the live incident.",
+          _DETERMINISTIC + " Written in the same transaction as the incident records of the event's step."),
     Topic("escalations.v1", "incident_id", "pingan.Escalation", 3, _delete(90),
           "Incidents moving to a higher tier (village -> town -> county), for the town and county centers.",
           _DETERMINISTIC + " escalation_id is derived from incident, target tier and reason; deduplicate by it."),

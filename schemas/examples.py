@@ -294,6 +294,8 @@ _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "pingan.Link": _link,
     "pingan.EventSummary": _summary,
     "pingan.Incident": _incident,
+    "pingan.IncidentMember": lambda: {"event_id": "grid:GR-20240701-0001", "incident_id": "inc-6a0f3e9b1c2d4e5f",
+                                      "county_code": "513221", "occurred_at": T0 + 2 * MIN, "rules_version": ""},
     "pingan.Escalation": _escalation,
     "pingan.Disposition": _disposition,
     "pingan.DispositionSummary": _disposition_summary,

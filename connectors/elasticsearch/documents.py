@@ -7,7 +7,8 @@ Contract:
   ``admin_path`` (`incident_admin_path`: every prefix 2/4/6/9/12 digits of every admin code the
   incident touches, by `streams.domain.admin.levels_of`; used for jurisdiction filtering),
   ``search_text`` (event texts, time-ordered), ``location`` (mean of the event points),
-  ``event_locations`` (all event points), ``event_count``, ``sources``, ``event_kinds``; an event
+  ``event_locations`` (all event points), ``event_count`` (the record's true count: ``events``
+  lists at most 300, ``event_ids`` at most ``listed_event_ids``), ``sources``, ``event_kinds``; an event
   with data-quality notes keeps them as ``events[].quality`` (`quality_notes`: field and reason,
   quoted values masked; absent when there are none); ``events[].severity`` when the summary
   carries one (absent otherwise).
@@ -166,7 +167,7 @@ def incident_document(incident: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
         "last_seen": incident.get("last_seen"),
         "updated_at": incident.get("updated_at"),
         "version": incident.get("version"),
-        "event_count": len(events),
+        "event_count": max(int(incident.get("event_count") or 0), len(events)),
         "event_ids": sorted(set(incident.get("event_ids") or [e["event_id"] for e in events if e.get("event_id")])),
         "sources": sorted({e["source"] for e in events if e.get("source")}),
         "event_kinds": sorted({e["kind"] for e in events if e.get("kind")}),

@@ -229,6 +229,55 @@ def redirect(old: Mapping[str, Any], into: str, version: int, incident_id_: str 
     return rec
 
 
+def published(inc: Mapping[str, Any], listed: int) -> Mapping[str, Any]:
+    """The record to publish for an incident state: at most `listed` of its sorted member ids in
+    ``event_ids`` (the smallest) and of its sorted ``merged_from``; every other field as is
+    (``event_count`` is the true count). The state keeps the full lists; the members beyond the
+    listed ones are on incident-members.v1 (`member_record`), the merged ids in their redirect
+    records. Returns `inc` itself when nothing is over `listed`."""
+    ids, merged = inc.get("event_ids") or (), inc.get("merged_from") or ()
+    if len(ids) <= listed and len(merged) <= listed:
+        return inc
+    return {**inc, "event_ids": list(ids[:listed]), "merged_from": list(merged[:listed])}
+
+
+def member_record(event: Mapping[str, Any], incident_id_: str, rules_version: str = "") -> dict[str, Any]:
+    """The pingan.IncidentMember record of an event: the live incident holding it right after the
+    step that correlated it (a later merge moves it on; a subscriber follows ``merged_into``)."""
+    return {"event_id": str(event["event_id"]), "incident_id": incident_id_,
+            "county_code": str((event.get("location") or {}).get("county_code") or ""),
+            "occurred_at": int(event["occurred_at"]), "rules_version": rules_version}
+
+
+def resolve(incident_id_: str, merged_into: Mapping[str, str], limit: int = 100_000) -> str:
+    """The live incident id of `incident_id_`: follows `merged_into` (retired id → the id it was
+    merged into, from the redirect records of incidents.v1) to its end."""
+    seen = 0
+    while incident_id_ in merged_into and seen < limit:
+        incident_id_ = merged_into[incident_id_]
+        seen += 1
+    return incident_id_
+
+
+def complete_members(incidents: Mapping[str, Mapping[str, Any]], joined: Mapping[str, str]) -> dict[str, Incident]:
+    """Published incident records (incident_id → latest record) with every member id back in
+    ``event_ids``: for a live record listing fewer ids than its ``event_count``, its listed ids plus
+    every event whose incident-members.v1 holder (`joined`: event_id → incident_id) resolves to it
+    through the redirect records among `incidents`. Other records are returned as they are."""
+    merged_into = {iid: str(r["merged_into"]) for iid, r in incidents.items()
+                   if r.get("status") == "merged" and r.get("merged_into")}
+    short = {iid for iid, r in incidents.items()
+             if r.get("status") != "merged" and int(r.get("event_count") or 0) > len(r.get("event_ids") or ())}
+    extra: dict[str, set[str]] = {iid: set() for iid in short}
+    if short:
+        for eid, holder in joined.items():
+            live = resolve(holder, merged_into)
+            if live in extra:
+                extra[live].add(eid)
+    return {iid: ({**r, "event_ids": sorted(set(r.get("event_ids") or ()) | extra[iid])} if iid in extra else dict(r))
+            for iid, r in incidents.items()}
+
+
 class IncidentState:
     """Incident bookkeeping over injectable mappings (see module docstring)."""
 

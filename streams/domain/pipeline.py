@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.domain.correlate import CandidateIndex
-from streams.domain.incidents import IncidentState, redirect, sorted_contains
+from streams.domain.incidents import IncidentState, member_record, redirect, sorted_contains
 from streams.domain.rules import CorrelationRules, load_rules
 from streams.domain.lifecycle import quantize
 from streams.domain.tiers import (
@@ -41,20 +41,23 @@ class Stores:
 
 @dataclass
 class StepOutput:
-    """What one step emits: links, incident records (updates and merge redirects), escalations."""
+    """What one step emits: links, incident records (updates and merge redirects), escalations,
+    and the pingan.IncidentMember record of the step's event (`incidents.member_record`)."""
 
     links: list[dict[str, Any]] = field(default_factory=list)
     incidents: list[dict[str, Any]] = field(default_factory=list)
     escalations: list[dict[str, Any]] = field(default_factory=list)
+    members: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.links or self.incidents or self.escalations)
+        return bool(self.links or self.incidents or self.escalations or self.members)
 
     def extend(self, other: "StepOutput") -> None:
-        """Append `other`'s links, incident records and escalations (a batch collecting its steps)."""
+        """Append `other`'s links, incident records, escalations and members (a batch collecting its steps)."""
         self.links.extend(other.links)
         self.incidents.extend(other.incidents)
         self.escalations.extend(other.escalations)
+        self.members.extend(other.members)
 
 
 _CLOCK = "~clock:"  # history-store key prefix of a county's clock: [epoch ms]
@@ -157,6 +160,7 @@ class CountyProcessor:
             repaired.pop(live_id, None)
             out = self._stamp(self._emit(clock_out, {}, repaired))
             out.incidents = redirects + out.incidents + [{**current, "rules_version": self.rules_version}]
+            out.members.append(member_record(event, live_id, self.rules_version))
             return out
         links = self._stamped(self.index.add(event))
         before: dict[str, dict[str, Any]] = {}
@@ -189,6 +193,9 @@ class CountyProcessor:
                 touched[iid] = updated
         out = self._emit(clock_out, before, touched)
         out.links = list(links)
+        holder = self.state.incident_of(event["event_id"])
+        if holder is not None:
+            out.members.append(member_record(event, holder, self.rules_version))
         return self._stamp(out)
 
     def _stamped(self, links: list[dict[str, Any]]) -> list[dict[str, Any]]:

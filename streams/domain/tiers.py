@@ -50,6 +50,9 @@ class TierRules:
     #: an incident holds at most this many events; past it a flood goes on in continuation
     #: incidents (streams/domain/incidents.py, "Full incidents")
     max_incident_events: int = 20_000
+    #: at most this many member ids (the smallest) in a published incident record's event_ids and
+    #: merged_from; the rest are on incident-members.v1 / in the redirect records (`incidents.published`)
+    listed_event_ids: int = 1_000
 
     def rank(self, tier: str) -> int:
         """Position of a tier (0 = lowest)."""
@@ -90,7 +93,10 @@ def parse_tier_rules(doc: Mapping[str, Any]) -> TierRules:
         opening_kinds=MappingProxyType({str(k): int(v) for k, v in (act.get("opening_kinds") or {}).items()}),
         clock_step_ms=int(float(doc.get("clock", {}).get("check_minutes", 10)) * 60_000),
         max_incident_events=int(doc.get("incidents", {}).get("max_events", 20_000)),
+        listed_event_ids=int(doc.get("incidents", {}).get("listed_event_ids", 1_000)),
     )
+    if rules.listed_event_ids < 1:
+        raise ValueError(f"incidents.listed_event_ids must be at least 1, not {rules.listed_event_ids}")
     if rules.max_incident_events < 2:
         raise ValueError(f"incidents.max_events must be at least 2, not {rules.max_incident_events}")
     used = {default, rules.multi_village, rules.multi_town, *base.values(), *(t for _, t in sev),

@@ -54,12 +54,13 @@ from kafka.errors import KafkaError
 from connectors.elasticsearch import admin
 from connectors.elasticsearch.sink import IncidentSink
 from schemas.serde import SchemaStore, default_store
+from streams.domain.incidents import complete_members
 from streams.ops.provision import provision_topics
 from streams.ops.replay_safety import (ShrinkDiff, StartPoint, build_meta, event_time_of, is_complete, offset_for,
                                        shrink_check)
 from streams.settings import DEFAULT_TIMEZONE, Settings
 from streams.worker.stages import LIFECYCLE_INPUTS, RAW_SOURCES
-from streams.worker.topology import BY_COUNTY, INCIDENTS
+from streams.worker.topology import BY_COUNTY, INCIDENT_MEMBERS, INCIDENTS
 
 log = logging.getLogger(__name__)
 
@@ -685,8 +686,22 @@ def _run_pipeline_worker(settings: Settings, replay_settings: Settings, app_id: 
 
 
 # --------------------------------------------------------------------------- rule change preview
-def read_incidents(settings: Settings, topic: str, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
-    """incident_id → the latest record of `topic` (read from the beginning to the end offsets now)."""
+def read_incidents(settings: Settings, topic: str, timeout_s: float = 120.0,
+                   members_topic: str | None = None) -> dict[str, dict[str, Any]]:
+    """incident_id → the latest record of `topic` (read from the beginning to the end offsets now).
+
+    With `members_topic` (the matching incident-members.v1), a record listing fewer member ids than
+    its ``event_count`` (over ``listed_event_ids``) gets all of them (`incidents.complete_members`)."""
+    out = _read_latest(settings, topic, "incident_id", timeout_s)
+    if members_topic is not None and any(
+            int(r.get("event_count") or 0) > len(r.get("event_ids") or ()) for r in out.values()):
+        members = _read_latest(settings, members_topic, "event_id", timeout_s)
+        out = complete_members(out, {eid: str(r["incident_id"]) for eid, r in members.items()})
+    return out
+
+
+def _read_latest(settings: Settings, topic: str, key_field: str, timeout_s: float) -> dict[str, dict[str, Any]]:
+    """`key_field` → the latest record of `topic` with it (read from the beginning to the end offsets now)."""
     store = default_store()
     consumer = make_consumer(settings, "pingan-replay-diff")
     out: dict[str, dict[str, Any]] = {}
@@ -708,7 +723,7 @@ def read_incidents(settings: Settings, topic: str, timeout_s: float = 120.0) -> 
                             _name, rec = store.decode(r.value)
                         except Exception:  # noqa: BLE001 - an undecodable record is skipped (counted by the index)
                             continue
-                        out[str(rec["incident_id"])] = rec
+                        out[str(rec[key_field])] = rec
             pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
         if pending:
             raise TimeoutError(f"{topic} not read to its end within {timeout_s:.0f}s")
@@ -762,8 +777,8 @@ def replay_diff(settings: Settings, rules_dir: Path, *, window_ms: int | None = 
     log_dir.mkdir(parents=True, exist_ok=True)
     seconds = _run_pipeline_worker(settings, shadow, app_id, raw_ends, log_dir / f"shadow-{app_id}.log", timeout_s,
                                    poll_s, progress)
-    live = read_incidents(settings, settings.topic(INCIDENTS))
-    shadowed = read_incidents(settings, f"{target_prefix}{INCIDENTS}")
+    live = read_incidents(settings, settings.topic(INCIDENTS), members_topic=settings.topic(INCIDENT_MEMBERS))
+    shadowed = read_incidents(settings, f"{target_prefix}{INCIDENTS}", members_topic=f"{target_prefix}{INCIDENT_MEMBERS}")
     newest = max((int(r.get("last_seen") or 0) for r in live.values()), default=0)
     since_ms = newest - window_ms if window_ms is not None and newest else None
     diff = compare(live, shadowed, since_ms=since_ms)

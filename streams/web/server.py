@@ -263,7 +263,7 @@ def present_summary(source: Mapping[str, Any], admin_code: str) -> dict[str, Any
         "incident_id": doc.get("incident_id"), "status": view["status"], "kind": view["kind"],
         "severity": view["severity"], "tier": view["tier"], "admin_code": view["admin_code"],
         "admin_name": area_name(view["admin_code"]), "first_seen": view["first_seen"],
-        "last_seen": view["last_seen"], "event_count": len(events),
+        "last_seen": view["last_seen"], "event_count": _event_count(source, admin_code, len(events)),
         "sources": sorted({e.get("source") for e in events if e.get("source")}),
         "snippet": snippet[:SNIPPET_CHARS],
         "lat": _visible_point(events, "lat"), "lon": _visible_point(events, "lon"),
@@ -278,6 +278,15 @@ def _lifecycle_source(source: Mapping[str, Any], doc: Mapping[str, Any], view: M
     if len(doc.get("events") or ()) >= len(source.get("events") or ()):
         return source
     return {"actionable": source.get("actionable", True), "status": view["status"], "tier": view["tier"]}
+
+
+def _event_count(source: Mapping[str, Any], admin_code: str, visible: int) -> int:
+    """How many events the credential is told the incident has: the true count (``event_count``;
+    the document lists at most the earliest 300 summaries) for a credential whose area holds the
+    incident's county, else the number of listed events it can see."""
+    if admin.within(source.get("county_code"), admin_code):
+        return max(int(source.get("event_count") or 0), visible)
+    return visible
 
 
 def _visible_point(events: list[Mapping[str, Any]], axis: str) -> float | None:
@@ -328,7 +337,7 @@ def present_detail(source: Mapping[str, Any], admin_code: str) -> dict[str, Any]
         "village_codes": [c for c in doc.get("village_codes") or [] if admin.within(c, admin_code)],
         "first_seen": view["first_seen"], "last_seen": view["last_seen"],
         "updated_at": view["updated_at"], "version": view["version"],
-        "event_count": len(events), "events": events,
+        "event_count": _event_count(source, admin_code, len(events)), "events": events,
         "links": [
             {"link_id": link.get("link_id"), "event_a": link.get("event_a"), "event_b": link.get("event_b"),
              "score": link.get("score"), "reasons": list(link.get("reasons") or []), "rule": link.get("rule")}

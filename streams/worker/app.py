@@ -36,6 +36,7 @@ from schemas.deadletter import ErrorClass, classify, make_dead_letter
 from schemas.serde import SchemaStore, default_store
 from connectors.sources.registry import normalizer
 from streams.domain.identity import PersonKeyer
+from streams.domain.incidents import published
 from streams.domain.pipeline import CountyProcessor, StepOutput, Stores
 from streams.domain.ruleset import load_ruleset
 from streams.domain.watch import parse_watchlists
@@ -297,7 +298,7 @@ def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
 def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, processor: CountyProcessor) -> Any:
     """By-county events and deadline ticks → links, incidents, escalations (state in `tables`)."""
     settings, store = w.settings, w.store
-    publish = _publisher(w)
+    publish = _publisher(w, processor.tier_rules.listed_event_ids)
 
     @w.app.agent(by_county_t, name=CORRELATE.name)
     async def correlate(stream: faust.StreamT) -> None:
@@ -341,7 +342,7 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
     offset together; the local stores are written once it is committed."""
     settings, store = w.settings, w.store
     checkpoints = w.app.checkpoints[by_county_t.get_topic_name()]
-    records_of = _records(w)
+    records_of = _records(w, processor.tier_rules.listed_event_ids)
 
     @w.app.agent(by_county_t, name=CORRELATE.name)
     async def correlate(stream: faust.StreamT) -> None:
@@ -384,11 +385,12 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
     return correlate
 
 
-def _records(w: _Wiring) -> Any:
+def _records(w: _Wiring, listed: int) -> Any:
     """`records(step, dead_letters)`: a correlate batch's outputs as records (incidents coalesced
-    to their latest state), counted in the metrics: in a checkpoint, or sent by `_publisher`."""
+    to their latest state, each with at most `listed` member ids: `incidents.published`) and the
+    members of its events, counted in the metrics: in a checkpoint, or sent by `_publisher`."""
     store, metrics = w.store, w.metrics
-    links_name, incidents_name, escalations_name = (w.name(n) for n in CORRELATE.outputs)
+    links_name, incidents_name, escalations_name, members_name = (w.name(n) for n in CORRELATE.outputs)
     dead_name = w.name(topology.DEAD_LETTERS)
 
     def records(step: StepOutput, dead_letters: Any) -> list[OutRecord]:
@@ -397,10 +399,12 @@ def _records(w: _Wiring) -> Any:
         latest: dict[str, dict[str, Any]] = {}
         for inc in step.incidents:
             latest[inc["incident_id"]] = inc
-        out += [OutRecord(incidents_name, iid.encode(), store.encode("pingan.Incident", inc))
+        out += [OutRecord(incidents_name, iid.encode(), store.encode("pingan.Incident", published(inc, listed)))
                 for iid, inc in latest.items()]
         out += [OutRecord(escalations_name, esc["incident_id"].encode(), store.encode("pingan.Escalation", esc))
                 for esc in step.escalations]
+        out += [OutRecord(members_name, m["event_id"].encode(), store.encode("pingan.IncidentMember", m))
+                for m in step.members]
         out += [OutRecord(dead_name, d["source"].encode(), store.encode("pingan.DeadLetter", d)) for d in dead_letters]
         metrics.links += len(step.links)
         metrics.incidents += len(latest)
@@ -412,10 +416,10 @@ def _records(w: _Wiring) -> Any:
     return records
 
 
-def _publisher(w: _Wiring) -> Any:
+def _publisher(w: _Wiring, listed: int) -> Any:
     """`publish(step)`: a correlate batch's links, incidents (latest state only) and escalations,
     the records `_records` makes, sent outside a checkpoint (``at_least_once``)."""
-    records_of = _records(w)
+    records_of = _records(w, listed)
 
     async def publish(step: StepOutput) -> None:
         await w.send_many(records_of(step, ()))

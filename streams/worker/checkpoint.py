@@ -84,8 +84,27 @@ class Checkpoints:
                 if old is not None:
                     await _stop_quietly(old)
                 producer = self._new_producer(p)
-                await producer.start()  # InitProducerId: fences the previous epoch of this id
+                await self._start(producer, p)  # InitProducerId: fences the previous epoch of this id
                 self._producers[p] = producer
+
+    async def _start(self, producer: AIOKafkaProducer, partition: int, warn_every_s: float = 15.0) -> None:
+        """`producer.start()`, logging a warning every `warn_every_s` while it waits: aiokafka retries
+        InitProducerId silently while the coordinator is still ending an older transaction of the
+        id (CONCURRENT_TRANSACTIONS), and the partition's stream waits for it."""
+        start = asyncio.ensure_future(producer.start())
+        waited = 0.0
+        while True:
+            try:
+                done, _ = await asyncio.wait({start}, timeout=warn_every_s)
+            except asyncio.CancelledError:
+                start.cancel()
+                raise
+            if done:
+                return start.result()
+            waited += warn_every_s
+            log.warning("checkpoint producer %s: InitProducerId not done after %.0f s (the transaction "
+                        "coordinator is still ending an older transaction of this id; input partition %s[%d] "
+                        "waits)", self.transactional_id(partition), waited, self.input_topic, partition)
 
     async def _producer(self, partition: int) -> AIOKafkaProducer:
         producer = self._producers.get(partition)

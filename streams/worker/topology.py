@@ -32,6 +32,7 @@ EVENTS = "events.v1"
 BY_COUNTY = "internal.events-by-county.v1"
 LINKS = "links.v1"
 INCIDENTS = "incidents.v1"
+INCIDENT_MEMBERS = "incident-members.v1"
 ESCALATIONS = "escalations.v1"
 DEAD_LETTERS = "deadletters.v1"
 DISPOSITIONS = "dispositions.v1"
@@ -73,7 +74,7 @@ class Agent:
 # replay re-reads them from the live prefix
 NORMALIZE = Agent("normalize", inputs=(*RAW_SOURCES, *LIFECYCLE_INPUTS), outputs=(EVENTS,),
                   repartitions=(BY_COUNTY,), raw_inputs=True)
-CORRELATE = Agent("correlate", inputs=(BY_COUNTY,), outputs=(LINKS, INCIDENTS, ESCALATIONS),
+CORRELATE = Agent("correlate", inputs=(BY_COUNTY,), outputs=(LINKS, INCIDENTS, ESCALATIONS, INCIDENT_MEMBERS),
                   tables=tuple(CORRELATE_TABLES.values()), source="events")
 INDEX = Agent("index", inputs=(INCIDENTS,), source="incidents", sink="Elasticsearch (the incidents alias)")
 

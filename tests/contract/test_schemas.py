@@ -16,7 +16,7 @@ EXPECTED = {
     "pingan.raw.Party", "pingan.raw.CameraAlarm", "pingan.raw.GridReport", "pingan.raw.Alarm110",
     "pingan.raw.MediationCase", "pingan.raw.DoorAccess", "pingan.Location", "pingan.PersonRef",
     "pingan.VehicleRef", "pingan.Refs", "pingan.EventSummary", "pingan.Event", "pingan.Link",
-    "pingan.Incident", "pingan.Escalation", "pingan.DeadLetter", "pingan.QualityFlag",
+    "pingan.Incident", "pingan.IncidentMember", "pingan.Escalation", "pingan.DeadLetter", "pingan.QualityFlag",
     "pingan.AuditAnchor", "pingan.Disposition", "pingan.DispositionSummary", "pingan.EscalationStep",
     "pingan.ClockTick", "pingan.SchemaEntry",
 }

@@ -11,7 +11,8 @@ After the last cycle the worker runs undisturbed until it has caught up. Then, r
   incidents over the same day (same ids, same event sets), and so does the index;
 - no two committed `incidents.v1` records share (incident_id, version) with different content,
   and every committed link is there once;
-- every event of `events.v1` is in exactly one live incident (no lost event).
+- every event of `events.v1` is in exactly one live incident (no lost event), and
+  `incident-members.v1` followed through the redirects gives the same incidents.
 
 The worker joins the group as a static member (`worker_static_membership`), so a restart takes
 its partitions back without waiting for the killed member's session to expire.
@@ -32,10 +33,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 from infra.processes import wait_for
 from schemas.serde import default_store
+from streams.domain.incidents import resolve
 from streams.ops.provision import provision_elasticsearch, provision_topics
 from streams.settings import Settings
 from streams.worker import topology
-from tests.harness.pipeline import chunks, publish, wait_for_index, worker_metrics
+from tests.harness.pipeline import chunks, publish, stacks, wait_for_index, worker_metrics
 from tests.harness.stack import fault_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -88,8 +90,12 @@ def test_kill9_at_random_points_of_a_flood_day_keeps_exact_incidents(
         # transaction, normalize's sends), the others a random 0.2-3 s (also after the work).
         mid = i % 2 == 0 and len(part) > 2
         target = rng.randint(1, len(part) - 1) if mid else 1
-        wait_for(lambda: (worker_metrics(s, normalizer) or {}).get("raw_in", 0) >= target, 120, 0.02,
-                 f"the worker to process (cycle {i})")
+        try:
+            wait_for(lambda: (worker_metrics(s, normalizer) or {}).get("raw_in", 0) >= target, 120, 0.02,
+                     f"the worker to process (cycle {i})")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nseed {seed}; kills so far:\n" + "\n".join(kills) + "\n"
+                                 + stacks(s, procs)) from None
         pause = rng.uniform(0.0, 0.1) if mid else rng.uniform(0.2, 3.0)
         time.sleep(pause)
         killed = list(procs) if len(procs) == 1 else rng.choice([procs[:1], procs[1:], procs])
@@ -133,5 +139,17 @@ def test_kill9_at_random_points_of_a_flood_day_keeps_exact_incidents(
     lost = sorted(events - set(holders))
     assert not lost, f"{len(lost)} events in no live incident: {lost[:5]}"
     assert all(holders[e] == 1 for e in events), "an event in two live incidents"
+
+    # incident-members.v1 (what a subscriber uses beyond the listed ids): each event's member record,
+    # followed through the committed redirects, gives back the same live incidents
+    redirects = {iid: inc["merged_into"] for iid, inc in final.items() if inc["status"] == "merged"}
+    joined: dict[str, str] = {}
+    for r in read_all(s.kafka_bootstrap, s.topic(topology.INCIDENT_MEMBERS), "read_committed"):
+        member = store.decode(r.value)[1]
+        joined[member["event_id"]] = member["incident_id"]  # keyed by event: one partition, in order
+    rebuilt: dict[str, set[str]] = defaultdict(set)
+    for eid, holder in joined.items():
+        rebuilt[resolve(holder, redirects)].add(eid)
+    assert {iid: frozenset(ids) for iid, ids in rebuilt.items()} == live, "incident-members.v1 disagrees"
     print(f"incidents.v1: {len(incidents)} committed records, {len(uncommitted) - len(incidents)} "
           f"aborted/uncommitted; {len(links)} links; {len(events)} events; {time.monotonic() - t0:.0f} s")

@@ -95,14 +95,30 @@ def wait_for_index(settings: Settings, expected: dict[str, frozenset[str]], work
             if w.proc is not None and w.proc.poll() is not None:
                 raise AssertionError(f"worker {w.worker_id} exited ({w.proc.returncode}):\n{w.log_tail(60)}")
         time.sleep(2)
-    for w in workers:  # mode's Worker answers SIGUSR1 with every thread's and task's stack, in its log
-        if w.proc is not None and w.proc.poll() is None:
-            w.proc.send_signal(signal.SIGUSR1)
-    time.sleep(1.0)
-    tails = "\n".join(f"--- worker {w.worker_id}: {worker_metrics(settings, w.worker_id)} (log: {w.log_path})\n"
-                      f"{w.log_tail(40)}" for w in workers)
     raise AssertionError(f"index never matched the offline incidents: {diff(got, expected)}\n"
-                         f"{lag_report(settings)}\n{tails}")
+                         f"{lag_report(settings)}\n{stacks(settings, workers)}")
+
+
+def stacks(settings: Settings, workers: Iterable[WorkerProcess], limit: int = 20_000) -> str:
+    """Each live worker's metrics, log tail and the stack of every thread and asyncio task (mode's
+    Worker answers SIGUSR1 with them, in its log): what a stalled worker was waiting on."""
+    workers = list(workers)
+    sizes = {}
+    for w in workers:
+        if w.proc is not None and w.proc.poll() is None:
+            sizes[w.worker_id] = w.log_path.stat().st_size if w.log_path.exists() else 0
+            w.proc.send_signal(signal.SIGUSR1)
+    time.sleep(1.5)
+    out = []
+    for w in workers:
+        out.append(f"--- worker {w.worker_id}: {worker_metrics(settings, w.worker_id)} (log: {w.log_path})\n"
+                   f"{w.log_tail(40)}")
+        if w.worker_id in sizes:
+            with open(w.log_path, "rb") as f:
+                f.seek(sizes[w.worker_id])
+                out.append(f"--- worker {w.worker_id} stacks (SIGUSR1):\n"
+                           f"{f.read(limit).decode(errors='replace')}")
+    return "\n".join(out)
 
 
 def lag_report(settings: Settings) -> str:

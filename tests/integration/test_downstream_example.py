@@ -56,16 +56,22 @@ def test_example_builds_the_latest_view_and_follows_merges(stack: Settings, requ
     sends = [
         ("incidents.v1", incident("inc-a", 1)),
         ("incidents.v1", incident("inc-b", 1, events=("alarm110:9",))),
-        ("incidents.v1", incident("inc-a", 3, events=("grid:1", "mediation:5"), tier="town")),
+        # three members, two listed (as a record over listed_event_ids lists the smallest): the third
+        # joined inc-b, which was merged into inc-a (incident-members.v1 + the redirect)
+        ("incidents.v1", {**incident("inc-a", 3, events=("grid:1", "mediation:5"), tier="town"), "event_count": 3}),
         ("incidents.v1", incident("inc-a", 2)),  # an older update redelivered late: ignored
         ("incidents.v1", incident("inc-b", 2, status="merged", merged_into="inc-a")),
         ("escalations.v1", escalation("inc-b", "town")),
         ("escalations.v1", escalation("inc-b", "town")),  # at-least-once duplicate
         ("escalations.v1", escalation("inc-a", "county")),
+        ("incident-members.v1", {"event_id": "door:7", "incident_id": "inc-b", "county_code": "513221",
+                                 "occurred_at": 1_784_000_000_000}),
     ]
-    schema = {"incidents.v1": "pingan.Incident", "escalations.v1": "pingan.Escalation"}
+    schema = {"incidents.v1": "pingan.Incident", "escalations.v1": "pingan.Escalation",
+              "incident-members.v1": "pingan.IncidentMember"}
     for name, rec in sends:
-        producer.send(settings.topic(name), key=rec["incident_id"].encode(),
+        key = rec["event_id"] if name == "incident-members.v1" else rec["incident_id"]
+        producer.send(settings.topic(name), key=key.encode(),
                       value=store.encode(schema[name], rec)).get(30)
     producer.close()
 
@@ -75,7 +81,8 @@ def test_example_builds_the_latest_view_and_follows_merges(stack: Settings, requ
     consumer = ex.make_consumer(settings.kafka_bootstrap, None)
     t0 = time.monotonic()
     try:
-        n = ex.consume(consumer, view, decoder, [settings.topic("incidents.v1"), settings.topic("escalations.v1")])
+        n = ex.consume(consumer, view, decoder, [settings.topic(t) for t in ("incidents.v1", "escalations.v1",
+                                                                             "incident-members.v1")])
     finally:
         consumer.close()
     assert n == len(sends) and time.monotonic() - t0 < 30
@@ -85,6 +92,7 @@ def test_example_builds_the_latest_view_and_follows_merges(stack: Settings, requ
     assert view.resolve("inc-missing") is None
     assert len(view.escalations) == 2
     assert [e["to_tier"] for e in view.escalations_of("inc-b")] == ["town", "county"]
+    assert view.members_of("inc-a") == view.members_of("inc-b") == {"grid:1", "mediation:5", "door:7"}
 
     # the standalone decoder agrees with the bus's own serde on every schema
     for name in store.names:

@@ -19,6 +19,7 @@ from schemas.serde import default_store
 from connectors.sources.registry import normalizer
 from streams.settings import DEFAULT_TIMEZONE
 from streams.settings import Settings
+from streams.domain.incidents import resolve
 from streams.worker import topology
 from streams.worker.app import build_app
 
@@ -34,7 +35,7 @@ def app_and_sent(tmp_path, monkeypatch, request):  # noqa: ANN001, ANN201
     short = {settings.topic(n): alias for alias, n in (
         ("events", topology.EVENTS), ("by_county", topology.BY_COUNTY), ("links", topology.LINKS),
         ("incidents", topology.INCIDENTS), ("escalations", topology.ESCALATIONS),
-        ("deadletters", topology.DEAD_LETTERS))}
+        ("deadletters", topology.DEAD_LETTERS), ("members", topology.INCIDENT_MEMBERS))}
 
     async def send(topic: str, key: bytes, value: bytes, *_: Any, **__: Any) -> asyncio.Future:
         sent.append((short[topic], key, value))
@@ -113,6 +114,11 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
     assert live == {final[-1]["incident_id"]}  # every intermediate incident was merged into it
     reasons = {r for link in final[-1]["links"] for r in link["reasons"]}
     assert "同一身份证号" in reasons
+    # incident-members.v1: every event's member record leads, through the redirects, to that incident
+    redirects = {i["incident_id"]: i["merged_into"] for i in incidents if i["status"] == "merged"}
+    members = _decoded(sent, "members")
+    assert {m["event_id"] for m in members} == dispute
+    assert {resolve(m["incident_id"], redirects) for m in members} == {final[-1]["incident_id"]}
     if any(e.get("followup") for e in deliveries):  # settled by the source: resolved with its reason
         assert final[-1]["status"] == "resolved"
         assert any("已化解" in (d["outcome"] or "") for d in final[-1]["dispositions"] if d["origin"] == "source")
