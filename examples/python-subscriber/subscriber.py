@@ -29,10 +29,11 @@ from fastavro.schema import fingerprint as _fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 MAGIC = b"\xc3\x01"
-TOPICS: Mapping[str, str] = {"incidents.v1": "pingan.Incident", "escalations.v1": "pingan.Escalation",
+TOPICS: Mapping[str, str] = {"incidents.v1": "pingan.Incident", "incident-members.v1": "pingan.IncidentMember",
+                             "escalations.v1": "pingan.Escalation",
                              "links.v1": "pingan.Link", "events.v1": "pingan.Event",
                              "dispositions.v1": "pingan.Disposition"}
-DEFAULT_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "released" / "v2"
+DEFAULT_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "released" / "v3"
 
 
 def fingerprint_of(parsed: Any) -> bytes:

@@ -42,6 +42,7 @@ public final class Subscriber {
   /** The downstream topics and their value schemas (docs/contracts.md). */
   static final Map<String, String> TOPICS = Map.of(
       "incidents.v1", "pingan.Incident",
+      "incident-members.v1", "pingan.IncidentMember",
       "escalations.v1", "pingan.Escalation",
       "links.v1", "pingan.Link",
       "events.v1", "pingan.Event",
