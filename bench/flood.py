@@ -10,7 +10,9 @@ each consecutive chunk of events is timed (CPU seconds of this process, so that 
 shared machine does not count; thread CPU time, so neither does the rest of the process). A second figure times the output side: the worker
 publishes each touched incident once per batch of 500 events, so per batch the last record of
 every touched incident is Avro-encoded as published (``incidents.published``: at most
-``listed_event_ids`` member ids), and every event's ``pingan.IncidentMember`` record.
+``listed_event_ids`` member ids), and every event's ``pingan.IncidentMember`` record. A third
+figure is the biggest incident's state value (JSON, what the correlate table writes to its
+changelog on every touch) after each chunk: bounded since the state lists what the record lists.
 
 Usage::
 
@@ -22,12 +24,13 @@ The flood row of issue 18 asks that the last 1,000 of 5,000 events cost at most 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.serde import default_store
-from streams.domain.incidents import published
+from streams.domain.incidents import count_of, published
 from streams.domain.pipeline import CountyProcessor
 
 T0 = 1_719_792_000_000  # 2024-07-01 00:00 UTC
@@ -53,6 +56,8 @@ class FloodResult:
     encode_seconds: list[float] = field(default_factory=list)
     #: encoded bytes per chunk (same batching)
     encode_bytes: list[int] = field(default_factory=list)
+    #: JSON bytes of the biggest incident's state value (the correlate table's value) after each chunk
+    state_bytes: list[int] = field(default_factory=list)
 
 
 def _camera_event(i: int) -> dict[str, Any]:
@@ -110,6 +115,7 @@ def measure_flood(events: int = 5000, chunk: int = 1000) -> FloodResult:
     chunk_seconds: list[float] = []
     encode_seconds: list[float] = []
     encode_bytes: list[int] = []
+    state_bytes: list[int] = []
     for start in range(0, len(evs), chunk):
         part = evs[start:start + chunk]
         batches: list[dict[str, dict[str, Any]]] = []
@@ -135,12 +141,13 @@ def measure_flood(events: int = 5000, chunk: int = 1000) -> FloodResult:
             size += len(store.encode("pingan.IncidentMember", member))
         encode_seconds.append(clock() - t1)
         encode_bytes.append(size)
+        state_bytes.append(max((len(json.dumps(inc)) for inc in proc.stores.incidents.values()), default=0))
     live = [inc for inc in proc.stores.incidents.values() if inc.get("status") != "merged"]
-    largest = max((int(inc.get("event_count") or len(inc["event_ids"])) for inc in live), default=0)
+    largest = max((count_of(inc) for inc in live), default=0)
     assert largest >= 0.95 * len(evs), f"the flood did not correlate: largest incident {largest} of {len(evs)}"
     ratio = chunk_seconds[-1] / chunk_seconds[0] if chunk_seconds and chunk_seconds[0] > 0 else float("inf")
     return FloodResult(chunk_seconds=chunk_seconds, ratio=ratio, events=len(evs), largest_incident=largest,
-                       encode_seconds=encode_seconds, encode_bytes=encode_bytes)
+                       encode_seconds=encode_seconds, encode_bytes=encode_bytes, state_bytes=state_bytes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         print("  encode s/chunk:    " + " ".join(f"{s:.3f}" for s in r.encode_seconds)
               + f"   ratio last/first {enc_ratio:.2f}")
         print("  encoded kB/chunk:  " + " ".join(f"{b / 1024:.0f}" for b in r.encode_bytes))
+        print("  state value kB:    " + " ".join(f"{b / 1024:.0f}" for b in r.state_bytes))
 
 
 if __name__ == "__main__":

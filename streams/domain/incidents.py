@@ -2,7 +2,9 @@
 
 Contracts
 - ``IncidentState(event_incident, incidents, pending, tier_rules)``: ``event_incident`` maps
-  event_id → incident_id, ``incidents`` maps incident_id → Incident dict (docs/contracts.md),
+  event_id → incident_id (an id it held; a merged-away incident of more than a few members leaves a
+  merge pointer ``~into:<old id>`` → new id in the same table, followed and shortened on lookup,
+  `_follow`), ``incidents`` maps incident_id → Incident dict (docs/contracts.md),
   ``pending`` maps a not-yet-seen event_id → links waiting for it (links.v1 and events.v1 are
   separate topics, so a link may arrive before its event); it also holds center actions waiting
   for their anchor event (``disp:<event_id>``) and the deadline index (``~due:<county>:<bucket>``
@@ -27,7 +29,9 @@ Contracts
   grows is re-sorted or rebuilt as a set; the kind, admin code and tier rises that depend on the
   summaries are recomputed only when the summaries list changes (`_summary_facts`). What remains
   proportional to the size is one list copy per re-assigned value (values are never mutated in
-  place): ~15 µs for 5,000 ids.
+  place), and those lists are bounded: the state, like the published record, lists the smallest
+  ``tier_rules.listed_event_ids`` member ids and merged ids (top-K, so order independent) with the
+  true ``event_count``; membership past them is in ``event_incident`` (`members` walks it).
 - Full incidents: an incident holds at most ``tier_rules.max_incident_events`` events
   (tier_rules.toml ``[incidents] max_events``). A link whose merge would pass it does not merge.
   The side that is not full joins the full incident's *continuation* (the incident holding the
@@ -61,6 +65,12 @@ _DUE = "~due:"
 #: pending-store key prefix of the continuation index: ``~cont:<incident_id>`` → [the first event of
 #: the incident that goes on where that full incident stopped]
 _CONT = "~cont:"
+#: event_incident key prefix of a merge pointer: ``~into:<retired incident id>`` → the id it was merged
+#: into (kept in the same table as the mappings it completes, so a partial write loses both or neither)
+_INTO = "~into:"
+#: a merged-away incident of at most this many members, all listed, has them re-mapped one by one;
+#: a bigger one leaves a merge pointer that its members' lookups follow (and shorten)
+_REMAP_MAX = 64
 
 Event = Mapping[str, Any]
 Incident = dict[str, Any]
@@ -229,10 +239,30 @@ def redirect(old: Mapping[str, Any], into: str, version: int, incident_id_: str 
     return rec
 
 
+def count_of(inc: Mapping[str, Any]) -> int:
+    """An incident's true number of member events (``event_count``; ``event_ids`` may list fewer)."""
+    return int(inc.get("event_count") or 0) or len(inc.get("event_ids") or ())
+
+
+def lists_fewer(inc: Mapping[str, Any]) -> bool:
+    """Whether a live incident record lists fewer member ids than it has (over ``listed_event_ids``)."""
+    return inc.get("status") != "merged" and count_of(inc) > len(inc.get("event_ids") or ())
+
+
+def may_hold(inc: Mapping[str, Any], eid: str) -> bool:
+    """Whether `eid` is, or may be, a member of `inc`: listed, or past the listed (smallest) ids of
+    an incident that lists fewer than it has."""
+    ids = inc.get("event_ids") or []
+    if sorted_contains(ids, eid):
+        return True
+    return bool(ids) and count_of(inc) > len(ids) and eid > ids[-1]
+
+
 def published(inc: Mapping[str, Any], listed: int) -> Mapping[str, Any]:
     """The record to publish for an incident state: at most `listed` of its sorted member ids in
     ``event_ids`` (the smallest) and of its sorted ``merged_from``; every other field as is
-    (``event_count`` is the true count). The state keeps the full lists; the members beyond the
+    (``event_count`` is the true count). The state keeps the same bounded lists (with the limit
+    of its own rules, so this cuts again only when the limit was lowered); the members beyond the
     listed ones are on incident-members.v1 (`member_record`), the merged ids in their redirect
     records. Returns `inc` itself when nothing is over `listed`."""
     ids, merged = inc.get("event_ids") or (), inc.get("merged_from") or ()
@@ -266,8 +296,7 @@ def complete_members(incidents: Mapping[str, Mapping[str, Any]], joined: Mapping
     through the redirect records among `incidents`. Other records are returned as they are."""
     merged_into = {iid: str(r["merged_into"]) for iid, r in incidents.items()
                    if r.get("status") == "merged" and r.get("merged_into")}
-    short = {iid for iid, r in incidents.items()
-             if r.get("status") != "merged" and int(r.get("event_count") or 0) > len(r.get("event_ids") or ())}
+    short = {iid for iid, r in incidents.items() if lists_fewer(r)}
     extra: dict[str, set[str]] = {iid: set() for iid in short}
     if short:
         for eid, holder in joined.items():
@@ -304,23 +333,33 @@ class IncidentState:
     # ------------------------------------------------------------------ public API
 
     def registered(self, eid: str) -> bool:
-        """Whether `eid` belongs to a live incident that lists it.
+        """Whether `eid` belongs to a live incident that holds it (`may_hold`).
 
-        The five state tables are written separately, so a worker killed mid-write can leave an
-        event mapped to an incident record that never reached the changelog (or an older one).
-        Such a mapping is dropped here, and the event is registered again when it is replayed."""
-        iid = self.event_incident.get(eid)
-        if iid is None:
-            return False
-        inc = self.incidents.get(iid)
-        if inc is not None and sorted_contains(inc["event_ids"], eid):
+        In ``at_least_once`` mode the five state tables are written separately, so a worker killed
+        mid-write can leave an event mapped to an incident record that never reached the
+        changelog (or an older one). Such a mapping is dropped here, and the event is registered
+        again when it is replayed. (Past the listed ids of a flood incident this cannot be told;
+        ``exactly_once`` checkpoints write the tables together, so the case does not arise.)"""
+        iid = self._follow(eid)
+        if iid is not None and may_hold(self.incidents[iid], eid):
             return True
         own = self.incidents.get(incident_id(eid))  # the incident it started (or kept) as the first event
         if own is not None and sorted_contains(own["event_ids"], eid):
             self.event_incident[eid] = own["incident_id"]
             return True
-        del self.event_incident[eid]
+        if self.event_incident.get(eid) is not None:
+            del self.event_incident[eid]
         return False
+
+    def members(self) -> dict[str, list[str]]:
+        """Every live incident's member ids, sorted (walks every mapping: for tests and offline
+        tools; the incident records list only the smallest ``listed_event_ids``)."""
+        out: dict[str, list[str]] = {}
+        for eid in sorted(k for k in list(self.event_incident) if not k.startswith(_INTO)):
+            iid = self.incident_of(eid)
+            if iid is not None:
+                out.setdefault(iid, []).append(eid)
+        return out
 
     def apply_event(self, event: Event) -> list[Incident]:
         """Register an event; returns the incident records to emit (singleton, or merged)."""
@@ -377,7 +416,7 @@ class IncidentState:
                     return [out[k] for k in sorted(out)]
                 for rec in self.apply_event(ev):
                     out[rec["incident_id"]] = rec
-        ia, ib = self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]
+        ia, ib = self._held(link["event_a"]), self._held(link["event_b"])
         if ia == ib or self._too_big([self.incidents[ia], self.incidents[ib]]):
             out.update(self._apply_stepwise([link]))  # a link inside one incident, or past the cap
             return [out[k] for k in sorted(out)]
@@ -411,7 +450,7 @@ class IncidentState:
                 if all(w["disposition_id"] != d["disposition_id"] for w in waiting):
                     self.pending[_DISP + anchor] = waiting + [dict(d)]
                 continue
-            iid = self.event_incident[anchor]
+            iid = self._held(anchor)
             inc = self.incidents[iid]
             if any(x["disposition_id"] == d["disposition_id"] for x in inc.get("dispositions") or ()):
                 continue
@@ -456,9 +495,36 @@ class IncidentState:
 
     def incident_of(self, event_id: str) -> str | None:
         """The live incident id an event belongs to (None if unknown, see `registered`)."""
-        return self.event_incident.get(event_id) if self.registered(event_id) else None
+        return self._held(event_id) if self.registered(event_id) else None
 
     # ------------------------------------------------------------------ internals
+
+    def _follow(self, eid: str) -> str | None:
+        """The live incident id `eid` is mapped to, following merge pointers (``~into:``); None if
+        unmapped or the pointers end at no live incident. A mapping or pointer passed on the way is
+        set to the end (path compression: later lookups take one step)."""
+        iid = self.event_incident.get(eid)
+        if iid is None:
+            return None
+        passed: list[str] = []
+        while self.incidents.get(iid) is None:
+            nxt = self.event_incident.get(_INTO + iid)
+            if nxt is None or len(passed) > 100_000:
+                return None
+            passed.append(iid)
+            iid = nxt
+        if passed:
+            self.event_incident[eid] = iid
+            for old in passed[:-1]:
+                self.event_incident[_INTO + old] = iid
+        return iid
+
+    def _held(self, eid: str) -> str:
+        """The live incident id of a registered event (KeyError if it has none)."""
+        iid = self._follow(eid)
+        if iid is None:
+            raise KeyError(eid)
+        return iid
 
     @staticmethod
     def _lookup(events: EventLookup, eid: str) -> Event | None:
@@ -504,7 +570,7 @@ class IncidentState:
     def _capped_away(self, link: Mapping[str, Any]) -> bool:
         """Whether a link inside one incident is absent from a full kept-links list and weaker
         than all of it (so it was applied before and capped away)."""
-        ia, ib = self.event_incident.get(link["event_a"]), self.event_incident.get(link["event_b"])
+        ia, ib = self._follow(link["event_a"]), self._follow(link["event_b"])
         if ia is None or ia != ib:
             return False
         links = self.incidents[ia]["links"]
@@ -514,14 +580,14 @@ class IncidentState:
 
     def _too_big(self, incs: list[Incident]) -> bool:
         """Whether merging these incidents would pass the cap on events per incident."""
-        return sum(len(i["event_ids"]) for i in incs) > self.rules.max_incident_events
+        return sum(count_of(i) for i in incs) > self.rules.max_incident_events
 
     def _continuation(self, iid: str) -> Incident | None:
         """The live incident that goes on where the full incident `iid` stopped, if there is one."""
         root = (self.pending.get(_CONT + iid) or [None])[0]
         if root is None or not self.registered(root):
             return None
-        return self.incidents[self.event_incident[root]]
+        return self.incidents[self._held(root)]
 
     def _chain(self, iid: str, limit: int = 64) -> list[str]:
         """Ids of the incidents that go on after `iid`: its continuation, that one's, and so on."""
@@ -566,7 +632,7 @@ class IncidentState:
         elif a["incident_id"] in self._chain(b["incident_id"]):
             small, full = a, b
         else:
-            small, full = sorted((a, b), key=lambda i: (len(i["event_ids"]), i["incident_id"]))
+            small, full = sorted((a, b), key=lambda i: (count_of(i), i["incident_id"]))
         kept = {**link, "reasons": [*link["reasons"], f"未合并：关联事件{full['incident_id']}已达上限"
                                                        f"{self.rules.max_incident_events}条，本事件续接"]}
         seen = {full["incident_id"]}
@@ -597,7 +663,7 @@ class IncidentState:
             adds.clear()
 
         for link in sorted(links, key=_link_key):
-            ia, ib = self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]
+            ia, ib = self._held(link["event_a"]), self._held(link["event_b"])
             if ia == ib:
                 adds.setdefault(ia, []).append(link)
                 continue
@@ -643,7 +709,8 @@ class IncidentState:
         added into them (a flood incident of thousands of events absorbing a new singleton costs
         about what the singleton brings, not what the flood holds). Same result as a full union:
         every field is a union, a min/max or a top-K of a total order."""
-        big = max(incs, key=lambda i: (len(i["event_ids"]), i["incident_id"]))
+        big = max(incs, key=lambda i: (count_of(i), i["incident_id"]))
+        listed = self.rules.listed_event_ids
         rest = sorted((i for i in incs if i is not big), key=lambda i: i["incident_id"])
         event_ids, events, links = big["event_ids"], big["events"], big["links"]
         persons, vehicles = big["person_keys"], big["vehicle_keys"]
@@ -655,11 +722,13 @@ class IncidentState:
             vehicles = _union_sorted(vehicles, other["vehicle_keys"])
         links, added = _merge_links(links, sorted(new_links, key=_link_key))
         links = _cap_links_sorted(links)
+        event_ids = event_ids[:listed] if len(event_ids) > listed else event_ids  # the smallest (top-K)
         new_id = incident_id(event_ids[0])
         merged_from = big.get("merged_from") or []  # _union_sorted copies only on change
         for other in rest:
             merged_from = _union_sorted(merged_from, other.get("merged_from") or ())
         merged_from = _union_sorted(merged_from, [i["incident_id"] for i in incs if i["incident_id"] != new_id])
+        merged_from = merged_from[:listed] if len(merged_from) > listed else merged_from
         dispositions = [i["dispositions"] for i in incs if i.get("dispositions")]
         recurrences = [i["recurrence"] for i in incs if i.get("recurrence")]
         openings = [int(i["opening_at"]) for i in incs if i.get("opening_at") is not None]
@@ -672,6 +741,7 @@ class IncidentState:
             "first_seen": min(i["first_seen"] for i in incs),
             "last_seen": max(i["last_seen"] for i in incs),
             "events": events, "links": links, "event_ids": event_ids, "merged_from": merged_from,
+            "event_count": sum(count_of(i) for i in incs),
             "link_count": sum(int(i.get("link_count") or len(i["links"])) for i in incs) + added,
             "person_keys": persons, "vehicle_keys": vehicles,
             "tier": None,
@@ -692,8 +762,11 @@ class IncidentState:
         for old in incs:
             if old["incident_id"] == new_id:
                 continue
-            for eid in old["event_ids"]:
-                self.event_incident[eid] = new_id
+            if count_of(old) <= _REMAP_MAX and count_of(old) == len(old["event_ids"]):
+                for eid in old["event_ids"]:
+                    self.event_incident[eid] = new_id
+            else:  # its members (not all listed, or many) find the new id through the pointer
+                self.event_incident[_INTO + old["incident_id"]] = new_id
             self._drop(old["incident_id"])
             out.append(redirect(old, new_id, old["version"] + 1))
         self._put(merged)
@@ -736,15 +809,15 @@ class IncidentState:
             return x
 
         for link in ready:
-            ra = find(self.event_incident[link["event_a"]])
-            rb = find(self.event_incident[link["event_b"]])
+            ra = find(self._held(link["event_a"]))
+            rb = find(self._held(link["event_b"]))
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
         groups: dict[str, tuple[set[str], list[Mapping[str, Any]]]] = {}
         for link in ready:
-            root = find(self.event_incident[link["event_a"]])
+            root = find(self._held(link["event_a"]))
             members, group_links = groups.setdefault(root, (set(), []))
-            members.update((self.event_incident[link["event_a"]], self.event_incident[link["event_b"]]))
+            members.update((self._held(link["event_a"]), self._held(link["event_b"])))
             group_links.append(link)
         if any(len(members) > 1 and self._too_big([self.incidents[i] for i in members])
                for members, _ in groups.values()):
@@ -801,6 +874,12 @@ class IncidentState:
             event_ids = sorted(set(inc.get("event_ids") or ()) | {e["event_id"] for e in events})
             persons, vehicles = sorted(set(inc["person_keys"])), sorted(set(inc["vehicle_keys"]))
             merged_from = sorted(set(inc.get("merged_from") or ()))
+        count = int(inc.get("event_count") or 0) or len(event_ids)
+        listed = self.rules.listed_event_ids  # a state written before the lists were bounded is cut here
+        if len(event_ids) > listed:
+            event_ids = event_ids[:listed]
+        if len(merged_from) > listed:
+            merged_from = merged_from[:listed]
         iid = incident_id(event_ids[0])
         kind, common, routing = self._summary_facts(iid, events)
         out: Incident = {
@@ -813,7 +892,7 @@ class IncidentState:
             "town_codes": sorted(set(inc["town_codes"])), "village_codes": sorted(set(inc["village_codes"])),
             "first_seen": inc["first_seen"], "last_seen": inc["last_seen"],
             "event_ids": event_ids, "events": events, "links": links,
-            "event_count": len(event_ids), "link_count": int(inc.get("link_count") or len(links)),
+            "event_count": count, "link_count": int(inc.get("link_count") or len(links)),
             "person_keys": persons, "vehicle_keys": vehicles,
             "updated_at": inc["last_seen"],
             "actionable": bool(inc.get("actionable", True)),
@@ -830,6 +909,6 @@ class IncidentState:
         # only grow, and one new fact (weight 5) outweighs the largest drop of the derived part
         # (an earlier resolution can undo at most two tier steps: rank + history fall by <= 4);
         # with no new fact, only the clock moves, and it only raises the tier.
-        facts = len(event_ids) + out["link_count"] + len(out["dispositions"]) + bool(out["recurrence"])
+        facts = count + out["link_count"] + len(out["dispositions"]) + bool(out["recurrence"])
         out["version"] = 5 * facts + self.rules.rank(out["tier"]) + len(out["escalation_history"])
         return out

@@ -54,7 +54,7 @@ from kafka.errors import KafkaError
 from connectors.elasticsearch import admin
 from connectors.elasticsearch.sink import IncidentSink
 from schemas.serde import SchemaStore, default_store
-from streams.domain.incidents import complete_members
+from streams.domain.incidents import complete_members, lists_fewer
 from streams.ops.provision import provision_topics
 from streams.ops.replay_safety import (ShrinkDiff, StartPoint, build_meta, event_time_of, is_complete, offset_for,
                                        shrink_check)
@@ -693,8 +693,7 @@ def read_incidents(settings: Settings, topic: str, timeout_s: float = 120.0,
     With `members_topic` (the matching incident-members.v1), a record listing fewer member ids than
     its ``event_count`` (over ``listed_event_ids``) gets all of them (`incidents.complete_members`)."""
     out = _read_latest(settings, topic, "incident_id", timeout_s)
-    if members_topic is not None and any(
-            int(r.get("event_count") or 0) > len(r.get("event_ids") or ()) for r in out.values()):
+    if members_topic is not None and any(lists_fewer(r) for r in out.values()):
         members = _read_latest(settings, members_topic, "event_id", timeout_s)
         out = complete_members(out, {eid: str(r["incident_id"]) for eid, r in members.items()})
     return out
