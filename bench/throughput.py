@@ -90,6 +90,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import drop_indices_async, drop_kafka_namespace
+from bench.profile import Profile, Sampler
 from bench.tables import fit_table, number_column, text_column
 from bench.throughput_bare import bulk, incident_actions, pure_pass
 from bench.throughput_payload import Expected, Payload, RawRecord, prepare, prepare_days
@@ -378,6 +379,23 @@ class Context:
     wanted: dict[str, int] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
     ran: dict[tuple[str, int], int] = field(default_factory=dict)  # (variant, round) → items of its kept run
+    #: write py-spy profiles of every timed window's processes here (``--profile``); None: do not
+    profile_dir: Path | None = None
+    profiles: list[Profile] = field(default_factory=list)
+
+    def sampler(self, label: str, pid: int | Sequence[int] | None) -> Sampler | None:
+        """A started py-spy sampler of `pid` (each of them) for a timed window, if profiling."""
+        if self.profile_dir is None or not pid:
+            return None
+        return Sampler(self.profile_dir, label, [pid] if isinstance(pid, int) else list(pid)).start()
+
+    def profiled(self, sampler: Sampler | None) -> None:
+        """Stop `sampler`; keep and log its summaries."""
+        if sampler is None:
+            return
+        for prof in sampler.stop():
+            self.profiles.append(prof)
+            self.log(prof.text(12))
 
     # -- sizing --------------------------------------------------------------------------------
     def fresh(self, variant: str) -> bool:
@@ -484,13 +502,17 @@ async def _timed_kafka_run(ctx: Context, ns: Settings, child: ChildProcess | Wor
     await produce(ctx.producer, ns, [ctx.payload.warmup])
     await wait_until(warm, what=f"{variant}: the warm-up record's output", child=child, interval=0.2)
     window = CpuWindow(ctx.probe, child.pid)
+    sampler = ctx.sampler(f"{variant}-{rnd}", child.pid)
     t0 = time.perf_counter()
-    await produce(ctx.producer, ns, records)
     try:
-        await wait_until(done, what=f"{variant}: complete output", child=child, interval=0.1)
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}\n{check().text}") from None
-    seconds = time.perf_counter() - t0
+        await produce(ctx.producer, ns, records)
+        try:
+            await wait_until(done, what=f"{variant}: complete output", child=child, interval=0.1)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{check().text}") from None
+        seconds = time.perf_counter() - t0
+    finally:
+        ctx.profiled(sampler)
     done = check()
     return Measurement(variant, rnd, len(records), seconds, window.stop(), expected=done.expected,
                        observed=done.observed, check=done.text)
@@ -857,9 +879,13 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
                                     seen[eid] = now
                     await asyncio.sleep(0.1)
 
-            poller = asyncio.create_task(poll_task())
-            seconds = await producer_task()
-            await poller
+            sampler = ctx.sampler(f"latency-{'split' if split else 'pipeline'}", child.pid)
+            try:
+                poller = asyncio.create_task(poll_task())
+                seconds = await producer_task()
+                await poller
+            finally:
+                ctx.profiled(sampler)
             lat = [seen[e] - acked[e] for e in seen if e in acked]
             stamps = {name: await read_stamps(ns, name) for name in (BY_COUNTY, INCIDENTS)}
             return Latency(rate, seconds, n, len(lat), len(acked) - len(lat), percentile(lat, 50),
@@ -953,6 +979,8 @@ class Options:
     flood_events: int = 5000
     flood_chunk: int = 1000
     json_path: Path | None = None
+    #: py-spy profiles of each timed window's processes go here (raw collapsed stacks + summary.txt)
+    profile_dir: Path | None = None
     #: run only the groups (of `GROUPS`) holding one of these variants (empty: every group)
     groups: frozenset[str] = frozenset()
     keep_dir: bool = False
@@ -1133,7 +1161,7 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
         gc_settings.enter_context(tuned_gc(base))
         probe = CpuProbe(Kafka(base).pid(), Elasticsearch(base).pid())
         ctx = Context(base, payload, work, payload.folder / "registry.csv", es, probe, log, opts.min_seconds,
-                      seed=opts.seed, scale=opts.scale)
+                      seed=opts.seed, scale=opts.scale, profile_dir=opts.profile_dir)
         failures: list[str] = []
         runs = await _rounds(ctx, opts, failures)
         payload = ctx.payload  # more days may have been simulated on the way
@@ -1168,6 +1196,9 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
         result.wall_seconds = time.perf_counter() - started
         return result
     finally:
+        if ctx is not None and ctx.profiles and opts.profile_dir is not None:
+            (opts.profile_dir / "summary.txt").write_text("\n\n".join(p.text(40) for p in ctx.profiles) + "\n",
+                                                          encoding="utf-8")
         if ctx is not None:
             for ns, _groups in list(ctx.namespaces):
                 try:

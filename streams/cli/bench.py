@@ -33,6 +33,9 @@ def throughput(
     keep_dir: Annotated[bool, typer.Option(help="keep the work dir (simulator folders, subprocess logs)")] = False,
     only: Annotated[str, typer.Option(help="comma-separated variants: run only their groups (B1,normalize | "
                                            "B2,sink | B3,pure,pipeline,split); default all")] = "",
+    profile: Annotated[Path | None, typer.Option(help="py-spy every timed window's processes (record --pid "
+                                                      "--nonblocking) into this folder: raw collapsed stacks "
+                                                      "per process and summary.txt")] = None,
 ) -> None:
     """Throughput of normalize, the index sink and the whole pipeline vs fair bare baselines (same work,
     no framework) and the pure in-process pipeline; the flood row; e2e latency. One table, one run."""
@@ -40,7 +43,7 @@ def throughput(
 
     run_and_print(Options(scale=scale, rounds=rounds, seed=seed, min_seconds=min_seconds,
                           latency_seconds=latency_seconds, flood_events=flood_events, flood_chunk=flood_chunk,
-                          json_path=json_path, keep_dir=keep_dir,
+                          json_path=json_path, keep_dir=keep_dir, profile_dir=profile,
                           groups=frozenset(v.strip() for v in only.split(",") if v.strip())))
 
 

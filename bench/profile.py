@@ -1,0 +1,140 @@
+"""py-spy profiles of benchmark processes, taken over a timed window (``pingan bench throughput --profile DIR``).
+
+`Sampler` attaches ``py-spy record --pid`` to running processes (the worker processes of a variant)
+for the window it is started and stopped around, in ``--nonblocking`` mode (the sampled process
+is never paused, so the measured rate is what it would be without the profiler, up to the CPU the
+sampler itself takes on a shared machine), writing py-spy's ``raw`` (collapsed stacks) format:
+one ``frame;frame;…;frame count`` line per distinct stack, loadable by speedscope or
+flamegraph.pl. `summarize` reads such a file into the frames that hold the most samples.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def py_spy() -> str | None:
+    """The py-spy executable (next to this interpreter, else on PATH), or None."""
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame's share of a profile's samples."""
+
+    frame: str
+    inclusive: float  # share of samples with this frame anywhere on the stack
+    own: float        # share of samples with this frame on top
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A summarized profile: samples taken, the window, and the top frames."""
+
+    path: Path
+    samples: int
+    seconds: float
+    rate: int
+    top: list[Frame]
+
+    @property
+    def busy(self) -> float:
+        """Samples taken ÷ samples possible: the share of the window the process was on CPU (py-spy
+        leaves idle threads out; with more than one busy thread this can pass 1)."""
+        possible = self.seconds * self.rate
+        return self.samples / possible if possible > 0 else 0.0
+
+    def text(self, n: int = 20) -> str:
+        lines = [f"{self.path.name}: {self.samples} samples in {self.seconds:.1f} s at {self.rate}/s "
+                 f"(on CPU {self.busy:.0%} of the window)", "  incl%   own%  frame"]
+        lines += [f"  {f.inclusive:5.1%} {f.own:6.1%}  {f.frame}" for f in self.top[:n]]
+        return "\n".join(lines)
+
+
+def summarize(path: Path, *, seconds: float = 0.0, rate: int = 0, top: int = 40,
+              skip: Sequence[str] = ("<module>", "_run_module_as_main", "_run_code", "run_forever",
+                                     "_run_once", "_run (asyncio")) -> Profile:
+    """The `top` frames of a raw (collapsed stacks) profile by inclusive samples, leaving out the
+    frames every stack passes through (`skip`: interpreter and event-loop entry points)."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_LINE.sub(")", f) for f in stack.split(";")]  # by function, not by line
+        own[frames[-1]] += n
+        for f in set(frames):
+            inclusive[f] += n
+    frames = [Frame(f, c / total, own[f] / total) for f, c in inclusive.most_common()
+              if not any(f.startswith(s) for s in skip)] if total else []
+    return Profile(path, total, seconds, rate, frames[:top])
+
+
+class Sampler:
+    """py-spy attached to some processes from `start` to `stop` (a no-op without py-spy)."""
+
+    def __init__(self, out_dir: Path, label: str, pids: Sequence[int], rate: int = 97) -> None:
+        self.out_dir, self.label, self.pids, self.rate = out_dir, label, [p for p in pids if p], rate
+        self.procs: list[tuple[Path, subprocess.Popen[bytes]]] = []
+        self.t0 = 0.0
+
+    def start(self) -> "Sampler":
+        exe = py_spy()
+        if exe is None:
+            return self
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.monotonic()
+        for i, pid in enumerate(self.pids):
+            path = self.out_dir / f"{self.label}-{i}.raw"
+            cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(self.rate),
+                   "--nonblocking", "--output", str(path)]
+            self.procs.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                                      stderr=open(f"{path}.log", "wb"))))
+        return self
+
+    def stop(self) -> list[Profile]:
+        """Stop sampling (py-spy writes its file on SIGINT); the summaries of what was written."""
+        seconds = time.monotonic() - self.t0
+        for _path, proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        out: list[Profile] = []
+        for path, proc in self.procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            out.append(summarize(path, seconds=seconds, rate=self.rate))
+        self.procs = []
+        return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m bench.profile FILE.raw [TOP]``: the top frames of a saved profile."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        raise SystemExit(main.__doc__)
+    prof = summarize(Path(args[0]), top=int(args[1]) if len(args) > 1 else 40)
+    print(prof.text(int(args[1]) if len(args) > 1 else 40))
+
+
+if __name__ == "__main__":
+    main()
