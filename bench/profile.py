@@ -63,11 +63,16 @@ class Profile:
         return "\n".join(lines)
 
 
+#: frames every stack of a worker passes through (interpreter, event loop, command line, threads)
+ENTRY_POINTS = ("<module>", "_run_module_as_main (", "_run_code (", "(asyncio/base_events.py)", "(asyncio/events.py)",
+                "(typer/", "(click/", "(mode/worker.py)", "(streams/cli/", "(threading.py)", "(mode/threads.py)",
+                "Agent._execute_actor (faust/agents/agent.py)")
+
+
 def summarize(path: Path, *, seconds: float = 0.0, rate: int = 0, top: int = 40,
-              skip: Sequence[str] = ("<module>", "_run_module_as_main", "_run_code", "run_forever",
-                                     "_run_once", "_run (asyncio")) -> Profile:
+              skip: Sequence[str] = ENTRY_POINTS) -> Profile:
     """The `top` frames of a raw (collapsed stacks) profile by inclusive samples, leaving out the
-    frames every stack passes through (`skip`: interpreter and event-loop entry points)."""
+    frames every stack passes through (`skip`: a frame starting with or containing one of them)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -83,7 +88,7 @@ def summarize(path: Path, *, seconds: float = 0.0, rate: int = 0, top: int = 40,
         for f in set(frames):
             inclusive[f] += n
     frames = [Frame(f, c / total, own[f] / total) for f, c in inclusive.most_common()
-              if not any(f.startswith(s) for s in skip)] if total else []
+              if not any(f.startswith(s) or s in f for s in skip)] if total else []
     return Profile(path, total, seconds, rate, frames[:top])
 
 

@@ -30,8 +30,12 @@ DELETED = _MISSING
 class CachedTable(MutableMapping[str, Any]):
     """MutableMapping over `table` with a bounded LRU read cache (including negative entries)."""
 
-    def __init__(self, table: MutableMapping[str, Any], max_items: int = 100_000) -> None:
+    def __init__(self, table: MutableMapping[str, Any], max_items: int = 100_000,
+                 reader: Callable[[str, Any], Any] | None = None) -> None:
+        """`reader(key, default)`: how a cache miss reads `table` (default ``table.get``; the worker
+        passes a single-read store path, `streams.worker.engine.store_get`)."""
         self.table = table
+        self._read: Callable[[str, Any], Any] = reader or table.get
         self.max_items = max_items
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._dirty: dict[str, tuple[Any, Any]] | None = None
@@ -79,12 +83,10 @@ class CachedTable(MutableMapping[str, Any]):
                 raise KeyError(key)
             return value
         self.misses += 1
-        try:
-            value = self.table[key]
-        except KeyError:
-            self._remember(key, _MISSING)
-            raise
+        value = self._read(key, _MISSING)
         self._remember(key, value)
+        if value is _MISSING:
+            raise KeyError(key)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -93,7 +95,7 @@ class CachedTable(MutableMapping[str, Any]):
         value = self._cache.get(key, _NOT_CACHED)
         if value is _NOT_CACHED:
             self.misses += 1
-            value = self.table.get(key, _MISSING)
+            value = self._read(key, _MISSING)
             self._remember(key, value)
         else:
             self.hits += 1

@@ -15,6 +15,10 @@ class CountingDict(dict):
         self.reads += 1
         return super().__getitem__(key)
 
+    def get(self, key, default=None):  # noqa: ANN001, ANN201
+        self.reads += 1
+        return super().get(key, default)
+
 
 def test_write_through_and_cached_reads() -> None:
     backing = CountingDict()
@@ -108,3 +112,18 @@ def test_truth_inside_a_batch_sees_pending_writes_and_deletions() -> None:
     empty.begin_batch()
     empty["x"] = 1
     assert empty
+
+
+def test_a_miss_reads_through_the_given_reader_once() -> None:
+    backing = {"a": [1]}
+    calls: list[str] = []
+
+    def reader(key, default):  # noqa: ANN001, ANN202 - what StateTables passes (engine.store_get)
+        calls.append(key)
+        return backing.get(key, default)
+
+    t = CachedTable(backing, reader=reader)
+    assert t["a"] == [1] and t.get("a") == [1] and t.get("b", 7) == 7 and "b" not in t
+    with pytest.raises(KeyError):
+        t["c"]
+    assert calls == ["a", "b", "c"]  # one read per key, hits and misses cached
