@@ -189,9 +189,14 @@ class CpuProbe:
     es_pid: int | None
 
     def snapshot(self, python_pid: int | Sequence[int] | None) -> dict[str, float]:
+        """CPU seconds so far: "python" (every measured process), "kafka", "es", and with more than
+        one measured process each one's as "python.<i>" (i = worker id: 0 correlate, 1 edge)."""
         pids = python_pid if isinstance(python_pid, Sequence) else (python_pid,)
-        return {"python": sum(cpu_seconds(p) for p in pids), "kafka": cpu_seconds(self.kafka_pid),
-                "es": cpu_seconds(self.es_pid)}
+        each = [cpu_seconds(p) for p in pids]
+        out = {"python": sum(each), "kafka": cpu_seconds(self.kafka_pid), "es": cpu_seconds(self.es_pid)}
+        if len(each) > 1:
+            out.update({f"python.{i}": c for i, c in enumerate(each)})
+        return out
 
 
 class CpuWindow:
@@ -794,6 +799,9 @@ class Latency:
     #: stage → (p50, p99, events): where the time goes, from the Kafka timestamps of each event's
     #: first by-county record and first incidents.v1 record (`stage_latencies`)
     stages: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+    #: CPU seconds over the probe's window: the worker processes ("python"), Kafka, Elasticsearch,
+    #: and this benchmark process ("probe": the producer and the searches that time each event)
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -880,18 +888,20 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
                     await asyncio.sleep(0.1)
 
             sampler = ctx.sampler(f"latency-{'split' if split else 'pipeline'}", child.pid)
+            window, probe_cpu, t_window = CpuWindow(ctx.probe, child.pid), time.process_time(), time.monotonic()
             try:
                 poller = asyncio.create_task(poll_task())
                 seconds = await producer_task()
                 await poller
             finally:
                 ctx.profiled(sampler)
+            cpu = {**window.stop(), "probe": time.process_time() - probe_cpu, "wall": time.monotonic() - t_window}
             lat = [seen[e] - acked[e] for e in seen if e in acked]
             stamps = {name: await read_stamps(ns, name) for name in (BY_COUNTY, INCIDENTS)}
             return Latency(rate, seconds, n, len(lat), len(acked) - len(lat), percentile(lat, 50),
                            percentile(lat, 99), max(lat) if lat else float("nan"), ns.es_refresh_interval,
                            stages=stage_latencies(acked, stamps[BY_COUNTY], stamps[INCIDENTS], seen),
-                           deployment="split" if split else "pipeline")
+                           deployment="split" if split else "pipeline", cpu=cpu)
         finally:
             child.stop()
     finally:
@@ -1136,7 +1146,9 @@ async def _rounds(ctx: Context, opts: Options, failures: list[str]) -> list[Meas
                     continue
                 runs.append(m)
                 ctx.log(f"round {rnd} {variant:9s} {m.items} {UNITS[variant]} in {m.seconds:.1f} s = {m.rate:,.0f}/s "
-                        f"(py {m.cpu['python']:.1f} s, kafka {m.cpu['kafka']:.1f} s, es {m.cpu['es']:.1f} s; "
+                        f"(py {m.cpu['python']:.1f} s"
+                        + "".join(f", {k} {v:.1f} s" for k, v in m.cpu.items() if k.startswith("python."))
+                        + f", kafka {m.cpu['kafka']:.1f} s, es {m.cpu['es']:.1f} s; "
                         f"{m.check})")
     return runs
 
@@ -1180,7 +1192,8 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
         if opts.latency_seconds > 0 and rates:
             try:
                 latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds, split=deployed == "split")
-                log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s")
+                log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s; CPU s "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in latency.cpu.items()))
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"latency: {type(exc).__name__}: {str(exc)[:2000]}")
                 log(f"[red]latency FAILED[/red]: {failures[-1]}")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bench.flood import flood_events
 from schemas.serde import default_store
-from streams.domain.incidents import complete_members, member_record, published, resolve
+from streams.domain.incidents import (complete_members, count_of, lists_fewer, may_hold, member_record, published,
+                                      resolve)
 from streams.domain.pipeline import CountyProcessor, Stores
 from streams.domain.tiers import load_tier_rules
 
@@ -93,3 +94,14 @@ def test_complete_members_puts_every_member_back_for_the_replay_diff() -> None:
     out = complete_members({"inc-a": listed, "inc-b": gone, "inc-c": small}, joined)
     assert out["inc-a"]["event_ids"] == ["e1", "e2", "e3", "e4"] and listed["event_ids"] == ["e1", "e2"]
     assert out["inc-b"] == gone and out["inc-c"] == small
+
+
+def test_count_lists_fewer_and_may_hold_read_a_bounded_record() -> None:
+    full = {"status": "open", "event_ids": ["e1", "e2"], "event_count": 2}
+    short = {"status": "open", "event_ids": ["e1", "e5"], "event_count": 9}
+    gone = {"status": "merged", "event_ids": [], "event_count": 9}
+    assert count_of(full) == 2 and count_of(short) == 9 and count_of({"event_ids": ["x"]}) == 1
+    assert not lists_fewer(full) and lists_fewer(short) and not lists_fewer(gone)
+    assert may_hold(full, "e2") and not may_hold(full, "e3") and not may_hold(full, "e0")
+    # past the listed (smallest) ids of a record that lists fewer: possible; below them: listed or not
+    assert may_hold(short, "e5") and may_hold(short, "e9") and not may_hold(short, "e3")
