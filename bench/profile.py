@@ -51,14 +51,16 @@ class Profile:
 
     @property
     def busy(self) -> float:
-        """Samples taken ÷ samples possible: the share of the window the process was on CPU (py-spy
-        leaves idle threads out; with more than one busy thread this can pass 1)."""
+        """Samples taken ÷ samples possible: the share of the window a thread of the process was
+        active. py-spy leaves idle (sleeping) threads out but counts a thread that waits for a core,
+        so on a loaded machine this is above its CPU share (the benchmark measures that from
+        /proc); with more than one active thread it can pass 1."""
         possible = self.seconds * self.rate
         return self.samples / possible if possible > 0 else 0.0
 
     def text(self, n: int = 20) -> str:
         lines = [f"{self.path.name}: {self.samples} samples in {self.seconds:.1f} s at {self.rate}/s "
-                 f"(on CPU {self.busy:.0%} of the window)", "  incl%   own%  frame"]
+                 f"(active {self.busy:.0%} of the window)", "  incl%   own%  frame"]
         lines += [f"  {f.inclusive:5.1%} {f.own:6.1%}  {f.frame}" for f in self.top[:n]]
         return "\n".join(lines)
 
@@ -90,6 +92,42 @@ def summarize(path: Path, *, seconds: float = 0.0, rate: int = 0, top: int = 40,
     frames = [Frame(f, c / total, own[f] / total) for f, c in inclusive.most_common()
               if not any(f.startswith(s) or s in f for s in skip)] if total else []
     return Profile(path, total, seconds, rate, frames[:top])
+
+
+#: parts of a worker's (or a baseline's) time, each the samples with a matching frame on the stack
+#: (they overlap: the domain step includes its table reads, "engine" includes the RocksDB writes)
+PARTS: tuple[tuple[str, str], ...] = (
+    ("correlate step (CountyProcessor.process)", "CountyProcessor.process ("),
+    ("  of which table reads (CachedTable)", "(streams/worker/tables.py)"),
+    ("normalize (Normalizer.normalize)", "Normalizer.normalize ("),
+    ("Avro encode", "SchemaStore.encode ("),
+    ("Avro decode", "SchemaStore.decode ("),
+    ("index documents (incident_document)", "incident_document ("),
+    ("Elasticsearch client", "(elasticsearch/"),
+    ("json", "(json/"),
+    ("RocksDB store", "(faust/stores/rocksdb.py)"),
+    ("checkpoint transactions (checkpoint.py)", "(streams/worker/checkpoint.py)"),
+    ("engine (consumer, changelog records, store writes)", "(streams/worker/engine.py)"),
+    ("aiokafka", "(aiokafka/"),
+    ("event loop select", "(selectors.py)"),
+)
+
+
+def parts(path: Path) -> dict[str, float]:
+    """Share of a raw profile's samples in each of `PARTS` (0.0 for an empty profile)."""
+    total, hits = 0, dict.fromkeys((name for name, _ in PARTS), 0)
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_LINE.sub(")", f) for f in stack.split(";")]
+        for name, pattern in PARTS:
+            if any(pattern in f for f in frames):
+                hits[name] += n
+    return {name: (h / total if total else 0.0) for name, h in hits.items()}
 
 
 class Sampler:
@@ -133,12 +171,31 @@ class Sampler:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m bench.profile FILE.raw [TOP]``: the top frames of a saved profile."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        raise SystemExit(main.__doc__)
-    prof = summarize(Path(args[0]), top=int(args[1]) if len(args) > 1 else 40)
-    print(prof.text(int(args[1]) if len(args) > 1 else 40))
+    """``python -m bench.profile FILE.raw [--top N] [--parts --cpu S --items N]``: the top frames of
+    a saved profile; with ``--parts``, CPU ms per item in each of `PARTS`, from the process's
+    measured CPU seconds over the window (the benchmark's round line: ``py`` / ``python.<i>``) and
+    the items it processed."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.profile", description=main.__doc__)
+    ap.add_argument("raw", type=Path, nargs="+")
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--parts", action="store_true")
+    ap.add_argument("--cpu", type=float, nargs="*", default=[], help="CPU seconds of each profiled process")
+    ap.add_argument("--items", type=int, nargs="*", default=[], help="items each process handled")
+    args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not args.parts:
+        for raw in args.raw:
+            print(summarize(raw, top=args.top).text(args.top))
+        return
+    if len(args.cpu) != len(args.raw) or len(args.items) != len(args.raw):
+        raise SystemExit("--parts needs one --cpu and one --items value per profile")
+    shares = [parts(raw) for raw in args.raw]
+    print(f"{'CPU ms per item':52}" + "".join(f"{raw.stem:>16}" for raw in args.raw))
+    for name, _ in PARTS:
+        print(f"{name:52}" + "".join(f"{1000 * sh[name] * cpu / n:16.3f}"
+                                     for sh, cpu, n in zip(shares, args.cpu, args.items)))
+    print(f"{'all (measured)':52}" + "".join(f"{1000 * cpu / n:16.3f}" for cpu, n in zip(args.cpu, args.items)))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.profile import summarize
+from bench.profile import PARTS, parts, summarize
 
 RAW = """\
 <module> (streams/worker/main.py:3);run_forever (asyncio/base_events.py:608);correlate (streams/worker/app.py:310);process (streams/domain/pipeline.py:165) 60
@@ -25,9 +25,19 @@ def test_frames_are_counted_by_function_inclusive_and_own(tmp_path: Path) -> Non
     assert by["send (aiokafka/producer.py)"].own == 0.2
     assert not any(f.frame.startswith(("<module>", "run_forever")) for f in prof.top)
     assert [f.frame for f in prof.top][0] in {"process (streams/domain/pipeline.py)", "correlate (streams/worker/app.py)"}
-    assert "on CPU 50% of the window" in prof.text()
+    assert "active 50% of the window" in prof.text()
 
 
 def test_a_missing_profile_summarizes_to_nothing(tmp_path: Path) -> None:
     prof = summarize(tmp_path / "absent.raw")
     assert prof.samples == 0 and prof.top == [] and prof.busy == 0.0
+
+
+def test_parts_are_shares_of_the_samples_with_a_matching_frame(tmp_path: Path) -> None:
+    path = tmp_path / "p.raw"
+    path.write_text(RAW.replace("process (streams/domain/pipeline.py:165)",
+                                "CountyProcessor.process (streams/domain/pipeline.py:165)"), encoding="utf-8")
+    shares = parts(path)
+    assert shares["correlate step (CountyProcessor.process)"] == 0.6
+    assert shares["aiokafka"] == 0.2 and shares["Avro encode"] == 0.0
+    assert set(shares) == {name for name, _ in PARTS}
