@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 
 _LINE = re.compile(r":\d+\)$")
@@ -65,6 +65,16 @@ class Profile:
         return "\n".join(lines)
 
 
+def _stacks(path: Path) -> Iterator[tuple[list[str], int]]:
+    """(frames root first, by function rather than by line; samples) per line of a raw profile
+    (nothing for a missing file)."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield [_LINE.sub(")", f) for f in stack.split(";")], int(count)
+
+
 #: frames every stack of a worker passes through (interpreter, event loop, command line, threads)
 ENTRY_POINTS = ("<module>", "_run_module_as_main (", "_run_code (", "(asyncio/base_events.py)", "(asyncio/events.py)",
                 "(typer/", "(click/", "(mode/worker.py)", "(streams/cli/", "(threading.py)", "(mode/threads.py)",
@@ -78,14 +88,8 @@ def summarize(path: Path, *, seconds: float = 0.0, rate: int = 0, top: int = 40,
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    for line in text.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in _stacks(path):
         total += n
-        frames = [_LINE.sub(")", f) for f in stack.split(";")]  # by function, not by line
         own[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
@@ -116,14 +120,8 @@ PARTS: tuple[tuple[str, str], ...] = (
 def parts(path: Path) -> dict[str, float]:
     """Share of a raw profile's samples in each of `PARTS` (0.0 for an empty profile)."""
     total, hits = 0, dict.fromkeys((name for name, _ in PARTS), 0)
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    for line in text.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in _stacks(path):
         total += n
-        frames = [_LINE.sub(")", f) for f in stack.split(";")]
         for name, pattern in PARTS:
             if any(pattern in f for f in frames):
                 hits[name] += n
