@@ -670,6 +670,27 @@ class WorkerGroup:
         raise TimeoutError(f"workers not all assigned after {WAIT_S:.0f} s\n{self.log_tail()}")
 
 
+def _metrics(port: int) -> dict[str, Any]:
+    """The worker's /pingan/metrics counters ({} when unreadable)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/pingan/metrics", timeout=5) as resp:
+            return dict(json.loads(resp.read()))
+    except (OSError, ValueError):
+        return {}
+
+
+def correlate_window(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, float]:
+    """What a correlate worker did between two /pingan/metrics readings: batches, mean batch
+    seconds, checkpoints, mean checkpoint seconds, and the longest checkpoint since it started."""
+    def d(name: str) -> float:
+        return float(after.get(name) or 0) - float(before.get(name) or 0)
+
+    batches, checkpoints = d("correlate_batches"), d("checkpoints")
+    return {"batches": batches, "batch_s": d("correlate_seconds") / batches if batches else 0.0,
+            "checkpoints": checkpoints, "checkpoint_s": d("checkpoint_seconds") / checkpoints if checkpoints else 0.0,
+            "checkpoint_max_s": float(after.get("checkpoint_seconds_max") or 0)}
+
+
 def _assigned(port: int) -> int:
     """Partitions assigned to the worker whose web port is `port` (0 when unknown)."""
     try:
@@ -802,6 +823,9 @@ class Latency:
     #: CPU seconds over the probe's window: the worker processes ("python"), Kafka, Elasticsearch,
     #: and this benchmark process ("probe": the producer and the searches that time each event)
     cpu: dict[str, float] = field(default_factory=dict)
+    #: the correlate worker over the window (its /pingan/metrics): batches, seconds per batch,
+    #: checkpoints, mean and longest checkpoint seconds (the longest since the worker started)
+    correlate: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -889,6 +913,7 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
 
             sampler = ctx.sampler(f"latency-{'split' if split else 'pipeline'}", child.pid)
             window, probe_cpu, t_window = CpuWindow(ctx.probe, child.pid), time.process_time(), time.monotonic()
+            counters = await asyncio.to_thread(_metrics, ns.worker_web_port)  # worker 0: correlate
             try:
                 poller = asyncio.create_task(poll_task())
                 seconds = await producer_task()
@@ -896,12 +921,13 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
             finally:
                 ctx.profiled(sampler)
             cpu = {**window.stop(), "probe": time.process_time() - probe_cpu, "wall": time.monotonic() - t_window}
+            correlate = correlate_window(counters, await asyncio.to_thread(_metrics, ns.worker_web_port))
             lat = [seen[e] - acked[e] for e in seen if e in acked]
             stamps = {name: await read_stamps(ns, name) for name in (BY_COUNTY, INCIDENTS)}
             return Latency(rate, seconds, n, len(lat), len(acked) - len(lat), percentile(lat, 50),
                            percentile(lat, 99), max(lat) if lat else float("nan"), ns.es_refresh_interval,
                            stages=stage_latencies(acked, stamps[BY_COUNTY], stamps[INCIDENTS], seen),
-                           deployment="split" if split else "pipeline", cpu=cpu)
+                           deployment="split" if split else "pipeline", cpu=cpu, correlate=correlate)
         finally:
             child.stop()
     finally:
@@ -1193,7 +1219,8 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
             try:
                 latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds, split=deployed == "split")
                 log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s; CPU s "
-                    + ", ".join(f"{k} {v:.1f}" for k, v in latency.cpu.items()))
+                    + ", ".join(f"{k} {v:.1f}" for k, v in latency.cpu.items()) + "; correlate worker "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in latency.correlate.items()))
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"latency: {type(exc).__name__}: {str(exc)[:2000]}")
                 log(f"[red]latency FAILED[/red]: {failures[-1]}")

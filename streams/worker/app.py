@@ -67,9 +67,23 @@ class Metrics:
     escalations: int = 0
     indexed: int = 0
     index_retries: int = 0
+    #: correlate batches, and the seconds spent running them through the processor (not waiting)
+    correlate_batches: int = 0
+    correlate_seconds: float = 0.0
+    #: exactly_once checkpoints committed (one per input partition of a batch), seconds in their
+    #: transactions (begin → sends → offsets → commit), and the longest one
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0
+    checkpoint_seconds_max: float = 0.0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | float]:
         return dict(self.__dict__)
+
+    def checkpointed(self, seconds: float) -> None:
+        """Count one committed checkpoint that took `seconds`."""
+        self.checkpoints += 1
+        self.checkpoint_seconds += seconds
+        self.checkpoint_seconds_max = max(self.checkpoint_seconds_max, seconds)
 
 
 def load_registry(settings: Settings) -> DeviceRegistry | None:
@@ -307,6 +321,7 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
         async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
             out = StepOutput()
             tables.begin_batch()
+            started = time.perf_counter()
             for ev in batch:
                 tables.at(ev)
                 step, dead = _correlate_step(processor, store, ev)
@@ -314,6 +329,8 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
                     await w.dead_letter(dead)
                     continue
                 out.extend(step)
+            w.metrics.correlate_batches += 1
+            w.metrics.correlate_seconds += time.perf_counter() - started
             tables.flush()  # state first, then outputs: both are flushed before the batch is acked
             await publish(out)
 
@@ -352,6 +369,7 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
             dead: dict[int, list[dict[str, Any]]] = {}
             next_offset: dict[int, int] = {}
             tables.begin_batch()
+            started = time.perf_counter()
             for ev in batch:
                 msg = ev.message
                 if msg.generation_id != generation:  # buffered before a rebalance: refetched after it
@@ -366,12 +384,16 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
                     continue
                 out.extend(step)
             writes = by_partition(tables.take_writes(), lambda tw: tw.partition)
+            w.metrics.correlate_batches += 1
+            w.metrics.correlate_seconds += time.perf_counter() - started
             for p in sorted(next_offset):
                 state = writes.get(p, [])
                 outputs = records_of(outs[p], dead.get(p, ()))
                 records = changelog_records(state) + outputs
                 try:
+                    started = time.perf_counter()
                     metas = await checkpoints.commit(p, records, next_offset[p])
+                    w.metrics.checkpointed(time.perf_counter() - started)
                 except CheckpointLost as exc:  # another worker owns the partition now
                     log.warning("correlate: checkpoint of partition %s dropped: %s", p, exc)
                     tables.forget()

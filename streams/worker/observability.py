@@ -161,6 +161,13 @@ class _Collector:
                                  ("raw_messages", "raw_in", "raw messages consumed by normalize"),
                                  ("canonical_events", "events_out", "canonical events published")):
             yield CounterMetricFamily(f"pingan_{name}", text, value=int(getattr(m, attr, 0)))
+        for name, attr, text in (("correlate_batches", "correlate_batches", "correlate batches processed"),
+                                 ("correlate_seconds", "correlate_seconds", "seconds running correlate batches"),
+                                 ("checkpoints", "checkpoints", "checkpoint transactions committed"),
+                                 ("checkpoint_seconds", "checkpoint_seconds", "seconds in checkpoint transactions")):
+            yield CounterMetricFamily(f"pingan_{name}", text, value=float(getattr(m, attr, 0)))
+        yield GaugeMetricFamily("pingan_checkpoint_seconds_max", "the longest checkpoint transaction so far",
+                                value=float(getattr(m, "checkpoint_seconds_max", 0.0)))
         lag = GaugeMetricFamily("pingan_consumer_lag", "highwater - committed offset per assigned partition",
                                 labels=["topic", "partition"])
         for (topic, partition), value in sorted(consumer_lag(self.app).items()):

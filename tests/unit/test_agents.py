@@ -130,6 +130,9 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
         assert changelogs == app.checkpointed_changelogs and all(r.partition == 0 for r in app.checkpointed_log)
         incidents_table = app.pingan_processor.stores.incidents.table
         assert final[-1]["incident_id"] in incidents_table.data
+        m = app.pingan_metrics  # each committed checkpoint counted with its time
+        assert m.checkpoints >= 1 and 0 < m.checkpoint_seconds_max <= m.checkpoint_seconds
+    assert app.pingan_metrics.correlate_batches >= 1 and app.pingan_metrics.correlate_seconds > 0
 
 
 @pytest.fixture(scope="module")

@@ -17,3 +17,15 @@ def test_stages_split_the_end_to_end_time_per_event() -> None:
     p50, p99, n = stages["commit + index + refresh"]
     # nearest rank: p99 of 99 values is the largest, the one slow event
     assert (round(p50, 3), round(p99, 3), n) == (0.5, 2.0, 99)
+
+
+def test_correlate_window_is_the_difference_of_two_metrics_readings() -> None:
+    from bench.throughput import correlate_window
+
+    before = {"correlate_batches": 10, "correlate_seconds": 1.0, "checkpoints": 10, "checkpoint_seconds": 0.5,
+              "checkpoint_seconds_max": 0.2}
+    after = {"correlate_batches": 14, "correlate_seconds": 3.0, "checkpoints": 15, "checkpoint_seconds": 1.5,
+             "checkpoint_seconds_max": 0.4}
+    assert correlate_window(before, after) == {"batches": 4, "batch_s": 0.5, "checkpoints": 5, "checkpoint_s": 0.2,
+                                               "checkpoint_max_s": 0.4}
+    assert correlate_window({}, {})["batch_s"] == 0.0  # a worker that served no metrics

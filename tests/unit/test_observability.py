@@ -48,6 +48,8 @@ def test_each_app_has_its_own_registry_and_the_sensor_counts_by_stage_and_source
     sensor.on_send_initiated(None, "pa.deadletters.v1",
                              SimpleNamespace(key=b"grid", value=default_store().encode("pingan.DeadLetter", dl)), 4, 0)
     app.pingan_metrics.links = 3
+    app.pingan_metrics.checkpointed(0.25)
+    app.pingan_metrics.checkpointed(0.5)
     observe_bulk(app, 0.02, retried=2)
 
     got = _samples(app.pingan_registry)
@@ -58,6 +60,8 @@ def test_each_app_has_its_own_registry_and_the_sensor_counts_by_stage_and_source
     assert got[("pingan_dead_letters_total", (("error_type", "ValueError"), ("source", "grid"),
                                               ("stage", "normalize")))] == 1
     assert got[("pingan_links_total", ())] == 3
+    assert got[("pingan_checkpoints_total", ())] == 2 and got[("pingan_checkpoint_seconds_total", ())] == 0.75
+    assert got[("pingan_checkpoint_seconds_max", ())] == 0.5
     assert got[("pingan_bulk_seconds_count", ())] == 1 and got[("pingan_bulk_retried_items_total", ())] == 2
     assert got[("pingan_table_recovery_completed", ())] == 0
     assert not any(k[0] == "pingan_events_in_total" for k in _samples(other.pingan_registry))
