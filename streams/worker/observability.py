@@ -14,7 +14,10 @@ Contract:
     ``pingan_events_quality_notes_total{source,field}`` (data-quality notes on the canonical events
     normalize made: an optional field kept with a problem; counted from the stage outcome),
     ``pingan_consumer_lag{topic,partition}`` (highwater − committed offset of each assigned partition),
-    ``pingan_table_recovery_remaining`` and ``pingan_table_recovery_completed``.
+    ``pingan_table_recovery_remaining`` and ``pingan_table_recovery_completed``,
+    ``pingan_correlate_batches_total`` / ``pingan_correlate_seconds_total`` (time running correlate
+    batches), ``pingan_checkpoints_total`` / ``pingan_checkpoint_seconds_total`` /
+    ``pingan_checkpoint_seconds_max`` (exactly_once checkpoint transactions).
     Stage/source counters come from a Faust `Sensor` (every consumed and produced message), totals
     from the app's `Metrics` object at scrape time; nothing in the agents' hot path changes.
   * ``/healthz`` — JSON ``{"status": "ok"|"degraded", "kafka": …, "elasticsearch": …, "tables": …}``,
