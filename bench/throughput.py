@@ -836,7 +836,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100.0 * len(ordered)) - 1))]
 
 
-async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool = False) -> Latency:
+async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool = False,
+                      poll_s: float = 0.1) -> Latency:
     """Produce at `rate` for `duration` s into a warm worker (with `split`: a correlate and an edge
     worker, `split_workers`); time each event until searchable."""
     ns = ctx.namespace()
@@ -909,7 +910,7 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
                             for eid in hit["_source"].get("event_ids") or ():
                                 if eid in chunk_set and eid not in seen:
                                     seen[eid] = now
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(poll_s)
 
             sampler = ctx.sampler(f"latency-{'split' if split else 'pipeline'}", child.pid)
             window, probe_cpu, t_window = CpuWindow(ctx.probe, child.pid), time.process_time(), time.monotonic()
@@ -1012,6 +1013,9 @@ class Options:
     seed: int = 1
     min_seconds: float = 15.0
     latency_seconds: float = 20.0
+    #: how often the latency probe searches for the events it waits for (each event's latency is
+    #: overstated by at most this much; the searches load the node being measured)
+    latency_poll_s: float = 0.1
     flood_events: int = 5000
     flood_chunk: int = 1000
     json_path: Path | None = None
@@ -1217,7 +1221,8 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
         rates = [m.rate for m in runs if m.variant == deployed]
         if opts.latency_seconds > 0 and rates:
             try:
-                latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds, split=deployed == "split")
+                latency = await run_latency(ctx, max(rates) / 2.0, opts.latency_seconds, split=deployed == "split",
+                                            poll_s=opts.latency_poll_s)
                 log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s; CPU s "
                     + ", ".join(f"{k} {v:.1f}" for k, v in latency.cpu.items()) + "; correlate worker "
                     + ", ".join(f"{k} {v:.3f}" for k, v in latency.correlate.items()))
