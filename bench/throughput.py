@@ -681,14 +681,16 @@ def _metrics(port: int) -> dict[str, Any]:
 
 def correlate_window(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, float]:
     """What a correlate worker did between two /pingan/metrics readings: batches, mean batch
-    seconds, checkpoints, mean checkpoint seconds, and the longest checkpoint since it started."""
+    seconds, checkpoints, mean checkpoint seconds, the longest checkpoint since it started, and its
+    garbage collections: full ones, seconds in all of them, the longest pause since it started."""
     def d(name: str) -> float:
         return float(after.get(name) or 0) - float(before.get(name) or 0)
 
     batches, checkpoints = d("correlate_batches"), d("checkpoints")
     return {"batches": batches, "batch_s": d("correlate_seconds") / batches if batches else 0.0,
             "checkpoints": checkpoints, "checkpoint_s": d("checkpoint_seconds") / checkpoints if checkpoints else 0.0,
-            "checkpoint_max_s": float(after.get("checkpoint_seconds_max") or 0)}
+            "checkpoint_max_s": float(after.get("checkpoint_seconds_max") or 0),
+            "gc_full": d("gc_full_collections"), "gc_s": d("gc_seconds"), "gc_max_s": float(after.get("gc_seconds_max") or 0)}
 
 
 def _assigned(port: int) -> int:
@@ -824,7 +826,7 @@ class Latency:
     #: and this benchmark process ("probe": the producer and the searches that time each event)
     cpu: dict[str, float] = field(default_factory=dict)
     #: the correlate worker over the window (its /pingan/metrics): batches, seconds per batch,
-    #: checkpoints, mean and longest checkpoint seconds (the longest since the worker started)
+    #: checkpoints, mean and longest checkpoint seconds, full GCs and GC seconds (longest: since start)
     correlate: dict[str, float] = field(default_factory=dict)
 
 

@@ -46,9 +46,10 @@ def run(worker_id: int = typer.Option(None, help="distinct per worker on one hos
     except RulesError as exc:
         typer.echo(f"pingan worker run: rules: {exc}", err=True)
         raise typer.Exit(2) from None
-    from streams.worker.runtime import tune_gc
+    from streams.worker.runtime import tune_gc, watch_gc
 
     tune_gc(settings)  # after the app is built: its objects are frozen with the rest of start-up
+    watch_gc(faust_app.pingan_metrics.gc_paused)  # type: ignore[attr-defined]
     extra: dict = {}
     if settings.log_json:
         from streams.worker.observability import json_logging_config

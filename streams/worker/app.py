@@ -75,9 +75,20 @@ class Metrics:
     checkpoints: int = 0
     checkpoint_seconds: float = 0.0
     checkpoint_seconds_max: float = 0.0
+    #: full (generation 2) collections of the cyclic garbage collector, seconds in every collection,
+    #: and the longest pause (the event loop stands still meanwhile)
+    gc_full_collections: int = 0
+    gc_seconds: float = 0.0
+    gc_seconds_max: float = 0.0
 
     def as_dict(self) -> dict[str, int | float]:
         return dict(self.__dict__)
+
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        """Count one garbage collection of `generation` that took `seconds` (runtime.watch_gc)."""
+        self.gc_full_collections += generation == 2
+        self.gc_seconds += seconds
+        self.gc_seconds_max = max(self.gc_seconds_max, seconds)
 
     def checkpointed(self, seconds: float) -> None:
         """Count one committed checkpoint that took `seconds`."""

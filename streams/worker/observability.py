@@ -17,7 +17,9 @@ Contract:
     ``pingan_table_recovery_remaining`` and ``pingan_table_recovery_completed``,
     ``pingan_correlate_batches_total`` / ``pingan_correlate_seconds_total`` (time running correlate
     batches), ``pingan_checkpoints_total`` / ``pingan_checkpoint_seconds_total`` /
-    ``pingan_checkpoint_seconds_max`` (exactly_once checkpoint transactions).
+    ``pingan_checkpoint_seconds_max`` (exactly_once checkpoint transactions),
+    ``pingan_gc_full_collections_total`` / ``pingan_gc_seconds_total`` / ``pingan_gc_seconds_max``
+    (garbage-collector pauses, `runtime.watch_gc`).
     Stage/source counters come from a Faust `Sensor` (every consumed and produced message), totals
     from the app's `Metrics` object at scrape time; nothing in the agents' hot path changes.
   * ``/healthz`` — JSON ``{"status": "ok"|"degraded", "kafka": …, "elasticsearch": …, "tables": …}``,
@@ -171,6 +173,12 @@ class _Collector:
             yield CounterMetricFamily(f"pingan_{name}", text, value=float(getattr(m, attr, 0)))
         yield GaugeMetricFamily("pingan_checkpoint_seconds_max", "the longest checkpoint transaction so far",
                                 value=float(getattr(m, "checkpoint_seconds_max", 0.0)))
+        yield CounterMetricFamily("pingan_gc_full_collections", "full collections of the cyclic garbage collector",
+                                  value=float(getattr(m, "gc_full_collections", 0)))
+        yield CounterMetricFamily("pingan_gc_seconds", "seconds in garbage collections (the loop stands still)",
+                                  value=float(getattr(m, "gc_seconds", 0.0)))
+        yield GaugeMetricFamily("pingan_gc_seconds_max", "the longest garbage collection pause so far",
+                                value=float(getattr(m, "gc_seconds_max", 0.0)))
         lag = GaugeMetricFamily("pingan_consumer_lag", "highwater - committed offset per assigned partition",
                                 labels=["topic", "partition"])
         for (topic, partition), value in sorted(consumer_lag(self.app).items()):

@@ -12,13 +12,17 @@ pipeline went from ~1,070 to ~1,200 records/s with the settings below, docs/sizi
   generation and is never scanned again. Frozen objects are still freed by reference counting;
   only reference cycles created before the freeze stay.
 
+`watch_gc(record)` reports every collection's pause (the worker counts them in its metrics).
+
 The benchmarks apply the same to their baselines and the pure in-process run, so a ratio never
 measures a GC setting."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from streams.settings import Settings
 
@@ -45,3 +49,21 @@ def tuned_gc(settings: Settings) -> Iterator[tuple[int, int, int]]:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def watch_gc(record: Callable[[int, float], None]) -> Callable[[str, dict[str, Any]], None]:
+    """Call ``record(generation, seconds)`` after every collection of the cyclic collector (a
+    ``gc.callbacks`` hook, installed here and returned so that it can be removed): how long the
+    process stood still in it. A full (generation 2) collection of a big heap stops the worker's
+    event loop for its whole duration."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            record(int(info.get("generation", 0)), time.perf_counter() - started[0])
+            started.clear()
+
+    gc.callbacks.append(callback)
+    return callback

@@ -26,3 +26,20 @@ def test_zero_keeps_pythons_thresholds() -> None:
 
 def test_the_default_is_the_measured_one() -> None:
     assert Settings().gc_threshold0 == 50000
+
+
+def test_watch_gc_reports_each_collection_with_its_generation_and_pause() -> None:
+    from streams.worker.app import Metrics
+    from streams.worker.runtime import watch_gc
+
+    metrics = Metrics()
+    callback = watch_gc(metrics.gc_paused)
+    try:
+        gc.collect(0)
+        gc.collect()  # a full collection
+    finally:
+        gc.callbacks.remove(callback)
+    assert metrics.gc_full_collections == 1
+    assert 0 < metrics.gc_seconds_max <= metrics.gc_seconds
+    gc.collect()
+    assert metrics.gc_full_collections == 1  # removed: no longer counted
