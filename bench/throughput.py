@@ -688,6 +688,8 @@ def correlate_window(before: Mapping[str, Any], after: Mapping[str, Any]) -> dic
 
     batches, checkpoints = d("correlate_batches"), d("checkpoints")
     return {"batches": batches, "batch_s": d("correlate_seconds") / batches if batches else 0.0,
+            "wait_s": d("correlate_wait_seconds") / batches if batches else 0.0,
+            "wait_max_s": float(after.get("correlate_wait_seconds_max") or 0),
             "checkpoints": checkpoints, "checkpoint_s": d("checkpoint_seconds") / checkpoints if checkpoints else 0.0,
             "checkpoint_max_s": float(after.get("checkpoint_seconds_max") or 0),
             "gc_full": d("gc_full_collections"), "gc_s": d("gc_seconds"), "gc_max_s": float(after.get("gc_seconds_max") or 0)}

@@ -70,6 +70,10 @@ class Metrics:
     #: correlate batches, and the seconds spent running them through the processor (not waiting)
     correlate_batches: int = 0
     correlate_seconds: float = 0.0
+    #: how long the oldest event of each correlate batch waited between its by-county record's
+    #: timestamp and the start of the batch (fetch, stream buffer, the batches before it): summed, longest
+    correlate_wait_seconds: float = 0.0
+    correlate_wait_seconds_max: float = 0.0
     #: exactly_once checkpoints committed (one per input partition of a batch), seconds in their
     #: transactions (begin → sends → offsets → commit), and the longest one
     checkpoints: int = 0
@@ -89,6 +93,13 @@ class Metrics:
         self.gc_full_collections += generation == 2
         self.gc_seconds += seconds
         self.gc_seconds_max = max(self.gc_seconds_max, seconds)
+
+    def batch_started(self, timestamps: list[float], now: float) -> None:
+        """Count the wait of a correlate batch whose records carry these Kafka timestamps (epoch s)."""
+        if timestamps:
+            wait = max(0.0, now - min(timestamps))
+            self.correlate_wait_seconds += wait
+            self.correlate_wait_seconds_max = max(self.correlate_wait_seconds_max, wait)
 
     def checkpointed(self, seconds: float) -> None:
         """Count one committed checkpoint that took `seconds`."""
@@ -332,6 +343,7 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
         async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
             out = StepOutput()
             tables.begin_batch()
+            w.metrics.batch_started([float(ev.message.timestamp or 0) or time.time() for ev in batch], time.time())
             started = time.perf_counter()
             for ev in batch:
                 tables.at(ev)
@@ -380,6 +392,7 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
             dead: dict[int, list[dict[str, Any]]] = {}
             next_offset: dict[int, int] = {}
             tables.begin_batch()
+            w.metrics.batch_started([float(ev.message.timestamp or 0) or time.time() for ev in batch], time.time())
             started = time.perf_counter()
             for ev in batch:
                 msg = ev.message

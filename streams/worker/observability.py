@@ -16,7 +16,8 @@ Contract:
     ``pingan_consumer_lag{topic,partition}`` (highwater − committed offset of each assigned partition),
     ``pingan_table_recovery_remaining`` and ``pingan_table_recovery_completed``,
     ``pingan_correlate_batches_total`` / ``pingan_correlate_seconds_total`` (time running correlate
-    batches), ``pingan_checkpoints_total`` / ``pingan_checkpoint_seconds_total`` /
+    batches), ``pingan_correlate_wait_seconds_total`` / ``_max`` (the oldest event's wait before its
+    batch: from its by-county record's timestamp), ``pingan_checkpoints_total`` / ``pingan_checkpoint_seconds_total`` /
     ``pingan_checkpoint_seconds_max`` (exactly_once checkpoint transactions),
     ``pingan_gc_full_collections_total`` / ``pingan_gc_seconds_total`` / ``pingan_gc_seconds_max``
     (garbage-collector pauses, `runtime.watch_gc`).
@@ -168,9 +169,13 @@ class _Collector:
             yield CounterMetricFamily(f"pingan_{name}", text, value=int(getattr(m, attr, 0)))
         for name, attr, text in (("correlate_batches", "correlate_batches", "correlate batches processed"),
                                  ("correlate_seconds", "correlate_seconds", "seconds running correlate batches"),
+                                 ("correlate_wait_seconds", "correlate_wait_seconds",
+                                  "seconds the oldest event of each correlate batch waited before it"),
                                  ("checkpoints", "checkpoints", "checkpoint transactions committed"),
                                  ("checkpoint_seconds", "checkpoint_seconds", "seconds in checkpoint transactions")):
             yield CounterMetricFamily(f"pingan_{name}", text, value=float(getattr(m, attr, 0)))
+        yield GaugeMetricFamily("pingan_correlate_wait_seconds_max", "the longest such wait so far",
+                                value=float(getattr(m, "correlate_wait_seconds_max", 0.0)))
         yield GaugeMetricFamily("pingan_checkpoint_seconds_max", "the longest checkpoint transaction so far",
                                 value=float(getattr(m, "checkpoint_seconds_max", 0.0)))
         yield CounterMetricFamily("pingan_gc_full_collections", "full collections of the cyclic garbage collector",

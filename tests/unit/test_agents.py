@@ -133,6 +133,7 @@ async def test_correlate_agent_links_the_dispute_into_one_incident(app_and_sent,
         m = app.pingan_metrics  # each committed checkpoint counted with its time
         assert m.checkpoints >= 1 and 0 < m.checkpoint_seconds_max <= m.checkpoint_seconds
     assert app.pingan_metrics.correlate_batches >= 1 and app.pingan_metrics.correlate_seconds > 0
+    assert 0 <= app.pingan_metrics.correlate_wait_seconds_max <= app.pingan_metrics.correlate_wait_seconds + 1e-9
 
 
 @pytest.fixture(scope="module")

@@ -76,3 +76,13 @@ def test_json_log_formatter() -> None:
     line = json.loads(fmt.format(record))
     assert line["level"] == "error" and line["message"] == "bad 东西" and "RuntimeError: boom" in line["exc"]
     assert json_logging_config("info")["root"]["level"] == "INFO"
+
+
+def test_a_correlate_batch_waits_as_long_as_its_oldest_record() -> None:
+    from streams.worker.app import Metrics
+
+    m = Metrics()
+    m.batch_started([12.0, 10.0, 11.0], now=15.0)  # the oldest record was produced 5 s ago
+    m.batch_started([14.0], now=14.5)
+    m.batch_started([], now=99.0)  # an empty batch counts nothing
+    assert m.correlate_wait_seconds == 5.5 and m.correlate_wait_seconds_max == 5.0
