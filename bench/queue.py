@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from rich.table import Table
 
 from bench.tables import number_column, text_column
+from streams.domain.incidents import count_of
 from streams.domain.tiers import TIER_NAMES_CN
 from streams.settings import DEFAULT_TIMEZONE
 
@@ -93,7 +94,7 @@ def queue_counts(events: Iterable[Mapping[str, Any]], incidents: Iterable[Mappin
             out.add("queue", "total", day)
             out.add("queue/kind", str(inc.get("kind") or "other"), day)
             out.add("queue/tier", tier, day)
-            if int(inc.get("event_count") or len(inc.get("event_ids") or ())) == 1:
+            if count_of(inc) == 1:
                 out.add("single", "actionable with one event", day)
             if inc.get("watch_hits"):
                 out.add("queue/watch", "watch-list hits", day)

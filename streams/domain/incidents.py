@@ -710,7 +710,6 @@ class IncidentState:
         about what the singleton brings, not what the flood holds). Same result as a full union:
         every field is a union, a min/max or a top-K of a total order."""
         big = max(incs, key=lambda i: (count_of(i), i["incident_id"]))
-        listed = self.rules.listed_event_ids
         rest = sorted((i for i in incs if i is not big), key=lambda i: i["incident_id"])
         event_ids, events, links = big["event_ids"], big["events"], big["links"]
         persons, vehicles = big["person_keys"], big["vehicle_keys"]
@@ -722,13 +721,11 @@ class IncidentState:
             vehicles = _union_sorted(vehicles, other["vehicle_keys"])
         links, added = _merge_links(links, sorted(new_links, key=_link_key))
         links = _cap_links_sorted(links)
-        event_ids = event_ids[:listed] if len(event_ids) > listed else event_ids  # the smallest (top-K)
         new_id = incident_id(event_ids[0])
         merged_from = big.get("merged_from") or []  # _union_sorted copies only on change
         for other in rest:
             merged_from = _union_sorted(merged_from, other.get("merged_from") or ())
         merged_from = _union_sorted(merged_from, [i["incident_id"] for i in incs if i["incident_id"] != new_id])
-        merged_from = merged_from[:listed] if len(merged_from) > listed else merged_from
         dispositions = [i["dispositions"] for i in incs if i.get("dispositions")]
         recurrences = [i["recurrence"] for i in incs if i.get("recurrence")]
         openings = [int(i["opening_at"]) for i in incs if i.get("opening_at") is not None]
@@ -875,7 +872,9 @@ class IncidentState:
             persons, vehicles = sorted(set(inc["person_keys"])), sorted(set(inc["vehicle_keys"]))
             merged_from = sorted(set(inc.get("merged_from") or ()))
         count = int(inc.get("event_count") or 0) or len(event_ids)
-        listed = self.rules.listed_event_ids  # a state written before the lists were bounded is cut here
+        # the smallest listed_event_ids (a top-K: `_combine`'s unions and a state written before the
+        # lists were bounded are cut here)
+        listed = self.rules.listed_event_ids
         if len(event_ids) > listed:
             event_ids = event_ids[:listed]
         if len(merged_from) > listed:
