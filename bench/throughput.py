@@ -692,7 +692,8 @@ def correlate_window(before: Mapping[str, Any], after: Mapping[str, Any]) -> dic
             "wait_max_s": float(after.get("correlate_wait_seconds_max") or 0),
             "checkpoints": checkpoints, "checkpoint_s": d("checkpoint_seconds") / checkpoints if checkpoints else 0.0,
             "checkpoint_max_s": float(after.get("checkpoint_seconds_max") or 0),
-            "gc_full": d("gc_full_collections"), "gc_s": d("gc_seconds"), "gc_max_s": float(after.get("gc_seconds_max") or 0)}
+            "gc_full": d("gc_full_collections"), "gc_s": d("gc_seconds"), "gc_max_s": float(after.get("gc_seconds_max") or 0),
+            "loop_stalls": d("loop_stalls"), "loop_lag_max_s": float(after.get("loop_lag_seconds_max") or 0)}
 
 
 def _assigned(port: int) -> int:
@@ -830,6 +831,8 @@ class Latency:
     #: the correlate worker over the window (its /pingan/metrics): batches, seconds per batch,
     #: checkpoints, mean and longest checkpoint seconds, full GCs and GC seconds (longest: since start)
     correlate: dict[str, float] = field(default_factory=dict)
+    #: the edge worker (split only) over the window: its event-loop lag (`loop_stalls`, `loop_lag_max_s`)
+    edge: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -919,6 +922,7 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
             sampler = ctx.sampler(f"latency-{'split' if split else 'pipeline'}", child.pid)
             window, probe_cpu, t_window = CpuWindow(ctx.probe, child.pid), time.process_time(), time.monotonic()
             counters = await asyncio.to_thread(_metrics, ns.worker_web_port)  # worker 0: correlate
+            edge_counters = await asyncio.to_thread(_metrics, ns.worker_web_port + 1) if split else {}
             try:
                 poller = asyncio.create_task(poll_task())
                 seconds = await producer_task()
@@ -927,12 +931,16 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
                 ctx.profiled(sampler)
             cpu = {**window.stop(), "probe": time.process_time() - probe_cpu, "wall": time.monotonic() - t_window}
             correlate = correlate_window(counters, await asyncio.to_thread(_metrics, ns.worker_web_port))
+            edge = ({k: v for k, v in correlate_window(
+                edge_counters, await asyncio.to_thread(_metrics, ns.worker_web_port + 1)).items()
+                if k.startswith(("loop_", "gc_"))} if split else {})
             lat = [seen[e] - acked[e] for e in seen if e in acked]
             stamps = {name: await read_stamps(ns, name) for name in (BY_COUNTY, INCIDENTS)}
             return Latency(rate, seconds, n, len(lat), len(acked) - len(lat), percentile(lat, 50),
                            percentile(lat, 99), max(lat) if lat else float("nan"), ns.es_refresh_interval,
                            stages=stage_latencies(acked, stamps[BY_COUNTY], stamps[INCIDENTS], seen),
-                           deployment="split" if split else "pipeline", cpu=cpu, correlate=correlate)
+                           deployment="split" if split else "pipeline", cpu=cpu, correlate=correlate,
+                           edge=edge)
         finally:
             child.stop()
     finally:
@@ -1229,7 +1237,9 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
                                             poll_s=opts.latency_poll_s)
                 log(f"latency @ {latency.rate:,.0f}/s: p50 {latency.p50:.2f} s, p99 {latency.p99:.2f} s; CPU s "
                     + ", ".join(f"{k} {v:.1f}" for k, v in latency.cpu.items()) + "; correlate worker "
-                    + ", ".join(f"{k} {v:.3f}" for k, v in latency.correlate.items()))
+                    + ", ".join(f"{k} {v:.3f}" for k, v in latency.correlate.items())
+                    + ("; edge worker " + ", ".join(f"{k} {v:.3f}" for k, v in latency.edge.items())
+                       if latency.edge else ""))
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"latency: {type(exc).__name__}: {str(exc)[:2000]}")
                 log(f"[red]latency FAILED[/red]: {failures[-1]}")

@@ -44,9 +44,10 @@ from streams.settings import Settings
 from streams.worker import topology
 from streams.worker.checkpoint import CheckpointLost, Checkpoints, OutRecord, by_partition
 from streams.worker.codec import use_gzip_level
-from streams.worker.engine import PinganFaustApp, StateTables, changelog_records, write_store
+from streams.worker.engine import PinganFaustApp, StateTables, changelog_records, fetch_state, write_store
 from streams.worker.observability import install as install_observability
 from streams.worker.observability import observe_bulk, observe_quality
+from streams.worker.runtime import LOOP_STALL_S, watch_loop
 from streams.worker.stages import NormalizeStage, RetriableStageError, correlate_record
 from streams.worker.topology import CORRELATE, INDEX, NORMALIZE
 
@@ -84,6 +85,11 @@ class Metrics:
     gc_full_collections: int = 0
     gc_seconds: float = 0.0
     gc_seconds_max: float = 0.0
+    #: event-loop lag: how late a 50 ms timer of the worker fired (the loop ran something else:
+    #: a long batch, a big document, a collection). Lags over `LOOP_STALL_S` are counted as stalls.
+    loop_stalls: int = 0
+    loop_lag_seconds: float = 0.0
+    loop_lag_seconds_max: float = 0.0
 
     def as_dict(self) -> dict[str, int | float]:
         return dict(self.__dict__)
@@ -93,6 +99,12 @@ class Metrics:
         self.gc_full_collections += generation == 2
         self.gc_seconds += seconds
         self.gc_seconds_max = max(self.gc_seconds_max, seconds)
+
+    def loop_lagged(self, seconds: float) -> None:
+        """Count one event-loop timer that fired `seconds` late."""
+        self.loop_lag_seconds += seconds
+        self.loop_lag_seconds_max = max(self.loop_lag_seconds_max, seconds)
+        self.loop_stalls += seconds >= LOOP_STALL_S
 
     def batch_started(self, timestamps: list[float], now: float) -> None:
         """Count the wait of a correlate batch whose records carry these Kafka timestamps (epoch s)."""
@@ -499,11 +511,20 @@ def _add_pages(w: _Wiring, *, with_index: bool) -> None:
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.json({"worker": settings.worker_id, **metrics.as_dict()})
 
+    @w.app.page("/pingan/debug/fetch")
+    async def fetch_page(web: Any, request: Any) -> Any:
+        """The consumer's fetch state (`engine.fetch_state`): why a worker does not consume."""
+        return web.json({"worker": settings.worker_id, **fetch_state(w.app)})
+
     install_observability(w.app, settings, metrics, with_index=with_index)  # /metrics, /healthz (Prometheus)
 
     @w.app.task
     async def quiet_root_logger() -> None:
         restore_root_log_level()
+
+    @w.app.task
+    async def loop_lag() -> None:
+        await watch_loop(metrics.loop_lagged)  # event-loop lag (streams/worker/runtime.py)
 
 
 def restore_root_log_level() -> None:

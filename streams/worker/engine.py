@@ -286,6 +286,8 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         self._next_offset: dict[TP, int] = {}  # next offset owed to the streams, per partition
         self._reseek: dict[TP, int | None] = {}  # partitions whose fetched records were discarded
         self._seek_lock = asyncio.Lock()  # seeks never interleave (`_next_offset` follows the last one)
+        # skipped offsets seen once (owed, position), refetched to confirm they hold no record
+        self._marker_probe: dict[TP, tuple[int, int]] = {}
 
     # -- seeks ---------------------------------------------------------------------------------
 
@@ -302,8 +304,15 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 self._seek_epoch += 1
 
     def _owe(self, tp: TP, offset: int) -> None:
+        """A seek set `tp`'s position to `offset`: the next offset owed to its streams.
+
+        A pending refetch of `tp` (`_reseek`) is kept: the batch that set it may have been returned
+        by aiokafka *after* this seek had moved the position, and handing it out moved the position
+        past records never delivered. Seen in the kill test: a restarted worker restoring its tables
+        fetched while `perform_seek` ran; the refetch was dropped here, the skipped records were
+        then taken for transaction markers (`_skip_control_records`) and never normalized. Kept,
+        the refetch costs at most one redundant seek to where this seek already put the position."""
         self._next_offset[tp] = offset
-        self._reseek.pop(tp, None)
 
     async def seek(self, partition: TP, offset: int) -> None:
         async with self._seeking_window():
@@ -348,21 +357,26 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         for tp in revoked:
             self._next_offset.pop(tp, None)
             self._reseek.pop(tp, None)
+            self._marker_probe.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def _seek_back(self) -> None:
         """Seek partitions whose fetched records were discarded back to the next offset owed.
 
         Runs under the seek lock, so it never undoes a `perform_seek` that ran meanwhile: the
-        targets are read after any such seek has set `_next_offset` (and cleared `_reseek`)."""
+        targets are read after any such seek has set `_next_offset` (a refetch pending from before
+        that seek then seeks once more to the same offset: harmless, see `_owe`)."""
         async with self._seeking_window():
             pending, self._reseek = self._reseek, {}
             assigned = self.assignment()
             targets = {tp: self._next_offset.get(tp, first) for tp, first in pending.items()
                        if tp in assigned and self._next_offset.get(tp, first) is not None}
             if targets:
-                self.log.info("Refetching records fetched before a seek and not delivered: %s", ", ".join(
-                    f"{tp.topic}[{tp.partition}] from {off}" for tp, off in sorted(targets.items())))
+                probes = {tp for tp in targets if tp in self._marker_probe}
+                if len(probes) < len(targets):
+                    self.log.info("Refetching records fetched before a seek and not delivered: %s", ", ".join(
+                        f"{tp.topic}[{tp.partition}] from {off}" for tp, off in sorted(targets.items())
+                        if tp not in probes))
                 await super().seek_wait(targets)  # in the consumer's thread (Faust's `seek` is not)
                 for tp, offset in targets.items():
                     self._owe(tp, offset)
@@ -469,7 +483,13 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         (lag 1, "not caught up"). aiokafka's position has moved past them: when it is ahead of the
         next offset owed, with no seek since the fetch and nothing of the partition awaiting a
         refetch, the offsets in between were skipped by the fetch, not fetched. (Partitions with
-        records in the fetch just returned are left alone: their position is past those records.)"""
+        records in the fetch just returned are left alone: their position is past those records.)
+
+        Confirmed before it is assumed: the first time a partition shows `[owed, position)` it is
+        refetched from `owed` (`_marker_probe`); only when the same range shows again, so a fetch
+        from `owed` returned no record, is it recorded as a gap. A position moved past records by
+        some path this bookkeeping missed (the `_owe` defect) then costs a refetch, never the
+        records: they are delivered by it."""
         for tp, owed in list(self._next_offset.items()):
             if tp in fetched or tp in self._reseek or not acks_enabled_for(tp.topic):
                 continue
@@ -484,8 +504,13 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     or tp in self._reseek or self._next_offset.get(tp) != owed):
                 return
             if position is not None and position > owed:
-                self._mark_gap(tp, owed, position)
-                self._next_offset[tp] = position
+                if self._marker_probe.get(tp) == (owed, position):
+                    del self._marker_probe[tp]
+                    self._mark_gap(tp, owed, position)
+                    self._next_offset[tp] = position
+                else:  # seen once: fetch [owed, position) again before taking it for markers
+                    self._marker_probe[tp] = (owed, position)
+                    self._reseek.setdefault(tp, owed)
 
     def _known_highwater(self, tp: TP) -> int | None:
         """The partition's end offset from the last fetch, or None: aiokafka knows none before the
@@ -885,3 +910,53 @@ def table_recovery(app: Any) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - not started yet
         return {"tables": [], "completed": False, "in_recovery": False, "active_remaining": -1,
                 "error": f"{type(exc).__name__}: {exc}"}
+
+
+def fetch_state(app: Any) -> dict[str, Any]:
+    """What the consumer's fetch path is doing, for a worker that stopped consuming (diagnostics).
+
+    Faust's side (flow, active / paused / buffered partitions, running seeks, partitions awaiting a
+    refetch, the next offsets owed) and aiokafka's (per assigned partition: paused, valid position,
+    position, highwater, last stable offset; the fetcher's buffered partitions, in-flight nodes and
+    whether its background task is alive). Read from another thread without locks: a snapshot that
+    may be torn, never used for decisions."""
+    consumer = consumer_of(app)
+    if consumer is None:
+        return {"consumer": None}
+    out: dict[str, Any] = {
+        "flow_active": bool(getattr(consumer, "flow_active", False)),
+        "active": sorted(f"{tp.topic}[{tp.partition}]" for tp in (getattr(consumer, "_active_partitions", None) or ())),
+        "paused": sorted(f"{tp.topic}[{tp.partition}]" for tp in getattr(consumer, "_paused_partitions", ())),
+        "buffered": sorted(f"{tp.topic}[{tp.partition}]" for tp in getattr(consumer, "_buffered_partitions", ())),
+        "seeking": getattr(consumer, "_seeking", None), "seek_epoch": getattr(consumer, "_seek_epoch", None),
+        "reseek": {f"{tp.topic}[{tp.partition}]": off for tp, off in dict(getattr(consumer, "_reseek", {})).items()},
+        "next_offset": {f"{tp.topic}[{tp.partition}]": off
+                        for tp, off in dict(getattr(consumer, "_next_offset", {})).items()},
+    }
+    client = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    if client is None:
+        return out
+    try:
+        fetcher = client._fetcher  # noqa: SLF001 - diagnostics only
+        subscription = client._subscription.subscription  # noqa: SLF001
+        assignment = subscription.assignment if subscription is not None else None
+        partitions = {}
+        for tp in sorted(assignment.tps if assignment is not None else ()):
+            st = assignment.state_value(tp)
+            partitions[f"{tp.topic}[{tp.partition}]"] = {
+                "paused": st.paused, "valid": st.has_valid_position, "reset": st.awaiting_reset,
+                "position": st.position if st.has_valid_position else None,
+                "highwater": st.highwater, "lso": st.lso}
+        task = fetcher._fetch_task  # noqa: SLF001
+        out["aiokafka"] = {
+            "assignment_active": bool(assignment is not None and assignment.active),
+            "partitions": partitions,
+            "records": sorted(f"{tp.topic}[{tp.partition}]" for tp in list(fetcher._records)),  # noqa: SLF001
+            "in_flight": sorted(fetcher._in_flight),  # noqa: SLF001
+            "pending_tasks": len(fetcher._pending_tasks),  # noqa: SLF001
+            "fetch_task": ("running" if not task.done() else
+                           f"done: {task.exception()!r}" if not task.cancelled() else "cancelled"),
+        }
+    except Exception as exc:  # noqa: BLE001 - aiokafka internals moved: say so instead of failing
+        out["aiokafka"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out

@@ -20,7 +20,9 @@ Contract:
     batch: from its by-county record's timestamp), ``pingan_checkpoints_total`` / ``pingan_checkpoint_seconds_total`` /
     ``pingan_checkpoint_seconds_max`` (exactly_once checkpoint transactions),
     ``pingan_gc_full_collections_total`` / ``pingan_gc_seconds_total`` / ``pingan_gc_seconds_max``
-    (garbage-collector pauses, `runtime.watch_gc`).
+    (garbage-collector pauses, `runtime.watch_gc`); ``pingan_loop_stalls_total`` /
+    ``pingan_loop_lag_seconds_total`` / ``pingan_loop_lag_seconds_max`` (how late a 50 ms timer of
+    the event loop fired: the loop was busy with something else).
     Stage/source counters come from a Faust `Sensor` (every consumed and produced message), totals
     from the app's `Metrics` object at scrape time; nothing in the agents' hot path changes.
   * ``/healthz`` — JSON ``{"status": "ok"|"degraded", "kafka": …, "elasticsearch": …, "tables": …}``,
@@ -48,6 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from schemas.serde import default_store
 from streams.settings import Settings
 from streams.worker.engine import consumer_of, consumer_offsets, table_recovery
+from streams.worker.runtime import LOOP_STALL_S
 from streams.worker.topology import AGENTS, DEAD_LETTERS, deployed_inputs, input_sources
 
 log = logging.getLogger(__name__)
@@ -167,23 +170,21 @@ class _Collector:
                                  ("raw_messages", "raw_in", "raw messages consumed by normalize"),
                                  ("canonical_events", "events_out", "canonical events published")):
             yield CounterMetricFamily(f"pingan_{name}", text, value=int(getattr(m, attr, 0)))
-        for name, attr, text in (("correlate_batches", "correlate_batches", "correlate batches processed"),
-                                 ("correlate_seconds", "correlate_seconds", "seconds running correlate batches"),
-                                 ("correlate_wait_seconds", "correlate_wait_seconds",
-                                  "seconds the oldest event of each correlate batch waited before it"),
-                                 ("checkpoints", "checkpoints", "checkpoint transactions committed"),
-                                 ("checkpoint_seconds", "checkpoint_seconds", "seconds in checkpoint transactions")):
-            yield CounterMetricFamily(f"pingan_{name}", text, value=float(getattr(m, attr, 0)))
-        yield GaugeMetricFamily("pingan_correlate_wait_seconds_max", "the longest such wait so far",
-                                value=float(getattr(m, "correlate_wait_seconds_max", 0.0)))
-        yield GaugeMetricFamily("pingan_checkpoint_seconds_max", "the longest checkpoint transaction so far",
-                                value=float(getattr(m, "checkpoint_seconds_max", 0.0)))
-        yield CounterMetricFamily("pingan_gc_full_collections", "full collections of the cyclic garbage collector",
-                                  value=float(getattr(m, "gc_full_collections", 0)))
-        yield CounterMetricFamily("pingan_gc_seconds", "seconds in garbage collections (the loop stands still)",
-                                  value=float(getattr(m, "gc_seconds", 0.0)))
-        yield GaugeMetricFamily("pingan_gc_seconds_max", "the longest garbage collection pause so far",
-                                value=float(getattr(m, "gc_seconds_max", 0.0)))
+        for name, text in (("correlate_batches", "correlate batches processed"),
+                           ("correlate_seconds", "seconds running correlate batches"),
+                           ("correlate_wait_seconds", "seconds the oldest event of each correlate batch waited before it"),
+                           ("checkpoints", "checkpoint transactions committed"),
+                           ("checkpoint_seconds", "seconds in checkpoint transactions"),
+                           ("gc_full_collections", "full collections of the cyclic garbage collector"),
+                           ("gc_seconds", "seconds in garbage collections (the loop stands still)"),
+                           ("loop_stalls", f"event-loop timers that fired {LOOP_STALL_S} s or more late"),
+                           ("loop_lag_seconds", "seconds event-loop timers fired late, summed")):
+            yield CounterMetricFamily(f"pingan_{name}", text, value=float(getattr(m, name, 0)))
+        for name, text in (("correlate_wait_seconds_max", "the longest such wait so far"),
+                           ("checkpoint_seconds_max", "the longest checkpoint transaction so far"),
+                           ("gc_seconds_max", "the longest garbage collection pause so far"),
+                           ("loop_lag_seconds_max", "the latest an event-loop timer fired so far")):
+            yield GaugeMetricFamily(f"pingan_{name}", text, value=float(getattr(m, name, 0.0)))
         lag = GaugeMetricFamily("pingan_consumer_lag", "highwater - committed offset per assigned partition",
                                 labels=["topic", "partition"])
         for (topic, partition), value in sorted(consumer_lag(self.app).items()):

@@ -12,12 +12,14 @@ pipeline went from ~1,070 to ~1,200 records/s with the settings below, docs/sizi
   generation and is never scanned again. Frozen objects are still freed by reference counting;
   only reference cycles created before the freeze stay.
 
-`watch_gc(record)` reports every collection's pause (the worker counts them in its metrics).
+`watch_gc(record)` reports every collection's pause (the worker counts them in its metrics);
+`watch_loop(record)` reports how late each tick of a `LOOP_TICK_S` timer ran: the event-loop lag.
 
 The benchmarks apply the same to their baselines and the pure in-process run, so a ratio never
 measures a GC setting."""
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,10 @@ from streams.settings import Settings
 
 GEN1_THRESHOLD = 20
 GEN2_THRESHOLD = 10
+
+#: the loop watch's timer period, and the lag from which a late tick counts as a stall
+LOOP_TICK_S = 0.05
+LOOP_STALL_S = 0.25
 
 
 def tune_gc(settings: Settings) -> tuple[int, int, int]:
@@ -67,3 +73,12 @@ def watch_gc(record: Callable[[int, float], None]) -> Callable[[str, dict[str, A
 
     gc.callbacks.append(callback)
     return callback
+
+
+async def watch_loop(record: Callable[[float], None], tick_s: float = LOOP_TICK_S) -> None:
+    """Sleep `tick_s` at a time for ever and ``record(seconds)`` how late each wake-up came: how
+    long the event loop was busy with something else (a long batch, a big document, a collection)."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(tick_s)
+        record(max(0.0, time.perf_counter() - started - tick_s))

@@ -7,6 +7,7 @@ for the same day: equal sets of incidents with equal event sets means nothing wa
 nothing was duplicated."""
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterable
@@ -111,8 +112,9 @@ def stacks(settings: Settings, workers: Iterable[WorkerProcess], limit: int = 20
     time.sleep(1.5)
     out = []
     for w in workers:
+        fetch = http_json(f"http://127.0.0.1:{settings.worker_web_port + w.worker_id}/pingan/debug/fetch")
         out.append(f"--- worker {w.worker_id}: {worker_metrics(settings, w.worker_id)} (log: {w.log_path})\n"
-                   f"{w.log_tail(40)}")
+                   f"fetch state: {json.dumps(fetch, sort_keys=True)}\n{w.log_tail(40)}")
         if w.worker_id in sizes:
             with open(w.log_path, "rb") as f:
                 f.seek(sizes[w.worker_id])

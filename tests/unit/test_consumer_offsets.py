@@ -143,6 +143,7 @@ def _skipper(highwater: object, position: int | None = 14) -> SafeOffsetsConsume
     c.position = stub.position  # type: ignore[method-assign]
     c._next_offset = {T: 13}  # noqa: SLF001
     c._reseek = {}  # noqa: SLF001
+    c._marker_probe = {}  # noqa: SLF001
     c._seeking = False  # noqa: SLF001
     c._seek_epoch = 1  # noqa: SLF001
     c.app = SimpleNamespace(consumer_generation_id=7)  # type: ignore[misc]
@@ -159,8 +160,39 @@ def test_skipping_markers_waits_while_the_end_offset_is_unknown(highwater: objec
     assert c._next_offset == {T: 13} and not c._gap[T]  # noqa: SLF001 - nothing assumed
 
 
-def test_skipping_markers_records_the_gap_once_the_end_is_known() -> None:
+def test_skipping_markers_records_the_gap_once_a_refetch_confirms_it() -> None:
     c = _skipper(14, position=14)
+    asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
+    # seen once: refetched from 13 before anything is assumed
+    assert c._next_offset == {T: 13} and not c._gap[T] and c._reseek == {T: 13}  # noqa: SLF001
+    c._reseek = {}  # noqa: SLF001 - the refetch ran and returned no record: the position is 14 again
     asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
     assert c._next_offset == {T: 14}  # noqa: SLF001
     assert sorted((i.begin, i.end) for i in c._gap[T]) == [(13, 14)]  # noqa: SLF001
+
+
+def test_a_refetch_that_delivers_records_is_no_gap() -> None:
+    c = _skipper(20, position=20)
+    asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
+    assert c._reseek == {T: 13}  # noqa: SLF001
+    c._reseek = {}  # noqa: SLF001 - the refetch delivered 13..18; a marker at 19 is left
+    c._next_offset[T] = 19  # noqa: SLF001
+    asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
+    assert not c._gap[T] and c._reseek == {T: 19}  # noqa: SLF001 - (19, 20) is probed in turn
+    c._reseek = {}  # noqa: SLF001
+    asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
+    assert sorted((i.begin, i.end) for i in c._gap[T]) == [(19, 20)] and c._next_offset[T] == 20  # noqa: SLF001
+
+
+def test_a_seek_keeps_a_pending_refetch_and_markers_are_not_assumed_meanwhile() -> None:
+    """The kill test's stall: a batch fetched while `perform_seek` ran was handed out by aiokafka
+    after the seek had set the position, so the position moved past records never delivered. The
+    seek's bookkeeping (`_owe`) used to drop the refetch that batch asked for; the records were then
+    taken for transaction markers and skipped. Now the refetch survives the seek, and the marker
+    check leaves the partition alone until it has run."""
+    c = _skipper(20, position=20)
+    c._reseek = {T: 13}  # noqa: SLF001 - the stale batch (offsets 13..19) was not delivered
+    c._owe(T, 13)  # noqa: SLF001 - the seek that ran meanwhile ends: 13 is owed
+    assert c._reseek == {T: 13} and c._next_offset[T] == 13  # noqa: SLF001
+    asyncio.run(c._skip_control_records(1, 7, lambda topic: True, {}))  # noqa: SLF001
+    assert c._next_offset[T] == 13 and not c._gap[T]  # noqa: SLF001 - nothing taken for markers

@@ -43,3 +43,35 @@ def test_watch_gc_reports_each_collection_with_its_generation_and_pause() -> Non
     assert 0 < metrics.gc_seconds_max <= metrics.gc_seconds
     gc.collect()
     assert metrics.gc_full_collections == 1  # removed: no longer counted
+
+
+def test_loop_lag_counts_stalls_from_the_threshold_and_keeps_the_longest() -> None:
+    from streams.worker.app import Metrics
+    from streams.worker.runtime import LOOP_STALL_S
+
+    metrics = Metrics()
+    for lag in (0.001, LOOP_STALL_S - 0.01, LOOP_STALL_S, 1.5, 0.0):
+        metrics.loop_lagged(lag)
+    assert metrics.loop_stalls == 2
+    assert metrics.loop_lag_seconds_max == 1.5
+    assert abs(metrics.loop_lag_seconds - (0.001 + LOOP_STALL_S - 0.01 + LOOP_STALL_S + 1.5)) < 1e-9
+    assert {"loop_stalls", "loop_lag_seconds", "loop_lag_seconds_max"} <= set(metrics.as_dict())
+
+
+def test_watch_loop_reports_how_long_the_loop_was_blocked() -> None:
+    import asyncio
+    import time
+
+    from streams.worker.runtime import watch_loop
+
+    lags: list[float] = []
+
+    async def main() -> None:
+        watcher = asyncio.create_task(watch_loop(lags.append, tick_s=0.01))
+        await asyncio.sleep(0.05)
+        time.sleep(0.2)  # the loop is blocked: the watch's next tick comes that late
+        await asyncio.sleep(0.05)
+        watcher.cancel()
+
+    asyncio.run(main())
+    assert len(lags) >= 3 and max(lags) >= 0.15 and min(lags) >= 0.0
