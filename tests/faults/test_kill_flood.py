@@ -14,6 +14,10 @@ After the last cycle the worker runs undisturbed until it has caught up. Then, r
 - every event of `events.v1` is in exactly one live incident (no lost event), and
   `incident-members.v1` followed through the redirects gives the same incidents.
 
+Every fourth restart also deletes the workers' RocksDB directories (a restart on a new node): the
+tables are restored from their changelogs, the path in which Faust fetches while the worker seeks
+(docs/faults.md, finding 4b).
+
 The worker joins the group as a static member (`worker_static_membership`), so a restart takes
 its partitions back without waiting for the killed member's session to expire.
 
@@ -23,6 +27,7 @@ of one group, docs/operations.md §7), where each cycle kills one of the two or 
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -83,6 +88,9 @@ def test_kill9_at_random_points_of_a_flood_day_keeps_exact_incidents(
     for i, part in enumerate(parts):
         publish(s, part)
         if i:
+            if i % 4 == 3:  # a restart on a new node: no local tables, all restored from the changelogs
+                for tables in s.run_dir.glob("workers/*/v1/tables"):
+                    shutil.rmtree(tables)
             for w in killed:
                 w.start()
         # processing: the web server answers and the worker has read something. Every other cycle
