@@ -688,6 +688,7 @@ def correlate_window(before: Mapping[str, Any], after: Mapping[str, Any]) -> dic
 
     batches, checkpoints = d("correlate_batches"), d("checkpoints")
     return {"batches": batches, "batch_s": d("correlate_seconds") / batches if batches else 0.0,
+            "batch_max_s": float(after.get("correlate_seconds_max") or 0),
             "wait_s": d("correlate_wait_seconds") / batches if batches else 0.0,
             "wait_max_s": float(after.get("correlate_wait_seconds_max") or 0),
             "checkpoints": checkpoints, "checkpoint_s": d("checkpoint_seconds") / checkpoints if checkpoints else 0.0,
@@ -908,13 +909,16 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
                             return
                     for i in range(0, len(pending), 5000):
                         chunk = pending[i:i + 5000]
-                        resp = await ctx.es.search(index=alias, body={  # search, not GET: what a user sees
-                            "size": 10000, "_source": ["event_ids"],
+                        # search, not GET: what a user sees. The ids from doc values, not _source:
+                        # filtering _source still parses each hit's whole document (up to ~240 kB
+                        # for a flood), load the probe adds to the node it measures
+                        resp = await ctx.es.search(index=alias, body={
+                            "size": 10000, "_source": False, "docvalue_fields": ["event_ids"],
                             "query": {"terms": {"event_ids": chunk}}})
                         now = time.time()
                         chunk_set = set(chunk)
                         for hit in resp["hits"]["hits"]:
-                            for eid in hit["_source"].get("event_ids") or ():
+                            for eid in (hit.get("fields") or {}).get("event_ids") or ():
                                 if eid in chunk_set and eid not in seen:
                                     seen[eid] = now
                     await asyncio.sleep(poll_s)

@@ -180,7 +180,8 @@ class _Collector:
                            ("loop_stalls", f"event-loop timers that fired {LOOP_STALL_S} s or more late"),
                            ("loop_lag_seconds", "seconds event-loop timers fired late, summed")):
             yield CounterMetricFamily(f"pingan_{name}", text, value=float(getattr(m, name, 0)))
-        for name, text in (("correlate_wait_seconds_max", "the longest such wait so far"),
+        for name, text in (("correlate_seconds_max", "the longest correlate batch so far"),
+                           ("correlate_wait_seconds_max", "the longest such wait so far"),
                            ("checkpoint_seconds_max", "the longest checkpoint transaction so far"),
                            ("gc_seconds_max", "the longest garbage collection pause so far"),
                            ("loop_lag_seconds_max", "the latest an event-loop timer fired so far")):

@@ -32,7 +32,9 @@ def test_correlate_window_is_the_difference_of_two_metrics_readings() -> None:
     after.update(correlate_wait_seconds=3.0, correlate_wait_seconds_max=0.75)
     before.update(loop_stalls=1, loop_lag_seconds_max=0.3)
     after.update(loop_stalls=4, loop_lag_seconds_max=2.0)
-    assert correlate_window(before, after) == {"batches": 4, "batch_s": 0.5, "wait_s": 0.5, "wait_max_s": 0.75,
+    after.update(correlate_seconds_max=0.9)
+    assert correlate_window(before, after) == {"batches": 4, "batch_s": 0.5, "batch_max_s": 0.9,
+                                               "wait_s": 0.5, "wait_max_s": 0.75,
                                                "checkpoints": 5, "checkpoint_s": 0.2,
                                                "checkpoint_max_s": 0.4, "gc_full": 1, "gc_s": 1.5,
                                                "gc_max_s": 1.25, "loop_stalls": 3, "loop_lag_max_s": 2.0}
