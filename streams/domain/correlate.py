@@ -22,6 +22,7 @@ Contracts
 """
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, MutableMapping
 
@@ -317,6 +318,15 @@ def slim(event: Event) -> dict[str, Any]:
     }
 
 
+def _occurred_at(entry: Mapping[str, Any]) -> int:
+    return int(entry["occurred_at"])
+
+
+def _entry_order(entry: Mapping[str, Any]) -> tuple[int, str]:
+    """The order of a candidate list: event time, then event id."""
+    return int(entry["occurred_at"]), str(entry["event_id"])
+
+
 class CandidateIndex:
     """Recent events per blocking key over an injectable mapping; ``add`` returns new links.
 
@@ -355,14 +365,19 @@ class CandidateIndex:
         links = [make_link(event, candidates[c], self.rules) for c in sorted(candidates)]
         entry = slim(event)
         for key in index_keys(event, self.rules):
-            kept = [e for e in self.store.get(key) or () if e["event_id"] != own and e["occurred_at"] >= horizon]
+            stored = self.store.get(key) or []
+            # every list is stored sorted by (occurred_at, event_id) (`_put` of this method and
+            # `expire` keep the order), so the expired entries lead it and the new one is inserted
+            # in place: O(log n) key calls instead of a filter and a sort of up to max_per_key
+            kept = stored[bisect_left(stored, horizon, key=_occurred_at):]
+            if any(e["event_id"] == own for e in kept):  # re-added: replaced, not duplicated
+                kept = [e for e in kept if e["event_id"] != own]
             if ts < horizon:
                 # too late to be found by anyone: do not store it
-                if kept != list(self.store.get(key) or ()):
+                if len(kept) != len(stored):
                     self._put(key, kept)
                 continue
-            kept.append(entry)
-            kept.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
+            insort(kept, entry, key=_entry_order)
             self._put(key, kept[-self.rules.max_per_key:])
         return sorted((lk for lk in links if lk), key=lambda lk: lk["link_id"])
 

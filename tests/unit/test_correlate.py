@@ -322,3 +322,26 @@ def test_partner_kinds_cover_only_pairs_with_a_hub():
         "loc_distance_m": 2000}]
     with pytest.raises(ValueError, match="not covered"):
         parse_rules(doc)   # both are partners of the near level: they never meet there
+
+
+def test_candidate_lists_equal_a_filter_and_sort_in_any_arrival_order():
+    """`CandidateIndex.add` keeps each key's list by insertion into the sorted list (bisect); the
+    lists must be what filtering and sorting the whole list gives: expired entries gone, a re-added
+    event (even with a corrected time) replaced, a late event past the horizon not stored, the
+    newest max_per_key kept."""
+    rules = parse_rules({**_doc(), "blocking": {**_doc()["blocking"], "max_per_key": 4}})
+    k = key("phone", "13800007777")
+    rng = random.Random(7)
+    for _ in range(20):
+        index = CandidateIndex(rules)
+        model: list[tuple[int, str]] = []
+        for _ in range(30):
+            eid = f"grid:m{rng.randrange(12)}"  # ids repeat: re-adds, some with another time
+            t = T0 + rng.randrange(0, 3 * rules.retention_ms) // 2
+            index.add(ev(eid, "dispute", t, keys=[k]))
+            horizon = max([t] + [ts for ts, _ in model] + [int(index.watermark or t)]) - rules.retention_ms
+            model = [(ts, e) for ts, e in model if e != eid and ts >= horizon]
+            if t >= horizon:
+                model = sorted(model + [(t, eid)])[-rules.max_per_key:]
+            got = [(e["occurred_at"], e["event_id"]) for e in index.store.get(f"p:{k}") or ()]
+            assert got == model
