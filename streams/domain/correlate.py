@@ -192,10 +192,28 @@ def _closeness(weight: float, value: float, limit: float) -> float:
     return weight * (1.0 - 0.5 * value / limit)
 
 
-def _shared_by_kind(a: Event, b: Event) -> dict[str, bool]:
-    shared = entity_keys(a) & entity_keys(b)
-    kinds = {k.split(":", 1)[0] for k in shared}
+def _shared_by_kind(keys_a: set[str], keys_b: set[str]) -> dict[str, bool]:
+    kinds = {k.split(":", 1)[0] for k in keys_a & keys_b}
     return {k: k in kinds for k in _KEY_KINDS}
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """What scoring reads of one event, computed once: the new event of `CandidateIndex.add` is
+    scored against every candidate of its keys (tens to hundreds), the candidates once each."""
+
+    event: Event
+    event_id: str
+    county: str | None
+    kind: str
+    at: int
+    related: set[str]
+    keys: set[str]
+
+
+def _side(event: Event) -> _Side:
+    return _Side(event, event["event_id"], county_of(event), event.get("kind") or "other",
+                 int(event["occurred_at"]), _related(event), entity_keys(event))
 
 
 def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | None:
@@ -209,22 +227,28 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
       loc_gap_minutes).
     Events of different counties never link.
     """
-    ida, idb = a["event_id"], b["event_id"]
+    return _score(_side(a), b, rules)
+
+
+def _score(sa: _Side, b: Event, rules: CorrelationRules) -> LinkDecision | None:
+    """`score_pair` with the first event's features computed once (`_side`)."""
+    a, ida, idb = sa.event, sa.event_id, b["event_id"]
     if ida == idb:
         return None
-    ca, cb = county_of(a), county_of(b)
+    ca, cb = sa.county, county_of(b)
     if ca and cb and ca != cb:
         return None
-    rule: PairRule = rules.rule_for(a.get("kind") or "other", b.get("kind") or "other")
+    rule: PairRule = rules.rule_for(sa.kind, b.get("kind") or "other")
     w = rules.weights
-    gap = abs(int(a["occurred_at"]) - int(b["occurred_at"])) / 60_000
-    ra, rb = _related(a), _related(b)
+    at_b = int(b["occurred_at"])
+    gap = abs(sa.at - at_b) / 60_000
+    ra, rb = sa.related, _related(b)
     refs = ({idb} & ra) | ({ida} & rb) | (ra & rb)
     if not refs:  # cheap exits first: every other gate needs the rule to link within its windows
         window = max(rule.max_gap_minutes, rule.loc_gap_minutes if rule.location_only else 0)
         if not rule.link or gap > window:
             return None
-    shared = _shared_by_kind(a, b)
+    shared = _shared_by_kind(sa.keys, entity_keys(b))
     if not refs and not (
         (gap <= rule.max_gap_minutes and any(shared.values()))  # a key gate (strong or weak) may pass
         or (rule.location_only and gap <= rule.loc_gap_minutes)  # the place gate may pass
@@ -292,7 +316,7 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
     return LinkDecision(
         event_a=lo, event_b=hi, score=score, reasons=tuple(reasons),
         rule="explicit_reference" if refs and not rule.link else rule.name,
-        county_code=ca or cb or "", created_at=max(int(a["occurred_at"]), int(b["occurred_at"])),
+        county_code=ca or cb or "", created_at=max(sa.at, at_b),
     )
 
 
@@ -362,7 +386,8 @@ class CandidateIndex:
             for entry in self.store.get(key) or ():
                 if entry["event_id"] != own and entry["occurred_at"] >= horizon:
                     candidates.setdefault(entry["event_id"], entry)
-        links = [make_link(event, candidates[c], self.rules) for c in sorted(candidates)]
+        probe = _side(event)
+        links = [d.as_link() for d in (_score(probe, candidates[c], self.rules) for c in sorted(candidates)) if d]
         entry = slim(event)
         for key in index_keys(event, self.rules):
             stored = self.store.get(key) or []
@@ -379,7 +404,7 @@ class CandidateIndex:
                 continue
             insort(kept, entry, key=_entry_order)
             self._put(key, kept[-self.rules.max_per_key:])
-        return sorted((lk for lk in links if lk), key=lambda lk: lk["link_id"])
+        return sorted(links, key=lambda lk: lk["link_id"])
 
     def _put(self, key: str, entries: list) -> None:
         if entries:
