@@ -12,7 +12,7 @@ Measures, on one simulator folder, the three pure stages a Faust worker runs per
 Usage (the numbers in docs/sizing.md come from exactly this)::
 
     pingan simulate --out /tmp/x --days 1 --seed 1 --scale 5 --quiet
-    python -m bench.pure_rate /tmp/x [--repeat 3]
+    python -m bench.pure_rate /tmp/x [--repeat 3] [--digest]
 
 Prints the per-stage time and events/s, best of ``--repeat`` runs. Single-threaded: the figure is
 what one core does, and a Faust worker runs its agents on one event loop (one core).
@@ -20,9 +20,12 @@ what one core does, and a Faust worker runs its agents on one event loop (one co
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from connectors.ingest.files import iter_deliveries
 from connectors.sources.devices import DeviceRegistry
@@ -52,8 +55,10 @@ class Rate:
         return self.events / seconds if seconds > 0 else float("inf")
 
 
-def measure(folder: Path, secret: bytes = b"bench") -> Rate:
-    """Run the folder once through translate → normalize → correlate, timing each stage."""
+def measure(folder: Path, secret: bytes = b"bench", digest: Any = None) -> Rate:
+    """Run the folder once through translate → normalize → correlate, timing each stage; with
+    `digest` (a hashlib object), feed it every correlate step's links and incidents (outside the
+    timed part): two versions of the code that give the same digest gave the same outputs."""
     registry = DeviceRegistry.from_csv(folder / "registry.csv")
     normalizer = make_normalizer(secret, DEFAULT_TIMEZONE, registry)
     processors: dict[str, CountyProcessor] = {}
@@ -85,6 +90,8 @@ def measure(folder: Path, secret: bytes = b"bench") -> Rate:
             rate.correlate_s += clock() - t2
             rate.events += 1
             rate.links += len(step.links)
+            if digest is not None:
+                digest.update(json.dumps([step.links, step.incidents], sort_keys=True, default=str).encode())
     return rate
 
 
@@ -92,8 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--digest", action="store_true",
+                        help="print a SHA-256 of every correlate step's links and incidents (a refactor must keep it)")
     args = parser.parse_args(argv)
-    runs = [measure(args.folder) for _ in range(max(1, args.repeat))]
+    digest = hashlib.sha256() if args.digest else None
+    runs = [measure(args.folder, digest=digest if i == 0 else None) for i in range(max(1, args.repeat))]
     best = min(runs, key=lambda r: r.total_s)
     print(f"folder {args.folder}: {best.deliveries} deliveries, {best.records} records, "
           f"{best.events} events, {best.links} links (best of {len(runs)})")
@@ -103,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     worker_s = best.normalize_s + best.correlate_s
     print(f"  worker (normalize+correlate)  {best.per_s(worker_s):9.0f} events/s")
     print(f"  all three  {best.total_s:7.2f} s  {best.per_s(best.total_s):9.0f} events/s")
+    if digest is not None:
+        print(f"  outputs digest {digest.hexdigest()}")
 
 
 if __name__ == "__main__":
