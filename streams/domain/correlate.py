@@ -230,6 +230,23 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
     return _score(_side(a), b, rules)
 
 
+def _cannot_link(sa: _Side, b: Mapping[str, Any], rules: CorrelationRules) -> bool:
+    """True only when `_score(sa, b, rules)` is certainly None, from what is cheap to read: no
+    reference either way, the place gate shut (time), and the key gates shut (time, or `b` has no
+    person or vehicle key). Most candidates of the geo-time keys are camera alarms near in place
+    and far in time; this turns them away without building their key and reference sets."""
+    rule = rules.rule_for(sa.kind, b.get("kind") or "other")
+    gap = abs(sa.at - int(b["occurred_at"])) / 60_000
+    if rule.location_only and gap <= rule.loc_gap_minutes:
+        return False
+    related = (b.get("refs") or {}).get("related_ids")
+    if related or (sa.related and b["event_id"] in sa.related):
+        return False
+    if rule.link and gap <= rule.max_gap_minutes and (b.get("persons") or b.get("vehicles")):
+        return False
+    return True
+
+
 def _score(sa: _Side, b: Event, rules: CorrelationRules) -> LinkDecision | None:
     """`score_pair` with the first event's features computed once (`_side`)."""
     a, ida, idb = sa.event, sa.event_id, b["event_id"]
@@ -386,8 +403,9 @@ class CandidateIndex:
             for entry in self.store.get(key) or ():
                 if entry["event_id"] != own and entry["occurred_at"] >= horizon:
                     candidates.setdefault(entry["event_id"], entry)
-        probe = _side(event)
-        links = [d.as_link() for d in (_score(probe, candidates[c], self.rules) for c in sorted(candidates)) if d]
+        probe, rules = _side(event), self.rules
+        links = [d.as_link() for d in (_score(probe, candidates[c], rules) for c in sorted(candidates)
+                                       if not _cannot_link(probe, candidates[c], rules)) if d]
         entry = slim(event)
         for key in index_keys(event, self.rules):
             stored = self.store.get(key) or []

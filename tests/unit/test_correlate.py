@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from streams.domain.correlate import (
-    CandidateIndex, blocking_keys, index_keys, links_for, probe_keys, score_pair,
+    CandidateIndex, _cannot_link, _side, blocking_keys, index_keys, links_for, probe_keys, score_pair, slim,
 )
 from streams.domain.geo import haversine_m
 from streams.domain.rules import load_rules, parse_rules
@@ -227,6 +227,43 @@ def test_blocking_never_hides_a_linkable_pair(specs):
     shuffled = events[:]
     random.Random(len(events)).shuffle(shuffled)
     assert {(lk["event_a"], lk["event_b"]) for lk in links_for(shuffled, RULES)} == brute
+
+
+KINDS = ["rescue", "intrusion", "disaster", "fire", "theft", "help", "medical", "dispute", "criminal",
+         "traffic", "mass_gathering", "other", "public_order", "device"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KINDS), st.floats(-3000, 3000), st.floats(-3000, 3000),
+                          st.integers(0, 30 * 24 * 60), st.sampled_from([(), ("a",), ("b",)]),
+                          st.sampled_from([(), ("P1",)]), st.sampled_from([(), ("camera:c0",), ("camera:c1",)]),
+                          st.sampled_from([None, "克枯村3组"]), st.sampled_from(["513221", "513222"])),
+                min_size=2, max_size=6))
+def test_quick_reject_never_turns_away_a_pair_that_links(specs):
+    """`_cannot_link` (the candidate index's shortcut) is True only where `score_pair` gives None,
+    for the new event against full events and against the slim entries the index stores."""
+    events = []
+    for i, (kind, n, e_, m, ids, plates, related, address, county) in enumerate(specs):
+        lat, lon = offset(31.0950, 103.3550, n, e_)
+        events.append(ev(f"camera:c{i}", kind, T0 + m * MIN, lat=lat, lon=lon, village=QISHAN[0],
+                         keys=[key("id", x) for x in ids], plates=[key("plate", x) for x in plates],
+                         related=related, address=address, county=county))
+    for a in events:
+        sa = _side(a)
+        for b in events:
+            for stored in (b, slim(b)):
+                if _cannot_link(sa, stored, RULES):
+                    assert score_pair(a, stored, RULES) is None, (a, stored)
+
+
+def test_quick_reject_turns_away_a_camera_alarm_far_in_time():
+    near_in_place = ev("camera:x", "intrusion", T0, lat=QISHAN[1], lon=QISHAN[2])
+    call = ev("alarm110:y", "rescue", T0 + 90 * MIN, lat=QISHAN[1], lon=QISHAN[2])
+    assert _cannot_link(_side(call), slim(near_in_place), RULES)
+    assert score_pair(call, near_in_place, RULES) is None
+    soon = ev("alarm110:z", "rescue", T0 + 5 * MIN, lat=QISHAN[1], lon=QISHAN[2])
+    assert not _cannot_link(_side(soon), slim(near_in_place), RULES)
+    assert score_pair(soon, near_in_place, RULES) is not None
 
 
 def test_busy_town_background_events_rarely_link():
