@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, MutableMapping
 
 import h3
@@ -88,10 +89,24 @@ def _latlon(event: Event) -> tuple[float, float] | None:
     return float(lat), float(lon)
 
 
+# Memos of two pure H3 functions (bounded, process-wide like `re`'s pattern cache): cameras and
+# door controllers report from fixed points, so the same few thousand cells recur per level.
+@lru_cache(maxsize=1 << 16)
+def _latlng_cell(lat: float, lon: float, res: int) -> str:
+    """``h3.latlng_to_cell``."""
+    return h3.latlng_to_cell(lat, lon, res)
+
+
+@lru_cache(maxsize=1 << 16)
+def _disk(cell: str, ring: int) -> tuple[str, ...]:
+    """``sorted(h3.grid_disk(cell, ring))``."""
+    return tuple(sorted(h3.grid_disk(cell, ring)))
+
+
 def _cell(event: Event, res: int) -> str | None:
     ll = _latlon(event)
     if ll is not None:
-        return h3.latlng_to_cell(ll[0], ll[1], res)
+        return _latlng_cell(ll[0], ll[1], res)
     cell = _loc(event).get("geo_cell")
     if cell and h3.is_valid_cell(cell) and h3.get_resolution(cell) >= res:
         return h3.cell_to_parent(cell, res)
@@ -114,7 +129,7 @@ def _level_keys(event: Event, level: BlockingLevel, probe: bool) -> list[str]:
         return [f"{hub if role == 'hub' else partner}:{cell}:{bucket}"]
     # hubs look up hubs and partners; partners look up hubs only
     spaces = (hub, partner) if role == "hub" and level.partners else (hub,)
-    cells = sorted(h3.grid_disk(cell, level.ring))
+    cells = _disk(cell, level.ring)
     return [f"{sp}:{c}:{b}" for sp in spaces for c in cells for b in (bucket - 1, bucket, bucket + 1)]
 
 
