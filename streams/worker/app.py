@@ -47,6 +47,7 @@ from streams.worker.codec import use_gzip_level
 from streams.worker.engine import PinganFaustApp, StateTables, changelog_records, fetch_state, write_store
 from streams.worker.observability import install as install_observability
 from streams.worker.observability import observe_bulk, observe_quality
+from streams.worker.partitioner import KeyPartitioner
 from streams.worker.runtime import LOOP_STALL_S, watch_loop
 from streams.worker.stages import NormalizeStage, RetriableStageError, correlate_record
 from streams.worker.topology import CORRELATE, INDEX, NORMALIZE
@@ -207,6 +208,8 @@ def faust_config(settings: Settings, table_store: str) -> dict[str, Any]:
         "producer_linger": 0.005,
         "producer_max_batch_size": 512 * 1024,
         "producer_compression_type": compression(settings),
+        # Kafka's default partitioning (murmur2 of the key), computed faster than aiokafka's
+        "producer_partitioner": KeyPartitioner(),
         "producer_max_request_size": settings.worker_max_request_size,
         "table_cleanup_interval": 60.0,
         "key_serializer": "json",
@@ -291,7 +294,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
         if exactly_once:
             tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
                 kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name(),
-                compression_type=compression(settings), max_request_size=settings.worker_max_request_size))
+                compression_type=compression(settings), max_request_size=settings.worker_max_request_size,
+                partitioner=KeyPartitioner()))
             correlate = _add_correlate_checkpointed(w, by_county_t, tables, processor)
         else:
             correlate = _add_correlate(w, by_county_t, tables, processor)

@@ -52,8 +52,12 @@ class Checkpoints:
 
     def __init__(self, *, kafka: Mapping[str, Any], app_id: str, agent: str, input_topic: str,
                  transaction_timeout_ms: int = 30_000, linger_ms: int = 5, compression_type: str | None = None,
-                 max_request_size: int = 2 * 1024 * 1024) -> None:
+                 max_request_size: int = 2 * 1024 * 1024,
+                 partitioner: Callable[[bytes | None, list[int], list[int]], int] | None = None) -> None:
+        """`partitioner`: how an output record without a partition finds one (None: aiokafka's
+        default; the worker passes the same murmur2 computed faster, streams/worker/partitioner.py)."""
         self.kafka = dict(kafka)
+        self.partitioner = partitioner
         self.group_id = app_id
         self.prefix = f"{app_id}-{agent}"
         self.input_topic = input_topic
@@ -73,7 +77,8 @@ class Checkpoints:
                                 enable_idempotence=True, acks="all", linger_ms=self.linger_ms,
                                 max_batch_size=512 * 1024, max_request_size=self.max_request_size,
                                 compression_type=self.compression_type,
-                                transaction_timeout_ms=self.transaction_timeout_ms)
+                                transaction_timeout_ms=self.transaction_timeout_ms,
+                                **({"partitioner": self.partitioner} if self.partitioner is not None else {}))
 
     async def fence(self, partitions: Iterable[int]) -> None:
         """(Re)start the producers of `partitions`: fences older producers of the same ids and
