@@ -834,6 +834,25 @@ class Latency:
     correlate: dict[str, float] = field(default_factory=dict)
     #: the edge worker (split only) over the window: its event-loop lag (`loop_stalls`, `loop_lag_max_s`)
     edge: dict[str, float] = field(default_factory=dict)
+    #: (start s, events, p50, p99) per `SLICE_S` of ack time (`latency_slices`): a tail spread over
+    #: the window is the steady state, one held by a slice or two is a stall or a warm-up
+    slices: list[tuple[float, int, float, float]] = field(default_factory=list)
+
+
+SLICE_S = 5.0
+
+
+def latency_slices(acked: Mapping[str, float], seen: Mapping[str, float],
+                   slice_s: float = SLICE_S) -> list[tuple[float, int, float, float]]:
+    """(start s from the first ack, events, p50, p99) of the events acked in each `slice_s` window."""
+    if not acked:
+        return []
+    t0 = min(acked.values())
+    groups: dict[int, list[float]] = {}
+    for eid, at in acked.items():
+        if eid in seen:
+            groups.setdefault(int((at - t0) // slice_s), []).append(seen[eid] - at)
+    return [(k * slice_s, len(v), percentile(v, 50), percentile(v, 99)) for k, v in sorted(groups.items())]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -944,7 +963,7 @@ async def run_latency(ctx: Context, rate: float, duration: float, *, split: bool
                            percentile(lat, 99), max(lat) if lat else float("nan"), ns.es_refresh_interval,
                            stages=stage_latencies(acked, stamps[BY_COUNTY], stamps[INCIDENTS], seen),
                            deployment="split" if split else "pipeline", cpu=cpu, correlate=correlate,
-                           edge=edge)
+                           edge=edge, slices=latency_slices(acked, seen))
         finally:
             child.stop()
     finally:
@@ -1243,7 +1262,9 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
                     + ", ".join(f"{k} {v:.1f}" for k, v in latency.cpu.items()) + "; correlate worker "
                     + ", ".join(f"{k} {v:.3f}" for k, v in latency.correlate.items())
                     + ("; edge worker " + ", ".join(f"{k} {v:.3f}" for k, v in latency.edge.items())
-                       if latency.edge else ""))
+                       if latency.edge else "")
+                    + "; p50/p99 per " + f"{SLICE_S:.0f} s of ack time: "
+                    + ", ".join(f"{t:.0f}s {p50:.2f}/{p99:.2f}" for t, _n, p50, p99 in latency.slices))
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"latency: {type(exc).__name__}: {str(exc)[:2000]}")
                 log(f"[red]latency FAILED[/red]: {failures[-1]}")

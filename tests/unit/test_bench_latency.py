@@ -39,3 +39,15 @@ def test_correlate_window_is_the_difference_of_two_metrics_readings() -> None:
                                                "checkpoint_max_s": 0.4, "gc_full": 1, "gc_s": 1.5,
                                                "gc_max_s": 1.25, "loop_stalls": 3, "loop_lag_max_s": 2.0}
     assert correlate_window({}, {})["batch_s"] == 0.0  # a worker that served no metrics
+
+
+def test_latency_slices_show_where_in_the_window_the_tail_is() -> None:
+    from bench.throughput import latency_slices
+
+    acked = {f"e{i}": 1000.0 + i * 0.1 for i in range(150)}  # 15 s of acks, 10 per second
+    seen = {e: t + (3.0 if 60 <= i < 70 else 0.4) for i, (e, t) in enumerate(acked.items()) if i != 5}
+    slices = latency_slices(acked, seen, slice_s=5.0)
+    assert [(t, n) for t, n, _p50, _p99 in slices] == [(0.0, 49), (5.0, 50), (10.0, 50)]
+    assert [round(p99, 2) for *_x, p99 in slices] == [0.4, 3.0, 0.4]  # the stall is in the second slice
+    assert [round(p50, 2) for _t, _n, p50, _p99 in slices] == [0.4, 0.4, 0.4]
+    assert latency_slices({}, {}) == []
