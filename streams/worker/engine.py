@@ -161,6 +161,7 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(Monitor, "track_tp_end_offset", ("self", "tp", "offset"), "calls"),
     # ReadCommittedConsumerThread: the aiokafka consumer's fetch wait, read when it starts
     Hook(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", None, "uses"),
+    Hook(aiokafka.AIOKafkaConsumer, "_fetch_min_bytes", None, "uses"),
     # ... and the consumer state they read and write
     Hook(_BaseConsumer, "_read_offset", None, "uses"),
     Hook(_BaseConsumer, "_committed_offset", None, "uses"),
@@ -608,6 +609,9 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
         if wait_ms is not None:  # Faust passes a fixed 1,500 ms; the fetcher is built from this at start()
             client._fetch_max_wait_ms = int(wait_ms)  # noqa: SLF001 - FAUST_HOOKS
+        min_bytes = getattr(self.app, "fetch_min_bytes", None)
+        if min_bytes is not None:  # Faust leaves aiokafka's 1 byte; read at start() as the wait is
+            client._fetch_min_bytes = int(min_bytes)  # noqa: SLF001 - FAUST_HOOKS
         return client
 
 
@@ -665,7 +669,8 @@ class PinganFaustApp(faust.App):
     failed_send: BaseException | None = None
 
     def __init__(self, *args: Any, read_committed: bool = False, kafka: Mapping[str, Any] | None = None,
-                 fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
+                 fetch_max_wait_ms: int | None = None, fetch_min_bytes: int | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("Table", TrackedTable)
         kwargs.setdefault("TableManager", PinganTableManager)
         super().__init__(*args, **kwargs)
@@ -674,6 +679,8 @@ class PinganFaustApp(faust.App):
         self.read_committed = read_committed
         #: the consumer's fetch long-poll bound (None: Faust's 1,500 ms; `ReadCommittedConsumerThread`)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        #: the bytes a fetch waits for (up to `fetch_max_wait_ms`) before the broker answers (None: 1)
+        self.fetch_min_bytes = fetch_min_bytes
         #: aiokafka client options (bootstrap servers, security) for the checkpoints' own clients
         self.pingan_kafka: dict[str, Any] = dict(kafka or {})
         #: checkpointed input topic → its `Checkpoints` (set by `StateTables.checkpointed`)

@@ -158,3 +158,6 @@ def test_the_worker_consumer_fetch_wait_is_the_settings_one(instances: list[obje
     assert isinstance(client, aiokafka.AIOKafkaConsumer)
     assert client._fetch_max_wait_ms == Settings().worker_fetch_max_wait_ms == 100  # noqa: SLF001
     assert "self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    # and the bytes a fetch gathers first (aiokafka's 1 answers with a record or two at low rates)
+    assert client._fetch_min_bytes == Settings().worker_fetch_min_bytes == 16384  # noqa: SLF001
+    assert "self._fetch_min_bytes" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
