@@ -38,12 +38,14 @@ def test_sigterm_cancels_the_main_task_instead_of_raising_inside_another_task() 
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    # a fresh `pingan replay` process starts with Python's own SIGINT handler, and only then does
-    # asyncio.run install its runner's; a handler left behind by an earlier test in this process
-    # (seen once in CI: the helper got KeyboardInterrupt) is not the state under test
+    # a `pingan replay` started from a terminal has Python's own SIGINT handler, and only then does
+    # asyncio.run install its runner's. pytest may start without it: a shell starts a background
+    # job (`… &`, as CI was run) with SIGINT ignored and Python keeps SIG_IGN (seen in CI: the
+    # helper got KeyboardInterrupt once asyncio.run left it alone); that is not the state under test
     ambient = signal.getsignal(signal.SIGINT)
     if ambient is not signal.default_int_handler:
-        warnings.warn(f"an earlier test left SIGINT handled by {ambient!r}", stacklevel=1)
+        warnings.warn(f"SIGINT was handled by {ambient!r} when this test started (inherited from the "
+                      f"shell, or left by an earlier test)", stacklevel=1)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _interruptible()
