@@ -52,8 +52,13 @@ def _interruptible() -> None:
     from ``asyncio.run``; raising KeyboardInterrupt straight from the handler would instead land in whichever
     task callback happened to be running (an aiohttp write, say) and leave that task's traceback on stderr.
     Outside an event loop the SIGINT handler is Python's default one, which raises KeyboardInterrupt.
+    A replay started as a background job of a shell (``… &``, a nohup'd script) inherits SIGINT ignored,
+    and ``asyncio.run`` then installs no handler of its own: Python's default is put back first.
     """
     import signal
+
+    if not callable(signal.getsignal(signal.SIGINT)):  # SIG_IGN / SIG_DFL inherited from the parent
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _as_sigint(_sig: int, frame: Any) -> None:
         handler = signal.getsignal(signal.SIGINT)

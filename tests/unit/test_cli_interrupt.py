@@ -5,14 +5,14 @@ import asyncio
 import gc
 import os
 import signal
-import warnings
 
 import pytest
 
 from streams.cli.replay import _interruptible
 
 
-def test_sigterm_cancels_the_main_task_instead_of_raising_inside_another_task() -> None:
+@pytest.mark.parametrize("inherited", [signal.default_int_handler, signal.SIG_IGN], ids=["from-terminal", "background-job"])
+def test_sigterm_cancels_the_main_task_instead_of_raising_inside_another_task(inherited: object) -> None:
     """The signal arrives while a helper task runs (as an aiohttp write did in CI): that task must see a
     cancellation, not a KeyboardInterrupt of its own, and no task may be left with an unretrieved exception."""
     old = signal.getsignal(signal.SIGTERM)
@@ -38,15 +38,11 @@ def test_sigterm_cancels_the_main_task_instead_of_raising_inside_another_task() 
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    # a `pingan replay` started from a terminal has Python's own SIGINT handler, and only then does
-    # asyncio.run install its runner's. pytest may start without it: a shell starts a background
-    # job (`… &`, as CI was run) with SIGINT ignored and Python keeps SIG_IGN (seen in CI: the
-    # helper got KeyboardInterrupt once asyncio.run left it alone); that is not the state under test
+    # a replay started from a terminal has Python's own SIGINT handler; one started as a background
+    # job of a shell (`pingan replay index … &`, nohup'd scripts) inherits SIGINT ignored (SIG_IGN),
+    # and asyncio.run then installs no handler of its own: `_interruptible` must restore Python's
     ambient = signal.getsignal(signal.SIGINT)
-    if ambient is not signal.default_int_handler:
-        warnings.warn(f"SIGINT was handled by {ambient!r} when this test started (inherited from the "
-                      f"shell, or left by an earlier test)", stacklevel=1)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, inherited)
     try:
         _interruptible()
         with pytest.raises(KeyboardInterrupt):
