@@ -149,8 +149,8 @@ class Settings(BaseSettings):
     worker_fetch_min_bytes: int = Field(default=16384, ge=1, le=16 * 1024 * 1024, description=(
         "how many bytes the broker gathers for a worker's fetch before it answers (within "
         "worker_fetch_max_wait_ms). aiokafka's 1 answers as soon as any record is there: at 200 "
-        "events/s the edge worker then spent a third of its CPU sending fetches that came back with a "
-        "record or two (docs/sizing.md, ninth session)"))
+        "events/s the edge worker then spent ~15% of its time sending fetches that came back with a "
+        "record or two, and 16 KiB cut its CPU by a third (docs/sizing.md, ninth session)"))
     gc_threshold0: int = Field(default=50000, ge=0, description=(
         "CPython's gen-0 collection threshold in the worker (and the benchmarks' baselines); 0 keeps "
         "Python's defaults. streams/worker/runtime.py says why"))
