@@ -37,6 +37,8 @@ from .rules import BlockingLevel, CorrelationRules, PairRule
 Event = Mapping[str, Any]
 
 _WATERMARK_KEY = "~watermark"
+#: candidate sides `CandidateIndex` keeps (`CandidateIndex._side_of`); the whole memo is dropped when full
+_SIDES_MAX = 8192
 _LEVEL_PREFIX = {"fine": "g", "area": "a", "near": "n"}
 _KEY_KINDS = ("id", "phone", "plate", "name_village")
 _KEY_REASONS = {"id": "同一身份证号", "phone": "同一手机号", "plate": "同一车牌", "name_village": "同名同村"}
@@ -215,7 +217,8 @@ def _shared_by_kind(keys_a: set[str], keys_b: set[str]) -> dict[str, bool]:
 @dataclass(frozen=True, slots=True)
 class _Side:
     """What scoring reads of one event, computed once: the new event of `CandidateIndex.add` is
-    scored against every candidate of its keys (tens to hundreds), the candidates once each."""
+    scored against every candidate of its keys (tens to hundreds), and a candidate of a dense
+    burst is scored by every later event of the burst (`CandidateIndex.add` keeps its side)."""
 
     event: Event
     event_id: str
@@ -224,11 +227,16 @@ class _Side:
     at: int
     related: set[str]
     keys: set[str]
+    latlon: tuple[float, float] | None
+    address: Any
+    village: str | None
+    town: str | None
 
 
 def _side(event: Event) -> _Side:
     return _Side(event, event["event_id"], county_of(event), event.get("kind") or "other",
-                 int(event["occurred_at"]), _related(event), entity_keys(event))
+                 int(event["occurred_at"]), _related(event), entity_keys(event), _latlon(event),
+                 _loc(event).get("address"), _village(event), _town(event))
 
 
 def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | None:
@@ -242,11 +250,11 @@ def score_pair(a: Event, b: Event, rules: CorrelationRules) -> LinkDecision | No
       loc_gap_minutes).
     Events of different counties never link.
     """
-    return _score(_side(a), b, rules)
+    return _score(_side(a), _side(b), rules)
 
 
 def _cannot_link(sa: _Side, b: Mapping[str, Any], rules: CorrelationRules) -> bool:
-    """True only when `_score(sa, b, rules)` is certainly None, from what is cheap to read: no
+    """True only when `_score(sa, _side(b), rules)` is certainly None, from what is cheap to read: no
     reference either way, the place gate shut (time), and the key gates shut (time, or `b` has no
     person or vehicle key). Most candidates of the geo-time keys are camera alarms near in place
     and far in time; this turns them away without building their key and reference sets."""
@@ -262,35 +270,35 @@ def _cannot_link(sa: _Side, b: Mapping[str, Any], rules: CorrelationRules) -> bo
     return True
 
 
-def _score(sa: _Side, b: Event, rules: CorrelationRules) -> LinkDecision | None:
-    """`score_pair` with the first event's features computed once (`_side`)."""
-    a, ida, idb = sa.event, sa.event_id, b["event_id"]
+def _score(sa: _Side, sb: _Side, rules: CorrelationRules) -> LinkDecision | None:
+    """`score_pair` of two events' sides (`_side`)."""
+    ida, idb = sa.event_id, sb.event_id
     if ida == idb:
         return None
-    ca, cb = sa.county, county_of(b)
+    ca, cb = sa.county, sb.county
     if ca and cb and ca != cb:
         return None
-    rule: PairRule = rules.rule_for(sa.kind, b.get("kind") or "other")
+    rule: PairRule = rules.rule_for(sa.kind, sb.kind)
     w = rules.weights
-    at_b = int(b["occurred_at"])
+    at_b = sb.at
     gap = abs(sa.at - at_b) / 60_000
-    ra, rb = sa.related, _related(b)
+    ra, rb = sa.related, sb.related
     refs = ({idb} & ra) | ({ida} & rb) | (ra & rb)
     if not refs:  # cheap exits first: every other gate needs the rule to link within its windows
         window = max(rule.max_gap_minutes, rule.loc_gap_minutes if rule.location_only else 0)
         if not rule.link or gap > window:
             return None
-    shared = _shared_by_kind(sa.keys, entity_keys(b))
+    shared = _shared_by_kind(sa.keys, sb.keys)
     if not refs and not (
         (gap <= rule.max_gap_minutes and any(shared.values()))  # a key gate (strong or weak) may pass
         or (rule.location_only and gap <= rule.loc_gap_minutes)  # the place gate may pass
     ):
         return None  # the same answer as the gates below, without the distance and place work
-    la, lb = _latlon(a), _latlon(b)
+    la, lb = sa.latlon, sb.latlon
     dist = haversine_m(*la, *lb) if la and lb else None
-    addr_a, addr_b = _loc(a).get("address"), _loc(b).get("address")
+    addr_a, addr_b = sa.address, sb.address
     same_addr = bool(addr_a) and addr_a == addr_b
-    va, vb, ta, tb = _village(a), _village(b), _town(a), _town(b)
+    va, vb, ta, tb = sa.village, sb.village, sa.town, sb.town
     same_village = bool(va) and va == vb
     same_town = bool(ta) and ta == tb
 
@@ -395,6 +403,7 @@ class CandidateIndex:
     def __init__(self, rules: CorrelationRules, store: MutableMapping[str, list] | None = None) -> None:
         self.rules = rules
         self.store: MutableMapping[str, list] = {} if store is None else store
+        self._sides: dict[int, _Side] = {}  # `_side_of`
 
     @property
     def watermark(self) -> int | None:
@@ -419,7 +428,7 @@ class CandidateIndex:
                 if entry["event_id"] != own and entry["occurred_at"] >= horizon:
                     candidates.setdefault(entry["event_id"], entry)
         probe, rules = _side(event), self.rules
-        links = [d.as_link() for d in (_score(probe, candidates[c], rules) for c in sorted(candidates)
+        links = [d.as_link() for d in (_score(probe, self._side_of(candidates[c]), rules) for c in sorted(candidates)
                                        if not _cannot_link(probe, candidates[c], rules)) if d]
         entry = slim(event)
         for key in index_keys(event, self.rules):
@@ -438,6 +447,21 @@ class CandidateIndex:
             insort(kept, entry, key=_entry_order)
             self._put(key, kept[-self.rules.max_per_key:])
         return sorted(links, key=lambda lk: lk["link_id"])
+
+    def _side_of(self, entry: Mapping[str, Any]) -> _Side:
+        """`_side(entry)`, kept per stored entry object: in a dense burst (a flood of calls from
+        one place) every new event scores the same recent entries again. Keyed by the entry's
+        identity with a reference held (so the id is not reused while kept), at most
+        `_SIDES_MAX` kept. A cache, never state: entries are never mutated in place, and a miss
+        (an entry read back from the store as a new object) recomputes."""
+        hit = self._sides.get(id(entry))
+        if hit is not None and hit.event is entry:
+            return hit
+        side = _side(entry)
+        if len(self._sides) >= _SIDES_MAX:
+            self._sides.clear()
+        self._sides[id(entry)] = side
+        return side
 
     def _put(self, key: str, entries: list) -> None:
         if entries:

@@ -782,10 +782,15 @@ class IncidentState:
         """
         out: dict[str, Incident] = {}
         ready: list[Mapping[str, Any]] = []
+        known: set[str] = set()  # registered ids (nothing in this loop unregisters one)
         for link in links:
             parked = False
             for eid in (link["event_a"], link["event_b"]):
-                if not self.registered(eid):
+                if eid in known:
+                    continue
+                if self.registered(eid):
+                    known.add(eid)
+                else:
                     ev = self._lookup(events, eid)
                     if ev is None:
                         self._park(eid, link)
@@ -793,11 +798,19 @@ class IncidentState:
                         break
                     for rec in self.apply_event(ev):
                         out[rec["incident_id"]] = rec
+                    known.add(eid)
             if not parked:
                 if repair and self._capped_away(link):
                     continue
                 ready.append(link)
         parent: dict[str, str] = {}
+        holder: dict[str, str] = {}  # event id -> its incident (nothing changes below until _combine)
+
+        def held(eid: str) -> str:
+            iid = holder.get(eid)
+            if iid is None:
+                iid = holder[eid] = self._held(eid)
+            return iid
 
         def find(x: str) -> str:
             while parent.setdefault(x, x) != x:
@@ -806,15 +819,15 @@ class IncidentState:
             return x
 
         for link in ready:
-            ra = find(self._held(link["event_a"]))
-            rb = find(self._held(link["event_b"]))
+            ra = find(held(link["event_a"]))
+            rb = find(held(link["event_b"]))
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
         groups: dict[str, tuple[set[str], list[Mapping[str, Any]]]] = {}
         for link in ready:
-            root = find(self._held(link["event_a"]))
-            members, group_links = groups.setdefault(root, (set(), []))
-            members.update((self._held(link["event_a"]), self._held(link["event_b"])))
+            ia, ib = held(link["event_a"]), held(link["event_b"])
+            members, group_links = groups.setdefault(find(ia), (set(), []))
+            members.update((ia, ib))
             group_links.append(link)
         if any(len(members) > 1 and self._too_big([self.incidents[i] for i in members])
                for members, _ in groups.values()):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from streams.domain import correlate
 from streams.domain.correlate import (
     CandidateIndex, _cannot_link, _side, blocking_keys, index_keys, links_for, probe_keys, score_pair, slim,
 )
@@ -295,6 +296,30 @@ def test_index_is_bounded_and_expires():
     assert len(index.store[f"p:{k}"]) == 3
     removed = index.expire(T0 + 400 * DAY)
     assert removed > 0 and len(index) == 0
+
+
+def test_a_flood_links_each_call_to_exactly_the_earlier_calls_score_pair_links(monkeypatch):
+    """A burst of 110 calls from one spot (the index keeps each candidate's scoring side, and
+    drops them all when `_SIDES_MAX` is reached): every call's links are exactly the earlier
+    calls `score_pair` links it to, memo full or not, and the memo stays bounded."""
+    monkeypatch.setattr(correlate, "_SIDES_MAX", 16)
+    rng = random.Random(3)
+    index, earlier = CandidateIndex(RULES), []
+    for i in range(60):
+        lat, lon = offset(QISHAN[1], QISHAN[2], rng.uniform(-250, 250), rng.uniform(-250, 250))
+        call = ev(f"alarm110:f{i:03d}", rng.choice(["rescue", "fire", "help"]), T0 + i * MIN // 4,
+                  lat=lat, lon=lon, village=QISHAN[0], address=rng.choice([None, "柒山村2组"]),
+                  keys=[key("phone", "139%d" % rng.randrange(3))] if rng.random() < 0.3 else ())
+        got = {(lk["event_a"], lk["event_b"], lk["score"], tuple(lk["reasons"])) for lk in index.add(call)}
+        want = set()
+        for other in earlier:
+            d = score_pair(call, other, RULES)
+            if d is not None:
+                want.add((d.event_a, d.event_b, d.score, d.reasons))
+        assert got == want, i
+        earlier.append(call)
+        assert len(index._sides) <= 16
+    assert len(want) > 10  # a dense burst: the last call links to many
 
 
 def _doc():
