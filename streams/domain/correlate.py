@@ -25,7 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, MutableMapping
+from typing import Any, Iterable, Mapping, MutableMapping, Sequence
 
 import h3
 
@@ -117,13 +117,13 @@ def _cell(event: Event, res: int) -> str | None:
 
 # ----------------------------------------------------------------------------- blocking keys
 
-def _level_keys(event: Event, level: BlockingLevel, probe: bool) -> list[str]:
+def _level_keys(event: Event, level: BlockingLevel, probe: bool) -> Sequence[str]:
     role = level.role(event.get("kind") or "")
     if role is None:
-        return []
+        return ()
     cell = _cell(event, level.h3_resolution)
     if cell is None:
-        return []
+        return ()
     bucket = int(event["occurred_at"]) // (level.bucket_minutes * 60_000)
     prefix = _LEVEL_PREFIX.get(level.name, level.name)
     hub, partner = prefix, prefix + "p"
@@ -131,8 +131,15 @@ def _level_keys(event: Event, level: BlockingLevel, probe: bool) -> list[str]:
         return [f"{hub if role == 'hub' else partner}:{cell}:{bucket}"]
     # hubs look up hubs and partners; partners look up hubs only
     spaces = (hub, partner) if role == "hub" and level.partners else (hub,)
-    cells = _disk(cell, level.ring)
-    return [f"{sp}:{c}:{b}" for sp in spaces for c in cells for b in (bucket - 1, bucket, bucket + 1)]
+    return _probe_cells(spaces, cell, level.ring, bucket)
+
+
+@lru_cache(maxsize=1 << 12)
+def _probe_cells(spaces: tuple[str, ...], cell: str, ring: int, bucket: int) -> tuple[str, ...]:
+    """The probe keys of one level: every space x the ring's cells x the adjacent buckets (memoized
+    like `_disk`: the events of one place and hour probe the same keys)."""
+    cells = _disk(cell, ring)
+    return tuple(f"{sp}:{c}:{b}" for sp in spaces for c in cells for b in (bucket - 1, bucket, bucket + 1))
 
 
 def index_keys(event: Event, rules: CorrelationRules) -> list[str]:
