@@ -92,11 +92,13 @@ class Settings(BaseSettings):
     es_heap: str = "768m"
     es_manage: bool = True
     es_index_prefix: str = "pingan"
-    es_refresh_interval: str = Field(default="500ms", description=(
+    es_refresh_interval: str = Field(default="250ms", description=(
         "refresh interval of the incident indices: how soon an indexed incident is searchable (the queue, "
         "the search page). Elasticsearch's 1s default alone puts the ack-to-searchable p99 near 2 s on "
-        "the reference machine; at 500ms it was 1.2-1.9 s at ~350 events/s (pingan bench throughput, "
-        "docs/sizing.md) for two small refreshes a second. Replays turn refresh off while they bulk-load"))
+        "the reference machine; at 272 events/s, 250ms gave p99 1.17-1.79 s (p50 ~0.7) against 1.67-2.27 s "
+        "at 500ms (p50 ~0.9), for ~25 % more Elasticsearch CPU (pingan bench throughput's latency probe, "
+        "docs/sizing.md). A bigger node load (a prefecture's index) may want 500ms-1s. Replays turn "
+        "refresh off while they bulk-load"))
     # --- domain ------------------------------------------------------------------
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="IANA zone of the sources' local (offset-less) times")
     dev_mode: bool = Field(default=False, description="development/demo only: fixed public secrets fill unset ones "

@@ -102,11 +102,14 @@ async def ensure_incident_index(client: AsyncElasticsearch, names: IndexNames, r
 
     An existing alias target gets the template's new fields added to its mapping (additions only:
     ES refuses to change an existing field, and then the index keeps serving and `pingan replay
-    index` builds a new version), so an upgraded worker can index into it right away."""
+    index` builds a new version), so an upgraded worker can index into it right away, and
+    `refresh_interval` (a template applies only to indices created after it: a changed
+    ``es_refresh_interval`` would otherwise wait for the next replay)."""
     await put_template(client, names, refresh_interval, shards=shards, replicas=replicas)
     targets = await alias_targets(client, names)
     if targets:
         await add_new_fields(client, targets[-1])
+        await client.indices.put_settings(index=targets[-1], body={"index": {"refresh_interval": refresh_interval}})
         return targets[-1]
     existing = await versioned_indices(client, names)
     index = existing[-1] if existing else await create_index(client, names, 1)

@@ -276,3 +276,17 @@ async def test_setup_adds_new_template_fields_to_the_live_index(names: IndexName
         assert "views" in (await es.indices.get_mapping(index=index))[index]["mappings"]["properties"]
     finally:
         await es.close()
+
+
+@pytest.mark.integration
+async def test_setup_puts_the_refresh_interval_on_the_live_index(names: IndexNames) -> None:
+    """A changed refresh interval reaches the index the alias serves when setup runs again (the
+    template alone would apply it to the next index version only)."""
+    es = AsyncElasticsearch([ES_URL])
+    try:
+        index = await ensure_incident_index(es, names, "1s")
+        assert await ensure_incident_index(es, names, "250ms") == index
+        got = await es.indices.get_settings(index=index, name="index.refresh_interval")
+        assert got[index]["settings"]["index"]["refresh_interval"] == "250ms"
+    finally:
+        await es.close()
