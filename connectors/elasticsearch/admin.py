@@ -109,12 +109,17 @@ async def ensure_incident_index(client: AsyncElasticsearch, names: IndexNames, r
     targets = await alias_targets(client, names)
     if targets:
         await add_new_fields(client, targets[-1])
-        await client.indices.put_settings(index=targets[-1], body={"index": {"refresh_interval": refresh_interval}})
+        await set_refresh_interval(client, targets[-1], refresh_interval)
         return targets[-1]
     existing = await versioned_indices(client, names)
     index = existing[-1] if existing else await create_index(client, names, 1)
     await swap_alias(client, names, index)
     return index
+
+
+async def set_refresh_interval(client: AsyncElasticsearch, index: str, interval: str) -> None:
+    """Put `interval` (``"250ms"``, ``"1s"``; ``"-1"``: off, for a bulk load) on `index` itself."""
+    await client.indices.put_settings(index=index, body={"index": {"refresh_interval": interval}})
 
 
 async def add_new_fields(client: AsyncElasticsearch, index: str) -> bool:

@@ -310,7 +310,7 @@ async def replay_index(settings: Settings, *, from_ms: int | None = None, from_e
             report.completed = True
             report.seconds = time.perf_counter() - t0
             return report
-        await client.indices.put_settings(index=cp.target_index, body={"index": {"refresh_interval": "-1"}})
+        await admin.set_refresh_interval(client, cp.target_index, "-1")
         if cp.mode != "beginning" and seed and not cp.seeded:
             cp.seeded_from = await _seed_from_alias(client, names, cp.target_index)
             cp.seeded = True
@@ -334,8 +334,7 @@ async def replay_index(settings: Settings, *, from_ms: int | None = None, from_e
             return report
         # catch up to the live end: records written while the replay ran (gap closed when a round reads nothing)
         await _catch_up(consumer, cp, cp_path, report, store, client, settings, batch_size, catchup_rounds)
-        await client.indices.put_settings(index=cp.target_index,
-                                          body={"index": {"refresh_interval": settings.es_refresh_interval}})
+        await admin.set_refresh_interval(client, cp.target_index, settings.es_refresh_interval)
         await client.indices.refresh(index=cp.target_index)
         live = [i for i in await admin.alias_targets(client, names) if i != cp.target_index]
         if live and not force:

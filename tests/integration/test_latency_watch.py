@@ -3,8 +3,8 @@ the documents changed and refreshed since the previous poll (plus its small marg
 changed again is found again, nothing unrefreshed is reported, and an index of two shards is refused."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from elasticsearch import AsyncElasticsearch
@@ -16,77 +16,59 @@ from streams.settings import Settings
 pytestmark = pytest.mark.usefixtures("stack")
 
 
-@pytest.fixture()
-def index(settings: Settings, unique: str) -> Iterator[str]:
+@asynccontextmanager
+async def _scratch(settings: Settings, unique: str, *, shards: int = 1) -> AsyncIterator[tuple[AsyncElasticsearch, str]]:
+    """A client and a fresh index of the incident mapping (refresh off), deleted afterwards. The
+    client is made here, in the test's own event loop (aiohttp's timeouts need it)."""
+    es = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
     name = f"pingan-test-watch-{unique}"
-    yield name
-
-    async def drop() -> None:
-        es = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
-        try:
-            await es.indices.delete(index=name, ignore_unavailable=True)
-        finally:
-            await es.close()
-    asyncio.run(drop())
+    try:
+        await es.indices.create(index=name, settings=index_settings("-1", shards=shards), mappings=incident_mappings())
+        yield es, name
+    finally:
+        await es.indices.delete(index=name, ignore_unavailable=True)
+        await es.close()
 
 
 def _doc(n: int, *ids: str) -> dict[str, object]:
     return {"incident_id": f"inc-{n}", "event_ids": list(ids)}
 
 
-def test_a_poll_reports_the_ids_of_documents_changed_since_the_last(settings: Settings, index: str) -> None:
-    async def run() -> None:
-        es = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
-        try:
-            await es.indices.create(index=index, settings=index_settings("-1"), mappings=incident_mappings())
-            watch = SearchableWatch(es, index, margin=0)
-            await watch.check_single_shard()
-            assert await watch.poll() == set()
-            for n in range(3):
-                await es.index(index=index, id=f"inc-{n}", document=_doc(n, f"e{n}"))
-            assert await watch.poll() == set()  # not refreshed: not searchable yet
-            await es.indices.refresh(index=index)
-            assert await watch.poll() == {"e0", "e1", "e2"}
-            assert await watch.poll() == set()  # nothing changed since
-            await es.index(index=index, id="inc-1", document=_doc(1, "e1", "e9"))
-            await es.indices.refresh(index=index)
-            assert await watch.poll() == {"e1", "e9"}  # the changed document only, under its new _seq_no
+async def test_a_poll_reports_the_ids_of_documents_changed_since_the_last(settings: Settings, unique: str) -> None:
+    async with _scratch(settings, unique) as (es, index):
+        watch = SearchableWatch(es, index, margin=0)
+        await watch.check_single_shard()
+        assert await watch.poll() == set()
+        for n in range(3):
+            await es.index(index=index, id=f"inc-{n}", document=_doc(n, f"e{n}"))
+        assert await watch.poll() == set()  # not refreshed: not searchable yet
+        await es.indices.refresh(index=index)
+        assert await watch.poll() == {"e0", "e1", "e2"}
+        assert await watch.poll() == set()  # nothing changed since
+        await es.index(index=index, id="inc-1", document=_doc(1, "e1", "e9"))
+        await es.indices.refresh(index=index)
+        assert await watch.poll() == {"e1", "e9"}  # the changed document only, under its new _seq_no
 
-            margin = SearchableWatch(es, index, margin=1)
-            assert await margin.poll() == {"e0", "e2", "e1", "e9"}
-            await es.index(index=index, id="inc-5", document=_doc(5, "e5"))
-            await es.indices.refresh(index=index)
-            assert await margin.poll() == {"e1", "e9", "e5"}  # the last operation before, then the new one
-        finally:
-            await es.close()
-    asyncio.run(run())
+        margin = SearchableWatch(es, index, margin=1)
+        assert await margin.poll() == {"e0", "e2", "e1", "e9"}
+        await es.index(index=index, id="inc-5", document=_doc(5, "e5"))
+        await es.indices.refresh(index=index)
+        assert await margin.poll() == {"e1", "e9", "e5"}  # the last operation before, then the new one
 
 
-def test_pages_past_one_search(settings: Settings, index: str) -> None:
-    async def run() -> None:
-        es = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
-        try:
-            await es.indices.create(index=index, settings=index_settings("-1"), mappings=incident_mappings())
-            watch = SearchableWatch(es, index, margin=0)
-            watch.PAGE = 4
-            ops = []
-            for n in range(10):
-                ops += [{"index": {"_index": index, "_id": f"inc-{n}"}}, _doc(n, f"e{n}")]
-            await es.bulk(body=ops, refresh=True)
-            assert await watch.poll() == {f"e{n}" for n in range(10)}
-            assert watch.searches == 3
-        finally:
-            await es.close()
-    asyncio.run(run())
+async def test_pages_past_one_search(settings: Settings, unique: str) -> None:
+    async with _scratch(settings, unique) as (es, index):
+        watch = SearchableWatch(es, index, margin=0)
+        watch.PAGE = 4
+        ops: list[dict[str, object]] = []
+        for n in range(10):
+            ops += [{"index": {"_index": index, "_id": f"inc-{n}"}}, _doc(n, f"e{n}")]
+        await es.bulk(body=ops, refresh=True)
+        assert await watch.poll() == {f"e{n}" for n in range(10)}
+        assert watch.searches == 3
 
 
-def test_an_index_of_two_shards_is_refused(settings: Settings, index: str) -> None:
-    async def run() -> None:
-        es = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
-        try:
-            await es.indices.create(index=index, settings=index_settings("1s", shards=2), mappings=incident_mappings())
-            with pytest.raises(RuntimeError, match="2"):
-                await SearchableWatch(es, index).check_single_shard()
-        finally:
-            await es.close()
-    asyncio.run(run())
+async def test_an_index_of_two_shards_is_refused(settings: Settings, unique: str) -> None:
+    async with _scratch(settings, unique, shards=2) as (es, index):
+        with pytest.raises(RuntimeError, match="2"):
+            await SearchableWatch(es, index).check_single_shard()
