@@ -145,6 +145,45 @@ def test_dispatch_flow(served: Served, page: Any) -> None:
     assert all(u.startswith(served.base_url) for u in requests), [u for u in requests if not u.startswith(served.base_url)]
 
 
+def test_typing_survives_a_live_refresh(served: Served, page: Any) -> None:
+    """A live update of the open incident re-renders its panel: what the operator was typing (the
+    action fields, the focused field and caret), the action message and the scroll stay; a submitted
+    field is emptied for the next entry."""
+    login_operator(page, served.base_url, COUNTY_TOKEN)
+    queue_ids = page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
+    target = [i for i in queue_ids if served.incidents[i]["status"] == "open"][-1]
+    open_from_queue(page, target)
+    page.click("#actions button[data-action=note]")  # nothing typed: the page refuses it itself
+    page.wait_for_selector("#action-msg.error")
+    page.fill("#assignee-input", "王某网格员")
+    page.fill("#outcome-input", "已现场处置")
+    page.select_option("#to-tier", "county")
+    page.fill("#note-input", "请派出所协助")
+    page.evaluate("document.getElementById('note-input').setSelectionRange(2, 4)")
+    page.evaluate("document.getElementById('actions').dataset.before = 'refresh'")
+
+    with ThreadPoolExecutor(1) as pool:  # the same record again: the stream announces it, the panel reloads
+        pool.submit(_publish_incident, served.settings, dict(served.incidents[target])).result()
+    page.wait_for_function("() => { const a = document.getElementById('actions'); return a && !a.dataset.before; }",
+                           timeout=20_000)
+
+    assert page.input_value("#assignee-input") == "王某网格员"
+    assert page.input_value("#outcome-input") == "已现场处置"
+    assert page.input_value("#to-tier") == "county"
+    assert page.input_value("#note-input") == "请派出所协助"
+    assert page.evaluate("[document.activeElement.id, document.activeElement.selectionStart, "
+                         "document.activeElement.selectionEnd]") == ["note-input", 2, 4]
+    assert "请填写备注" in page.locator("#action-msg").inner_text()
+
+    with page.expect_response(lambda r: r.url.endswith("/actions") and r.request.method == "POST") as info:
+        page.click("#actions button[data-action=assign]")
+    assert info.value.status == 202, info.value.text()
+    assert info.value.request.post_data_json["assignee"] == "王某网格员"
+    page.wait_for_function("() => document.getElementById('assignee-input').value === ''", timeout=10_000)
+    assert page.input_value("#note-input") == "请派出所协助"  # only the submitted field is emptied
+    assert "已提交" in page.locator("#action-msg").inner_text()
+
+
 def test_village_cannot_act_on_town_incident_and_map_renders_offline(served: Served, page: Any) -> None:
     login_operator(page, served.base_url, VILLAGE_TOKEN)
     assert "离线" in page.locator("#map-mode").inner_text()

@@ -204,23 +204,54 @@
     const escalate = btn("escalate", "上报");
     bar.append(el("div", null, accept, " ", reopen), el("div", null, assignee, assign), el("div", null, note, noteBtn),
       el("div", null, outcome, resolve), el("div", null, toTier, escalate), msg);
+    // the panel may be re-rendered while a request is out (a live update): answer in the current one
+    const say = (cls, text) => { const m = $("action-msg") || msg; m.className = cls; m.textContent = text; };
     const send = async (action, body) => {
-      msg.className = "muted"; msg.textContent = "提交中…";
+      say("muted", "提交中…");
       try {
         const r = await api("/api/incidents/" + encodeURIComponent(d.incident_id) + "/actions", { method: "POST",
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify(Object.assign({ action, request_id: (crypto.randomUUID ? crypto.randomUUID() : String(Date.now())) }, body)) });
-        msg.className = "ok"; msg.textContent = "已提交" + (ACTION[action] || action) + "（编号 " + r.disposition_id.slice(0, 8) + "），处理后自动更新。";
+        say("ok", "已提交" + (ACTION[action] || action) + "（编号 " + r.disposition_id.slice(0, 8) + "），处理后自动更新。");
+        const field = $(ACTION_FIELD[action]);
+        if (field) field.value = "";  // submitted: the field is free for the next entry
         setTimeout(() => refresh(d.incident_id), 1500);
-      } catch (e) { if (e.message !== "unauthorized") { msg.className = "error"; msg.textContent = (ACTION[action] || action) + "未成功：" + e.message; } }
+      } catch (e) { if (e.message !== "unauthorized") say("error", (ACTION[action] || action) + "未成功：" + e.message); }
     };
     accept.addEventListener("click", () => send("accept", {}));
     reopen.addEventListener("click", () => send("reopen", {}));
-    assign.addEventListener("click", () => { if (!assignee.value.trim()) { msg.className = "error"; msg.textContent = "请填写承办人"; return; } send("assign", { assignee: assignee.value.trim() }); });
-    noteBtn.addEventListener("click", () => { if (!note.value.trim()) { msg.className = "error"; msg.textContent = "请填写备注"; return; } send("note", { note: note.value.trim() }); });
-    resolve.addEventListener("click", () => { if (!outcome.value.trim()) { msg.className = "error"; msg.textContent = "请填写办理结果"; return; } send("resolve", { outcome: outcome.value.trim() }); });
+    assign.addEventListener("click", () => { if (!assignee.value.trim()) { say("error", "请填写承办人"); return; } send("assign", { assignee: assignee.value.trim() }); });
+    noteBtn.addEventListener("click", () => { if (!note.value.trim()) { say("error", "请填写备注"); return; } send("note", { note: note.value.trim() }); });
+    resolve.addEventListener("click", () => { if (!outcome.value.trim()) { say("error", "请填写办理结果"); return; } send("resolve", { outcome: outcome.value.trim() }); });
     escalate.addEventListener("click", () => send("escalate", { to_tier: toTier.value }));
     return bar;
+  }
+
+  // What an operator is typing or reading in the detail panel survives a refresh of the same
+  // incident (live updates and the refresh after an action re-render the whole panel): the action
+  // form's fields, the focused field and its caret, the action message and the panel's scroll.
+  const FORM_FIELDS = ["assignee-input", "note-input", "outcome-input", "to-tier"];
+  const ACTION_FIELD = { assign: "assignee-input", note: "note-input", resolve: "outcome-input" };
+  function formState(box, id) {
+    if (!current || current.incident_id !== id) return null;
+    const values = {};
+    for (const f of FORM_FIELDS) { const n = $(f); if (n) values[f] = n.value; }
+    const a = document.activeElement;
+    const focus = a && FORM_FIELDS.includes(a.id) ? { id: a.id, start: a.selectionStart, end: a.selectionEnd } : null;
+    const m = $("action-msg");
+    return { values, focus, msg: m && m.textContent ? { cls: m.className, text: m.textContent } : null, scroll: box.scrollTop };
+  }
+  function restoreForm(box, state) {
+    if (!state) return;
+    for (const [f, v] of Object.entries(state.values)) { const n = $(f); if (n && v) n.value = v; }
+    const m = $("action-msg");
+    if (m && state.msg) { m.className = state.msg.cls; m.textContent = state.msg.text; }
+    box.scrollTop = state.scroll;
+    const n = state.focus && $(state.focus.id);
+    if (n) {
+      n.focus({ preventScroll: true });
+      if (state.focus.start != null && n.setSelectionRange) n.setSelectionRange(state.focus.start, state.focus.end);
+    }
   }
 
   async function showDetail(id, quiet) {
@@ -229,6 +260,7 @@
     let d;
     try { d = await api("/api/incidents/" + encodeURIComponent(id)); }
     catch (e) { current = null; box.replaceChildren(el("span", { class: "error" }, e.status === 404 ? "未找到（或不在本辖区）。" : "加载失败：" + e.message)); return; }
+    const kept = quiet ? formState(box, id) : null;  // read after the fetch: what was typed meanwhile counts
     current = d;
     settleQueueItem(d);
     const names = {};
@@ -260,6 +292,7 @@
       el("h3", null, "时间线（" + d.event_count + " 条关联事件）"), timeline,
       el("h3", null, "关联理由"), d.links.length ? links : el("p", { class: "muted" }, "单一事件，无关联。")
     ].filter((x) => x !== null));  // replaceChildren would print a null as "null"
+    restoreForm(box, kept);
     drawEvidence(d);
   }
 
