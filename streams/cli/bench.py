@@ -26,6 +26,8 @@ def throughput(
     min_seconds: Annotated[float, typer.Option(min=0.1, help="every variant runs at least this long (sized "
                                                           "from measured rates; more simulated days as needed)")] = 15.0,
     latency_seconds: Annotated[float, typer.Option(min=0.0, help="latency probe duration (0: skip)")] = 20.0,
+    latency_runs: Annotated[int, typer.Option(min=1, help="latency probe runs (fresh topics and index each); "
+                                                         "the row shows the run with the median p99")] = 3,
     latency_poll_s: Annotated[float, typer.Option(min=0.01, help="latency probe: seconds between the searches "
                                                                "for pending events (the error bound of each "
                                                                "latency; the searches load the node measured)")] = 0.1,
@@ -45,7 +47,8 @@ def throughput(
     from bench.throughput import Options, run_and_print
 
     run_and_print(Options(scale=scale, rounds=rounds, seed=seed, min_seconds=min_seconds,
-                          latency_seconds=latency_seconds, latency_poll_s=latency_poll_s,
+                          latency_seconds=latency_seconds, latency_runs=latency_runs,
+                          latency_poll_s=latency_poll_s,
                           flood_events=flood_events, flood_chunk=flood_chunk,
                           json_path=json_path, keep_dir=keep_dir, profile_dir=profile,
                           groups=frozenset(v.strip() for v in only.split(",") if v.strip())))
