@@ -184,6 +184,27 @@ def test_typing_survives_a_live_refresh(served: Served, page: Any) -> None:
     assert "已提交" in page.locator("#action-msg").inner_text()
 
 
+def test_queue_keeps_its_place_on_a_live_update(served: Served, page: Any) -> None:
+    """Every live update reloads the work queue: the operator's scroll position in it and the
+    focused entry stay where they were."""
+    login_operator(page, served.base_url, COUNTY_TOKEN)
+    page.wait_for_function("() => { const q = document.getElementById('queue'); "
+                           "return q.scrollHeight > q.clientHeight + 400; }", timeout=10_000)
+    queue_ids = page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
+    focused = queue_ids[6]
+    page.focus(f"#queue li[data-id='{focused}']")
+    page.evaluate("document.getElementById('queue').scrollTop = 300")
+    page.evaluate("document.querySelector('#queue li').dataset.before = 'update'")
+
+    with ThreadPoolExecutor(1) as pool:  # any incident of the jurisdiction: the stream announces it
+        pool.submit(_publish_incident, served.settings, dict(served.incidents[queue_ids[0]])).result()
+    page.wait_for_function("() => { const li = document.querySelector('#queue li'); return li && !li.dataset.before; }",
+                           timeout=20_000)
+
+    assert abs(page.evaluate("document.getElementById('queue').scrollTop") - 300) <= 1
+    assert page.evaluate("document.activeElement.dataset.id") == focused
+
+
 def test_village_cannot_act_on_town_incident_and_map_renders_offline(served: Served, page: Any) -> None:
     login_operator(page, served.base_url, VILLAGE_TOKEN)
     assert "离线" in page.locator("#map-mode").inner_text()

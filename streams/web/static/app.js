@@ -140,9 +140,10 @@
     let data;
     try { data = await api("/api/queue" + (tier ? "?tier=" + tier : "")); }
     catch (e) { if (e.message !== "unauthorized") $("queue").replaceChildren(el("li", { class: "muted" }, "队列不可用：" + e.message)); return; }
-    const list = $("queue"); list.replaceChildren();
+    const list = $("queue");
     queueTotal = data.total;
     $("queue-total").textContent = "待办 " + data.total + " 件";
+    const items = [];
     for (const it of data.items) {
       const li = item(it, list);
       li.classList.add("queue-item");
@@ -150,9 +151,16 @@
       const due = it.deadline_at ? "办理时限 " + fmt(it.deadline_at) + (it.due === "overdue" ? "（已超时）" : it.due === "due_soon" ? "（即将到期）" : "") : "无办理时限";
       li.append(el("div", { class: "deadline" }, due + (it.assignee ? " · 承办人 " + it.assignee : "")));
       if (current && current.incident_id === it.incident_id) li.classList.add("active");
-      list.append(li);
+      items.push(li);
     }
-    if (!data.items.length) list.append(el("li", { class: "muted" }, "本辖区暂无待办事件。"));
+    if (!data.items.length) items.push(el("li", { class: "muted" }, "本辖区暂无待办事件。"));
+    // a live update reloads the queue: the operator's place in it (scroll, the focused entry) stays
+    const top = list.scrollTop;
+    const focused = list.contains(document.activeElement) ? document.activeElement.dataset.id : null;
+    list.replaceChildren(...items);
+    list.scrollTop = top;
+    const again = focused && list.querySelector("li[data-id='" + CSS.escape(focused) + "']");
+    if (again) again.focus({ preventScroll: true });
     drawMarkers(data.items, "queue");
   }
 
