@@ -30,6 +30,7 @@ from connectors.ingest.producer import RecordProducer
 from infra.processes import isolated_settings
 from schemas.serde import default_store
 from streams.ops.provision import provision_topics
+from streams.domain.incidents import redirect
 from streams.settings import Settings
 from streams.web.jurisdiction import can_see
 from tests.harness.kafka import read_topic
@@ -203,6 +204,28 @@ def test_queue_keeps_its_place_on_a_live_update(served: Served, page: Any) -> No
 
     assert abs(page.evaluate("document.getElementById('queue').scrollTop") - 300) <= 1
     assert page.evaluate("document.activeElement.dataset.id") == focused
+
+
+def test_open_incident_follows_a_merge(served: Served, page: Any) -> None:
+    """The incident on screen is merged into another (its redirect record on incidents.v1): the
+    panel moves to the surviving incident, says so, and keeps what the operator was typing."""
+    login_operator(page, served.base_url, COUNTY_TOKEN)
+    queue_ids = page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
+    opens = [i for i in queue_ids if served.incidents[i]["status"] == "open"]
+    gone, survivor = opens[1], opens[2]
+    open_from_queue(page, gone)
+    page.fill("#note-input", "合并前录入的备注")
+
+    record = dict(served.incidents[gone])
+    with ThreadPoolExecutor(1) as pool:  # the live stream learns the incident's area, then its merge
+        pool.submit(_publish_incident, served.settings, record).result()
+        pool.submit(_publish_incident, served.settings, redirect(record, survivor, int(record["version"]) + 1)).result()
+    page.wait_for_selector("#merge-note", timeout=20_000)
+
+    note = page.locator("#merge-note").inner_text()
+    assert gone in note and "合并" in note
+    assert f"编号 {survivor}" in page.locator("#detail").inner_text()
+    assert page.input_value("#note-input") == "合并前录入的备注"
 
 
 def test_village_cannot_act_on_town_incident_and_map_renders_offline(served: Served, page: Any) -> None:

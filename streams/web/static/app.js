@@ -262,13 +262,17 @@
     }
   }
 
-  async function showDetail(id, quiet) {
+  // `keepFrom`: the incident whose typed fields the panel keeps (the id itself on a refresh, the
+  // merged-away id when the panel follows a merge to the surviving incident)
+  let mergeNote = null;  // {from, into}: shown on the surviving incident the panel followed a merge to
+  async function showDetail(id, quiet, keepFrom) {
     const box = $("detail");
+    if (!quiet) mergeNote = null;
     if (!quiet) box.replaceChildren(el("span", { class: "muted" }, "加载中…"));
     let d;
     try { d = await api("/api/incidents/" + encodeURIComponent(id)); }
     catch (e) { current = null; box.replaceChildren(el("span", { class: "error" }, e.status === 404 ? "未找到（或不在本辖区）。" : "加载失败：" + e.message)); return; }
-    const kept = quiet ? formState(box, id) : null;  // read after the fetch: what was typed meanwhile counts
+    const kept = quiet ? formState(box, keepFrom || id) : null;  // read after the fetch: what was typed meanwhile counts
     current = d;
     settleQueueItem(d);
     const names = {};
@@ -295,6 +299,9 @@
         d.actionable === false ? el("span", { class: "badge evidence" }, "线索（无需处置）") : null),
       el("p", { class: "muted" }, "编号 " + d.incident_id + " · 责任区域 " + (d.admin_name || d.admin_code) +
         " · " + fmt(d.first_seen) + " 至 " + fmt(d.last_seen)),
+      mergeNote && mergeNote.into === d.incident_id
+        ? el("p", { class: "merge-note", id: "merge-note", role: "status" }, "原事件 " + mergeNote.from + " 已与本事件关联合并，以下为合并后的事件。")
+        : null,
       ...lifecycleBlock(d),
       d.actionable === false ? null : actionBar(d),
       el("h3", null, "时间线（" + d.event_count + " 条关联事件）"), timeline,
@@ -382,6 +389,18 @@
   }
 
   // ---------------------------------------------------------------- 实时更新（SSE，经 fetch 携带令牌）
+  // An incident merged into another is retired (its document deleted): its marker goes, and a panel
+  // showing it moves to the surviving incident, keeping what was typed, with a note saying so.
+  function followMerge(it) {
+    const old = markers[it.incident_id];
+    if (old) { markerLayer.removeLayer(old); delete markers[it.incident_id]; }
+    if (current && current.incident_id === it.incident_id && it.merged_into) {
+      mergeNote = { from: it.incident_id, into: it.merged_into };
+      showDetail(it.merged_into, true, it.incident_id);
+    }
+    schedule(it.merged_into || it.incident_id);
+  }
+
   let pending = null;
   function schedule(id) {
     if (pending) clearTimeout(pending);
@@ -408,7 +427,10 @@
             if (line.startsWith("event: ")) name = line.slice(7); else if (line.startsWith("data: ")) data += line.slice(6);
           }
           if (name === "ready") { status.textContent = "实时更新已连接"; status.className = "live on"; }
-          else if (name === "incident" && data) { const it = JSON.parse(data); drawMarkers([it], "live"); schedule(it.incident_id); }
+          else if (name === "incident" && data) {
+            const it = JSON.parse(data);
+            if (it.status === "merged") followMerge(it); else { drawMarkers([it], "live"); schedule(it.incident_id); }
+          }
           else if (name === "disposition" && data) { schedule(JSON.parse(data).incident_id); }
         }
       }
