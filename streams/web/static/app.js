@@ -265,13 +265,19 @@
   // `keepFrom`: the incident whose typed fields the panel keeps (the id itself on a refresh, the
   // merged-away id when the panel follows a merge to the surviving incident)
   let mergeNote = null;  // {from, into}: shown on the surviving incident the panel followed a merge to
+  let detailSeq = 0;     // the latest showDetail call owns the panel (an older answer arriving late is dropped)
   async function showDetail(id, quiet, keepFrom) {
     const box = $("detail");
+    const seq = ++detailSeq;
     if (!quiet) mergeNote = null;
     if (!quiet) box.replaceChildren(el("span", { class: "muted" }, "加载中…"));
     let d;
     try { d = await api("/api/incidents/" + encodeURIComponent(id)); }
-    catch (e) { current = null; box.replaceChildren(el("span", { class: "error" }, e.status === 404 ? "未找到（或不在本辖区）。" : "加载失败：" + e.message)); return; }
+    catch (e) {
+      if (seq !== detailSeq) return;
+      current = null; box.replaceChildren(el("span", { class: "error" }, e.status === 404 ? "未找到（或不在本辖区）。" : "加载失败：" + e.message)); return;
+    }
+    if (seq !== detailSeq) return;  // the operator opened another incident (or a newer refresh) meanwhile
     const kept = quiet ? formState(box, keepFrom || id) : null;  // read after the fetch: what was typed meanwhile counts
     current = d;
     settleQueueItem(d);
