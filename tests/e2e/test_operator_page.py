@@ -29,8 +29,8 @@ from bench.screenshot import (
 from connectors.ingest.producer import RecordProducer
 from infra.processes import isolated_settings
 from schemas.serde import default_store
-from streams.ops.provision import provision_topics
 from streams.domain.incidents import redirect
+from streams.ops.provision import provision_topics
 from streams.settings import Settings
 from streams.web.jurisdiction import can_see
 from tests.harness.kafka import read_topic
@@ -98,11 +98,23 @@ def _publish_incident(settings: Settings, incident: dict[str, Any]) -> None:
     asyncio.run(run())
 
 
+def _publish_live(settings: Settings, *incidents: dict[str, Any]) -> None:
+    """Publish incident records in order from another thread (Playwright's sync API runs an event
+    loop in this one): the search server's live stream announces them to the page."""
+    with ThreadPoolExecutor(1) as pool:
+        for incident in incidents:
+            pool.submit(_publish_incident, settings, incident).result()
+
+
+def _queue_ids(page: Any) -> list[str]:
+    return page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
+
+
 def test_dispatch_flow(served: Served, page: Any) -> None:
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     login_operator(page, served.base_url, COUNTY_TOKEN)
-    queue_ids = page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
+    queue_ids = _queue_ids(page)
     county = CREDENTIALS[COUNTY_TOKEN][1]
     expected = sorted((i for i in served.incidents.values()
                        if can_see(county, i) and i.get("actionable") and i["status"] not in ("resolved", "merged")),
@@ -148,11 +160,10 @@ def test_dispatch_flow(served: Served, page: Any) -> None:
 
 def test_typing_survives_a_live_refresh(served: Served, page: Any) -> None:
     """A live update of the open incident re-renders its panel: what the operator was typing (the
-    action fields, the focused field and caret), the action message and the scroll stay; a submitted
-    field is emptied for the next entry."""
+    action fields, the focused field and caret) and the action message stay; a submitted field is
+    emptied for the next entry."""
     login_operator(page, served.base_url, COUNTY_TOKEN)
-    queue_ids = page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
-    target = [i for i in queue_ids if served.incidents[i]["status"] == "open"][-1]
+    target = [i for i in _queue_ids(page) if served.incidents[i]["status"] == "open"][-1]
     open_from_queue(page, target)
     page.click("#actions button[data-action=note]")  # nothing typed: the page refuses it itself
     page.wait_for_selector("#action-msg.error")
@@ -163,8 +174,7 @@ def test_typing_survives_a_live_refresh(served: Served, page: Any) -> None:
     page.evaluate("document.getElementById('note-input').setSelectionRange(2, 4)")
     page.evaluate("document.getElementById('actions').dataset.before = 'refresh'")
 
-    with ThreadPoolExecutor(1) as pool:  # the same record again: the stream announces it, the panel reloads
-        pool.submit(_publish_incident, served.settings, dict(served.incidents[target])).result()
+    _publish_live(served.settings, dict(served.incidents[target]))  # the same record again: the panel reloads
     page.wait_for_function("() => { const a = document.getElementById('actions'); return a && !a.dataset.before; }",
                            timeout=20_000)
 
@@ -191,14 +201,13 @@ def test_queue_keeps_its_place_on_a_live_update(served: Served, page: Any) -> No
     login_operator(page, served.base_url, COUNTY_TOKEN)
     page.wait_for_function("() => { const q = document.getElementById('queue'); "
                            "return q.scrollHeight > q.clientHeight + 400; }", timeout=10_000)
-    queue_ids = page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
+    queue_ids = _queue_ids(page)
     focused = queue_ids[6]
     page.focus(f"#queue li[data-id='{focused}']")
     page.evaluate("document.getElementById('queue').scrollTop = 300")
     page.evaluate("document.querySelector('#queue li').dataset.before = 'update'")
 
-    with ThreadPoolExecutor(1) as pool:  # any incident of the jurisdiction: the stream announces it
-        pool.submit(_publish_incident, served.settings, dict(served.incidents[queue_ids[0]])).result()
+    _publish_live(served.settings, dict(served.incidents[queue_ids[0]]))  # any incident of the jurisdiction
     page.wait_for_function("() => { const li = document.querySelector('#queue li'); return li && !li.dataset.before; }",
                            timeout=20_000)
 
@@ -210,16 +219,14 @@ def test_open_incident_follows_a_merge(served: Served, page: Any) -> None:
     """The incident on screen is merged into another (its redirect record on incidents.v1): the
     panel moves to the surviving incident, says so, and keeps what the operator was typing."""
     login_operator(page, served.base_url, COUNTY_TOKEN)
-    queue_ids = page.locator("#queue li.queue-item").evaluate_all("ls => ls.map(l => l.dataset.id)")
-    opens = [i for i in queue_ids if served.incidents[i]["status"] == "open"]
+    opens = [i for i in _queue_ids(page) if served.incidents[i]["status"] == "open"]
     gone, survivor = opens[1], opens[2]
     open_from_queue(page, gone)
     page.fill("#note-input", "合并前录入的备注")
 
     record = dict(served.incidents[gone])
-    with ThreadPoolExecutor(1) as pool:  # the live stream learns the incident's area, then its merge
-        pool.submit(_publish_incident, served.settings, record).result()
-        pool.submit(_publish_incident, served.settings, redirect(record, survivor, int(record["version"]) + 1)).result()
+    # the live stream learns the incident's area, then its merge
+    _publish_live(served.settings, record, redirect(record, survivor, int(record["version"]) + 1))
     page.wait_for_selector("#merge-note", timeout=20_000)
 
     note = page.locator("#merge-note").inner_text()

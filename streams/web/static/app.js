@@ -154,11 +154,10 @@
       items.push(li);
     }
     if (!data.items.length) items.push(el("li", { class: "muted" }, "本辖区暂无待办事件。"));
-    // a live update reloads the queue: the operator's place in it (scroll, the focused entry) stays
-    const top = list.scrollTop;
+    // a live update reloads the queue: the focused entry stays focused (one replaceChildren keeps
+    // the list's scroll position by itself)
     const focused = list.contains(document.activeElement) ? document.activeElement.dataset.id : null;
     list.replaceChildren(...items);
-    list.scrollTop = top;
     const again = focused && list.querySelector("li[data-id='" + CSS.escape(focused) + "']");
     if (again) again.focus({ preventScroll: true });
     drawMarkers(data.items, "queue");
@@ -237,24 +236,23 @@
 
   // What an operator is typing or reading in the detail panel survives a refresh of the same
   // incident (live updates and the refresh after an action re-render the whole panel): the action
-  // form's fields, the focused field and its caret, the action message and the panel's scroll.
+  // form's fields, the focused field and its caret, and the action message.
   const FORM_FIELDS = ["assignee-input", "note-input", "outcome-input", "to-tier"];
   const ACTION_FIELD = { assign: "assignee-input", note: "note-input", resolve: "outcome-input" };
-  function formState(box, id) {
+  function formState(id) {
     if (!current || current.incident_id !== id) return null;
     const values = {};
     for (const f of FORM_FIELDS) { const n = $(f); if (n) values[f] = n.value; }
     const a = document.activeElement;
     const focus = a && FORM_FIELDS.includes(a.id) ? { id: a.id, start: a.selectionStart, end: a.selectionEnd } : null;
     const m = $("action-msg");
-    return { values, focus, msg: m && m.textContent ? { cls: m.className, text: m.textContent } : null, scroll: box.scrollTop };
+    return { values, focus, msg: m && m.textContent ? { cls: m.className, text: m.textContent } : null };
   }
-  function restoreForm(box, state) {
+  function restoreForm(state) {
     if (!state) return;
     for (const [f, v] of Object.entries(state.values)) { const n = $(f); if (n && v) n.value = v; }
     const m = $("action-msg");
     if (m && state.msg) { m.className = state.msg.cls; m.textContent = state.msg.text; }
-    box.scrollTop = state.scroll;
     const n = state.focus && $(state.focus.id);
     if (n) {
       n.focus({ preventScroll: true });
@@ -278,7 +276,7 @@
       current = null; box.replaceChildren(el("span", { class: "error" }, e.status === 404 ? "未找到（或不在本辖区）。" : "加载失败：" + e.message)); return;
     }
     if (seq !== detailSeq) return;  // the operator opened another incident (or a newer refresh) meanwhile
-    const kept = quiet ? formState(box, keepFrom || id) : null;  // read after the fetch: what was typed meanwhile counts
+    const kept = quiet ? formState(keepFrom || id) : null;  // read after the fetch: what was typed meanwhile counts
     current = d;
     settleQueueItem(d);
     const names = {};
@@ -313,7 +311,7 @@
       el("h3", null, "时间线（" + d.event_count + " 条关联事件）"), timeline,
       el("h3", null, "关联理由"), d.links.length ? links : el("p", { class: "muted" }, "单一事件，无关联。")
     ].filter((x) => x !== null));  // replaceChildren would print a null as "null"
-    restoreForm(box, kept);
+    restoreForm(kept);
     drawEvidence(d);
   }
 
