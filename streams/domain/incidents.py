@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import operator
 from typing import Any, Callable, Iterable, Mapping, MutableMapping
 
 from . import admin, lifecycle
@@ -327,8 +328,10 @@ class IncidentState:
         self.clock: Callable[[str], int | None] = clock or (lambda _county: None)
         #: person / plate key -> watch list name (a hit makes an event open an incident)
         self.watch: Mapping[str, str] = watch or {}
-        #: incident id -> (its summaries list, their _summary_facts); a cache, never state
-        self._facts_memo: dict[str, tuple[list[dict[str, Any]], tuple[str, str | None, Any]]] = {}
+        #: incident id -> (its summaries list, their _summary_facts, the event_rises fold, whether any
+        #: summary has an admin code); a cache, never state
+        self._facts_memo: dict[str, tuple[list[dict[str, Any]], tuple[str, str | None, Any],
+                                          lifecycle.RisesFold, bool]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -852,16 +855,33 @@ class IncidentState:
         Kept per incident id for its current summaries list object (a reference is held, so the
         identity is sound, and at most one list per id): a touch that leaves an incident's
         summaries unchanged (a flood's later events are not among its earliest 300) reuses them
-        instead of walking the summaries again. A cache, never state: a miss recomputes."""
+        instead of walking the summaries again, and a list that only gained later summaries at its
+        end (a growing flood's next event) carries the three on from the kept list: the most
+        serious kind and the common code are a min and a meet, `lifecycle.RisesFold` resumes in
+        event time. A cache, never state: a miss recomputes."""
         hit = self._facts_memo.get(iid)
         if hit is not None and hit[0] is events:
             return hit[1]
-        kind = min((e.get("kind") or "other" for e in events), key=lambda k: (self.rules.kind_rank(k), k))
-        facts = (kind, admin.common([e.get("admin_code") or "" for e in events]),
-                 lifecycle.event_rises(events, self.rules))
+        rank = self.rules.kind_rank
+        kept = len(hit[0]) if hit is not None else 0
+        if hit is not None and 0 < kept < len(events) and all(map(operator.is_, hit[0], events)):
+            _, (old_kind, old_common, _), fold, coded = hit
+            added = events[kept:]
+            kind = min([old_kind, *(e.get("kind") or "other" for e in added)], key=lambda k: (rank(k), k))
+            codes = [e.get("admin_code") or "" for e in added]
+            common = (admin.common(codes) if not coded else
+                      admin.common([old_common, *codes]) if old_common is not None else None)
+            fold = fold.copy().feed(added, self.rules)
+            coded = coded or any(codes)
+        else:
+            kind = min((e.get("kind") or "other" for e in events), key=lambda k: (rank(k), k))
+            codes = [e.get("admin_code") or "" for e in events]
+            common, coded = admin.common(codes), any(codes)
+            fold = lifecycle.RisesFold().feed(events, self.rules)
+        facts = (kind, common, fold.result())
         if len(self._facts_memo) >= 4096:
             self._facts_memo.clear()
-        self._facts_memo[iid] = (events, facts)
+        self._facts_memo[iid] = (events, facts, fold, coded)
         return facts
 
     def _finish(self, inc: Incident, presorted: bool = False) -> Incident:

@@ -23,7 +23,8 @@ Contracts
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .ids import sha1_hex
@@ -137,50 +138,75 @@ def _cn(tier: str) -> str:
     return TIER_NAMES_CN.get(tier, tier)
 
 
-def event_rises(events: Sequence[Mapping[str, Any]], rules: TierRules
-                ) -> tuple[str | None, str | None, tuple[dict[str, Any], ...]]:
+Rises = tuple[str | None, str | None, tuple[dict[str, Any], ...]]
+
+
+@dataclass
+class RisesFold:
+    """`event_rises` as a fold over summaries in event time, resumable: feeding more summaries that
+    all come after the ones fed so far gives what `event_rises` of the whole list gives (an
+    incident that gains a later event continues from where its summaries stopped instead of
+    walking all of them again). `copy` before feeding a fold whose result is still in use."""
+
+    tier: str | None = None
+    start: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    kind: tuple[int, str] | None = None  # (rank, kind) of the most serious kind so far
+    severity: int = 1
+    villages: set[str] = field(default_factory=set)
+    towns: set[str] = field(default_factory=set)
+
+    def copy(self) -> "RisesFold":
+        return RisesFold(self.tier, self.start, list(self.steps), self.kind, self.severity, set(self.villages),
+                         set(self.towns))
+
+    def feed(self, events: Iterable[Mapping[str, Any]], rules: TierRules) -> "RisesFold":
+        """Walk `events` (in event time, each after every one fed before); returns self."""
+        top = rules.tiers[-1]
+        for e in events:
+            if self.tier == top:
+                break  # nothing can rise any more
+            k = e.get("kind") or "other"
+            seen = (self.kind, self.severity, len(self.villages), len(self.towns))
+            self.kind = min(self.kind, (rules.kind_rank(k), k)) if self.kind else (rules.kind_rank(k), k)
+            self.severity = max(self.severity, int(e.get("severity") or 1))
+            code = str(e.get("admin_code") or "")
+            if len(code) >= 12:
+                self.villages.add(code[:12])
+            if len(code) >= 9:
+                self.towns.add(code[:9])
+            if self.tier is not None and seen == (self.kind, self.severity, len(self.villages), len(self.towns)):
+                continue  # nothing that routing depends on changed
+            now = route({"kind": self.kind[1], "severity": self.severity, "village_codes": self.villages,
+                         "town_codes": self.towns}, rules)
+            if self.tier is None:
+                self.tier = self.start = now
+            elif rules.rank(now) > rules.rank(self.tier):
+                if len(self.towns) > 1 or len(self.villages) > 1:
+                    where = f"{len(self.towns)}个乡镇" if len(self.towns) > 1 else f"{len(self.villages)}个村"
+                    code_, reason = "spread", f"事件涉及{where}，升级至{_cn(now)}"
+                elif int(e.get("severity") or 1) == self.severity and self.severity >= rules.severity[0][0]:
+                    code_, reason = "severity", f"严重程度{self.severity}级，升级至{_cn(now)}"
+                else:
+                    code_, reason = "severity", f"事件类别升级，由{_cn(now)}处置"
+                self.steps.append(_step(self.tier, now, code_, reason, int(e["occurred_at"])))
+                self.tier = now
+        return self
+
+    def result(self) -> Rises:
+        """(starting tier, tier reached, tier rises) of what was fed."""
+        return self.start, self.tier, tuple(self.steps)
+
+
+def event_rises(events: Sequence[Mapping[str, Any]], rules: TierRules) -> Rises:
     """(starting tier, tier reached, tier rises) from the event summaries alone, in event time.
 
     The part of `routing_steps` that depends only on the summaries (at most MAX_EVENT_SUMMARIES
-    of them): the incident state computes it once per distinct summaries list, not per touch.
-    Tiers are None when there are no summaries."""
-    events = sorted(events or (), key=lambda e: (int(e["occurred_at"]), e["event_id"]))
-    tier: str | None = None
-    start: str | None = None
-    steps: list[dict[str, Any]] = []
-    kind: tuple[int, str] | None = None  # (rank, kind) of the most serious kind so far
-    severity = 1
-    villages: set[str] = set()
-    towns: set[str] = set()
-    top = rules.tiers[-1]
-    for e in events:
-        if tier == top:
-            break  # nothing can rise any more
-        k = e.get("kind") or "other"
-        seen = (kind, severity, len(villages), len(towns))
-        kind = min(kind, (rules.kind_rank(k), k)) if kind else (rules.kind_rank(k), k)
-        severity = max(severity, int(e.get("severity") or 1))
-        code = str(e.get("admin_code") or "")
-        if len(code) >= 12:
-            villages.add(code[:12])
-        if len(code) >= 9:
-            towns.add(code[:9])
-        if tier is not None and seen == (kind, severity, len(villages), len(towns)):
-            continue  # nothing that routing depends on changed
-        now = route({"kind": kind[1], "severity": severity, "village_codes": villages, "town_codes": towns}, rules)
-        if tier is None:
-            tier = start = now
-        elif rules.rank(now) > rules.rank(tier):
-            if len(towns) > 1 or len(villages) > 1:
-                where = f"{len(towns)}个乡镇" if len(towns) > 1 else f"{len(villages)}个村"
-                code_, reason = "spread", f"事件涉及{where}，升级至{_cn(now)}"
-            elif int(e.get("severity") or 1) == severity and severity >= rules.severity[0][0]:
-                code_, reason = "severity", f"严重程度{severity}级，升级至{_cn(now)}"
-            else:
-                code_, reason = "severity", f"事件类别升级，由{_cn(now)}处置"
-            steps.append(_step(tier, now, code_, reason, int(e["occurred_at"])))
-            tier = now
-    return start, tier, tuple(steps)
+    of them): the incident state computes it once per distinct summaries list, not per touch
+    (`RisesFold` carries it on when later summaries are added). Tiers are None when there are no
+    summaries."""
+    ordered = sorted(events or (), key=lambda e: (int(e["occurred_at"]), e["event_id"]))
+    return RisesFold().feed(ordered, rules).result()
 
 
 def routing_steps(incident: Mapping[str, Any], rules: TierRules,

@@ -164,11 +164,12 @@ class CountyProcessor:
             return out
         links = self._stamped(self.index.add(event))
         before: dict[str, dict[str, Any]] = {}
-        for link in links:
-            for eid in (link["event_a"], link["event_b"]):
-                iid = self.state.incident_of(eid)
-                if iid is not None and iid not in before:
-                    before[iid] = dict(self.stores.incidents[iid])
+        # each endpoint once, in link order: a flood event's links all share the new event and
+        # lead to a few incidents, so looking up both ends of every link repeats the same reads
+        for eid in dict.fromkeys(e for link in links for e in (link["event_a"], link["event_b"])):
+            iid = self.state.incident_of(eid)
+            if iid is not None and iid not in before:
+                before[iid] = dict(self.stores.incidents[iid])
         self.history.record(event)
         touched: dict[str, dict[str, Any]] = {}
         for rec in self.state.apply_event(event):

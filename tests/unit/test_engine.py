@@ -161,3 +161,48 @@ def test_the_worker_consumer_fetch_wait_is_the_settings_one(instances: list[obje
     # and the bytes a fetch gathers first (aiokafka's 1 answers with a record or two at low rates)
     assert client._fetch_min_bytes == Settings().worker_fetch_min_bytes == 16384  # noqa: SLF001
     assert "self._fetch_min_bytes" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+
+
+def test_store_keys_make_the_stores_own_key_bytes(tmp_path: Path) -> None:
+    """`StoreKeys` (the key bytes of `store_get` without Faust's serializer registry) gives exactly the
+    bytes the store's own ``_encode_key`` gives, for the key shapes the correlate tables use, and
+    leaves every key JSON would escape to the store; a value the store wrote reads back through
+    `store_get` with them."""
+    from types import SimpleNamespace
+
+    from streams.worker.engine import StoreKeys, set_current_event, store_get
+
+    app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="rocksdb://")
+    table = app.pingan_processor.stores.candidates.table
+    class _Event:  # weak-referenceable, like faust's Event
+        message = SimpleNamespace(partition=0, topic="t", offset=0)
+
+    event = _Event()  # held: the current event is a weak reference
+    set_current_event(event)
+    store = table.data
+    keys = StoreKeys()
+    shapes = ["g:8740e1a3fffffff:480123", "p:id:5f2a9c", "~watermark", "alarm110:A-1 2/3", "e:grid:x y",
+              '带"引号', "back\\slash", "汶川:威州", "tab\there", "line\u2028sep", "", "\x7f"]
+    for key in shapes:
+        assert keys(store, key) == store._encode_key(key), key
+    assert keys._direct is True  # the first key proved the JSON quoting
+    store["g:8740e1a3fffffff:480123"] = [{"event_id": "a"}]  # written with the store's own key bytes
+    store['带"引号'] = [1]
+    for key, value in (("g:8740e1a3fffffff:480123", [{"event_id": "a"}]), ('带"引号', [1]), ("p:none", None)):
+        assert store_get(table, key, None, keys) == value
+
+
+def test_store_keys_use_the_store_whenever_the_quoted_text_is_not_its_encoding() -> None:
+    """A store whose keys are not JSON (here: raw bytes) is detected on the first key and always asked."""
+    from streams.worker.engine import StoreKeys
+
+    class _RawStore:
+        calls = 0
+
+        def _encode_key(self, key: str) -> bytes:
+            self.calls += 1
+            return key.encode()
+
+    store, keys = _RawStore(), StoreKeys()
+    assert [keys(store, k) for k in ("g:1", "g:2", "p:3")] == [b"g:1", b"g:2", b"p:3"]
+    assert keys._direct is False and store.calls == 4  # the check, then every key

@@ -6,7 +6,7 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from bench.flood import flood_events, measure_flood
+from bench.flood import GAP_MS as GAP_S_MS, flood_events, measure_flood
 from schemas.serde import default_store
 from streams.domain import lifecycle
 from streams.domain.incidents import (
@@ -117,6 +117,47 @@ def test_derive_with_kept_routing_equals_derive_from_the_summaries() -> None:
     for clock in (None, T0, inc["last_seen"], inc["last_seen"] + 100 * 3_600_000):
         assert lifecycle.derive(inc, TIER_RULES, clock) == lifecycle.derive(
             inc, TIER_RULES, clock, routing=lifecycle.event_rises(inc["events"], TIER_RULES))
+
+
+def test_summary_facts_carried_on_equal_a_fresh_derivation_at_every_step(monkeypatch) -> None:
+    """A growing incident's kind, common admin code and tier rises are carried on from its kept
+    summaries when later events join (`IncidentState._summary_facts`, `lifecycle.RisesFold`): after
+    every event, each live incident equals a fresh derivation of the same record, while the events
+    go from no admin code to one village, other villages, another town, rising kinds and severities,
+    with some arriving out of time order (inserted mid-list: the full walk)."""
+    carried = []
+    original_copy = lifecycle.RisesFold.copy
+    monkeypatch.setattr(lifecycle.RisesFold, "copy", lambda self: carried.append(1) or original_copy(self))
+    rng = random.Random(11)
+    events = []
+    for i, e in enumerate(flood_events(160)):
+        e = {**e, "location": dict(e["location"])}
+        loc = e["location"]
+        if i < 3:  # no code at all (an event with only a county code keeps the incident at the county)
+            loc["admin_code"] = loc["village_code"] = loc["town_code"] = loc["county_code"] = None
+        elif i < 40:
+            loc["admin_code"] = loc["village_code"] = "513221107201"
+        elif i >= 120:
+            loc["admin_code"] = loc["village_code"] = "513221108201"  # another town
+            loc["town_code"] = "513221108"
+        e["severity"] = 1 + min(3, i // 45)
+        if i in (70, 130):
+            e["kind"] = "fire"
+        if i % 37 == 36:  # late: an earlier time than events already seen
+            e["occurred_at"] -= rng.randint(10, 30) * GAP_S_MS
+        events.append(e)
+    proc = CountyProcessor()
+    seen_codes = set()
+    for e in events:
+        proc.process(e)
+        for inc in proc.state.live().values():
+            fresh = IncidentState(tier_rules=TIER_RULES, clock=proc.clock)._finish(dict(inc))
+            assert fresh == {**inc, "rules_version": ""}, e["event_id"]
+            seen_codes.add(len(inc["admin_code"]))
+    assert carried, "no step carried the facts on"
+    assert seen_codes == {0, 6, 9, 12}  # no code yet, a village, a town, the county
+    assert any(step["reason_code"] == "spread" for inc in proc.state.live().values()
+               for step in inc["escalation_history"])
 
 
 def test_flood_bench_runs_and_finds_one_incident() -> None:
