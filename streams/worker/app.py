@@ -296,7 +296,7 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
             tables.checkpointed(by_county_t.get_topic_name(), Checkpoints(
                 kafka=kafka, app_id=settings.app_id, agent=CORRELATE.name, input_topic=by_county_t.get_topic_name(),
                 compression_type=compression(settings), max_request_size=settings.worker_max_request_size,
-                partitioner=KeyPartitioner()))
+                partitioner=KeyPartitioner(), retry_backoff_ms=settings.checkpoint_retry_backoff_ms))
             correlate = _add_correlate_checkpointed(w, by_county_t, tables, processor)
         else:
             correlate = _add_correlate(w, by_county_t, tables, processor)

@@ -111,3 +111,22 @@ async def test_a_flood_sized_record_is_committed_compressed(topics: dict) -> Non
         await cp.stop()
     assert await _read(topics["changelog"], "read_committed") == [value]
     assert await _committed(topics["group"], topics["in"]) == 5
+
+
+async def test_back_to_back_checkpoints_retry_with_the_configured_backoff(topics: dict) -> None:
+    """Checkpoints started right after the previous commit (its markers may still be in flight: the
+    broker answers CONCURRENT_TRANSACTIONS) all commit, in order, with the producer retrying after
+    `retry_backoff_ms` (`Settings.checkpoint_retry_backoff_ms`), not aiokafka's 100 ms."""
+    from streams.settings import Settings
+
+    cp = Checkpoints(kafka=KAFKA, app_id=topics["group"], agent="t", input_topic=topics["in"],
+                     retry_backoff_ms=Settings().checkpoint_retry_backoff_ms)
+    try:
+        for i in range(20):
+            await cp.commit(0, [OutRecord(topics["out"], b"k", f"out-{i}".encode())], i + 1)
+        assert cp._producers[0]._sender._retry_backoff == Settings().checkpoint_retry_backoff_ms / 1000 < 0.1  # noqa: SLF001
+    finally:
+        await cp.stop()
+    assert cp.committed == 20
+    assert await _read(topics["out"], "read_committed") == [f"out-{i}".encode() for i in range(20)]
+    assert await _committed(topics["group"], topics["in"]) == 20
