@@ -866,18 +866,19 @@ class IncidentState:
         kept = len(hit[0]) if hit is not None else 0
         if hit is not None and 0 < kept < len(events) and all(map(operator.is_, hit[0], events)):
             _, (old_kind, old_common, _), fold, coded = hit
-            added = events[kept:]
-            kind = min([old_kind, *(e.get("kind") or "other" for e in added)], key=lambda k: (rank(k), k))
-            codes = [e.get("admin_code") or "" for e in added]
-            common = (admin.common(codes) if not coded else
-                      admin.common([old_common, *codes]) if old_common is not None else None)
-            fold = fold.copy().feed(added, self.rules)
-            coded = coded or any(codes)
+            added, fold, kinds = events[kept:], fold.copy(), [old_kind]
         else:
-            kind = min((e.get("kind") or "other" for e in events), key=lambda k: (rank(k), k))
-            codes = [e.get("admin_code") or "" for e in events]
-            common, coded = admin.common(codes), any(codes)
-            fold = lifecycle.RisesFold().feed(events, self.rules)
+            added, fold, kinds, old_common, coded = events, lifecycle.RisesFold(), [], None, False
+        kind = min([*kinds, *(e.get("kind") or "other" for e in added)], key=lambda k: (rank(k), k))
+        codes = [e.get("admin_code") or "" for e in added]
+        if old_common is not None:  # the meet of the kept summaries' common code and the added codes
+            common = admin.common([old_common, *codes])
+        elif coded:  # kept summaries with codes but no common one: none, whatever is added
+            common = None
+        else:
+            common = admin.common(codes)
+        fold.feed(added, self.rules)
+        coded = coded or any(codes)
         facts = (kind, common, fold.result())
         if len(self._facts_memo) >= 4096:
             self._facts_memo.clear()

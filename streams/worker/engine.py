@@ -762,18 +762,18 @@ def set_current_event(event: Any) -> None:
     faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001 - FAUST_HOOKS
 
 
-def store_get(table: Any, key: str, default: Any, encode_key: Callable[[Any, str], bytes] | None = None) -> Any:
+def store_get(table: Any, key: str, default: Any, encode_key: Callable[[Any, str], bytes]) -> Any:
     """``table.get(key, default)`` with one read of a serialized (RocksDB) store.
 
     A Faust table's ``get`` goes through ``__getitem__``, which on a hit reads the store twice (``key
     in data``, then ``data[key]``) and on a miss raises and catches a KeyError; this is the read
     `CachedTable` makes on every cache miss (most candidate-key reads miss). Table sensors
     (``on_key_get``, metrics only) are not called. Any other store: ``table.get``.
-    `encode_key(store, key)`: the store's key bytes (default the store's own ``_encode_key``;
-    `StoreKeys` makes the same bytes faster)."""
+    `encode_key(store, key)`: the store's key bytes (`StoreKeys`: the store's own ``_encode_key``,
+    made faster where it can prove the bytes the same)."""
     data = table.data
     if isinstance(data, SerializedStore):
-        raw = data._get(encode_key(data, key) if encode_key is not None else data._encode_key(key))
+        raw = data._get(encode_key(data, key))
         return default if raw is None else data._decode_value(raw)
     return table.get(key, default)
 
