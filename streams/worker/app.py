@@ -12,6 +12,13 @@ streams/worker/engine.py. Here:
 - one function per agent (`_add_normalize`, `_add_correlate`, `_add_index`), the clock timer
   (`_add_clock_ticks`) and the web pages (`_add_pages`).
 
+Every agent runs under mode's `CrashingSupervisor`: an error an agent raises stops the worker
+(exit code 1; the demo's supervisor or systemd starts it again, and it resumes from the committed
+offsets). Faust's default supervisor restarts the agent in the same process, at the consumer
+position past the batch it was on (tried: a raising agent under it went on with the next batches),
+so that batch would not be processed again by this worker; the correlate agent's next checkpoint
+would even commit an offset past it.
+
 The ``index`` agent flushes a batch to Elasticsearch (with retries until Elasticsearch confirms)
 before it takes the next batch, so offsets are committed only after the documents are safe. Faust
 commits a consumed offset only after the producer has flushed what the agent sent, so every output
@@ -19,6 +26,7 @@ is at-least-once and, with deterministic ids, effectively exactly-once downstrea
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -27,6 +35,7 @@ from typing import Any
 
 import faust
 from elasticsearch import AsyncElasticsearch
+from mode import CrashingSupervisor
 
 from connectors.elasticsearch.admin import IndexNames
 from connectors.elasticsearch.sink import IncidentSink
@@ -82,6 +91,9 @@ class Metrics:
     checkpoints: int = 0
     checkpoint_seconds: float = 0.0
     checkpoint_seconds_max: float = 0.0
+    #: checkpoints not committed (fenced, or an error such as a broker restart mid-transaction): each
+    #: time the partition is read again from its committed offset (`PinganFaustApp.reinitialize`)
+    checkpoints_failed: int = 0
     #: full (generation 2) collections of the cyclic garbage collector, seconds in every collection,
     #: and the longest pause (the event loop stands still meanwhile)
     gc_full_collections: int = 0
@@ -317,7 +329,7 @@ def _add_normalize(w: _Wiring, raw_topic: faust.TopicT) -> Any:
     (events_name,) = [w.name(n) for n in NORMALIZE.outputs]
     (by_county_name,) = [w.name(n) for n in NORMALIZE.repartitions]
 
-    @w.app.agent(raw_topic, name=NORMALIZE.name)
+    @w.app.agent(raw_topic, name=NORMALIZE.name, supervisor_strategy=CrashingSupervisor)
     async def normalize(stream: faust.StreamT) -> None:
         # Whole batches: their outputs are sent together, and the batch is acknowledged only after
         # the body has run (take_events), so a crash replays the batch (idempotent downstream).
@@ -360,7 +372,7 @@ def _add_correlate(w: _Wiring, by_county_t: faust.TopicT, tables: StateTables, p
     settings, store = w.settings, w.store
     publish = _publisher(w, processor.tier_rules.listed_event_ids)
 
-    @w.app.agent(by_county_t, name=CORRELATE.name)
+    @w.app.agent(by_county_t, name=CORRELATE.name, supervisor_strategy=CrashingSupervisor)
     async def correlate(stream: faust.StreamT) -> None:
         # Batches are acknowledged only after the body has run (take_events), so outputs may be
         # coalesced per batch: an incident touched by 200 flood events is published once.
@@ -402,12 +414,14 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
                                 processor: CountyProcessor) -> Any:
     """`_add_correlate` under ``exactly_once``: per input partition of a batch, one checkpoint
     (streams/worker/checkpoint.py) commits the batch's table changes, its outputs and the consumed
-    offset together; the local stores are written once it is committed."""
+    offset together; the local stores are written once it is committed. A checkpoint that fails
+    (fenced, or any error) commits nothing, and its partition is read again from its committed
+    offset after a rejoin of the group (`PinganFaustApp.reinitialize`)."""
     settings, store = w.settings, w.store
     checkpoints = w.app.checkpoints[by_county_t.get_topic_name()]
     records_of = _records(w, processor.tier_rules.listed_event_ids)
 
-    @w.app.agent(by_county_t, name=CORRELATE.name)
+    @w.app.agent(by_county_t, name=CORRELATE.name, supervisor_strategy=CrashingSupervisor)
     async def correlate(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.correlate_batch_size, within=settings.correlate_batch_s):
             generation = w.app.consumer_generation_id
@@ -417,10 +431,13 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
             tables.begin_batch()
             w.metrics.batch_started([float(ev.message.timestamp or 0) or time.time() for ev in batch], time.time())
             started = time.perf_counter()
+            reinitializing = w.app.reinitializing
             for ev in batch:
                 msg = ev.message
                 if msg.generation_id != generation:  # buffered before a rebalance: refetched after it
                     continue
+                if reinitializing and (msg.topic, msg.partition) in reinitializing:
+                    continue  # its checkpoint failed: read again after the next assignment
                 tables.at(ev)
                 p = msg.partition
                 out = outs.setdefault(p, StepOutput())
@@ -440,13 +457,19 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
                     started = time.perf_counter()
                     metas = await checkpoints.commit(p, records, next_offset[p])
                     w.metrics.checkpointed(time.perf_counter() - started)
-                except CheckpointLost as exc:  # another worker owns the partition now
-                    log.warning("correlate: checkpoint of partition %s dropped: %s", p, exc)
+                except asyncio.CancelledError:
                     tables.forget()
+                    raise  # the worker is stopping: the batch is processed again after a restart
+                except Exception as exc:  # noqa: BLE001 - fenced, or any error: read the partition again
+                    # Not raised: Faust would restart the agent in this process at the position past
+                    # the batch, and its records would never be processed (seen in a broker restart).
+                    tables.forget()
+                    w.metrics.checkpoints_failed += 1
+                    log.warning("correlate: checkpoint of %s[%d] not committed (%r); the partition is read "
+                                "again from its committed offset after a rejoin of the group",
+                                by_county_t.get_topic_name(), p, exc, exc_info=not isinstance(exc, CheckpointLost))
+                    await w.app.reinitialize(by_county_t.get_topic_name(), p)
                     continue
-                except BaseException:
-                    tables.forget()
-                    raise  # the agent crashes the worker; the batch is processed again after a restart
                 write_store(state, [m.offset for m in metas[:len(state)]], records[:len(state)])
                 w.app.sent_in_checkpoint(outputs)
 
@@ -558,7 +581,7 @@ def _add_index(w: _Wiring, incidents_t: faust.TopicT) -> None:
     """incidents.v1 → Elasticsearch; flush (with retries) before the next batch is taken."""
     app, settings, store, metrics = w.app, w.settings, w.store, w.metrics
 
-    @app.agent(incidents_t, name=INDEX.name)
+    @app.agent(incidents_t, name=INDEX.name, supervisor_strategy=CrashingSupervisor)
     async def index(stream: faust.StreamT) -> None:
         client = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
         sink = IncidentSink(client, IndexNames(settings.es_index_prefix).alias,

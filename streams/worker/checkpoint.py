@@ -43,8 +43,10 @@ class OutRecord:
 
 
 class CheckpointLost(RuntimeError):
-    """The checkpoint was not committed because this worker no longer owns the partition (a newer
-    producer fenced it): drop the batch's state; the new owner processes the records again."""
+    """The checkpoint was not committed because a newer producer of the partition's transactional id
+    fenced this one (another worker took the partition, or the coordinator aborted the transaction
+    with a new epoch): drop the batch's state and read the partition again from its committed
+    offset, whoever owns it then (`PinganFaustApp.reinitialize`)."""
 
 
 class Checkpoints:
@@ -133,16 +135,20 @@ class Checkpoints:
         producer fenced this one (nothing of the checkpoint is visible); any other error leaves
         the transaction aborted (or open until the broker's timeout aborts it) and is raised."""
         producer = await self._producer(partition)
+        futures: list[asyncio.Future] = []
         try:
             await producer.begin_transaction()
-            futures = [await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
+            for r in records:
+                futures.append(await producer.send(r.topic, r.value, key=r.key, partition=r.partition))
             await producer.send_offsets_to_transaction(
                 {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
             await producer.commit_transaction()
         except ProducerFenced as exc:
+            _settle(futures)
             await self._drop(partition, producer)
             raise CheckpointLost(f"{self.transactional_id(partition)} was fenced by a newer producer") from exc
         except BaseException:
+            _settle(futures)
             await self._abort(partition, producer)
             raise
         self.committed += 1
@@ -164,6 +170,18 @@ class Checkpoints:
             producers, self._producers = list(self._producers.values()), {}
         for producer in producers:
             await _stop_quietly(producer)
+
+
+def _settle(futures: Sequence[asyncio.Future]) -> None:
+    """Retrieve the outcome of a failed checkpoint's sends when they end (they fail with it; the
+    checkpoint's own error says why), so asyncio does not log each as never retrieved."""
+    for fut in futures:
+        fut.add_done_callback(_retrieve)
+
+
+def _retrieve(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:

@@ -69,6 +69,7 @@ from typing import Any, NamedTuple, cast
 
 import aiokafka
 from aiokafka.errors import IllegalStateError
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 
 from streams.worker.checkpoint import Checkpoints, OutRecord, last_committed_offsets
 from streams.worker.tables import DELETED, CachedTable
@@ -179,6 +180,12 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(_Consumer, "consumer_stopped_errors", None, "uses"),
     Hook(faust_consumer.Fetcher, "_stopped", None, "uses"),
     Hook(faust.App, "consumer_generation_id", None, "uses"),
+    # PinganFaustApp.reinitialize: a rejoin of the group, asked in the consumer's thread
+    Hook(faust_consumer.ThreadDelegateConsumer, "_thread", None, "uses"),
+    Hook(faust_consumer.ConsumerThread, "call_thread", ("self", "fun", "args", "kwargs"), "calls"),
+    Hook(faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", ("self",), "calls"),
+    Hook(GroupCoordinator, "request_rejoin", ("self",), "calls"),
+    Hook(aiokafka.AIOKafkaConsumer, "_coordinator", None, "uses"),
     # PinganFaustApp, TrackedTable, publish
     Hook(faust.App, "_new_transport", ("self",), "overrides"),
     Hook(faust.App, "on_stop", ("self",), "overrides"),
@@ -687,6 +694,29 @@ class PinganFaustApp(faust.App):
         self.checkpoints: dict[str, Checkpoints] = {}
         #: changelog topics written by checkpoints (restored up to their last committed record)
         self.checkpointed_changelogs: set[str] = set()
+        #: (topic, partition) of checkpointed inputs whose checkpoint failed: their records are
+        #: skipped until the group's next assignment reads them again (`reinitialize`)
+        self.reinitializing: set[tuple[str, int]] = set()
+        self.on_partitions_assigned.connect(self._reinitialized)
+
+    async def _reinitialized(self, _app: Any, _assigned: Any, **_: Any) -> None:
+        self.reinitializing.clear()
+
+    async def reinitialize(self, topic: str, partition: int) -> None:
+        """Read `topic[partition]` again from the log: its checkpoint failed (fenced, or any error).
+
+        The batch's state and outputs are not in the local stores and may or may not be in Kafka,
+        and the consumer's position is past its records; skipping them would lose them (Faust
+        restarts a crashed agent in the same process, at the same position). So, as Kafka Streams
+        does with a task whose producer was fenced, the partition is handed back to the group: its
+        records are skipped from now on, and the consumer rejoins the group. Every assignment
+        restores the tables from their changelogs (whatever the failed checkpoint committed
+        included), fences the partition's producer and seeks it to its committed offset
+        (`SafeOffsetsConsumer.perform_seek`), so the records are processed again by whoever owns
+        the partition then (this worker, or the one that fenced it)."""
+        self.reinitializing.add((topic, partition))
+        thread = cast(SafeOffsetsConsumer, self.consumer)._thread  # noqa: SLF001 - FAUST_HOOKS
+        await thread.call_thread(_request_rejoin, thread)
 
     async def on_stop(self) -> None:
         await super().on_stop()  # the consumer stops first: no batch is committed after this
@@ -741,6 +771,11 @@ class PinganFaustApp(faust.App):
             exc = fut.exception()
         if exc is not None and self.failed_send is None:
             self.failed_send = exc
+
+
+def _request_rejoin(thread: Any) -> None:
+    """Ask the aiokafka consumer of Faust's consumer `thread` to rejoin its group (in that thread)."""
+    thread._ensure_consumer()._coordinator.request_rejoin()  # noqa: SLF001 - FAUST_HOOKS
 
 
 def hooks_markdown() -> str:

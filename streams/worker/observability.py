@@ -18,7 +18,7 @@ Contract:
     ``pingan_correlate_batches_total`` / ``pingan_correlate_seconds_total`` (time running correlate
     batches), ``pingan_correlate_wait_seconds_total`` / ``_max`` (the oldest event's wait before its
     batch: from its by-county record's timestamp), ``pingan_checkpoints_total`` / ``pingan_checkpoint_seconds_total`` /
-    ``pingan_checkpoint_seconds_max`` (exactly_once checkpoint transactions),
+    ``pingan_checkpoint_seconds_max``, ``pingan_checkpoints_failed_total`` (exactly_once checkpoint transactions),
     ``pingan_gc_full_collections_total`` / ``pingan_gc_seconds_total`` / ``pingan_gc_seconds_max``
     (garbage-collector pauses, `runtime.watch_gc`); ``pingan_loop_stalls_total`` /
     ``pingan_loop_lag_seconds_total`` / ``pingan_loop_lag_seconds_max`` (how late a 50 ms timer of
@@ -175,6 +175,7 @@ class _Collector:
                            ("correlate_wait_seconds", "seconds the oldest event of each correlate batch waited before it"),
                            ("checkpoints", "checkpoint transactions committed"),
                            ("checkpoint_seconds", "seconds in checkpoint transactions"),
+                           ("checkpoints_failed", "checkpoints not committed (the partition was read again)"),
                            ("gc_full_collections", "full collections of the cyclic garbage collector"),
                            ("gc_seconds", "seconds in garbage collections (the loop stands still)"),
                            ("loop_stalls", f"event-loop timers that fired {LOOP_STALL_S} s or more late"),

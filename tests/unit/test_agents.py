@@ -184,3 +184,48 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
                 break
             await asyncio.sleep(0.02)
     assert expected - seen == set(), f"{len(expected - seen)} of {len(expected)} events never reached an incident"
+
+
+async def test_failed_checkpoint_hands_its_partition_back_instead_of_skipping_the_batch(tmp_path, sim_folder) -> None:  # noqa: ANN001
+    """A checkpoint that fails (here a KafkaError, as in a broker restart) commits nothing; the agent
+    goes on (no raise: Faust would restart it in place, past the batch), asks for the partition to be
+    read again (`reinitialize`), and skips the partition's records until the next assignment."""
+    from aiokafka.errors import KafkaError
+
+    settings = Settings(run_dir=tmp_path, registry_path=None, correlate_batch_size=5, correlate_batch_s=0.01)
+    app = build_app(settings, with_index=False, table_store="memory://")
+    app.finalize()
+    store = default_store()
+    (checkpoints,) = app.checkpoints.values()
+    commits: list[tuple[int, int]] = []
+    fail = [True]
+
+    async def commit(partition: int, records: list, next_offset: int) -> list:
+        if fail[0]:
+            fail[0] = False
+            raise KafkaError("Unexpected error during batch delivery")
+        commits.append((partition, next_offset))
+        return [SimpleNamespace(offset=i) for i in range(len(records))]
+
+    checkpoints.commit = commit  # type: ignore[method-assign]
+    asked: list[tuple[str, int]] = []
+
+    async def reinitialize(topic: str, partition: int) -> None:
+        asked.append((topic, partition))
+        app.reinitializing.add((topic, partition))
+
+    app.reinitialize = reinitialize  # type: ignore[method-assign]
+    norm = normalizer(b"test", DEFAULT_TIMEZONE, DeviceRegistry.from_csv(sim_folder / "registry.csv"))
+    events = [norm.normalize(d.source, r) for d in iter_deliveries(sim_folder) for r in d.result.records][:30]
+    incidents_table = app.pingan_processor.stores.incidents.table
+    async with app.pingan_agents["correlate"].test_context() as agent:
+        for ev in events[:10]:
+            await agent.put(key=b"513221", value=store.encode("pingan.Event", ev))
+        assert asked == [(settings.topic(topology.BY_COUNTY), 0)]
+        assert commits == [] and not incidents_table.data  # nothing of the failed batch, nothing after it
+        assert app.pingan_metrics.checkpoints_failed == 1 and app.pingan_metrics.checkpoints == 0
+        await app._reinitialized(app, set())  # noqa: SLF001 - the next assignment (restore, seek) ends the skip
+        assert not app.reinitializing
+        for ev in events[10:]:
+            await agent.put(key=b"513221", value=store.encode("pingan.Event", ev))
+    assert commits and all(p == 0 for p, _ in commits) and incidents_table.data

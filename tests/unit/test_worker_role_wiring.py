@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mode import CrashingSupervisor
 from typer.testing import CliRunner
 
 from streams.settings import Settings
@@ -38,6 +39,9 @@ def test_each_role_runs_exactly_its_agents(tmp_path: Path, role: str) -> None:
     assert (app.pingan_processor is None) == ("correlate" not in ROLES[role])
     # every role is a member of the one consumer group
     assert app.conf.id == s.app_id
+    # an agent that raises stops the worker (restarted from committed offsets), never restarts in
+    # place past its batch (streams/worker/app.py module docstring)
+    assert all(agent.supervisor_strategy is CrashingSupervisor for agent in app.agents.values())
 
 
 def test_roles_cover_every_agent_once_between_correlate_and_edge() -> None:
