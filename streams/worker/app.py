@@ -290,7 +290,8 @@ def build_app(settings: Settings, *, store: SchemaStore | None = None, with_inde
     kafka = {"bootstrap_servers": settings.kafka_bootstrap, **settings.aiokafka_client_options()}
     app = PinganFaustApp(settings.app_id, read_committed=exactly_once, kafka=kafka,
                          fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
-                         fetch_min_bytes=settings.worker_fetch_min_bytes, **faust_config(settings, table_store))
+                         fetch_min_bytes=settings.worker_fetch_min_bytes, table_store_wal=settings.table_store_wal,
+                         **faust_config(settings, table_store))
     w = _Wiring(app, settings, store or default_store(), Metrics())
     (by_county_t,) = [w.topic(n) for n in CORRELATE.inputs]
     (incidents_t,) = [w.topic(n) for n in INDEX.inputs]

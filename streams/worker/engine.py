@@ -68,6 +68,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import aiokafka
+import rocksdict
 from aiokafka.errors import IllegalStateError
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 
@@ -104,6 +105,8 @@ from faust.sensors.base import SensorDelegate  # noqa: E402
 from faust.sensors.monitor import Monitor  # noqa: E402
 from faust.tables.manager import TableManager  # noqa: E402
 from faust.tables.recovery import Recovery  # noqa: E402
+from faust import stores as faust_stores  # noqa: E402
+from faust.stores import rocksdb as faust_rocksdb  # noqa: E402
 from faust.stores.base import SerializedStore  # noqa: E402
 from faust.transport import consumer as faust_consumer  # noqa: E402
 from faust.transport.conductor import Conductor  # noqa: E402
@@ -189,6 +192,9 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     # PinganFaustApp, TrackedTable, publish
     Hook(faust.App, "_new_transport", ("self",), "overrides"),
     Hook(faust.App, "on_stop", ("self",), "overrides"),
+    Hook(faust.Table, "_new_store_by_url", ("self", "url"), "overrides"),
+    Hook(faust_rocksdb.Store, "_open_for_partition", ("self", "partition"), "overrides"),
+    Hook(faust_rocksdb.Store, "use_rocksdict", None, "uses"),
     Hook(faust.Table, "send_changelog",
          ("self", "partition", "key", "value", "key_serializer", "value_serializer"), "overrides"),
     Hook(faust_aiokafka.Producer, "send",
@@ -658,8 +664,37 @@ class SafeOffsetsTransport(faust_aiokafka.Transport):
     Consumer = SafeOffsetsConsumer
 
 
+class UnloggedRocksStore(faust_rocksdb.Store):
+    """Faust's RocksDB store whose databases write without RocksDB's write-ahead log.
+
+    The table's changelog topic is its log. With the WAL off every write of a database (values,
+    and the persisted changelog offset Faust keeps in the same database) survives a crash only if
+    its memtable was flushed, and memtables flush in write order, so a crash leaves a prefix of
+    the writes: a persisted offset never runs ahead of the values it covers, and the restore reads
+    the changelog from that offset on. A clean stop closes the databases, which flushes them.
+    Kafka Streams' RocksDB stores do the same. What it saves: a ~5 kB write costs ~8 us instead of
+    ~25 us (rocksdict, this machine)."""
+
+    def _open_for_partition(self, partition: int) -> Any:
+        db = super()._open_for_partition(partition)
+        if self.use_rocksdict:
+            options = rocksdict.WriteOptions()
+            options.disable_wal = True
+            db.set_write_options(options)  # before any write: every write of the database skips it
+        return db
+
+
 class TrackedTable(faust.Table):
-    """`faust.Table` whose changelog sends join the app's commit barrier (`watch_send`)."""
+    """`faust.Table` whose changelog sends join the app's commit barrier (`watch_send`), on an
+    `UnloggedRocksStore` where Faust would use its RocksDB store (unless the app asks for the WAL:
+    `PinganFaustApp.table_store_wal`)."""
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        if faust_stores.by_url(url) is not faust_rocksdb.Store or getattr(self.app, "table_store_wal", True):
+            return super()._new_store_by_url(url)
+        return UnloggedRocksStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
+                                  key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                                  value_type=self.value_type, loop=self.loop, options=self.options)
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         fut = super().send_changelog(*args, **kwargs)
@@ -677,7 +712,7 @@ class PinganFaustApp(faust.App):
 
     def __init__(self, *args: Any, read_committed: bool = False, kafka: Mapping[str, Any] | None = None,
                  fetch_max_wait_ms: int | None = None, fetch_min_bytes: int | None = None,
-                 **kwargs: Any) -> None:
+                 table_store_wal: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("Table", TrackedTable)
         kwargs.setdefault("TableManager", PinganTableManager)
         super().__init__(*args, **kwargs)
@@ -688,6 +723,8 @@ class PinganFaustApp(faust.App):
         self.fetch_max_wait_ms = fetch_max_wait_ms
         #: the bytes a fetch waits for (up to `fetch_max_wait_ms`) before the broker answers (None: 1)
         self.fetch_min_bytes = fetch_min_bytes
+        #: RocksDB table stores write RocksDB's write-ahead log (else `UnloggedRocksStore`)
+        self.table_store_wal = table_store_wal
         #: aiokafka client options (bootstrap servers, security) for the checkpoints' own clients
         self.pingan_kafka: dict[str, Any] = dict(kafka or {})
         #: checkpointed input topic → its `Checkpoints` (set by `StateTables.checkpointed`)

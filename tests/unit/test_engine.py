@@ -42,8 +42,10 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> list[object]:
         client = loop.run_until_complete(worker_client())
     finally:
         loop.close()
+    rocks = build_app(Settings(run_dir=tmp_path_factory.mktemp("engine-rocks"), registry_path=None),
+                      with_index=False, table_store="rocksdb://")
     return [app, app.consumer, Fetcher(app), app.tables.recovery, app.tables,
-            app.pingan_processor.stores.incidents.table, client]
+            app.pingan_processor.stores.incidents.table, rocks.pingan_processor.stores.incidents.table.data, client]
 
 
 def test_the_installed_faust_is_the_supported_one() -> None:
@@ -93,7 +95,7 @@ def test_current_event_is_a_context_variable() -> None:
 def test_our_overrides_keep_faust_signatures(hook: Hook) -> None:
     ours = {engine.faust_aiokafka.Consumer: SafeOffsetsConsumer, faust.App: PinganFaustApp,
             faust.Table: TrackedTable, engine.faust_aiokafka.AIOKafkaConsumerThread: engine.ReadCommittedConsumerThread,
-            engine.Recovery: engine.CheckpointRecovery}[hook.owner]
+            engine.Recovery: engine.CheckpointRecovery, engine.faust_rocksdb.Store: engine.UnloggedRocksStore}[hook.owner]
     mine = inspect.signature(getattr(ours, hook.name))
     if any(p.kind is p.VAR_POSITIONAL for p in mine.parameters.values()):
         return  # a pass-through (*args, **kwargs): takes whatever Faust passes
@@ -206,3 +208,38 @@ def test_store_keys_use_the_store_whenever_the_quoted_text_is_not_its_encoding()
     store, keys = _RawStore(), StoreKeys()
     assert [keys(store, k) for k in ("g:1", "g:2", "p:3")] == [b"g:1", b"g:2", b"p:3"]
     assert keys._direct is False and store.calls == 4  # the check, then every key
+
+
+_WRITE_AND_DIE = """
+import os, sys
+from pathlib import Path
+from streams.settings import Settings
+from streams.worker.app import build_app
+app = build_app(Settings(run_dir=Path(sys.argv[1]), registry_path=None, table_store_wal=sys.argv[2] == "wal"),
+                with_index=False, table_store="rocksdb://")
+store = app.pingan_processor.stores.incidents.table.data
+print(type(store).__name__, store.partition_path(0), flush=True)
+store._db_for_partition(0).put(b"written", b"before the crash")
+os._exit(0)  # a crash: nothing closed, nothing flushed
+"""
+
+
+@pytest.mark.parametrize("wal", [False, True])
+def test_table_stores_write_the_wal_only_when_asked(tmp_path: Path, wal: bool) -> None:
+    """`table_store_wal` off (the default): the worker's RocksDB stores are `UnloggedRocksStore`s and
+    a write not yet flushed is gone after a crash (the changelog restores it); on: Faust's store, the
+    write survives."""
+    import subprocess
+    import sys
+
+    import rocksdict
+
+    out = subprocess.run([sys.executable, "-c", _WRITE_AND_DIE, str(tmp_path), "wal" if wal else "nowal"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    kind, path = out[0], out[1]
+    assert kind == ("Store" if wal else "UnloggedRocksStore")
+    db = rocksdict.Rdict(path, options=rocksdict.Options(raw_mode=True))
+    try:
+        assert (db.get(b"written") == b"before the crash") is wal
+    finally:
+        db.close()
