@@ -462,8 +462,8 @@ def _add_correlate_checkpointed(w: _Wiring, by_county_t: faust.TopicT, tables: S
                     tables.forget()
                     raise  # the worker is stopping: the batch is processed again after a restart
                 except Exception as exc:  # noqa: BLE001 - fenced, or any error: read the partition again
-                    # Not raised: Faust would restart the agent in this process at the position past
-                    # the batch, and its records would never be processed (seen in a broker restart).
+                    # Not raised: that would stop the whole worker (CrashingSupervisor) for what is
+                    # often a broker blip; handing the one partition back re-reads just its records.
                     tables.forget()
                     w.metrics.checkpoints_failed += 1
                     log.warning("correlate: checkpoint of %s[%d] not committed (%r); the partition is read "

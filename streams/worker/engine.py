@@ -743,8 +743,7 @@ class PinganFaustApp(faust.App):
         """Read `topic[partition]` again from the log: its checkpoint failed (fenced, or any error).
 
         The batch's state and outputs are not in the local stores and may or may not be in Kafka,
-        and the consumer's position is past its records; skipping them would lose them (Faust
-        restarts a crashed agent in the same process, at the same position). So, as Kafka Streams
+        and the consumer's position is past its records; going on would lose them. So, as Kafka Streams
         does with a task whose producer was fenced, the partition is handed back to the group: its
         records are skipped from now on, and the consumer rejoins the group. Every assignment
         restores the tables from their changelogs (whatever the failed checkpoint committed
