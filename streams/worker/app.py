@@ -252,10 +252,9 @@ class _Wiring:
         await self.app.publish(name, key.encode(), value)
 
     async def send_many(self, records: list[OutRecord]) -> None:
-        """Publish records in order, outside a checkpoint (see `PinganFaustApp.publish`)."""
-        publish = self.app.publish
-        for rec in records:
-            await publish(rec.topic, rec.key or b"", rec.value or b"")
+        """Publish records outside a checkpoint, in order within each partition, as whole batches
+        (`PinganFaustApp.publish_many`)."""
+        await self.app.publish_many(records)
 
     async def dead_letter(self, record: dict[str, Any]) -> None:
         self.metrics.dead_letters += 1

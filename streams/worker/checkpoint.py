@@ -23,10 +23,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.structs import RecordMetadata
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,13 @@ class OutRecord:
     partition: int | None = None
 
 
+#: ``partitioner(key, all_partitions, available_partitions) -> partition`` (aiokafka's signature)
+Partitioner = Callable[[bytes | None, list[int], list[int]], int]
+#: A queued batch: its future (the batch's metadata once acknowledged) and, per record in it,
+#: (the record's index in the records sent, its offset in the batch).
+SentBatch = tuple[asyncio.Future, list[tuple[int, int]]]
+
+
 class CheckpointLost(RuntimeError):
     """The checkpoint was not committed because a newer producer of the partition's transactional id
     fenced this one (another worker took the partition, or the coordinator aborted the transaction
@@ -55,7 +65,7 @@ class Checkpoints:
     def __init__(self, *, kafka: Mapping[str, Any], app_id: str, agent: str, input_topic: str,
                  transaction_timeout_ms: int = 30_000, linger_ms: int = 5, compression_type: str | None = None,
                  max_request_size: int = 2 * 1024 * 1024,
-                 partitioner: Callable[[bytes | None, list[int], list[int]], int] | None = None,
+                 partitioner: Partitioner | None = None,
                  retry_backoff_ms: int = 10) -> None:
         """`partitioner`: how an output record without a partition finds one (None: aiokafka's
         default; the worker passes the same murmur2 computed faster, streams/worker/partitioner.py).
@@ -75,6 +85,7 @@ class Checkpoints:
         self.max_request_size = max_request_size
         self.retry_backoff_ms = retry_backoff_ms
         self._producers: dict[int, AIOKafkaProducer] = {}
+        self._partitioner: Partitioner = partitioner if partitioner is not None else DefaultPartitioner()
         self._lock = asyncio.Lock()
         self.committed = 0  # checkpoints committed by this worker (metrics, tests)
 
@@ -128,31 +139,32 @@ class Checkpoints:
             producer = self._producers[partition]
         return producer
 
-    async def commit(self, partition: int, records: Sequence[OutRecord], next_offset: int) -> list[Any]:
+    async def commit(self, partition: int, records: Sequence[OutRecord], next_offset: int) -> list[RecordMetadata]:
         """Commit `records` and the consumed offset `next_offset` of `partition` atomically.
 
         Returns the records' metadata (offsets), in order. Raises `CheckpointLost` when a newer
         producer fenced this one (nothing of the checkpoint is visible); any other error leaves
-        the transaction aborted (or open until the broker's timeout aborts it) and is raised."""
+        the transaction aborted (or open until the broker's timeout aborts it) and is raised.
+
+        The records go out as whole batches, one per output partition (`send_batches`)."""
         producer = await self._producer(partition)
-        futures: list[asyncio.Future] = []
+        sent: list[SentBatch] = []
         try:
             await producer.begin_transaction()
-            for r in records:
-                futures.append(await producer.send(r.topic, r.value, key=r.key, partition=r.partition))
+            await send_batches(producer, records, self._partitioner, self.max_request_size, sent)
             await producer.send_offsets_to_transaction(
                 {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
             await producer.commit_transaction()
         except ProducerFenced as exc:
-            _settle(futures)
+            _settle([fut for fut, _ in sent])
             await self._drop(partition, producer)
             raise CheckpointLost(f"{self.transactional_id(partition)} was fenced by a newer producer") from exc
         except BaseException:
-            _settle(futures)
+            _settle([fut for fut, _ in sent])
             await self._abort(partition, producer)
             raise
         self.committed += 1
-        return [f.result() for f in futures]
+        return record_metadata(len(records), sent)
 
     async def _abort(self, partition: int, producer: AIOKafkaProducer) -> None:
         try:
@@ -170,6 +182,68 @@ class Checkpoints:
             producers, self._producers = list(self._producers.values()), {}
         for producer in producers:
             await _stop_quietly(producer)
+
+
+
+async def send_batches(producer: AIOKafkaProducer, records: Sequence[OutRecord], partitioner: Partitioner,
+                       max_request_size: int, sent: list[SentBatch]) -> None:
+    """Queue `records` on `producer` as whole batches: grouped by topic partition (in order within
+    each), one closed batch per partition (more when one outgrows the producer's batch size),
+    appending each queued batch to `sent` (`record_metadata` turns them into per-record offsets).
+
+    What ``producer.send`` per record does, without its per-record cost: a coroutine, a future and
+    an accumulator lookup per record, and every future resolved on the ack (~10 µs of the ~30 µs a
+    1 kB record cost the worker's thread on this machine). A closed batch is sent at once instead
+    of after ``linger_ms``. A record without a partition goes where ``send`` would put it
+    (`partitioner` over the topic's partitions in the producer's metadata); one above
+    `max_request_size` raises ``MessageSizeTooLargeError`` before it is queued, as ``send`` does."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    known: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault((r.topic, await _partition_of(producer, r, partitioner, known)), []).append(i)
+    for (topic, part), indexes in groups.items():
+        batch, rel = producer.create_batch(), []
+        for i in indexes:
+            r = records[i]
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(r.key, r.value, [])
+            if size > max_request_size:
+                raise MessageSizeTooLargeError(f"a record of {r.topic} is {size} bytes, more than "
+                                               f"max_request_size ({max_request_size})")
+            meta = batch.append(key=r.key, value=r.value, timestamp=None)
+            if meta is None:  # full (a batch always takes its first record): queue it, start another
+                batch.close()
+                sent.append((await producer.send_batch(batch, topic, partition=part), rel))
+                batch, rel = producer.create_batch(), []
+                meta = batch.append(key=r.key, value=r.value, timestamp=None)
+            rel.append((i, meta.offset))
+        batch.close()  # a closed batch does not linger: the sender takes it at once
+        sent.append((await producer.send_batch(batch, topic, partition=part), rel))
+
+
+async def _partition_of(producer: AIOKafkaProducer, r: OutRecord, partitioner: Partitioner,
+                        known: dict[str, list[int]]) -> int:
+    """`r`'s partition: its own, or `partitioner`'s for its key over the topic's partitions in the
+    producer's current metadata; `known` caches those for one call of `send_batches`."""
+    if r.partition is not None:
+        return r.partition
+    partitions = known.get(r.topic)
+    if partitions is None:
+        current = producer.client.cluster.partitions_for_topic(r.topic) or await producer.partitions_for(r.topic)
+        partitions = known[r.topic] = sorted(current)
+    return partitioner(r.key, partitions, partitions)
+
+
+def record_metadata(n: int, sent: Sequence[SentBatch]) -> list[RecordMetadata]:
+    """Per record (in the order given to `send_batches`), its metadata once every batch in `sent`
+    is acknowledged: its batch's base offset plus its offset in the batch, as aiokafka resolves a
+    ``send`` future."""
+    out: list[RecordMetadata | None] = [None] * n
+    for fut, rel in sent:
+        base: RecordMetadata = fut.result()
+        for i, offset in rel:
+            out[i] = RecordMetadata(base.topic, base.partition, base.topic_partition, base.offset + offset,
+                                    base.timestamp, base.timestamp_type, base.log_start_offset)
+    return cast(list[RecordMetadata], out)
 
 
 def _settle(futures: Sequence[asyncio.Future]) -> None:

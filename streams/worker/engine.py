@@ -61,18 +61,19 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version as installed_version
 from types import ModuleType, SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import aiokafka
+import orjson
 import rocksdict
 from aiokafka.errors import IllegalStateError
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 
-from streams.worker.checkpoint import Checkpoints, OutRecord, last_committed_offsets
+from streams.worker.checkpoint import Checkpoints, OutRecord, SentBatch, last_committed_offsets, send_batches
 from streams.worker.tables import DELETED, CachedTable
 
 #: The faust-streaming release whose internals every override below was written against.
@@ -114,6 +115,7 @@ from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP  # noqa: E402
 from faust.transport.drivers import aiokafka as faust_aiokafka  # noqa: E402
 from faust.transport.utils import DefaultSchedulingStrategy  # noqa: E402
 from faust.types import TP  # noqa: E402
+from faust.utils import json as faust_json  # noqa: E402
 
 
 class Hook(NamedTuple):
@@ -201,6 +203,10 @@ FAUST_HOOKS: tuple[Hook, ...] = (
          ("self", "topic", "key", "value", "partition", "timestamp", "headers", "transactional_id"), "calls"),
     Hook(SensorDelegate, "on_send_initiated", ("self", "producer", "topic", "message", "keysize", "valsize"),
          "calls"),
+    # publish_many: whole batches on Faust's aiokafka producer, with its partitioner and size limit
+    Hook(faust_aiokafka.Producer, "_ensure_producer", ("self",), "calls"),
+    Hook(faust_aiokafka.Producer, "partitioner", None, "uses"),
+    Hook(faust_aiokafka.Producer, "max_request_size", None, "uses"),
     # StateTables: table writes go to the changelog partition of the current event
     Hook(faust_streams, "_current_event", None, "sets"),
     # exactly_once: the table writes of a checkpoint (StateTables.commit), its restore (CheckpointRecovery)
@@ -210,6 +216,9 @@ FAUST_HOOKS: tuple[Hook, ...] = (
     Hook(faust.Table, "value_serializer", None, "uses"),
     Hook(faust.Topic, "prepare_key", ("self", "key", "key_serializer", "schema", "headers"), "calls"),
     Hook(faust.Topic, "prepare_value", ("self", "value", "value_serializer", "schema", "headers"), "calls"),
+    # ChangelogCodec: Faust's JSON codec's own orjson call, made directly (proved byte-equal first)
+    Hook(faust_json, "orjson", None, "uses"),
+    Hook(faust_json, "on_default", None, "uses"),
     # write_store: committed changelog bytes straight into a serialized (RocksDB) store
     Hook(SerializedStore, "_set", ("self", "key", "value"), "calls"),
     Hook(SerializedStore, "_del", ("self", "key"), "calls"),
@@ -696,6 +705,15 @@ class TrackedTable(faust.Table):
                                   key_serializer=self.key_serializer, value_serializer=self.value_serializer,
                                   value_type=self.value_type, loop=self.loop, options=self.options)
 
+    _pingan_changelog_codec: ChangelogCodec | None = None
+
+    def changelog_codec(self) -> ChangelogCodec:
+        """This table's `ChangelogCodec` (made on first use: the changelog topic exists by then)."""
+        codec = self._pingan_changelog_codec
+        if codec is None:
+            codec = self._pingan_changelog_codec = ChangelogCodec(self)
+        return codec
+
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         fut = super().send_changelog(*args, **kwargs)
         watch = getattr(self.app, "watch_send", None)
@@ -783,6 +801,26 @@ class PinganFaustApp(faust.App):
         self.sensors.on_send_initiated(self.producer, topic, SimpleNamespace(key=key, value=value),
                                        len(key), len(value))
         self.watch_send(await self.producer.send(topic, key, value, None, None, None))
+
+    async def publish_many(self, records: Sequence[OutRecord]) -> None:
+        """`publish` for many records at once: sent as whole batches, one per partition
+        (`checkpoint.send_batches`: the partitions ``send`` would pick, ~10 µs less per record than
+        a ``send`` each). The sensors see every record and every batch joins the commit barrier,
+        as with `publish`; Faust's ``on_produce_message`` signal is not sent (nothing here uses it)."""
+        if not records:
+            return
+        on_send = self.sensors.on_send_initiated
+        for r in records:
+            on_send(self.producer, r.topic, SimpleNamespace(key=r.key, value=r.value), len(r.key or b""),
+                    len(r.value or b""))
+        faust_producer = self.producer
+        sent: list[SentBatch] = []
+        try:
+            await send_batches(faust_producer._ensure_producer(), records,  # noqa: SLF001 - FAUST_HOOKS
+                               faust_producer.partitioner, faust_producer.max_request_size, sent)
+        finally:
+            for fut, _ in sent:  # a failure part way: what was queued is still watched
+                self.watch_send(fut)
 
     def sent_in_checkpoint(self, records: Any) -> None:
         """Tell the sensors about output records a checkpoint committed (they never pass `publish`)."""
@@ -954,10 +992,66 @@ class TableWrite(NamedTuple):
 
 def _changelog_record(w: TableWrite) -> OutRecord:
     """The changelog record Faust would send for `w` (its serializers; a tombstone for a deletion)."""
+    codec = getattr(w.table, "changelog_codec", None)
+    if codec is not None:
+        return codec().record(w)
     topic = w.table.changelog_topic
     key, _ = topic.prepare_key(w.key, w.table.key_serializer, None, None)
     value = None if w.value is DELETED else topic.prepare_value(w.value, w.table.value_serializer, None, None)[0]
     return OutRecord(topic.get_topic_name(), key, value, w.partition)
+
+
+#: The value types `ChangelogCodec` writes itself (Faust's registry treats only its models specially).
+_PLAIN_VALUES = (dict, list, str, int, float, bool)
+#: The options Faust's JSON codec passes to orjson (faust.utils.json.dumps).
+_FAUST_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+
+
+class ChangelogCodec:
+    """A table's changelog records without a trip through Faust's serializer registry per write.
+
+    Faust's path for a JSON table (``topic.prepare_key`` / ``prepare_value``: schema, registry,
+    codec chain) costs ~10 µs per record on top of the JSON itself; a checkpoint writes a few per
+    event. With orjson installed, Faust's JSON codec is ``orjson.dumps(value, default=on_default,
+    option=OPT_NON_STR_KEYS | OPT_UTC_Z)`` and a printable ASCII str key is its quoted text; this
+    writes those directly, but only once the first write of the table proved them byte-equal to
+    Faust's own (any other serializer, or a difference: Faust's path for good). Values that are not
+    plain JSON types (a Faust model) always take Faust's path."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.topic = table.changelog_topic
+        self.name = self.topic.get_topic_name()
+        json_tables = table.key_serializer == "json" and table.value_serializer == "json"
+        self._direct: bool | None = None if json_tables and faust_json.orjson is not None else False
+
+    def record(self, w: TableWrite) -> OutRecord:
+        if self._direct is None and w.value is not DELETED:
+            self._direct = self._fast_key(w.key) == self._faust_key(w.key) and \
+                self._fast_value(w.value) == self._faust_value(w.value)
+        if self._direct:
+            key = self._fast_key(w.key) or self._faust_key(w.key)
+            value = None if w.value is DELETED else self._fast_value(w.value) or self._faust_value(w.value)
+        else:
+            key = self._faust_key(w.key)
+            value = None if w.value is DELETED else self._faust_value(w.value)
+        return OutRecord(self.name, key, value, w.partition)
+
+    @staticmethod
+    def _fast_key(key: Any) -> bytes | None:
+        return _json_str_key(key) if type(key) is str else None
+
+    @staticmethod
+    def _fast_value(value: Any) -> bytes | None:
+        if type(value) not in _PLAIN_VALUES:
+            return None
+        return orjson.dumps(value, default=faust_json.on_default, option=_FAUST_ORJSON_OPTIONS)
+
+    def _faust_key(self, key: Any) -> bytes:
+        return self.topic.prepare_key(key, self.table.key_serializer, None, None)[0]
+
+    def _faust_value(self, value: Any) -> bytes:
+        return self.topic.prepare_value(value, self.table.value_serializer, None, None)[0]
 
 
 def changelog_records(writes: list[TableWrite]) -> list[OutRecord]:

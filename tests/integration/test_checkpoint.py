@@ -130,3 +130,51 @@ async def test_back_to_back_checkpoints_retry_with_the_configured_backoff(topics
     assert cp.committed == 20
     assert await _read(topics["out"], "read_committed") == [f"out-{i}".encode() for i in range(20)]
     assert await _committed(topics["group"], topics["in"]) == 20
+
+
+async def test_batched_records_get_their_own_offsets_and_the_partitions_send_would_give(topics: dict) -> None:
+    """A checkpoint sends one batch per output partition (more when one outgrows the producer's
+    512 kB batches); each record's metadata is still its own offset, and a record without a
+    partition goes where ``producer.send`` would put it (the partitioner over the topic's partitions)."""
+    from aiokafka.errors import MessageSizeTooLargeError
+    from aiokafka.partitioner import DefaultPartitioner
+
+    (multi,) = create_topics(topics["group"] + "-", ["multi"], partitions=3)
+    cp = Checkpoints(kafka=KAFKA, app_id=topics["group"], agent="t", input_topic=topics["in"], max_request_size=64 * 1024)
+    try:
+        records = [OutRecord(topics["changelog"], b"c%d" % i, b"state-%d-" % i + b"s" * 1500, 0) for i in range(900)]
+        records += [OutRecord(multi, b"key-%d" % i, b"out-%d" % i) for i in range(60)]
+        records += [OutRecord(multi, b"key-x", None)]  # a tombstone
+        metas = await cp.commit(0, records, 7)
+        expected_partition = DefaultPartitioner()
+        for r, m in zip(records, metas, strict=True):
+            assert m.topic == r.topic
+            want = r.partition if r.partition is not None else expected_partition(r.key, [0, 1, 2], [0, 1, 2])
+            assert m.partition == want
+        assert len({m.partition for m in metas if m.topic == multi}) == 3
+        seen = {}
+        consumer = AIOKafkaConsumer(topics["changelog"], multi, bootstrap_servers=BOOTSTRAP, group_id=None,
+                                    auto_offset_reset="earliest", isolation_level="read_committed")
+        await consumer.start()
+        try:
+            for _ in range(20):
+                for tp, batch in (await consumer.getmany(timeout_ms=300)).items():
+                    seen.update({(tp.topic, tp.partition, r.offset): (r.key, r.value) for r in batch})
+                if len(seen) == len(records):
+                    break
+        finally:
+            await consumer.stop()
+        assert seen == {(m.topic, m.partition, m.offset): (r.key, r.value) for r, m in zip(records, metas, strict=True)}
+        changelog_offsets = [m.offset for m in metas[:900]]
+        assert changelog_offsets == sorted(changelog_offsets) and len(set(changelog_offsets)) == 900
+        assert await _committed(topics["group"], topics["in"]) == 7
+
+        # a record above max_request_size fails the checkpoint as `send` would; nothing of it is committed
+        with pytest.raises(MessageSizeTooLargeError):
+            await cp.commit(0, [OutRecord(multi, b"k", b"ok"), OutRecord(multi, b"big", b"b" * 70_000)], 9)
+        assert await _committed(topics["group"], topics["in"]) == 7
+        await cp.commit(0, [OutRecord(multi, b"k", b"after")], 11)  # the aborted transaction left the producer usable
+        assert await _committed(topics["group"], topics["in"]) == 11
+    finally:
+        await cp.stop()
+        delete_topics([multi])

@@ -42,6 +42,11 @@ def app_and_sent(tmp_path, monkeypatch, request):  # noqa: ANN001, ANN201
         return delivered()
 
     monkeypatch.setattr(app.producer, "send", send)
+
+    async def publish_many(records: list) -> None:  # the normalize agent's batches (engine.publish_many)
+        sent.extend((short[r.topic], r.key, r.value) for r in records)
+
+    monkeypatch.setattr(app, "publish_many", publish_many)
     app.checkpointed_log = []
     app.committed_offsets = []
     for checkpoints in app.checkpoints.values():
@@ -165,6 +170,12 @@ async def test_correlate_agent_processes_every_event_when_sends_are_slow(tmp_pat
         return delivered()
 
     app.producer.send = slow_send  # type: ignore[method-assign]
+
+    async def slow_publish_many(records: list) -> None:  # at_least_once: the batches of engine.publish_many
+        for r in records:
+            await slow_send(r.topic, r.key, r.value)
+
+    app.publish_many = slow_publish_many  # type: ignore[method-assign]
 
     async def slow_commit(partition: int, records: list, next_offset: int) -> list:
         for r in records:

@@ -45,7 +45,8 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> list[object]:
     rocks = build_app(Settings(run_dir=tmp_path_factory.mktemp("engine-rocks"), registry_path=None),
                       with_index=False, table_store="rocksdb://")
     return [app, app.consumer, Fetcher(app), app.tables.recovery, app.tables,
-            app.pingan_processor.stores.incidents.table, rocks.pingan_processor.stores.incidents.table.data, client]
+            app.pingan_processor.stores.incidents.table, rocks.pingan_processor.stores.incidents.table.data,
+            app.producer, client]
 
 
 def test_the_installed_faust_is_the_supported_one() -> None:
@@ -243,3 +244,78 @@ def test_table_stores_write_the_wal_only_when_asked(tmp_path: Path, wal: bool) -
         assert (db.get(b"written") == b"before the crash") is wal
     finally:
         db.close()
+
+
+async def test_publish_many_sends_one_batch_per_partition_and_watches_every_batch(tmp_path: Path) -> None:
+    """`PinganFaustApp.publish_many` (the normalize agent's sends): one closed batch per topic
+    partition, each record in the partition Faust's producer would pick for its key, the sensors
+    told of every record, and every batch in the commit barrier until acknowledged; a failed batch
+    stops the commits (`failed_send`)."""
+    from types import SimpleNamespace
+
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    from streams.worker.checkpoint import OutRecord
+
+    app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="memory://")
+    queued: list[tuple[str, int, BatchBuilder, asyncio.Future]] = []
+
+    class _Producer:  # the aiokafka producer's batch API, no network
+        client = SimpleNamespace(cluster=SimpleNamespace(partitions_for_topic=lambda topic: {0, 1, 2}))
+
+        def create_batch(self) -> BatchBuilder:
+            return BatchBuilder(16 * 1024, 0)
+
+        async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future:
+            fut = asyncio.get_running_loop().create_future()
+            queued.append((topic, partition, batch, fut))
+            return fut
+
+    seen: list[tuple[str, bytes]] = []
+    app.producer._ensure_producer = lambda: _Producer()  # noqa: SLF001
+    app.sensors.on_send_initiated = lambda producer, topic, message, keysize, valsize: seen.append((topic, message.key))
+    records = [OutRecord("events", b"e%d" % i, b"v%d" % i) for i in range(12)] + [OutRecord("by-county", b"510621", b"x")]
+    await app.publish_many(records)
+
+    assert seen == [(r.topic, r.key) for r in records]
+    partition_of = app.producer.partitioner
+    want: dict[tuple[str, int], list[bytes]] = {}
+    for r in records:
+        want.setdefault((r.topic, partition_of(r.key, [0, 1, 2], [0, 1, 2])), []).append(r.key)
+    assert {(t, p): b.record_count() for t, p, b, _f in queued} == {tp: len(keys) for tp, keys in want.items()}
+    assert len(queued) == len(want) and all(b.closed() for _t, _p, b, _f in queued)
+    assert app.outstanding == {f for _t, _p, _b, f in queued}
+    queued[0][3].set_result(None)
+    queued[1][3].set_exception(RuntimeError("broker gone"))
+    await asyncio.sleep(0)
+    assert len(app.outstanding) == len(queued) - 2 and str(app.failed_send) == "broker gone"
+
+
+def test_changelog_records_are_the_bytes_faust_would_send(tmp_path: Path) -> None:
+    """`ChangelogCodec` (the checkpoint's changelog records without Faust's serializer registry)
+    gives exactly Faust's key and value bytes: plain and escaped keys, nested values, floats,
+    non-ASCII text, deletions; a table whose serializer is not JSON always goes through Faust."""
+    from types import SimpleNamespace
+
+    from streams.worker.engine import ChangelogCodec, TableWrite, changelog_records
+    from streams.worker.tables import DELETED
+
+    app = build_app(Settings(run_dir=tmp_path, registry_path=None), with_index=False, table_store="memory://")
+    app.finalize()
+    table = app.pingan_processor.stores.candidates.table
+    ev = SimpleNamespace(message=SimpleNamespace(partition=2))
+    values = [[{"event_id": "e1", "t": 1752494400000, "lat": 31.4700001, "persons": ["p:1"], "note": "汶川 \"水\"\n"}],
+              {"a": None, "b": True, "c": 1.5e-7, "d": {"e": []}}, "inc-1", 7, DELETED]
+    keys = ["g:wm7b1", "名:张三", 'q"uote', "tab\t", "p:abc"]
+    writes = [TableWrite(table, k, v, ev) for k, v in zip(keys, values, strict=True)]
+    topic = table.changelog_topic
+    faust_bytes = [(topic.prepare_key(w.key, table.key_serializer, None, None)[0],
+                    None if w.value is DELETED else topic.prepare_value(w.value, table.value_serializer, None, None)[0])
+                   for w in writes]
+    records = changelog_records(writes)
+    assert [(r.key, r.value) for r in records] == faust_bytes
+    assert {(r.topic, r.partition) for r in records} == {(topic.get_topic_name(), 2)}
+    assert table.changelog_codec()._direct is True  # noqa: SLF001 - proved on the first write
+
+    raw = SimpleNamespace(changelog_topic=topic, key_serializer="raw", value_serializer="raw")
+    assert ChangelogCodec(raw)._direct is False  # noqa: SLF001
