@@ -184,7 +184,6 @@ class Checkpoints:
             await _stop_quietly(producer)
 
 
-
 async def send_batches(producer: AIOKafkaProducer, records: Sequence[OutRecord], partitioner: Partitioner,
                        max_request_size: int, sent: list[SentBatch]) -> None:
     """Queue `records` on `producer` as whole batches: grouped by topic partition (in order within
