@@ -194,12 +194,18 @@ async def send_batches(producer: AIOKafkaProducer, records: Sequence[OutRecord],
     an accumulator lookup per record, and every future resolved on the ack (~10 µs of the ~30 µs a
     1 kB record cost the worker's thread on this machine). A closed batch is sent at once instead
     of after ``linger_ms``. A record without a partition goes where ``send`` would put it
-    (`partitioner` over the topic's partitions in the producer's metadata); one above
-    `max_request_size` raises ``MessageSizeTooLargeError`` before it is queued, as ``send`` does."""
+    (`partitioner` over the topic's partitions in the producer's metadata, read once per topic);
+    one above `max_request_size` raises ``MessageSizeTooLargeError`` before it is queued, as
+    ``send`` does."""
+    partitions = {topic: sorted(producer.client.cluster.partitions_for_topic(topic)
+                                or await producer.partitions_for(topic))
+                  for topic in {r.topic for r in records if r.partition is None}}
     groups: dict[tuple[str, int], list[int]] = {}
-    known: dict[str, list[int]] = {}
     for i, r in enumerate(records):
-        groups.setdefault((r.topic, await _partition_of(producer, r, partitioner, known)), []).append(i)
+        part = r.partition
+        if part is None:
+            part = partitioner(r.key, partitions[r.topic], partitions[r.topic])
+        groups.setdefault((r.topic, part), []).append(i)
     for (topic, part), indexes in groups.items():
         batch, rel = producer.create_batch(), []
         for i in indexes:
@@ -217,19 +223,6 @@ async def send_batches(producer: AIOKafkaProducer, records: Sequence[OutRecord],
             rel.append((i, meta.offset))
         batch.close()  # a closed batch does not linger: the sender takes it at once
         sent.append((await producer.send_batch(batch, topic, partition=part), rel))
-
-
-async def _partition_of(producer: AIOKafkaProducer, r: OutRecord, partitioner: Partitioner,
-                        known: dict[str, list[int]]) -> int:
-    """`r`'s partition: its own, or `partitioner`'s for its key over the topic's partitions in the
-    producer's current metadata; `known` caches those for one call of `send_batches`."""
-    if r.partition is not None:
-        return r.partition
-    partitions = known.get(r.topic)
-    if partitions is None:
-        current = producer.client.cluster.partitions_for_topic(r.topic) or await producer.partitions_for(r.topic)
-        partitions = known[r.topic] = sorted(current)
-    return partitioner(r.key, partitions, partitions)
 
 
 def record_metadata(n: int, sent: Sequence[SentBatch]) -> list[RecordMetadata]:

@@ -809,10 +809,7 @@ class PinganFaustApp(faust.App):
         as with `publish`; Faust's ``on_produce_message`` signal is not sent (nothing here uses it)."""
         if not records:
             return
-        on_send = self.sensors.on_send_initiated
-        for r in records:
-            on_send(self.producer, r.topic, SimpleNamespace(key=r.key, value=r.value), len(r.key or b""),
-                    len(r.value or b""))
+        self._sensors_see(records)
         faust_producer = self.producer
         sent: list[SentBatch] = []
         try:
@@ -824,6 +821,10 @@ class PinganFaustApp(faust.App):
 
     def sent_in_checkpoint(self, records: Any) -> None:
         """Tell the sensors about output records a checkpoint committed (they never pass `publish`)."""
+        self._sensors_see(records)
+
+    def _sensors_see(self, records: Any) -> None:
+        """``on_send_initiated`` for each `OutRecord` sent outside Faust's own send path."""
         on_send = self.sensors.on_send_initiated
         for r in records:
             on_send(self.producer, r.topic, SimpleNamespace(key=r.key, value=r.value), len(r.key or b""),
@@ -1014,9 +1015,10 @@ class ChangelogCodec:
     codec chain) costs ~10 µs per record on top of the JSON itself; a checkpoint writes a few per
     event. With orjson installed, Faust's JSON codec is ``orjson.dumps(value, default=on_default,
     option=OPT_NON_STR_KEYS | OPT_UTC_Z)`` and a printable ASCII str key is its quoted text; this
-    writes those directly, but only once the first write of the table proved them byte-equal to
-    Faust's own (any other serializer, or a difference: Faust's path for good). Values that are not
-    plain JSON types (a Faust model) always take Faust's path."""
+    writes those directly, but only once the first write of the table that has both (as `StoreKeys`
+    proves its keys) gave bytes equal to Faust's own (any other serializer, or a difference:
+    Faust's path for good). Keys JSON would escape and values that are not plain JSON types (a
+    Faust model) always take Faust's path."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
@@ -1027,8 +1029,9 @@ class ChangelogCodec:
 
     def record(self, w: TableWrite) -> OutRecord:
         if self._direct is None and w.value is not DELETED:
-            self._direct = self._fast_key(w.key) == self._faust_key(w.key) and \
-                self._fast_value(w.value) == self._faust_value(w.value)
+            fast_key, fast_value = self._fast_key(w.key), self._fast_value(w.value)
+            if fast_key is not None and fast_value is not None:  # else Faust's path, and prove on a later write
+                self._direct = fast_key == self._faust_key(w.key) and fast_value == self._faust_value(w.value)
         if self._direct:
             key = self._fast_key(w.key) or self._faust_key(w.key)
             value = None if w.value is DELETED else self._fast_value(w.value) or self._faust_value(w.value)
