@@ -88,7 +88,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
-from elasticsearch import AsyncElasticsearch
 from rich.console import Console
 from rich.table import Table
 
@@ -98,6 +97,7 @@ from bench.tables import fit_table, number_column, text_column
 from bench.throughput_bare import bulk, incident_actions, pure_pass
 from bench.throughput_payload import Expected, Payload, RawRecord, prepare, prepare_days
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
+from connectors.elasticsearch.client import async_client
 from connectors.elasticsearch.sink import IncidentSink
 from connectors.sources.devices import DeviceRegistry
 from infra.processes import ChildProcess, free_ports, isolated_settings, pingan_command, settings_env
@@ -1282,7 +1282,7 @@ async def run_throughput(opts: Options, *, settings: Settings | None = None,
     work = Path(tempfile.mkdtemp(prefix="pingan-bench-"))
     log(f"workdir {work}")
     ctx: Context | None = None
-    es = AsyncElasticsearch(base.es_url, timeout=60, **base.es_client_options())
+    es = async_client(base, timeout=60)
     gc_settings = contextlib.ExitStack()
     try:
         payload = await asyncio.to_thread(prepare, work, base, seed=opts.seed, scale=opts.scale,

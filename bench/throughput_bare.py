@@ -31,11 +31,11 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
 from bench.throughput_payload import RawRecord
 from connectors.elasticsearch.admin import IndexNames
+from connectors.elasticsearch.client import async_client
 from connectors.elasticsearch.documents import incident_document
 from connectors.sources.devices import DeviceRegistry
 from schemas.serde import default_store
@@ -191,7 +191,7 @@ async def run_b1(group: str) -> None:
 async def run_b3(group: str) -> None:
     settings = Settings.from_env()
     producer = _producer(settings)
-    client = AsyncElasticsearch(settings.es_url, timeout=60, **settings.es_client_options())
+    client = async_client(settings, timeout=60)
     await producer.start()
     normalize, correlate = BareNormalize(settings, producer), BareCorrelate(settings, producer, client)
 

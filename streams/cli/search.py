@@ -65,8 +65,8 @@ def serve(
 ) -> None:
     """Serve the search API and page until interrupted."""
     from aiohttp import web
-    from elasticsearch import AsyncElasticsearch
 
+    from connectors.elasticsearch.client import async_client
     from streams.settings import MissingSecrets, Settings
     from streams.web.audit import ANCHOR_TOPIC, AuditError, AuditLog, KafkaAnchors, rotate_aside
     from streams.web.auth import credentials_from_settings
@@ -96,7 +96,7 @@ def serve(
         audit = AuditLog(audit_path, key=key, anchors=anchors, anchor_every=settings.audit_anchor_every)
 
     async def build() -> web.Application:
-        es = AsyncElasticsearch([settings.es_url], **settings.es_client_options())
+        es = async_client(settings)
         application = make_app(settings, es, creds, audit)
 
         async def close_es(_: web.Application) -> None:
@@ -117,15 +117,14 @@ def serve(
 @app.command("init-index")
 def init_index() -> None:
     """Create the index template, the first versioned index and the alias (idempotent)."""
-    from elasticsearch import AsyncElasticsearch
-
     from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
+    from connectors.elasticsearch.client import async_client
     from streams.settings import Settings
 
     settings = Settings.from_env()
 
     async def run() -> str:
-        es = AsyncElasticsearch([settings.es_url], **settings.es_client_options())
+        es = async_client(settings)
         try:
             return await ensure_incident_index(es, IndexNames(settings.es_index_prefix), settings.es_refresh_interval)
         finally:

@@ -11,12 +11,12 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from elasticsearch import AsyncElasticsearch
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from connectors.elasticsearch.admin import IndexNames, ensure_incident_index
+from connectors.elasticsearch.client import async_client
 from connectors.ingest.schema_topic import publish_schemas
 from schemas.catalogue import SCHEMAS_TOPIC, TOPICS
 from streams.settings import Settings
@@ -78,7 +78,7 @@ def provision_elasticsearch(settings: Settings, report: ProvisionReport | None =
     report = report or ProvisionReport()
 
     async def run() -> str:
-        client = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
+        client = async_client(settings)
         try:
             return str(await ensure_incident_index(client, IndexNames(settings.es_index_prefix),
                                                    settings.es_refresh_interval))

@@ -47,11 +47,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from elasticsearch import AsyncElasticsearch
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from connectors.elasticsearch import admin
+from connectors.elasticsearch.client import async_client
 from connectors.elasticsearch.sink import IncidentSink
 from schemas.serde import SchemaStore, default_store
 from streams.domain.incidents import complete_members, lists_fewer
@@ -262,7 +262,7 @@ async def replay_index(settings: Settings, *, from_ms: int | None = None, from_e
     batch_size = batch_size or settings.sink_batch_size
     start = _start_point(from_ms, from_event_ms, from_offsets)
     consumer = make_consumer(settings)
-    client = es_client or AsyncElasticsearch(settings.es_url, timeout=60, **settings.es_client_options())
+    client = es_client or async_client(settings, timeout=60)
     t0 = time.perf_counter()
     try:
         cp = None if restart else Checkpoint.load(cp_path)

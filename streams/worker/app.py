@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from elasticsearch import AsyncElasticsearch
 from mode import CrashingSupervisor
 
 from connectors.elasticsearch.admin import IndexNames
+from connectors.elasticsearch.client import async_client
 from connectors.elasticsearch.sink import IncidentSink
 from connectors.sources.devices import DeviceRegistry
 from schemas.catalogue import topic as catalogue_topic
@@ -583,7 +583,7 @@ def _add_index(w: _Wiring, incidents_t: faust.TopicT) -> None:
 
     @app.agent(incidents_t, name=INDEX.name, supervisor_strategy=CrashingSupervisor)
     async def index(stream: faust.StreamT) -> None:
-        client = AsyncElasticsearch(settings.es_url, **settings.es_client_options())
+        client = async_client(settings)
         sink = IncidentSink(client, IndexNames(settings.es_index_prefix).alias,
                             batch_size=settings.sink_batch_size, chunk_size=settings.sink_chunk_size)
         try:
