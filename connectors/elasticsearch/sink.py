@@ -2,7 +2,8 @@
 
 Contract:
 - ``setup()`` checks that the target (alias or index) exists; ``add(incident)`` buffers (the
-  latest record per incident id wins; returns True when the batch is full); ``flush()`` sends
+  latest record per incident id wins; returns True when the batch is full; the document is built
+  at flush, so a record superseded in the same batch costs no document); ``flush()`` sends
   the buffer with ``async_streaming_bulk`` (``raise_on_error=False``) and returns a `SinkResult`
   only when every document is settled: indexed/deleted, stale (409: the index already holds a
   newer version), or dead-lettered; ``stop()`` flushes what is left.
@@ -93,7 +94,7 @@ class SinkResult:
 @dataclass(slots=True)
 class _Pending:
     incident: Mapping[str, Any]
-    action: dict[str, Any]
+    action: dict[str, Any] | None  # built by `flush` (None until then)
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
@@ -159,15 +160,31 @@ class IncidentSink:
 
     def add(self, incident: Mapping[str, Any], *, topic: str | None = None, partition: int | None = None,
             offset: int | None = None) -> bool:
-        """Buffer one incident record (latest per id wins); True when a flush is due."""
-        try:
-            action = incident_action(incident, self.index, external_version=self.external_version)
-        except DocumentError as exc:
+        """Buffer one incident record (latest per id wins); True when a flush is due.
+
+        A record without an ``incident_id`` is dead-lettered at once; any other `DocumentError`
+        surfaces at `flush` (in its `SinkResult.dead_letters`), where the document is built."""
+        inc_id = incident.get("incident_id")
+        if not isinstance(inc_id, str) or not inc_id:
+            exc = DocumentError("incident without incident_id")
             self._dead.append(self._dead_letter(incident, exc, "DocumentError", topic, partition, offset))
             return self.pending >= self.batch_size
-        self._buffer.pop(action["_id"], None)
-        self._buffer[action["_id"]] = _Pending(incident, action, topic, partition, offset)
+        self._buffer.pop(inc_id, None)
+        self._buffer[inc_id] = _Pending(incident, None, topic, partition, offset)
         return self.pending >= self.batch_size
+
+    def _build(self) -> None:
+        """Build the bulk action of every buffered record that has none; a record that cannot
+        become a document leaves the buffer as a dead letter."""
+        for inc_id, pending in list(self._buffer.items()):
+            if pending.action is not None:
+                continue
+            try:
+                pending.action = incident_action(pending.incident, self.index, external_version=self.external_version)
+            except DocumentError as exc:
+                del self._buffer[inc_id]
+                self._dead.append(self._dead_letter(pending.incident, exc, "DocumentError", pending.topic,
+                                                    pending.partition, pending.offset))
 
     @property
     def pending(self) -> int:
@@ -181,6 +198,7 @@ class IncidentSink:
     async def flush(self) -> SinkResult:
         """Send everything buffered; returns once every record is settled (see module contract)."""
         async with self._lock:
+            self._build()
             counts = {"indexed": 0, "deleted": 0, "stale": 0, "attempts": 0, "retried": 0}
             dead, self._dead = self._dead, []
             try:
@@ -205,7 +223,8 @@ class IncidentSink:
 
     async def _round(self, counts: dict[str, int], dead: list[dict[str, Any]]) -> None:
         """One bulk pass over the buffer; settled documents leave the buffer."""
-        actions = [p.action for p in self._buffer.values()]
+        self._build()  # records added while an earlier round was in flight
+        actions = [p.action for p in self._buffer.values() if p.action is not None]
         kwargs: dict[str, Any] = {}
         if self.refresh:
             kwargs["refresh"] = "wait_for" if self.refresh is True else self.refresh

@@ -148,6 +148,33 @@ def test_batch_full_signal() -> None:
     assert sink.add(_inc(2)) is True
 
 
+async def test_documents_are_built_at_flush_for_the_latest_record_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.elasticsearch.sink as sink_mod
+
+    built: list[tuple[str, int]] = []
+    real = sink_mod.incident_action
+
+    def counting(incident: Any, index: str, **kw: Any) -> dict[str, Any]:
+        built.append((incident["incident_id"], incident["version"]))
+        if incident.get("kind") == "unindexable":
+            raise sink_mod.DocumentError("cannot be a document")
+        return real(incident, index, **kw)
+
+    monkeypatch.setattr(sink_mod, "incident_action", counting)
+    es = FakeES([lambda ids: {}])
+    sink = IncidentSink(es, "idx", clock_ms=lambda: 7)
+    for v in (1, 2, 3):
+        sink.add(_inc(1, version=v))  # a flood incident updated three times in one batch
+    sink.add(_inc(2, kind="unindexable"))
+    assert built == [] and sink.pending == 2  # nothing built before the flush
+    result = await sink.flush()
+    assert built == [("inc-0000000000000001", 3), ("inc-0000000000000002", 1)]  # superseded versions cost nothing
+    assert es.calls == [["inc-0000000000000001"]]
+    assert result.indexed == 1 and [d["error_type"] for d in result.dead_letters] == ["DocumentError"]
+    assert json.loads(result.dead_letters[0]["raw"])["incident_id"] == "inc-0000000000000002"
+    assert result.total == 2 and sink.pending == 0
+
+
 # ---------------------------------------------------------------- real Elasticsearch
 def _es_reachable() -> bool:
     try:
